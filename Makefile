@@ -1,0 +1,41 @@
+# Thin wrapper over CMake. Every target first makes sure the Debian packages
+# are there (deploy/install-deps.sh is idempotent and quick when nothing is missing).
+BUILD ?= build
+FUZZ_BUILD ?= build-fuzz
+JOBS ?= $(shell nproc)
+SANITIZE ?= 0
+CMAKE_FLAGS ?=
+
+ifeq ($(SANITIZE),1)
+BUILD := build-sanitize
+CMAKE_FLAGS += -DWIDEEP_SANITIZE=ON
+endif
+
+.PHONY: all deps build test demo bench fuzz clean
+
+all: build
+
+deps:
+	@bash deploy/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) \
+		-DWIDEEP_FUZZ_DIR=$(abspath $(FUZZ_BUILD)) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+fuzz: deps
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DWIDEEP_FUZZ=ON -DWIDEEP_CUDA=OFF \
+		-DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+test: build fuzz
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+demo: build
+	@bash deploy/demo.sh $(BUILD)
+
+bench: build
+	@$(BUILD)/bin/wideep-bench engine --random qwen3-moe-mid
+
+clean:
+	rm -rf build build-sanitize $(FUZZ_BUILD)

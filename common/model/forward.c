@@ -1,0 +1,217 @@
+/*
+ * The layer sequence of both architectures, written once:
+ *   x = embed(ids)
+ *   per layer: x += attn(rmsnorm(x)); x += mlp_or_moe(rmsnorm(x))
+ *   logits = lm_head(rmsnorm(x[logit_rows]))
+ * Attention is GQA with per-head q/k RMSNorm (Qwen3-MoE) or MLA with a latent
+ * KV cache (DeepSeek-V3); the MLP is dense, or routed experts (+ shared
+ * experts). Every row is computed independently and each token's expert
+ * contributions are summed in expert-index order, so a request's results do
+ * not depend on which other requests share its batch.
+ */
+#include <string.h>
+
+#include "common/model/model.h"
+#include "common/model/model_workspace.h"
+#include "kernels/attention_mla.h"
+#include "kernels/embedding.h"
+#include "kernels/linear_cpu.h"
+#include "kernels/mlp.h"
+#include "kernels/moe_gate.h"
+#include "kernels/rmsnorm.h"
+
+static void linear(struct wd_model *m, const struct wd_weight *w, const float *x, int64_t n, float *y)
+{
+    wd_linear_cpu(w, x, n, y, m->tp);
+}
+
+static void add_inplace(float *x, const float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] += y[i];
+}
+
+/* Gated MLP y = down(silu(gate x) * up x) for n rows of width H, using ws->mlp_tmp. */
+static void mlp(struct wd_model *m, const struct wd_mlp_weights *w, const float *x, int64_t n,
+                float *y)
+{
+    float *gate = m->ws->mlp_tmp;
+    float *up = gate + (size_t)n * (size_t)w->gate.rows;
+    linear(m, &w->gate, x, n, gate);
+    linear(m, &w->up, x, n, up);
+    wd_silu_mul_ref(gate, up, n * w->gate.rows, gate);
+    linear(m, &w->down, gate, n, y);
+}
+
+static void attention_gqa(struct wd_model *m, const struct wd_attn_weights *a, float *k_cache,
+                          float *v_cache, const struct wd_forward_batch *b, int page_size)
+{
+    const struct wd_model_config *c = &m->cfg;
+    struct wd_model_workspace *ws = m->ws;
+    int64_t n = b->n_tokens;
+    int hd = c->head_dim;
+    linear(m, &a->q_proj, ws->h, n, ws->q);
+    linear(m, &a->k_proj, ws->h, n, ws->k);
+    linear(m, &a->v_proj, ws->h, n, ws->v);
+    wd_rmsnorm_ref(ws->q, a->q_norm, n * c->n_heads, hd, (float)c->rms_norm_eps, ws->q);
+    wd_rmsnorm_ref(ws->k, a->k_norm, n * c->n_kv_heads, hd, (float)c->rms_norm_eps, ws->k);
+    wd_rope_apply_ref(&m->rope, ws->q, n, c->n_heads, hd, 0, b->tok_pos);
+    wd_rope_apply_ref(&m->rope, ws->k, n, c->n_kv_heads, hd, 0, b->tok_pos);
+    wd_kv_write_ref(ws->k, ws->v, n, b->tok_seq, b->tok_pos, b->seqs, page_size,
+                    c->n_kv_heads * hd, k_cache, v_cache);
+    wd_attention_gqa_ref(ws->q, n, b->tok_seq, b->tok_pos, b->seqs, k_cache, v_cache, page_size,
+                         c->n_heads, c->n_kv_heads, hd, m->attn_scale, ws->attn);
+    linear(m, &a->o_proj, ws->attn, n, ws->out);
+}
+
+static void attention_mla(struct wd_model *m, const struct wd_attn_weights *a, float *latent_cache,
+                          const struct wd_forward_batch *b, int page_size)
+{
+    const struct wd_model_config *c = &m->cfg;
+    struct wd_model_workspace *ws = m->ws;
+    int64_t n = b->n_tokens;
+    int lora = c->kv_lora_rank, rope = c->qk_rope_head_dim, row = lora + rope;
+    float eps = (float)c->rms_norm_eps;
+    if (c->q_lora_rank > 0) {
+        linear(m, &a->q_a_proj, ws->h, n, ws->q_a);
+        wd_rmsnorm_ref(ws->q_a, a->q_a_norm, n, c->q_lora_rank, eps, ws->q_a);
+        linear(m, &a->q_b_proj, ws->q_a, n, ws->q);
+    } else {
+        linear(m, &a->q_proj, ws->h, n, ws->q);
+    }
+    /* Latent row: [c_kv (normed) | k_pe (roped)], exactly what the cache stores. */
+    linear(m, &a->kv_a_proj, ws->h, n, ws->k);
+    for (int64_t t = 0; t < n; t++)
+        wd_rmsnorm_ref(ws->k + t * row, a->kv_a_norm, 1, lora, eps, ws->k + t * row);
+    wd_rope_apply_ref(&m->rope, ws->q, n, c->n_heads, m->qk_head_dim, c->qk_nope_head_dim,
+                      b->tok_pos);
+    wd_rope_apply_ref(&m->rope, ws->k, n, 1, row, lora, b->tok_pos);
+    wd_kv_write_ref(ws->k, NULL, n, b->tok_seq, b->tok_pos, b->seqs, page_size, row, latent_cache,
+                    NULL);
+    wd_attention_mla_ref(ws->q, n, b->tok_seq, b->tok_pos, b->seqs, latent_cache, page_size,
+                         c->n_heads, lora, c->qk_nope_head_dim, rope, c->v_head_dim, &a->kv_b_proj,
+                         m->attn_scale, ws->attn);
+    linear(m, &a->o_proj, ws->attn, n, ws->out);
+}
+
+/* Routed experts (+ shared experts) for the n rows of ws->h into ws->out. */
+static void moe(struct wd_model *m, const struct wd_layer_weights *L, int64_t n)
+{
+    const struct wd_model_config *c = &m->cfg;
+    struct wd_model_workspace *ws = m->ws;
+    int E = c->n_routed_experts, K = c->num_experts_per_tok;
+    size_t H = (size_t)c->hidden_size;
+
+    linear(m, &L->router, ws->h, n, ws->router);
+    if (c->arch == WD_ARCH_DEEPSEEK_V3)
+        wd_moe_gate_sigmoid_grouped_ref(ws->router, n, E, K, c->n_group, c->topk_group,
+                                        L->router_bias, c->norm_topk_prob,
+                                        (float)c->routed_scaling_factor, ws->topk_idx, ws->topk_w);
+    else
+        wd_moe_gate_softmax_topk_ref(ws->router, n, E, K, c->norm_topk_prob, ws->topk_idx,
+                                     ws->topk_w);
+
+    /* Counting sort of (token, slot) assignments by expert; tokens stay in batch order. */
+    int32_t *off = ws->e_count;
+    memset(off, 0, (size_t)(E + 1) * sizeof(int32_t));
+    for (int64_t i = 0; i < n * K; i++)
+        off[ws->topk_idx[i] + 1]++;
+    for (int e = 0; e < E; e++)
+        off[e + 1] += off[e];
+    for (int64_t i = 0; i < n * K; i++) {
+        int e = ws->topk_idx[i];
+        int32_t at = off[e]++;
+        ws->e_token[at] = (int32_t)(i / K);
+        ws->e_weight[at] = ws->topk_w[i];
+    }
+    for (int e = E; e > 0; e--) /* shift back: off[e] = start of expert e */
+        off[e] = off[e - 1];
+    off[0] = 0;
+
+    memset(ws->out, 0, (size_t)n * H * sizeof(float));
+    for (int e = 0; e < E; e++) {
+        int32_t begin = off[e], cnt = off[e + 1] - off[e];
+        if (cnt == 0)
+            continue;
+        for (int32_t j = 0; j < cnt; j++)
+            memcpy(ws->e_in + (size_t)j * H, ws->h + (size_t)ws->e_token[begin + j] * H,
+                   H * sizeof(float));
+        mlp(m, &L->experts[e], ws->e_in, cnt, ws->e_out);
+        for (int32_t j = 0; j < cnt; j++) {
+            float w = ws->e_weight[begin + j];
+            float *dst = ws->out + (size_t)ws->e_token[begin + j] * H;
+            const float *src = ws->e_out + (size_t)j * H;
+            for (size_t d = 0; d < H; d++)
+                dst[d] += w * src[d];
+        }
+    }
+    if (L->has_shared) {
+        mlp(m, &L->shared, ws->h, n, ws->e_out);
+        add_inplace(ws->out, ws->e_out, (size_t)n * H);
+    }
+}
+
+static enum wd_status check_batch(const struct wd_model *m, const struct wd_kv_pool *kv,
+                                  const struct wd_forward_batch *b, struct wd_error *err)
+{
+    if (b->n_tokens <= 0 || b->n_tokens > m->opt.max_batch_tokens)
+        return wd_error_set(err, WD_ERR_INVALID, "forward: %lld tokens (limit %d)",
+                            (long long)b->n_tokens, m->opt.max_batch_tokens);
+    if (b->n_logits < 0 || b->n_logits > m->opt.max_logit_rows)
+        return wd_error_set(err, WD_ERR_INVALID, "forward: %d logit rows (limit %d)", b->n_logits,
+                            m->opt.max_logit_rows);
+    if (kv->cfg.n_layers != m->cfg.n_layers)
+        return wd_error_set(err, WD_ERR_INVALID, "forward: kv pool has %d layers, model %d",
+                            kv->cfg.n_layers, m->cfg.n_layers);
+    for (int64_t t = 0; t < b->n_tokens; t++) {
+        if (b->ids[t] < 0 || b->ids[t] >= m->cfg.vocab_size)
+            return wd_error_set(err, WD_ERR_INVALID, "token id %d out of range [0, %d)", b->ids[t],
+                                m->cfg.vocab_size);
+        int s = b->tok_seq[t];
+        if (s < 0 || s >= b->n_seqs || b->tok_pos[t] < 0 || b->tok_pos[t] >= b->seqs[s].n_ctx)
+            return wd_error_set(err, WD_ERR_INVALID, "forward: token %lld has bad seq/pos",
+                                (long long)t);
+    }
+    for (int i = 0; i < b->n_logits; i++)
+        if (b->logit_rows[i] < 0 || b->logit_rows[i] >= b->n_tokens)
+            return wd_error_set(err, WD_ERR_INVALID, "forward: logit row %d out of range",
+                                b->logit_rows[i]);
+    return WD_OK;
+}
+
+enum wd_status wd_model_forward(struct wd_model *m, struct wd_kv_pool *kv,
+                                const struct wd_forward_batch *b, float *logits,
+                                struct wd_error *err)
+{
+    WD_CHECK(check_batch(m, kv, b, err));
+    const struct wd_model_config *c = &m->cfg;
+    struct wd_model_workspace *ws = m->ws;
+    int64_t n = b->n_tokens;
+    size_t H = (size_t)c->hidden_size;
+    float eps = (float)c->rms_norm_eps;
+    int page_size = kv->cfg.page_size;
+
+    wd_embedding_ref(&m->embed, b->ids, n, ws->x);
+    for (int l = 0; l < c->n_layers; l++) {
+        const struct wd_layer_weights *L = &m->layers[l];
+        wd_rmsnorm_ref(ws->x, L->input_norm, n, c->hidden_size, eps, ws->h);
+        if (c->arch == WD_ARCH_DEEPSEEK_V3)
+            attention_mla(m, &L->attn, wd_kv_pool_k(kv, l), b, page_size);
+        else
+            attention_gqa(m, &L->attn, wd_kv_pool_k(kv, l), wd_kv_pool_v(kv, l), b, page_size);
+        add_inplace(ws->x, ws->out, (size_t)n * H);
+
+        wd_rmsnorm_ref(ws->x, L->post_attn_norm, n, c->hidden_size, eps, ws->h);
+        if (L->is_moe)
+            moe(m, L, n);
+        else
+            mlp(m, &L->dense, ws->h, n, ws->out);
+        add_inplace(ws->x, ws->out, (size_t)n * H);
+    }
+    for (int i = 0; i < b->n_logits; i++)
+        memcpy(ws->sel + (size_t)i * H, ws->x + (size_t)b->logit_rows[i] * H, H * sizeof(float));
+    wd_rmsnorm_ref(ws->sel, m->final_norm, b->n_logits, c->hidden_size, eps, ws->sel);
+    if (b->n_logits > 0)
+        linear(m, &m->lm_head, ws->sel, b->n_logits, logits);
+    return WD_OK;
+}

@@ -1,0 +1,112 @@
+/*
+ * wd_model: a loaded checkpoint (Qwen3-MoE or DeepSeek-V3) and its forward pass.
+ *
+ * The model owns the memory-mapped safetensors, the bound weight views (in the
+ * checkpoint dtype; FP8 with block scales), small vectors converted to fp32
+ * once (norms, router bias), and the activation workspace sized at creation
+ * for at most max_batch_tokens tokens per forward. wd_model_forward runs one
+ * ragged batch over a paged KV pool: the layer sequence is written once for
+ * both architectures (common/model/forward.c); the attention kind (GQA or MLA)
+ * and the MLP kind (dense or MoE) are chosen per layer from the config.
+ * One model is driven by one thread at a time (the scheduler's).
+ */
+#ifndef WD_MODEL_H
+#define WD_MODEL_H
+
+#include <stdint.h>
+
+#include "common/config/model_config.h"
+#include "common/kv/kv_pool.h"
+#include "common/model/safetensors.h"
+#include "common/util/arena.h"
+#include "common/util/status.h"
+#include "kernels/attention.h"
+#include "kernels/rope.h"
+#include "kernels/threadpool.h"
+#include "kernels/weight.h"
+
+struct wd_model_options {
+    int max_batch_tokens; /* most tokens in one forward (>= chunked prefill size + batch) */
+    int max_logit_rows;   /* most rows of logits one forward returns */
+    int n_threads;        /* CPU threads for the linear layers; 0 = online CPUs */
+};
+
+struct wd_attn_weights {
+    /* Qwen3 (GQA) */
+    struct wd_weight q_proj, k_proj, v_proj; /* [heads*hd, H], [kv*hd, H], [kv*hd, H] */
+    float *q_norm, *k_norm;                  /* [head_dim] */
+    /* DeepSeek-V3 (MLA) */
+    struct wd_weight q_a_proj, q_b_proj, q_proj; /* q_proj only when q_lora_rank == 0 */
+    float *q_a_norm;                             /* [q_lora_rank] */
+    struct wd_weight kv_a_proj;                  /* [kv_lora_rank + rope, H] */
+    float *kv_a_norm;                            /* [kv_lora_rank] */
+    struct wd_weight kv_b_proj;                  /* [heads*(nope+v), kv_lora_rank] */
+    struct wd_weight o_proj;                     /* [H, heads*v] */
+};
+
+struct wd_mlp_weights {
+    struct wd_weight gate, up, down; /* [I, H], [I, H], [H, I] */
+};
+
+struct wd_layer_weights {
+    float *input_norm, *post_attn_norm; /* [H] */
+    struct wd_attn_weights attn;
+    int is_moe;
+    struct wd_mlp_weights dense;   /* dense MLP layers */
+    struct wd_weight router;       /* [E, H] */
+    float *router_bias;            /* [E] DeepSeek e_score_correction_bias, else NULL */
+    struct wd_mlp_weights *experts; /* [E] */
+    int has_shared;
+    struct wd_mlp_weights shared;  /* DeepSeek shared experts (fused: I = moe_I * n_shared) */
+};
+
+struct wd_model_workspace;
+
+struct wd_model {
+    struct wd_model_config cfg;
+    struct wd_model_options opt;
+    struct wd_safetensors *st;
+    struct wd_weight embed;   /* [vocab, H] */
+    struct wd_weight lm_head; /* [vocab, H] (the embedding when tied) */
+    float *final_norm;        /* [H] */
+    struct wd_layer_weights *layers;
+    float *inv_freq;          /* [rot_dim / 2] */
+    struct wd_rope rope;
+    float attn_scale;         /* softmax scale, YaRN mscale included */
+    int qk_head_dim;          /* per-head q/k width: head_dim, or nope + rope for MLA */
+    int v_head_dim;
+    struct wd_arena *arena;   /* converted small vectors, FP8 scales, realigned tensors */
+    struct wd_threadpool *tp;
+    struct wd_model_workspace *ws;
+};
+
+/* One ragged batch: token t belongs to sequence tok_seq[t] at position tok_pos[t].
+ * seqs[s].n_ctx counts the KV entries of s after this batch (its KV rows for the batch's
+ * tokens are written by the forward); seqs[s].page_table must cover n_ctx slots. */
+struct wd_forward_batch {
+    int64_t n_tokens;
+    const int32_t *ids;     /* [n_tokens] */
+    const int32_t *tok_seq; /* [n_tokens] */
+    const int32_t *tok_pos; /* [n_tokens] */
+    int n_seqs;
+    const struct wd_attn_seq *seqs; /* [n_seqs] */
+    int n_logits;
+    const int32_t *logit_rows; /* [n_logits] token indices whose logits are wanted */
+};
+
+/* Loads config.json and the safetensors of model_dir, checks every tensor's shape, binds
+ * the weights and allocates the workspace. Errors name the file or tensor at fault. */
+enum wd_status wd_model_create(const char *model_dir, const struct wd_model_options *opt,
+                               struct wd_model **model_p, struct wd_error *err);
+void wd_model_destroy(struct wd_model *model);
+
+/* KV pool geometry for this model (k_row/v_row per layer slot). */
+void wd_model_kv_geometry(const struct wd_model *model, int *k_row_p, int *v_row_p);
+
+/* Runs the batch and writes logits [n_logits, vocab] f32. Token ids must be < vocab and
+ * n_tokens <= max_batch_tokens, n_logits <= max_logit_rows (checked: WD_ERR_INVALID). */
+enum wd_status wd_model_forward(struct wd_model *model, struct wd_kv_pool *kv,
+                                const struct wd_forward_batch *batch, float *logits,
+                                struct wd_error *err);
+
+#endif

@@ -1,0 +1,325 @@
+/*
+ * Model creation: config, safetensors, weight binding for both architectures,
+ * RoPE tables and the softmax scale. Weights stay in the mmap (checkpoint
+ * dtype); only small vectors (norms, router bias) and FP8 block scales are
+ * converted to fp32 into the model's arena. A tensor whose data is not aligned
+ * to its element size is copied once so kernels can read it directly.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <unistd.h>
+
+#include "common/model/model.h"
+#include "common/model/model_workspace.h"
+#include "common/util/log.h"
+
+struct binder {
+    const struct wd_safetensors *st;
+    const struct wd_model_config *cfg;
+    struct wd_arena *arena;
+    struct wd_error *err;
+};
+
+static int is_float_dtype(enum wd_dtype dt)
+{
+    return dt == WD_DTYPE_F32 || dt == WD_DTYPE_F16 || dt == WD_DTYPE_BF16 ||
+           dt == WD_DTYPE_F8_E4M3;
+}
+
+/* Returns a pointer to the tensor data aligned for its element type, copying if needed. */
+static const void *aligned_data(struct binder *b, const struct wd_tensor_info *t)
+{
+    size_t align = wd_dtype_size(t->dtype);
+    if (((uintptr_t)t->data % align) == 0)
+        return t->data;
+    void *copy = wd_arena_alloc(b->arena, t->nbytes);
+    if (copy)
+        memcpy(copy, t->data, t->nbytes);
+    return copy;
+}
+
+/* Binds name as a [rows, cols] matrix; F8_E4M3 needs its "<name>_scale_inv" companion
+ * ("x.weight" -> "x.weight_scale_inv") of shape [ceil(rows/br), ceil(cols/bc)]. */
+static enum wd_status bind_matrix(struct binder *b, const char *name, int64_t rows, int64_t cols,
+                                  struct wd_weight *w)
+{
+    const struct wd_tensor_info *t;
+    int64_t shape[2] = {rows, cols};
+    WD_CHECK(wd_safetensors_get(b->st, name, 2, shape, &t, b->err));
+    if (!is_float_dtype(t->dtype))
+        return wd_error_set(b->err, WD_ERR_UNSUPPORTED, "tensor %s: dtype %s is not a weight dtype",
+                            name, wd_dtype_name(t->dtype));
+    memset(w, 0, sizeof(*w));
+    w->dtype = t->dtype;
+    w->rows = rows;
+    w->cols = cols;
+    w->data = aligned_data(b, t);
+    if (!w->data)
+        return wd_error_set(b->err, WD_ERR_NOMEM, "tensor %s: out of memory", name);
+    if (t->dtype != WD_DTYPE_F8_E4M3)
+        return WD_OK;
+
+    if (!b->cfg->is_fp8)
+        return wd_error_set(b->err, WD_ERR_FORMAT,
+                            "tensor %s: F8_E4M3 weight but config.json has no fp8 "
+                            "quantization_config",
+                            name);
+    char sname[512];
+    snprintf(sname, sizeof(sname), "%s_scale_inv", name);
+    int br = b->cfg->fp8_block[0], bc = b->cfg->fp8_block[1];
+    int64_t sshape[2] = {(rows + br - 1) / br, (cols + bc - 1) / bc};
+    const struct wd_tensor_info *s;
+    WD_CHECK(wd_safetensors_get(b->st, sname, 2, sshape, &s, b->err));
+    if (!is_float_dtype(s->dtype) || s->dtype == WD_DTYPE_F8_E4M3)
+        return wd_error_set(b->err, WD_ERR_FORMAT, "tensor %s: scale dtype %s is not supported",
+                            sname, wd_dtype_name(s->dtype));
+    size_t n = (size_t)(sshape[0] * sshape[1]);
+    float *scale = wd_arena_alloc(b->arena, n * sizeof(float));
+    if (!scale)
+        return wd_error_set(b->err, WD_ERR_NOMEM, "tensor %s: out of memory", sname);
+    wd_dtype_to_f32(s->dtype, s->data, scale, n);
+    w->scale_inv = scale;
+    w->block_rows = br;
+    w->block_cols = bc;
+    return WD_OK;
+}
+
+/* Binds a 1-D tensor of n elements, converted to fp32. */
+static enum wd_status bind_vector(struct binder *b, const char *name, int64_t n, float **out_p)
+{
+    const struct wd_tensor_info *t;
+    WD_CHECK(wd_safetensors_get(b->st, name, 1, &n, &t, b->err));
+    if (!is_float_dtype(t->dtype) || t->dtype == WD_DTYPE_F8_E4M3)
+        return wd_error_set(b->err, WD_ERR_FORMAT, "tensor %s: dtype %s is not supported here",
+                            name, wd_dtype_name(t->dtype));
+    float *v = wd_arena_alloc(b->arena, (size_t)n * sizeof(float));
+    if (!v)
+        return wd_error_set(b->err, WD_ERR_NOMEM, "tensor %s: out of memory", name);
+    /* Copy through an aligned view: the mmap'd data may be unaligned for its dtype. */
+    const void *src = aligned_data(b, t);
+    if (!src)
+        return wd_error_set(b->err, WD_ERR_NOMEM, "tensor %s: out of memory", name);
+    wd_dtype_to_f32(t->dtype, src, v, (size_t)n);
+    *out_p = v;
+    return WD_OK;
+}
+
+static enum wd_status bind_mlp(struct binder *b, const char *prefix, int64_t hidden, int64_t inter,
+                               struct wd_mlp_weights *m)
+{
+    char name[512];
+    snprintf(name, sizeof(name), "%s.gate_proj.weight", prefix);
+    WD_CHECK(bind_matrix(b, name, inter, hidden, &m->gate));
+    snprintf(name, sizeof(name), "%s.up_proj.weight", prefix);
+    WD_CHECK(bind_matrix(b, name, inter, hidden, &m->up));
+    snprintf(name, sizeof(name), "%s.down_proj.weight", prefix);
+    return bind_matrix(b, name, hidden, inter, &m->down);
+}
+
+static enum wd_status bind_attention(struct binder *b, const char *p, struct wd_attn_weights *a)
+{
+    const struct wd_model_config *c = b->cfg;
+    int64_t H = c->hidden_size;
+    char name[512];
+#define NAME(suffix) (snprintf(name, sizeof(name), "%s.%s", p, suffix), name)
+    if (c->arch == WD_ARCH_QWEN3_MOE) {
+        int64_t hd = c->head_dim;
+        WD_CHECK(bind_matrix(b, NAME("q_proj.weight"), c->n_heads * hd, H, &a->q_proj));
+        WD_CHECK(bind_matrix(b, NAME("k_proj.weight"), c->n_kv_heads * hd, H, &a->k_proj));
+        WD_CHECK(bind_matrix(b, NAME("v_proj.weight"), c->n_kv_heads * hd, H, &a->v_proj));
+        WD_CHECK(bind_vector(b, NAME("q_norm.weight"), hd, &a->q_norm));
+        WD_CHECK(bind_vector(b, NAME("k_norm.weight"), hd, &a->k_norm));
+        return bind_matrix(b, NAME("o_proj.weight"), H, c->n_heads * hd, &a->o_proj);
+    }
+    int64_t qk = c->qk_nope_head_dim + c->qk_rope_head_dim;
+    if (c->q_lora_rank > 0) {
+        WD_CHECK(bind_matrix(b, NAME("q_a_proj.weight"), c->q_lora_rank, H, &a->q_a_proj));
+        WD_CHECK(bind_vector(b, NAME("q_a_layernorm.weight"), c->q_lora_rank, &a->q_a_norm));
+        WD_CHECK(bind_matrix(b, NAME("q_b_proj.weight"), c->n_heads * qk, c->q_lora_rank,
+                             &a->q_b_proj));
+    } else {
+        WD_CHECK(bind_matrix(b, NAME("q_proj.weight"), c->n_heads * qk, H, &a->q_proj));
+    }
+    WD_CHECK(bind_matrix(b, NAME("kv_a_proj_with_mqa.weight"),
+                         c->kv_lora_rank + c->qk_rope_head_dim, H, &a->kv_a_proj));
+    WD_CHECK(bind_vector(b, NAME("kv_a_layernorm.weight"), c->kv_lora_rank, &a->kv_a_norm));
+    WD_CHECK(bind_matrix(b, NAME("kv_b_proj.weight"),
+                         (int64_t)c->n_heads * (c->qk_nope_head_dim + c->v_head_dim),
+                         c->kv_lora_rank, &a->kv_b_proj));
+    return bind_matrix(b, NAME("o_proj.weight"), H, (int64_t)c->n_heads * c->v_head_dim,
+                       &a->o_proj);
+#undef NAME
+}
+
+static enum wd_status bind_layer(struct binder *b, struct wd_model *m, int l)
+{
+    const struct wd_model_config *c = b->cfg;
+    struct wd_layer_weights *L = &m->layers[l];
+    int64_t H = c->hidden_size;
+    char p[256], name[512];
+    snprintf(p, sizeof(p), "model.layers.%d", l);
+
+    snprintf(name, sizeof(name), "%s.input_layernorm.weight", p);
+    WD_CHECK(bind_vector(b, name, H, &L->input_norm));
+    snprintf(name, sizeof(name), "%s.post_attention_layernorm.weight", p);
+    WD_CHECK(bind_vector(b, name, H, &L->post_attn_norm));
+    snprintf(name, sizeof(name), "%s.self_attn", p);
+    WD_CHECK(bind_attention(b, name, &L->attn));
+
+    L->is_moe = wd_model_config_is_moe_layer(c, l);
+    if (!L->is_moe) {
+        snprintf(name, sizeof(name), "%s.mlp", p);
+        return bind_mlp(b, name, H, c->intermediate_size, &L->dense);
+    }
+    int E = c->n_routed_experts;
+    snprintf(name, sizeof(name), "%s.mlp.gate.weight", p);
+    WD_CHECK(bind_matrix(b, name, E, H, &L->router));
+    if (c->arch == WD_ARCH_DEEPSEEK_V3) {
+        snprintf(name, sizeof(name), "%s.mlp.gate.e_score_correction_bias", p);
+        WD_CHECK(bind_vector(b, name, E, &L->router_bias));
+    }
+    L->experts = wd_arena_alloc(b->arena, (size_t)E * sizeof(*L->experts));
+    if (!L->experts)
+        return wd_error_set(b->err, WD_ERR_NOMEM, "layer %d: out of memory", l);
+    for (int e = 0; e < E; e++) {
+        snprintf(name, sizeof(name), "%s.mlp.experts.%d", p, e);
+        WD_CHECK(bind_mlp(b, name, H, c->moe_intermediate_size, &L->experts[e]));
+    }
+    if (c->arch == WD_ARCH_DEEPSEEK_V3 && c->n_shared_experts > 0) {
+        L->has_shared = 1;
+        snprintf(name, sizeof(name), "%s.mlp.shared_experts", p);
+        WD_CHECK(bind_mlp(b, name, H, (int64_t)c->moe_intermediate_size * c->n_shared_experts,
+                          &L->shared));
+    }
+    return WD_OK;
+}
+
+static enum wd_status setup_rope(struct wd_model *m, struct wd_error *err)
+{
+    const struct wd_model_config *c = &m->cfg;
+    const struct wd_rope_config *r = &c->rope;
+    int mla = c->arch == WD_ARCH_DEEPSEEK_V3;
+    int rot_dim = mla ? c->qk_rope_head_dim : c->head_dim;
+    if (rot_dim <= 0 || rot_dim % 2)
+        return wd_error_set(err, WD_ERR_FORMAT, "config: rotary dimension %d must be even", rot_dim);
+    m->inv_freq = wd_arena_alloc(m->arena, (size_t)rot_dim / 2 * sizeof(float));
+    if (!m->inv_freq)
+        return wd_error_set(err, WD_ERR_NOMEM, "rope: out of memory");
+    int is_yarn = r->type == WD_ROPE_YARN;
+    float attention_scaling = 1.0f;
+    wd_rope_init(rot_dim, r->theta, is_yarn, r->factor, r->original_max_position_embeddings,
+                 r->beta_fast, r->beta_slow, r->mscale, r->mscale_all_dim, r->attention_factor,
+                 1, m->inv_freq, &attention_scaling);
+    m->rope.rot_dim = rot_dim;
+    m->rope.is_interleaved = mla && c->rope_interleave;
+    m->rope.inv_freq = m->inv_freq;
+    m->rope.attention_scaling = attention_scaling;
+
+    m->qk_head_dim = mla ? c->qk_nope_head_dim + c->qk_rope_head_dim : c->head_dim;
+    m->v_head_dim = mla ? c->v_head_dim : c->head_dim;
+    double scale = 1.0 / sqrt((double)m->qk_head_dim);
+    /* DeepSeek-V3 folds YaRN's mscale(factor, mscale_all_dim)^2 into the softmax scale. */
+    if (mla && is_yarn && r->mscale_all_dim != 0.0) {
+        double ms = wd_yarn_get_mscale(r->factor, r->mscale_all_dim);
+        scale *= ms * ms;
+    }
+    m->attn_scale = (float)scale;
+    return WD_OK;
+}
+
+static enum wd_status check_supported(const struct wd_model_config *c, struct wd_error *err)
+{
+    if (c->arch == WD_ARCH_QWEN3_MOE && c->attention_bias)
+        return wd_error_set(err, WD_ERR_UNSUPPORTED,
+                            "config: attention_bias=true is not supported for %s", c->arch_name);
+    return WD_OK;
+}
+
+enum wd_status wd_model_create(const char *model_dir, const struct wd_model_options *opt,
+                               struct wd_model **model_p, struct wd_error *err)
+{
+    if (opt->max_batch_tokens <= 0 || opt->max_logit_rows <= 0)
+        return wd_error_set(err, WD_ERR_INVALID, "model: max_batch_tokens and max_logit_rows "
+                                                 "must be positive");
+    struct wd_model *m = calloc(1, sizeof(*m));
+    if (!m)
+        return wd_error_set(err, WD_ERR_NOMEM, "model: out of memory");
+    m->opt = *opt;
+    enum wd_status st = wd_model_config_load(model_dir, &m->cfg, err);
+    if (st == WD_OK)
+        st = check_supported(&m->cfg, err);
+    if (st == WD_OK)
+        st = wd_safetensors_open(model_dir, &m->st, err);
+    if (st != WD_OK)
+        goto fail;
+    m->arena = wd_arena_create(1u << 20);
+    m->layers = calloc((size_t)m->cfg.n_layers, sizeof(*m->layers));
+    if (!m->arena || !m->layers) {
+        st = wd_error_set(err, WD_ERR_NOMEM, "model: out of memory");
+        goto fail;
+    }
+    struct binder b = {.st = m->st, .cfg = &m->cfg, .arena = m->arena, .err = err};
+    const struct wd_model_config *c = &m->cfg;
+    st = bind_matrix(&b, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &m->embed);
+    if (st == WD_OK && m->embed.dtype == WD_DTYPE_F8_E4M3)
+        st = wd_error_set(err, WD_ERR_UNSUPPORTED, "tensor model.embed_tokens.weight: FP8 "
+                                                   "embeddings are not supported");
+    if (st == WD_OK)
+        st = bind_vector(&b, "model.norm.weight", c->hidden_size, &m->final_norm);
+    if (st == WD_OK) {
+        if (c->tie_word_embeddings && !wd_safetensors_find(m->st, "lm_head.weight"))
+            m->lm_head = m->embed;
+        else
+            st = bind_matrix(&b, "lm_head.weight", c->vocab_size, c->hidden_size, &m->lm_head);
+    }
+    for (int l = 0; st == WD_OK && l < c->n_layers; l++)
+        st = bind_layer(&b, m, l);
+    if (st == WD_OK)
+        st = setup_rope(m, err);
+    if (st == WD_OK) {
+        int n = opt->n_threads > 0 ? opt->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+        st = wd_threadpool_create(n > 0 ? n : 1, &m->tp);
+        if (st != WD_OK)
+            wd_error_set(err, st, "model: cannot start %d threads", n);
+    }
+    if (st == WD_OK)
+        st = wd_model_workspace_create(m, &m->ws, err);
+    if (st != WD_OK)
+        goto fail;
+    wd_log(WD_LOG_INFO, "model",
+           "loaded %s: %d layers, hidden %d, %d experts (top-%d), vocab %d, weights %s",
+           c->arch_name, c->n_layers, c->hidden_size, c->n_routed_experts,
+           c->num_experts_per_tok, c->vocab_size, wd_dtype_name(m->embed.dtype));
+    *model_p = m;
+    return WD_OK;
+fail:
+    wd_error_prefix(err, "%s", model_dir);
+    wd_model_destroy(m);
+    return st;
+}
+
+void wd_model_destroy(struct wd_model *model)
+{
+    if (!model)
+        return;
+    wd_model_workspace_destroy(model->ws);
+    wd_threadpool_destroy(model->tp);
+    free(model->layers);
+    wd_arena_destroy(model->arena);
+    wd_safetensors_close(model->st);
+    free(model);
+}
+
+void wd_model_kv_geometry(const struct wd_model *model, int *k_row_p, int *v_row_p)
+{
+    const struct wd_model_config *c = &model->cfg;
+    if (c->arch == WD_ARCH_DEEPSEEK_V3) {
+        *k_row_p = c->kv_lora_rank + c->qk_rope_head_dim;
+        *v_row_p = 0;
+    } else {
+        *k_row_p = c->n_kv_heads * c->head_dim;
+        *v_row_p = c->n_kv_heads * c->head_dim;
+    }
+}

@@ -98,7 +98,19 @@ struct wd_forward_batch {
  * the weights and allocates the workspace. Errors name the file or tensor at fault. */
 enum wd_status wd_model_create(const char *model_dir, const struct wd_model_options *opt,
                                struct wd_model **model_p, struct wd_error *err);
+/* The same from a parsed config and an opened checkpoint; takes ownership of st (closed on
+ * error too). Used by wideep-bench's random models, which live in memory. */
+enum wd_status wd_model_create_from(const struct wd_model_config *cfg, struct wd_safetensors *st,
+                                    const struct wd_model_options *opt, struct wd_model **model_p,
+                                    struct wd_error *err);
 void wd_model_destroy(struct wd_model *model);
+
+/* Reports every tensor a checkpoint of this config must hold (name and shape, FP8 scales
+ * excluded), in binding order. The one list of names: loading and the benchmark's random
+ * models both follow it. */
+typedef void (*wd_model_tensor_fn)(void *ctx, const char *name, int n_dims, const int64_t *shape);
+enum wd_status wd_model_list_tensors(const struct wd_model_config *cfg, wd_model_tensor_fn fn,
+                                     void *ctx, struct wd_error *err);
 
 /* KV pool geometry for this model (k_row/v_row per layer slot). */
 void wd_model_kv_geometry(const struct wd_model *model, int *k_row_p, int *v_row_p);

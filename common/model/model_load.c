@@ -20,6 +20,9 @@ struct binder {
     const struct wd_model_config *cfg;
     struct wd_arena *arena;
     struct wd_error *err;
+    /* Listing mode: report each expected tensor instead of binding it. */
+    wd_model_tensor_fn list_fn;
+    void *list_ctx;
 };
 
 static int is_float_dtype(enum wd_dtype dt)
@@ -47,6 +50,11 @@ static enum wd_status bind_matrix(struct binder *b, const char *name, int64_t ro
 {
     const struct wd_tensor_info *t;
     int64_t shape[2] = {rows, cols};
+    if (b->list_fn) {
+        memset(w, 0, sizeof(*w));
+        b->list_fn(b->list_ctx, name, 2, shape);
+        return WD_OK;
+    }
     WD_CHECK(wd_safetensors_get(b->st, name, 2, shape, &t, b->err));
     if (!is_float_dtype(t->dtype))
         return wd_error_set(b->err, WD_ERR_UNSUPPORTED, "tensor %s: dtype %s is not a weight dtype",
@@ -90,6 +98,11 @@ static enum wd_status bind_matrix(struct binder *b, const char *name, int64_t ro
 static enum wd_status bind_vector(struct binder *b, const char *name, int64_t n, float **out_p)
 {
     const struct wd_tensor_info *t;
+    if (b->list_fn) {
+        b->list_fn(b->list_ctx, name, 1, &n);
+        *out_p = NULL;
+        return WD_OK;
+    }
     WD_CHECK(wd_safetensors_get(b->st, name, 1, &n, &t, b->err));
     if (!is_float_dtype(t->dtype) || t->dtype == WD_DTYPE_F8_E4M3)
         return wd_error_set(b->err, WD_ERR_FORMAT, "tensor %s: dtype %s is not supported here",
@@ -237,67 +250,107 @@ static enum wd_status check_supported(const struct wd_model_config *c, struct wd
     return WD_OK;
 }
 
-enum wd_status wd_model_create(const char *model_dir, const struct wd_model_options *opt,
-                               struct wd_model **model_p, struct wd_error *err)
+enum wd_status wd_model_create_from(const struct wd_model_config *cfg, struct wd_safetensors *st,
+                                    const struct wd_model_options *opt, struct wd_model **model_p,
+                                    struct wd_error *err)
 {
-    if (opt->max_batch_tokens <= 0 || opt->max_logit_rows <= 0)
-        return wd_error_set(err, WD_ERR_INVALID, "model: max_batch_tokens and max_logit_rows "
-                                                 "must be positive");
+    if (opt->max_batch_tokens <= 0 || opt->max_logit_rows <= 0) {
+        wd_safetensors_close(st);
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "model: max_batch_tokens and max_logit_rows must be positive");
+    }
     struct wd_model *m = calloc(1, sizeof(*m));
-    if (!m)
+    if (!m) {
+        wd_safetensors_close(st);
         return wd_error_set(err, WD_ERR_NOMEM, "model: out of memory");
+    }
     m->opt = *opt;
-    enum wd_status st = wd_model_config_load(model_dir, &m->cfg, err);
-    if (st == WD_OK)
-        st = check_supported(&m->cfg, err);
-    if (st == WD_OK)
-        st = wd_safetensors_open(model_dir, &m->st, err);
-    if (st != WD_OK)
-        goto fail;
+    m->cfg = *cfg;
+    m->st = st;
+    enum wd_status st_ = check_supported(&m->cfg, err);
     m->arena = wd_arena_create(1u << 20);
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof(*m->layers));
-    if (!m->arena || !m->layers) {
-        st = wd_error_set(err, WD_ERR_NOMEM, "model: out of memory");
-        goto fail;
-    }
+    if (st_ == WD_OK && (!m->arena || !m->layers))
+        st_ = wd_error_set(err, WD_ERR_NOMEM, "model: out of memory");
     struct binder b = {.st = m->st, .cfg = &m->cfg, .arena = m->arena, .err = err};
     const struct wd_model_config *c = &m->cfg;
-    st = bind_matrix(&b, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &m->embed);
-    if (st == WD_OK && m->embed.dtype == WD_DTYPE_F8_E4M3)
-        st = wd_error_set(err, WD_ERR_UNSUPPORTED, "tensor model.embed_tokens.weight: FP8 "
-                                                   "embeddings are not supported");
-    if (st == WD_OK)
-        st = bind_vector(&b, "model.norm.weight", c->hidden_size, &m->final_norm);
-    if (st == WD_OK) {
+    if (st_ == WD_OK)
+        st_ = bind_matrix(&b, "model.embed_tokens.weight", c->vocab_size, c->hidden_size,
+                          &m->embed);
+    if (st_ == WD_OK && m->embed.dtype == WD_DTYPE_F8_E4M3)
+        st_ = wd_error_set(err, WD_ERR_UNSUPPORTED,
+                           "tensor model.embed_tokens.weight: FP8 embeddings are not supported");
+    if (st_ == WD_OK)
+        st_ = bind_vector(&b, "model.norm.weight", c->hidden_size, &m->final_norm);
+    if (st_ == WD_OK) {
         if (c->tie_word_embeddings && !wd_safetensors_find(m->st, "lm_head.weight"))
             m->lm_head = m->embed;
         else
-            st = bind_matrix(&b, "lm_head.weight", c->vocab_size, c->hidden_size, &m->lm_head);
+            st_ = bind_matrix(&b, "lm_head.weight", c->vocab_size, c->hidden_size, &m->lm_head);
     }
-    for (int l = 0; st == WD_OK && l < c->n_layers; l++)
-        st = bind_layer(&b, m, l);
-    if (st == WD_OK)
-        st = setup_rope(m, err);
-    if (st == WD_OK) {
+    for (int l = 0; st_ == WD_OK && l < c->n_layers; l++)
+        st_ = bind_layer(&b, m, l);
+    if (st_ == WD_OK)
+        st_ = setup_rope(m, err);
+    if (st_ == WD_OK) {
         int n = opt->n_threads > 0 ? opt->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-        st = wd_threadpool_create(n > 0 ? n : 1, &m->tp);
-        if (st != WD_OK)
-            wd_error_set(err, st, "model: cannot start %d threads", n);
+        st_ = wd_threadpool_create(n > 0 ? n : 1, &m->tp);
+        if (st_ != WD_OK)
+            wd_error_set(err, st_, "model: cannot start %d threads", n);
     }
-    if (st == WD_OK)
-        st = wd_model_workspace_create(m, &m->ws, err);
-    if (st != WD_OK)
-        goto fail;
+    if (st_ == WD_OK)
+        st_ = wd_model_workspace_create(m, &m->ws, err);
+    if (st_ != WD_OK) {
+        wd_model_destroy(m);
+        return st_;
+    }
     wd_log(WD_LOG_INFO, "model",
            "loaded %s: %d layers, hidden %d, %d experts (top-%d), vocab %d, weights %s",
            c->arch_name, c->n_layers, c->hidden_size, c->n_routed_experts,
-           c->num_experts_per_tok, c->vocab_size, wd_dtype_name(m->embed.dtype));
+           c->num_experts_per_tok, c->vocab_size, wd_dtype_name(m->layers[0].attn.o_proj.dtype));
     *model_p = m;
     return WD_OK;
-fail:
-    wd_error_prefix(err, "%s", model_dir);
-    wd_model_destroy(m);
+}
+
+enum wd_status wd_model_list_tensors(const struct wd_model_config *cfg, wd_model_tensor_fn fn,
+                                     void *ctx, struct wd_error *err)
+{
+    struct wd_model m = {.cfg = *cfg};
+    m.arena = wd_arena_create(1u << 16);
+    m.layers = calloc((size_t)cfg->n_layers, sizeof(*m.layers));
+    enum wd_status st = WD_OK;
+    if (!m.arena || !m.layers)
+        st = wd_error_set(err, WD_ERR_NOMEM, "model: out of memory");
+    struct binder b = {.cfg = &m.cfg, .arena = m.arena, .err = err, .list_fn = fn,
+                       .list_ctx = ctx};
+    struct wd_weight w;
+    float *v;
+    if (st == WD_OK)
+        st = bind_matrix(&b, "model.embed_tokens.weight", cfg->vocab_size, cfg->hidden_size, &w);
+    if (st == WD_OK)
+        st = bind_vector(&b, "model.norm.weight", cfg->hidden_size, &v);
+    if (st == WD_OK && !cfg->tie_word_embeddings)
+        st = bind_matrix(&b, "lm_head.weight", cfg->vocab_size, cfg->hidden_size, &w);
+    for (int l = 0; st == WD_OK && l < cfg->n_layers; l++)
+        st = bind_layer(&b, &m, l);
+    free(m.layers);
+    wd_arena_destroy(m.arena);
     return st;
+}
+
+enum wd_status wd_model_create(const char *model_dir, const struct wd_model_options *opt,
+                               struct wd_model **model_p, struct wd_error *err)
+{
+    struct wd_model_config cfg;
+    struct wd_safetensors *st = NULL;
+    enum wd_status s = wd_model_config_load(model_dir, &cfg, err);
+    if (s == WD_OK)
+        s = wd_safetensors_open(model_dir, &st, err);
+    if (s == WD_OK)
+        s = wd_model_create_from(&cfg, st, opt, model_p, err);
+    if (s != WD_OK)
+        wd_error_prefix(err, "%s", model_dir);
+    return s;
 }
 
 void wd_model_destroy(struct wd_model *model)

@@ -1,0 +1,180 @@
+/*
+ * wideep-bench engine: decode tokens/s at batch 1 and 32, prefill tokens/s,
+ * weight bytes read per decode token, and the achieved weight bandwidth as a
+ * ratio to a memcpy bandwidth measured in the same run with the same threads.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/config/flags.h"
+#include "common/sched/scheduler.h"
+#include "common/util/log.h"
+#include "tests/bench/bench_util.h"
+#include "tests/bench/random_model.h"
+
+static double weight_bytes(const struct wd_weight *w)
+{
+    if (!w->data)
+        return 0;
+    double b = (double)w->rows * (double)w->cols * (double)wd_dtype_size(w->dtype);
+    if (w->scale_inv)
+        b += (double)((w->rows + w->block_rows - 1) / w->block_rows) *
+             (double)((w->cols + w->block_cols - 1) / w->block_cols) * 4.0;
+    return b;
+}
+
+static double mlp_bytes(const struct wd_mlp_weights *m)
+{
+    return weight_bytes(&m->gate) + weight_bytes(&m->up) + weight_bytes(&m->down);
+}
+
+/* Weight bytes one decode token at batch 1 reads: everything but the experts it skips. */
+static double bytes_per_decode_token(const struct wd_model *m)
+{
+    const struct wd_model_config *c = &m->cfg;
+    double b = weight_bytes(&m->lm_head) +
+               (double)c->hidden_size * (double)wd_dtype_size(m->embed.dtype);
+    for (int l = 0; l < c->n_layers; l++) {
+        const struct wd_layer_weights *L = &m->layers[l];
+        const struct wd_attn_weights *a = &L->attn;
+        const struct wd_weight *ws[] = {&a->q_proj, &a->k_proj, &a->v_proj, &a->q_a_proj,
+                                        &a->q_b_proj, &a->kv_a_proj, &a->kv_b_proj, &a->o_proj};
+        for (size_t i = 0; i < sizeof(ws) / sizeof(ws[0]); i++)
+            b += weight_bytes(ws[i]);
+        if (!L->is_moe) {
+            b += mlp_bytes(&L->dense);
+            continue;
+        }
+        b += weight_bytes(&L->router) + c->num_experts_per_tok * mlp_bytes(&L->experts[0]);
+        if (L->has_shared)
+            b += mlp_bytes(&L->shared);
+    }
+    return b;
+}
+
+struct counter {
+    long tokens;
+};
+
+static void count_token(void *ctx, const struct wd_request *req, int32_t token, float lp)
+{
+    if (token >= 0)
+        ((struct counter *)ctx)->tokens++;
+}
+
+/* Queues n requests of prompt_len random ids; returns tokens/s of the steps after the
+ * first `skip` ones, over `steps` steps (decode), or of the first step (prefill: steps 0). */
+static enum wd_status measure(struct wd_model *m, int n, int prompt_len, int steps,
+                              double *tps_p, struct wd_error *err)
+{
+    int ps = 16;
+    struct wd_kv_pool_config kc = {.n_layers = m->cfg.n_layers, .page_size = ps};
+    wd_model_kv_geometry(m, &kc.k_row, &kc.v_row);
+    kc.n_pages = n * ((prompt_len + steps + 2 + ps - 1) / ps);
+    struct wd_kv_pool *kv = NULL;
+    WD_CHECK(wd_kv_pool_create(&kc, &kv, err));
+    struct counter cnt = {0};
+    struct wd_scheduler_config sc = {.max_running_requests = m->opt.max_logit_rows,
+                                     .chunked_prefill_size = m->opt.max_batch_tokens -
+                                                             m->opt.max_logit_rows,
+                                     .context_length = prompt_len + steps + 2};
+    struct wd_scheduler *s = NULL;
+    enum wd_status st = wd_scheduler_create(&sc, m, kv, count_token, &cnt, &s, err);
+    int32_t *ids = malloc((size_t)prompt_len * sizeof(int32_t));
+    uint64_t rid;
+    for (int i = 0; st == WD_OK && i < n; i++) {
+        for (int j = 0; j < prompt_len; j++)
+            ids[j] = (int32_t)((1103515245u * (unsigned)(i * prompt_len + j) + 12345u) %
+                               (unsigned)m->cfg.vocab_size);
+        struct wd_request_params p = {.prompt = ids, .n_prompt = prompt_len,
+                                      .max_new_tokens = steps + 1,
+                                      .sampling = {.temperature = 0, .top_p = 1},
+                                      .ignore_eos = 1};
+        st = wd_scheduler_add(s, &p, &rid, err);
+    }
+    int active = n;
+    double t0 = wd_bench_now();
+    if (st == WD_OK)
+        st = wd_scheduler_step(s, &active, err); /* prefill of every prompt */
+    double t1 = wd_bench_now();
+    long before = cnt.tokens;
+    for (int i = 0; st == WD_OK && i < steps && active > 0; i++)
+        st = wd_scheduler_step(s, &active, err);
+    double t2 = wd_bench_now();
+    if (st == WD_OK)
+        *tps_p = steps > 0 ? (double)(cnt.tokens - before) / (t2 - t1)
+                           : (double)n * prompt_len / (t1 - t0);
+    free(ids);
+    wd_scheduler_destroy(s);
+    wd_kv_pool_destroy(kv);
+    return st;
+}
+
+int wd_bench_engine(int argc, char **argv)
+{
+    const char *model_path = NULL, *random = NULL;
+    int threads = 0, steps = 16, prefill_len = 512, batch = 32;
+    struct wd_flag flags[] = {
+        {"model-path", NULL, WD_FLAG_STRING, &model_path, 1, 0, "model directory", NULL, 0},
+        {"random", NULL, WD_FLAG_STRING, &random, 1, 0, "random model: qwen3-moe-mid, deepseek-v3-mid or a config.json", NULL, 0},
+        {"threads", NULL, WD_FLAG_INT, &threads, 0, 1024, "CPU threads (0 = all)", NULL, 0},
+        {"decode-steps", NULL, WD_FLAG_INT, &steps, 1, 100000, "decode steps timed", NULL, 0},
+        {"prefill-tokens", NULL, WD_FLAG_INT, &prefill_len, 1, 1 << 20, "prompt length for prefill", NULL, 0},
+        {"batch", NULL, WD_FLAG_INT, &batch, 1, 4096, "large decode batch", NULL, 0},
+    };
+    int nf = (int)(sizeof(flags) / sizeof(flags[0])), help = 0;
+    struct wd_error err = {0};
+    if (wd_flags_parse(flags, nf, argc, argv, &help, &err) != WD_OK) {
+        fprintf(stderr, "wideep-bench engine: %s\n", err.msg);
+        return 2;
+    }
+    if (help || (!model_path == !random)) {
+        wd_flags_print_help(flags, nf, "usage: wideep-bench engine (--model-path DIR | --random NAME)");
+        return help ? 0 : 2;
+    }
+    struct wd_model_options opt = {.max_batch_tokens = prefill_len + batch,
+                                   .max_logit_rows = batch, .n_threads = threads};
+    struct wd_model *m = NULL;
+    uint8_t *blob = NULL;
+    struct wd_model_config cfg;
+    enum wd_status st;
+    double t0 = wd_bench_now();
+    if (random) {
+        st = wd_bench_random_config(random, &cfg, &err);
+        if (st == WD_OK)
+            st = wd_bench_random_model(&cfg, &opt, 42, &m, &blob, &err);
+    } else {
+        st = wd_model_create(model_path, &opt, &m, &err);
+    }
+    if (st != WD_OK) {
+        fprintf(stderr, "wideep-bench engine: %s\n", err.msg);
+        return 1;
+    }
+    int nt = wd_threadpool_size(m->tp);
+    printf("model: %s (%s), %d layers, hidden %d, %d experts top-%d, built in %.1f s, %d threads\n",
+           m->cfg.arch_name, random ? random : model_path, m->cfg.n_layers, m->cfg.hidden_size,
+           m->cfg.n_routed_experts, m->cfg.num_experts_per_tok, wd_bench_now() - t0, nt);
+    double copy = wd_bench_memcpy_gbs((size_t)256 << 20, m->tp, nt);
+    double bpt = bytes_per_decode_token(m);
+    double d1 = 0, dn = 0, pf = 0;
+    st = measure(m, 1, 32, steps, &d1, &err);
+    if (st == WD_OK)
+        st = measure(m, batch, 32, steps, &dn, &err);
+    if (st == WD_OK)
+        st = measure(m, 1, prefill_len, 0, &pf, &err);
+    if (st != WD_OK) {
+        fprintf(stderr, "wideep-bench engine: %s\n", err.msg);
+    } else {
+        double bw = bpt * d1 / 1e9;
+        printf("baseline memcpy:          %8.2f GB/s (%d threads, 256 MiB)\n", copy, nt);
+        printf("weights per decode token: %8.1f MB (batch 1)\n", bpt / 1e6);
+        printf("decode batch 1:           %8.2f tok/s  -> %.2f GB/s of weights = %.2f x memcpy\n",
+               d1, bw, bw / copy);
+        printf("decode batch %-3d          %8.2f tok/s  (%.2f x batch 1)\n", batch, dn, dn / d1);
+        printf("prefill (%d tokens):     %8.1f tok/s\n", prefill_len, pf);
+    }
+    wd_model_destroy(m);
+    free(blob);
+    return st == WD_OK ? 0 : 1;
+}

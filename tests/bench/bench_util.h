@@ -1,0 +1,14 @@
+/* Timing and baseline measurements shared by the wideep-bench subcommands. */
+#ifndef WD_BENCH_UTIL_H
+#define WD_BENCH_UTIL_H
+
+#include <stddef.h>
+
+#include "kernels/threadpool.h"
+
+double wd_bench_now(void); /* monotonic seconds */
+/* Best-of-3 memcpy bandwidth in GB/s (bytes copied per second) over buffers of `bytes`,
+ * split over the pool's threads (tp may be NULL for one thread). */
+double wd_bench_memcpy_gbs(size_t bytes, struct wd_threadpool *tp, int n_threads);
+
+#endif

@@ -6,7 +6,7 @@ set -eu
 
 pkgs=(
     build-essential cmake pkg-config git python3
-    clang libclang-rt-14-dev llvm
+    clang clang-format libclang-rt-14-dev llvm
     libjansson-dev libpcre2-dev libutf8proc-dev libxxhash-dev libopenblas-dev
     libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
     libucx-dev ucx-utils libmicrohttpd-dev libcmocka-dev

@@ -136,6 +136,51 @@ void wd_json_reader_string(struct wd_json_reader *r, const char *key, int requir
     snprintf(out, cap, "%s", s);
 }
 
+void wd_json_reader_int_list(struct wd_json_reader *r, const char *key, int required,
+                             long long lo, long long hi, int *out, int cap, int *n_p)
+{
+    *n_p = 0;
+    const json_t *v = begin_read(r, key, required);
+    if (!v)
+        return;
+    if (json_is_integer(v))
+        v = NULL; /* a single value: read below through the scalar path */
+    else if (!json_is_array(v)) {
+        wd_json_reader_fail(r, WD_ERR_FORMAT, "'%s' must be an integer or a list of integers",
+                            key);
+        return;
+    }
+    if (!v) {
+        long long x = wd_json_reader_int(r, key, 1, 0, lo, hi);
+        if (r->status == WD_OK && cap > 0) {
+            out[0] = (int)x;
+            *n_p = 1;
+        }
+        return;
+    }
+    size_t n = json_array_size(v);
+    if (n > (size_t)cap) {
+        wd_json_reader_fail(r, WD_ERR_UNSUPPORTED, "'%s' has %zu entries, at most %d supported",
+                            key, n, cap);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const json_t *e = json_array_get(v, i);
+        if (!json_is_integer(e)) {
+            wd_json_reader_fail(r, WD_ERR_FORMAT, "'%s'[%zu] must be an integer", key, i);
+            return;
+        }
+        long long x = json_integer_value(e);
+        if (x < lo || x > hi) {
+            wd_json_reader_fail(r, WD_ERR_INVALID, "'%s'[%zu] = %lld out of range [%lld, %lld]",
+                                key, i, x, lo, hi);
+            return;
+        }
+        out[i] = (int)x;
+    }
+    *n_p = (int)n;
+}
+
 enum wd_status wd_json_reader_parse(const char *text, size_t len, const char *where,
                                     json_t **root_p, struct wd_error *err)
 {

@@ -48,6 +48,11 @@ int wd_json_reader_bool(struct wd_json_reader *r, const char *key, int required,
 void wd_json_reader_string(struct wd_json_reader *r, const char *key, int required,
                            const char *def, char *out, size_t cap);
 
+/* An integer or a list of integers, each in [lo, hi], stored in out[0..*n_p) (at most cap;
+ * more is WD_ERR_UNSUPPORTED). Absent (or null) and not required: *n_p = 0. */
+void wd_json_reader_int_list(struct wd_json_reader *r, const char *key, int required,
+                             long long lo, long long hi, int *out, int cap, int *n_p);
+
 /* Parses text[0..len) as a JSON object (duplicate keys rejected). On success the caller owns
  * *root_p (json_decref). Errors: WD_ERR_FORMAT "where: invalid JSON: <cause> at line L column C"
  * or "where: top level is not a JSON object". */

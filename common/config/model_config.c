@@ -141,7 +141,8 @@ static void read_common(struct wd_json_reader *r, struct wd_model_config *c)
         c->torch_dtype = WD_DTYPE_F16;
     else if (strcmp(dt, "float32") != 0)
         wd_json_reader_fail(r, WD_ERR_UNSUPPORTED,
-                            "%s '%s' unsupported (supported: bfloat16, float16, float32)", dkey, dt);
+                            "%s '%s' unsupported (supported: bfloat16, float16, float32)",
+                            dkey, dt);
 }
 
 static void read_qwen3(struct wd_json_reader *r, struct wd_model_config *c)
@@ -288,8 +289,8 @@ static void read_quant(struct wd_json_reader *r, struct wd_model_config *c)
                             "activation_scheme '%s' unsupported (supported: dynamic)", act);
     wd_json_reader_string(&q, "expert_dtype", 0, "fp8", expert, sizeof(expert));
     if (q.status == WD_OK && strcmp(expert, "fp8") != 0)
-        wd_json_reader_fail(&q, WD_ERR_UNSUPPORTED, "expert_dtype '%s' unsupported (supported: fp8)",
-                            expert);
+        wd_json_reader_fail(&q, WD_ERR_UNSUPPORTED,
+                            "expert_dtype '%s' unsupported (supported: fp8)", expert);
     char scale_fmt[64];
     wd_json_reader_string(&q, "scale_fmt", 0, "float", scale_fmt, sizeof(scale_fmt));
     if (q.status == WD_OK && strcmp(scale_fmt, "float") != 0 && strcmp(scale_fmt, "ue8m0") != 0)
@@ -321,16 +322,17 @@ static void validate(struct wd_json_reader *r, struct wd_model_config *c)
     if (c->arch == WD_ARCH_QWEN3_MOE) {
         if (c->n_heads % c->n_kv_heads != 0)
             wd_json_reader_fail(r, WD_ERR_INVALID,
-                                "num_attention_heads %d is not a multiple of num_key_value_heads %d",
-                                c->n_heads, c->n_kv_heads);
+                                "num_attention_heads %d is not a multiple of "
+                                "num_key_value_heads %d", c->n_heads, c->n_kv_heads);
         if (c->head_dim % 2 != 0)
             wd_json_reader_fail(r, WD_ERR_INVALID, "head_dim %d must be even for RoPE",
                                 c->head_dim);
         for (int i = 0; i < c->n_mlp_only_layers; i++)
             if (c->mlp_only_layers[i] >= c->n_layers)
                 wd_json_reader_fail(r, WD_ERR_INVALID,
-                                    "mlp_only_layers[%d] = %d is not a layer (num_hidden_layers %d)",
-                                    i, c->mlp_only_layers[i], c->n_layers);
+                                    "mlp_only_layers[%d] = %d is not a layer "
+                                    "(num_hidden_layers %d)", i, c->mlp_only_layers[i],
+                                    c->n_layers);
         return;
     }
     if (c->qk_rope_head_dim % 2 != 0)

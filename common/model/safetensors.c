@@ -40,8 +40,8 @@ struct st_file {
 };
 
 struct wd_safetensors {
-    struct st_entry *entries; /* sorted by name */
-    size_t n_entries;
+    struct st_entry *entries; /* sorted by name once every file is in */
+    size_t n_entries, cap_entries;
     struct st_file *files;
     size_t n_files;
 };
@@ -116,8 +116,9 @@ static enum wd_status parse_entry(const char *label, const char *name, const jso
                             label, name);
     size_t n_dims = json_array_size(shape);
     if (n_dims > WD_MAX_DIMS)
-        return wd_error_set(err, WD_ERR_UNSUPPORTED, "%s: tensor %s: %zu dims, at most %d supported",
-                            label, name, n_dims, WD_MAX_DIMS);
+        return wd_error_set(err, WD_ERR_UNSUPPORTED,
+                            "%s: tensor %s: %zu dims, at most %d supported", label, name, n_dims,
+                            WD_MAX_DIMS);
     memset(t, 0, sizeof(*t));
     uint64_t nelem = 1;
     int overflow = 0;
@@ -384,17 +385,22 @@ static enum wd_status st_add_file(struct wd_safetensors *st, const char *path, c
     if (st->n_entries == 0) {
         free(st->entries);
         st->entries = ents;
-        st->n_entries = n;
+        st->n_entries = st->cap_entries = n;
         return WD_OK;
     }
-    struct st_entry *all = realloc(st->entries, (st->n_entries + n) * sizeof(*all));
-    if (!all) {
-        free(ents);
-        return wd_error_set(err, WD_ERR_NOMEM, "%s: out of memory", path);
+    if (st->n_entries + n > st->cap_entries) { /* doubling: 163 shards for DeepSeek-V3 */
+        size_t cap = st->cap_entries * 2 > st->n_entries + n ? st->cap_entries * 2
+                                                             : st->n_entries + n;
+        struct st_entry *all = realloc(st->entries, cap * sizeof(*all));
+        if (!all) {
+            free(ents);
+            return wd_error_set(err, WD_ERR_NOMEM, "%s: out of memory", path);
+        }
+        st->entries = all;
+        st->cap_entries = cap;
     }
-    memcpy(all + st->n_entries, ents, n * sizeof(*ents));
+    memcpy(st->entries + st->n_entries, ents, n * sizeof(*ents));
     free(ents);
-    st->entries = all;
     st->n_entries += n;
     return WD_OK;
 }

@@ -23,7 +23,7 @@ def single():
         "f32": (torch.arange(6, dtype=torch.float32).reshape(2, 3) * 0.5 - 1.0),
         "bf16": torch.tensor([1.5, -2.0, 3.25, 0.0], dtype=torch.bfloat16),
         "f16": torch.tensor([[0.5, -0.25], [65504.0, 1e-4]], dtype=torch.float16),
-        "f8": torch.tensor([1.0, -448.0, 0.015625, 3.5], dtype=torch.float32).to(torch.float8_e4m3fn),
+        "f8": torch.tensor([1.0, -448.0, 0.015625, 3.5]).to(torch.float8_e4m3fn),
         "i64": torch.tensor([-3, 1 << 40], dtype=torch.int64),
         "i32": torch.tensor([[7], [-8], [9]], dtype=torch.int32),
         "scalar": torch.tensor(2.5, dtype=torch.float32),

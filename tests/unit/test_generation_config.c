@@ -101,8 +101,8 @@ static void test_load(void)
     WD_EXPECT_MSG(strstr(err.msg, "/generation_config.json: invalid JSON") != NULL, "%s",
                   err.msg);
     /* A directory where the file should be is an I/O error, not "missing". */
-    snprintf(cmd, sizeof(cmd), "rm '%s/generation_config.json' && mkdir '%s/generation_config.json'",
-             dir, dir);
+    snprintf(cmd, sizeof(cmd),
+             "rm '%s/generation_config.json' && mkdir '%s/generation_config.json'", dir, dir);
     WD_ASSERT(wd_test_sh(cmd, out, sizeof(out)) == 0);
     WD_EXPECT(wd_generation_config_load(dir, &g, &err) == WD_ERR_IO);
     WD_EXPECT_MSG(strstr(err.msg, "not a regular file") != NULL, "%s", err.msg);

@@ -418,7 +418,8 @@ static void test_errors(void)
               "missing required key 'vocab_size'");
     EDIT_FAIL(QW_HUB, "num_experts", NULL, WD_ERR_NOT_FOUND, "missing required key 'num_experts'");
     EDIT_FAIL(QW_HUB, "num_key_value_heads", NULL, WD_ERR_NOT_FOUND, "'num_key_value_heads'");
-    EDIT_FAIL(DS_HUB, "kv_lora_rank", NULL, WD_ERR_NOT_FOUND, "missing required key 'kv_lora_rank'");
+    EDIT_FAIL(DS_HUB, "kv_lora_rank", NULL, WD_ERR_NOT_FOUND,
+              "missing required key 'kv_lora_rank'");
     EDIT_FAIL(DS_HUB, "q_lora_rank", NULL, WD_ERR_NOT_FOUND, "missing required key 'q_lora_rank'");
     EDIT_FAIL(DS_HUB, "n_routed_experts", NULL, WD_ERR_NOT_FOUND, "'n_routed_experts'");
     EDIT_FAIL(DS_HUB, "qk_rope_head_dim", NULL, WD_ERR_NOT_FOUND, "'qk_rope_head_dim'");

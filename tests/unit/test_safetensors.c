@@ -463,7 +463,8 @@ static void test_bad_index(void)
     /* The good case first, so the failures below are caused by the one change each makes. */
     const char *d = fresh_dir("shards");
     write_two_shards(d);
-    write_index(d, "{\"metadata\":{},\"weight_map\":{\"x\":\"a.safetensors\",\"y\":\"b.safetensors\"}}");
+    write_index(d, "{\"metadata\":{},"
+                   "\"weight_map\":{\"x\":\"a.safetensors\",\"y\":\"b.safetensors\"}}");
     struct wd_safetensors *st = NULL;
     struct wd_error err = {0};
     enum wd_status s = wd_safetensors_open(d, &st, &err);

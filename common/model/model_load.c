@@ -223,8 +223,8 @@ static enum wd_status setup_rope(struct wd_model *m, struct wd_error *err)
     int is_yarn = r->type == WD_ROPE_YARN;
     float attention_scaling = 1.0f;
     wd_rope_init(rot_dim, r->theta, is_yarn, r->factor, r->original_max_position_embeddings,
-                 r->beta_fast, r->beta_slow, r->mscale, r->mscale_all_dim, r->attention_factor,
-                 1, m->inv_freq, &attention_scaling);
+                 r->beta_fast, r->beta_slow, r->mscale, r->mscale_all_dim,
+                 wd_rope_attention_factor(r), r->truncate, m->inv_freq, &attention_scaling);
     m->rope.rot_dim = rot_dim;
     m->rope.is_interleaved = mla && c->rope_interleave;
     m->rope.inv_freq = m->inv_freq;
@@ -232,13 +232,7 @@ static enum wd_status setup_rope(struct wd_model *m, struct wd_error *err)
 
     m->qk_head_dim = mla ? c->qk_nope_head_dim + c->qk_rope_head_dim : c->head_dim;
     m->v_head_dim = mla ? c->v_head_dim : c->head_dim;
-    double scale = 1.0 / sqrt((double)m->qk_head_dim);
-    /* DeepSeek-V3 folds YaRN's mscale(factor, mscale_all_dim)^2 into the softmax scale. */
-    if (mla && is_yarn && r->mscale_all_dim != 0.0) {
-        double ms = wd_yarn_get_mscale(r->factor, r->mscale_all_dim);
-        scale *= ms * ms;
-    }
-    m->attn_scale = (float)scale;
+    m->attn_scale = (float)wd_model_config_softmax_scale(c);
     return WD_OK;
 }
 

@@ -77,12 +77,12 @@ static void run(const struct gqa_case *c, int tail, const char *what)
         kc[i] = vc[i] = NAN;
 
     /* Write every token's K/V (sequences interleaved token by token: a ragged batch). */
-    float *k = malloc(sizeof(float) * (size_t)(n_tok * row));
-    float *v = malloc(sizeof(float) * (size_t)(n_tok * row));
-    float *q = malloc(sizeof(float) * (size_t)(n_tok * qrow));
-    float *want = malloc(sizeof(float) * (size_t)(n_tok * qrow));
-    int32_t *tseq = malloc(sizeof(int32_t) * (size_t)n_tok);
-    int32_t *tpos = malloc(sizeof(int32_t) * (size_t)n_tok);
+    float *k = calloc((size_t)(n_tok * row), sizeof(float));
+    float *v = calloc((size_t)(n_tok * row), sizeof(float));
+    float *q = calloc((size_t)(n_tok * qrow), sizeof(float));
+    float *want = calloc((size_t)(n_tok * qrow), sizeof(float));
+    int32_t *tseq = calloc((size_t)n_tok, sizeof(int32_t));
+    int32_t *tpos = calloc((size_t)n_tok, sizeof(int32_t));
     int64_t t = 0;
     for (int64_t p = 0; t < n_tok; p++)
         for (int s = 0; s < c->n_seqs; s++)

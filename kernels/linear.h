@@ -1,0 +1,27 @@
+/*
+ * Linear layer without bias: y = x @ W^T, activations fp32, W in its checkpoint
+ * dtype (see weight.h). The _ref version is the oracle: plain loops, fp32
+ * accumulation, one element widened at a time. The fast CPU path is in
+ * linear_cpu.h and must agree with it to float rounding.
+ */
+#ifndef WD_KERNELS_LINEAR_H
+#define WD_KERNELS_LINEAR_H
+
+#include <stdint.h>
+
+#include "kernels/weight.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* y[t][r] = sum_c x[t][c] * W[r][c].
+ * w: [rows, cols] any weight dtype; x: [n, cols] f32; y: [n, rows] f32 (must not alias x).
+ * n may be 0. Single-threaded, no allocation. */
+void wd_linear_ref(const struct wd_weight *w, const float *x, int64_t n, float *y);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * The CPU backend's linear layer: y = x @ W^T with W in its checkpoint dtype.
+ *
+ * Decode is a matrix-vector product whose cost is reading W, so the op reads
+ * each weight byte once per call whatever the number of tokens: rows are cut
+ * into tiles, and each tile is used for all n tokens while it sits in L1.
+ * BF16/F16 rows are widened in registers (AVX2 + F16C when the CPU has them,
+ * picked at run time; portable C otherwise), F8_E4M3 tiles are dequantized
+ * with their block scales into a small stack buffer first. Rows are split over
+ * the threads of an optional wd_threadpool. Results equal wd_linear_ref up to
+ * the order of the fp32 additions.
+ */
+#ifndef WD_KERNELS_LINEAR_CPU_H
+#define WD_KERNELS_LINEAR_CPU_H
+
+#include <stdint.h>
+
+#include "kernels/threadpool.h"
+#include "kernels/weight.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* y[t][r] = sum_c x[t][c] * W[r][c].
+ * w: [rows, cols] F32/F16/BF16/F8_E4M3; x: [n, cols] f32; y: [n, rows] f32 (must not alias x).
+ * tp may be NULL (single-threaded). No allocation; n may be 0. */
+void wd_linear_cpu(const struct wd_weight *w, const float *x, int64_t n, float *y,
+                   struct wd_threadpool *tp);
+
+/* The same op forced onto the portable C kernels (tests compare both paths on any CPU). */
+void wd_linear_cpu_portable(const struct wd_weight *w, const float *x, int64_t n, float *y,
+                            struct wd_threadpool *tp);
+
+/* 1 when the AVX2/FMA/F16C kernels are in use on this CPU (for logs and benchmarks). */
+int wd_linear_cpu_has_avx2(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

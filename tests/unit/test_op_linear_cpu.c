@@ -1,0 +1,285 @@
+/*
+ * wd_linear_cpu (SIMD and portable paths) against wd_linear_ref on random shapes and
+ * every weight dtype, with 1 to 4 pool threads; the thread pool on its own; and, with
+ * WD_BENCH=1 in the environment, the batch-1 BF16 matvec bandwidth next to memcpy's.
+ */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/linear.h"
+#include "kernels/linear_cpu.h"
+#include "kernels/threadpool.h"
+#include "tests/unit/wd_test.h"
+
+static uint64_t g_rng = 0x1234567887654321ull;
+
+static uint32_t rnd(void)
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 11);
+}
+
+static float rndf(void) { return (float)(rnd() % 2000001) / 1000000.0f - 1.0f; }
+
+/* A random weight of the given dtype; its memory is returned in *mem_p / *scale_p. */
+static struct wd_weight make_weight(enum wd_dtype dt, int64_t rows, int64_t cols, int br, int bc,
+                                    void **mem_p, float **scale_p)
+{
+    struct wd_weight w = {.dtype = dt, .rows = rows, .cols = cols};
+    size_t n = (size_t)(rows * cols);
+    void *mem = malloc(n * wd_dtype_size(dt) + 1);
+    for (size_t i = 0; i < n; i++) {
+        float v = rndf() * 2.0f;
+        if (dt == WD_DTYPE_F32)
+            ((float *)mem)[i] = v;
+        else if (dt == WD_DTYPE_BF16)
+            ((uint16_t *)mem)[i] = wd_f32_to_bf16(v);
+        else if (dt == WD_DTYPE_F16)
+            ((uint16_t *)mem)[i] = wd_f32_to_f16(v);
+        else
+            ((uint8_t *)mem)[i] = wd_f32_to_e4m3(v * 100.0f);
+    }
+    *scale_p = NULL;
+    if (dt == WD_DTYPE_F8_E4M3 && br > 0) {
+        int64_t nb = ((rows + br - 1) / br) * ((cols + bc - 1) / bc);
+        float *s = malloc(sizeof(float) * (size_t)nb);
+        for (int64_t i = 0; i < nb; i++)
+            s[i] = 0.001f + (float)(rnd() % 1000) * 1e-5f;
+        w.scale_inv = s;
+        w.block_rows = br;
+        w.block_cols = bc;
+        *scale_p = s;
+    }
+    w.data = mem;
+    *mem_p = mem;
+    return w;
+}
+
+/* |got - ref| <= 1e-5 |ref| + 1e-6 sum_c |x_c W_rc|: the reordering of an fp32 sum. */
+static int compare(const struct wd_weight *w, const float *x, int64_t n, const float *got,
+                   const float *ref, const char *what)
+{
+    float *row = malloc(sizeof(float) * (size_t)(w->cols + 1));
+    int ok = 1;
+    for (int64_t r = 0; r < w->rows && ok; r++) {
+        wd_weight_row_f32(w, r, row);
+        for (int64_t t = 0; t < n; t++) {
+            double mag = 0.0;
+            for (int64_t c = 0; c < w->cols; c++)
+                mag += fabs((double)x[t * w->cols + c] * row[c]);
+            double g = got[t * w->rows + r], e = ref[t * w->rows + r];
+            if (!(fabs(g - e) <= 1e-5 * fabs(e) + 1e-6 * mag)) {
+                wd_test_fail(__FILE__, __LINE__, "%s: y[%lld][%lld] = %.9g, ref %.9g", what,
+                             (long long)t, (long long)r, g, e);
+                ok = 0;
+                break;
+            }
+        }
+    }
+    free(row);
+    return ok;
+}
+
+static void check_shape(enum wd_dtype dt, int64_t rows, int64_t cols, int64_t n, int br, int bc,
+                        struct wd_threadpool **pools)
+{
+    void *mem;
+    float *scale;
+    struct wd_weight w = make_weight(dt, rows, cols, br, bc, &mem, &scale);
+    float *x = malloc(sizeof(float) * (size_t)(n * cols + 1));
+    float *ref = malloc(sizeof(float) * (size_t)(n * rows + 1));
+    float *got = malloc(sizeof(float) * (size_t)(n * rows + 1));
+    for (int64_t i = 0; i < n * cols; i++)
+        x[i] = rndf();
+    wd_linear_ref(&w, x, n, ref);
+    char what[128];
+    for (int p = 0; p <= 4; p++) {
+        for (int portable = 0; portable < 2; portable++) {
+            for (int64_t i = 0; i < n * rows + 1; i++)
+                got[i] = NAN;
+            if (portable)
+                wd_linear_cpu_portable(&w, x, n, got, pools[p]);
+            else
+                wd_linear_cpu(&w, x, n, got, pools[p]);
+            snprintf(what, sizeof(what), "%s %lldx%lld n=%lld blk %dx%d threads=%d%s",
+                     wd_dtype_name(dt), (long long)rows, (long long)cols, (long long)n, br, bc,
+                     wd_threadpool_size(pools[p]), portable ? " portable" : "");
+            compare(&w, x, n, got, ref, what);
+            WD_EXPECT_MSG(isnan(got[n * rows]), "%s: wrote past y", what);
+        }
+    }
+    free(mem);
+    free(scale);
+    free(x);
+    free(ref);
+    free(got);
+}
+
+static void test_random_shapes(void)
+{
+    struct wd_threadpool *pools[5] = {NULL};
+    for (int i = 1; i <= 4; i++)
+        WD_EXPECT(wd_threadpool_create(i, &pools[i]) == WD_OK);
+    enum wd_dtype dts[4] = {WD_DTYPE_F32, WD_DTYPE_BF16, WD_DTYPE_F16, WD_DTYPE_F8_E4M3};
+    /* Hand-picked edges first: one row, one column, sizes off every tile and block. */
+    int64_t fixed[][3] = {{1, 1, 1},   {1, 7, 3},    {5, 1, 2},     {3, 17, 1},    {4, 512, 1},
+                          {9, 513, 2}, {33, 1000, 5}, {130, 300, 1}, {257, 129, 4}, {64, 2048, 1}};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        for (int d = 0; d < 4; d++)
+            check_shape(dts[d], fixed[i][0], fixed[i][1], fixed[i][2], 128, 128, pools);
+    for (int it = 0; it < 24; it++) {
+        enum wd_dtype dt = dts[rnd() % 4];
+        int64_t rows = 1 + rnd() % 300, cols = 1 + rnd() % 1200, n = 1 + rnd() % 6;
+        int br = 1 + (int)(rnd() % 64), bc = 1 + (int)(rnd() % 200);
+        check_shape(dt, rows, cols, n, br, bc, pools);
+    }
+    /* fp8 without scale_inv and n = 0 (nothing written). */
+    check_shape(WD_DTYPE_F8_E4M3, 20, 70, 2, 0, 0, pools);
+    void *mem;
+    float *scale, sentinel = 3.0f;
+    struct wd_weight w = make_weight(WD_DTYPE_BF16, 8, 8, 0, 0, &mem, &scale);
+    wd_linear_cpu(&w, NULL, 0, &sentinel, pools[2]);
+    WD_EXPECT(sentinel == 3.0f);
+    free(mem);
+    for (int i = 1; i <= 4; i++)
+        wd_threadpool_destroy(pools[i]);
+}
+
+struct count_job {
+    _Atomic int *hits;
+    _Atomic int calls;
+};
+
+static void count_task(void *arg, int idx, int n)
+{
+    struct count_job *j = arg;
+    atomic_fetch_add(&j->hits[idx], 1);
+    atomic_fetch_add(&j->calls, 1);
+    (void)n;
+}
+
+static void test_threadpool(void)
+{
+    struct wd_threadpool *tp = NULL;
+    WD_EXPECT(wd_threadpool_create(0, &tp) == WD_ERR_INVALID);
+    WD_EXPECT(wd_threadpool_create(3, &tp) == WD_OK);
+    WD_EXPECT_EQ_INT(wd_threadpool_size(tp), 3);
+    WD_EXPECT_EQ_INT(wd_threadpool_size(NULL), 1);
+    _Atomic int hits[97];
+    int ok = 1;
+    /* Many back-to-back runs of varying size: every index exactly once per run. */
+    for (int run = 0; run < 3000; run++) {
+        int n = 1 + run % 97;
+        for (int i = 0; i < n; i++)
+            atomic_store(&hits[i], 0);
+        struct count_job j = {.hits = hits};
+        atomic_store(&j.calls, 0);
+        wd_threadpool_run(tp, count_task, &j, n);
+        ok &= atomic_load(&j.calls) == n;
+        for (int i = 0; i < n; i++)
+            ok &= atomic_load(&hits[i]) == 1;
+    }
+    WD_EXPECT(ok);
+    struct count_job j = {.hits = hits};
+    atomic_store(&j.calls, 0);
+    wd_threadpool_run(tp, count_task, &j, 0);
+    wd_threadpool_run(NULL, count_task, &j, 5);
+    WD_EXPECT_EQ_INT(atomic_load(&j.calls), 5);
+    wd_threadpool_destroy(tp);
+    wd_threadpool_destroy(NULL);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void bench(void)
+{
+    if (!getenv("WD_BENCH")) {
+        printf("  (set WD_BENCH=1 for the bandwidth figures)\n");
+        return;
+    }
+    enum { R = 4096, C = 4096, REPS = 40 };
+    void *mem;
+    float *scale;
+    struct wd_weight w = make_weight(WD_DTYPE_BF16, R, C, 0, 0, &mem, &scale);
+    float *x = malloc(sizeof(float) * C), *y = malloc(sizeof(float) * R);
+    for (int i = 0; i < C; i++)
+        x[i] = rndf();
+    double bytes = (double)R * C * 2;
+    printf("  avx2 kernels: %s\n", wd_linear_cpu_has_avx2() ? "yes" : "no");
+    void *dst = malloc((size_t)bytes);
+    memcpy(dst, mem, (size_t)bytes);
+    double best = 1e9;
+    for (int i = 0; i < REPS; i++) {
+        double t0 = now_s();
+        memcpy(dst, mem, (size_t)bytes);
+        double dt = now_s() - t0;
+        best = dt < best ? dt : best;
+    }
+    /* memcpy reads and writes: count both for the bus figure, report the read rate too. */
+    printf("  memcpy 32 MiB: %.1f GB/s read (%.1f GB/s read+write)\n", bytes / best / 1e9,
+           2 * bytes / best / 1e9);
+    for (int threads = 1; threads <= 2; threads++) {
+        struct wd_threadpool *tp = NULL;
+        wd_threadpool_create(threads, &tp);
+        for (int portable = 0; portable < 2; portable++) {
+            best = 1e9;
+            for (int i = 0; i < REPS; i++) {
+                double t0 = now_s();
+                if (portable)
+                    wd_linear_cpu_portable(&w, x, 1, y, tp);
+                else
+                    wd_linear_cpu(&w, x, 1, y, tp);
+                double dt = now_s() - t0;
+                best = dt < best ? dt : best;
+            }
+            printf("  bf16 4096x4096 matvec, %d thread%s%s: %.2f ms, %.1f GB/s\n", threads,
+                   threads > 1 ? "s" : "", portable ? " (portable)" : "", best * 1e3,
+                   bytes / best / 1e9);
+        }
+        for (int n = 8; n <= 64; n *= 8) {
+            float *xs = malloc(sizeof(float) * (size_t)C * n), *ys = malloc(sizeof(float) * (size_t)R * n);
+            for (int i = 0; i < C * n; i++)
+                xs[i] = rndf();
+            best = 1e9;
+            for (int i = 0; i < 5; i++) {
+                double t0 = now_s();
+                wd_linear_cpu(&w, xs, n, ys, tp);
+                double dt = now_s() - t0;
+                best = dt < best ? dt : best;
+            }
+            printf("  bf16 4096x4096 x %d tokens, %d thread%s: %.2f ms, %.1f GFLOP/s\n", n, threads,
+                   threads > 1 ? "s" : "", best * 1e3, 2.0 * R * C * n / best / 1e9);
+            free(xs);
+            free(ys);
+        }
+        wd_threadpool_destroy(tp);
+    }
+    best = 1e9;
+    float *yr = malloc(sizeof(float) * R);
+    double t0 = now_s();
+    wd_linear_ref(&w, x, 1, yr);
+    printf("  bf16 4096x4096 matvec, wd_linear_ref: %.2f ms\n", (now_s() - t0) * 1e3);
+    free(yr);
+    free(dst);
+    free(mem);
+    free(x);
+    free(y);
+}
+
+int main(void)
+{
+    WD_RUN(test_threadpool);
+    WD_RUN(test_random_shapes);
+    WD_RUN(bench);
+    return wd_test_finish();
+}

@@ -36,7 +36,7 @@ struct wd_attn_weights {
     struct wd_weight q_proj, k_proj, v_proj; /* [heads*hd, H], [kv*hd, H], [kv*hd, H] */
     float *q_norm, *k_norm;                  /* [head_dim] */
     /* DeepSeek-V3 (MLA) */
-    struct wd_weight q_a_proj, q_b_proj, q_proj; /* q_proj only when q_lora_rank == 0 */
+    struct wd_weight q_a_proj, q_b_proj;        /* q_proj (above) when q_lora_rank == 0 */
     float *q_a_norm;                             /* [q_lora_rank] */
     struct wd_weight kv_a_proj;                  /* [kv_lora_rank + rope, H] */
     float *kv_a_norm;                            /* [kv_lora_rank] */

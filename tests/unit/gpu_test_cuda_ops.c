@@ -57,7 +57,8 @@ static void test_rmsnorm(void)
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
         int64_t n = shapes[s][0], dim = shapes[s][1];
         float *x = rand_f32(n * dim, 3.0f), *g = rand_f32(dim, 1.0f);
-        float *ref = malloc(sizeof(float) * (size_t)(n * dim + 1)), *got = malloc(sizeof(float) * (size_t)(n * dim + 1));
+        float *ref = malloc(sizeof(float) * (size_t)(n * dim + 1));
+        float *got = malloc(sizeof(float) * (size_t)(n * dim + 1));
         wd_rmsnorm_ref(x, g, n, dim, 1e-6f, ref);
         float *dx = to_dev(x, sizeof(float) * (size_t)(n * dim + 1));
         float *dg = to_dev(g, sizeof(float) * (size_t)dim);
@@ -81,9 +82,11 @@ static void test_silu_mul(void)
     for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
         int64_t n = sizes[s];
         float *g = rand_f32(n, 8.0f), *u = rand_f32(n, 2.0f);
-        float *ref = malloc(sizeof(float) * (size_t)(n + 1)), *got = malloc(sizeof(float) * (size_t)(n + 1));
+        float *ref = malloc(sizeof(float) * (size_t)(n + 1));
+        float *got = malloc(sizeof(float) * (size_t)(n + 1));
         wd_silu_mul_ref(g, u, n, ref);
-        float *dg = to_dev(g, sizeof(float) * (size_t)(n + 1)), *du = to_dev(u, sizeof(float) * (size_t)(n + 1));
+        float *dg = to_dev(g, sizeof(float) * (size_t)(n + 1));
+        float *du = to_dev(u, sizeof(float) * (size_t)(n + 1));
         WD_EXPECT(wd_cuda_silu_mul(dg, du, n, dg, NULL) == WD_OK);
         from_dev(got, dg, sizeof(float) * (size_t)n);
         char what[64];
@@ -265,7 +268,8 @@ static void test_gates(void)
         int32_t *idx_got = malloc(sizeof(int32_t) * (size_t)(n * k + 1));
         float *w_ref = malloc(sizeof(float) * (size_t)(n * k + 1));
         float *w_got = malloc(sizeof(float) * (size_t)(n * k + 1));
-        float *dl = to_dev(l, sizeof(float) * (size_t)(n * e + 1)), *db = to_dev(bias, sizeof(float) * (size_t)e);
+        float *dl = to_dev(l, sizeof(float) * (size_t)(n * e + 1));
+        float *db = to_dev(bias, sizeof(float) * (size_t)e);
         int32_t *didx = NULL;
         float *dw = NULL;
         WD_EXPECT(wd_cuda_alloc(sizeof(int32_t) * (size_t)(n * k + 1), (void **)&didx) == WD_OK);
@@ -285,8 +289,8 @@ static void test_gates(void)
             }
             from_dev(idx_got, didx, sizeof(int32_t) * (size_t)(n * k));
             from_dev(w_got, dw, sizeof(float) * (size_t)(n * k));
-            snprintf(what, sizeof(what), "%s gate n=%lld E=%d k=%d", grouped ? "sigmoid" : "softmax",
-                     (long long)n, e, k);
+            snprintf(what, sizeof(what), "%s gate n=%lld E=%d k=%d",
+                     grouped ? "sigmoid" : "softmax", (long long)n, e, k);
             WD_EXPECT_MSG(memcmp(idx_got, idx_ref, sizeof(int32_t) * (size_t)(n * k)) == 0,
                           "%s: expert choice differs", what);
             wd_expect_close(what, w_got, w_ref, n * k, 1e-7, 1e-6);

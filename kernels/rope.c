@@ -45,7 +45,8 @@ void wd_rope_init(int rot_dim, double theta, int is_yarn, double factor, int ori
 
     if (attention_factor == 0.0) {
         if (mscale != 0.0 && mscale_all_dim != 0.0)
-            attention_factor = yarn_mscale_d(factor, mscale) / yarn_mscale_d(factor, mscale_all_dim);
+            attention_factor =
+                yarn_mscale_d(factor, mscale) / yarn_mscale_d(factor, mscale_all_dim);
         else
             attention_factor = yarn_mscale_d(factor, 1.0);
     }

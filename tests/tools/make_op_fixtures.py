@@ -48,7 +48,7 @@ def save_safetensors(tensors, path, metadata):
 def case(name, description, tensors, **params):
     """Records one fixture: tensors (name -> torch tensor) and scalar params."""
     CASES[name] = (description, {k: v.contiguous() for k, v in tensors.items()},
-                   {k: repr(float(v)) if isinstance(v, float) else str(v) for k, v in params.items()})
+                   {k: repr(v) if isinstance(v, float) else str(v) for k, v in params.items()})
 
 
 def causal_mask(t):
@@ -60,7 +60,8 @@ def causal_mask(t):
 def make_rmsnorm():
     torch.manual_seed(1)
     for name, cls, n, dim, eps, mag in (("rmsnorm_qwen3", qwen3.Qwen3MoeRMSNorm, 4, 128, 1e-6, 1.0),
-                                        ("rmsnorm_dsv3", dsv3.DeepseekV3RMSNorm, 3, 2048, 1e-5, 10.0)):
+                                        ("rmsnorm_dsv3", dsv3.DeepseekV3RMSNorm, 3, 2048, 1e-5,
+                                         10.0)):
         mod = cls(dim, eps=eps)
         with torch.no_grad():
             mod.weight.copy_(torch.randn(dim) * 0.5 + 1.0)
@@ -121,7 +122,8 @@ def make_rope():
     qo, ko = qwen3.apply_rotary_pos_emb(q, k, cos, sin)
     case("rope_qwen3", "Qwen3MoeRotaryEmbedding default + apply_rotary_pos_emb; q/k [t, heads, 64]",
          {"pos": pos.int(), "inv_freq": emb.inv_freq, "q": q[0].transpose(0, 1),
-          "k": k[0].transpose(0, 1), "q_out": qo[0].transpose(0, 1), "k_out": ko[0].transpose(0, 1)},
+          "k": k[0].transpose(0, 1), "q_out": qo[0].transpose(0, 1),
+          "k_out": ko[0].transpose(0, 1)},
          attention_scaling=float(emb.attention_scaling), is_interleaved=0)
 
     # DeepSeek-V3: yarn; interleaved (the V3 default) and rotate_half variants.
@@ -160,7 +162,8 @@ def make_gqa():
         q = torch.randn(1, n_heads, s, head_dim)
         k = torch.randn(1, n_kv, s, head_dim) * 2.0
         v = torch.randn(1, n_kv, s, head_dim)
-        out, _ = qwen3.eager_attention_forward(mod, q, k, v, causal_mask(s), scaling=head_dim ** -0.5)
+        out, _ = qwen3.eager_attention_forward(mod, q, k, v, causal_mask(s),
+                                               scaling=head_dim ** -0.5)
         tensors[f"q{i}"] = q[0].transpose(0, 1)  # [s, heads, d]
         tensors[f"k{i}"] = k[0].transpose(0, 1)
         tensors[f"v{i}"] = v[0].transpose(0, 1)
@@ -176,14 +179,18 @@ def make_mla():
                            q_lora_rank=32, kv_lora_rank=48, qk_nope_head_dim=16, qk_rope_head_dim=8,
                            v_head_dim=12, max_position_embeddings=163840, rope_interleave=True,
                            rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0,
-                                            "factor": 40.0, "original_max_position_embeddings": 4096,
+                                            "factor": 40.0,
+                                            "original_max_position_embeddings": 4096,
                                             "beta_fast": 32, "beta_slow": 1, "mscale": 1.0,
                                             "mscale_all_dim": 1.0})
     cfg._attn_implementation = "eager"
     attn = dsv3.DeepseekV3Attention(cfg, 0).eval()
     with torch.no_grad():
         for p in attn.parameters():
-            p.copy_(torch.randn_like(p) * (0.3 if p.dim() > 1 else 1.0) + (1.0 if p.dim() == 1 else 0.0))
+            if p.dim() > 1:  # projections
+                p.copy_(torch.randn_like(p) * 0.3)
+            else:  # norm weights around 1
+                p.copy_(torch.randn_like(p) + 1.0)
     emb = dsv3.DeepseekV3RotaryEmbedding(cfg)
     caught = {}
     attn.q_b_proj.register_forward_hook(lambda m, i, o: caught.__setitem__("q", o))
@@ -200,7 +207,8 @@ def make_mla():
         attn(hidden, (cos, sin), causal_mask(t))
         q = caught["q"].view(b, t, h, nope + rope)
         k_rot = caught["kv_a"][..., rank:].view(b, 1, t, rope)
-        q_pe, k_pe = dsv3.apply_rotary_pos_emb_interleave(q[..., nope:].transpose(1, 2), k_rot, cos, sin)
+        q_pe, k_pe = dsv3.apply_rotary_pos_emb_interleave(q[..., nope:].transpose(1, 2), k_rot,
+                                                          cos, sin)
         q = torch.cat([q[..., :nope], q_pe.transpose(1, 2)], dim=-1)
         latent = torch.cat([caught["c_kv"], k_pe[:, 0]], dim=-1)
     case("attn_mla", "DeepseekV3Attention (eager, yarn, rope_interleave) hooked: roped q, latent, "
@@ -216,7 +224,8 @@ def make_mlp():
     g = torch.randn(1000) * 4.0
     u = torch.randn(1000)
     case("silu_mul", "ACT2FN['silu'](gate) * up", {"gate": g, "up": u,
-                                                   "out": transformers.activations.ACT2FN["silu"](g) * u})
+                                                   "out": transformers.activations.ACT2FN["silu"](g)
+                                                   * u})
     cfg = Qwen3MoeConfig(hidden_size=48, intermediate_size=80)
     mlp = qwen3.Qwen3MoeMLP(cfg)
     with torch.no_grad():
@@ -225,14 +234,17 @@ def make_mlp():
         x = torch.randn(3, 48)
         y = mlp(x)
     case("mlp_bf16", "Qwen3MoeMLP (silu) with bf16-rounded weights, fp32 compute, 3 tokens",
-         {"gate": mlp.gate_proj.weight.detach().bfloat16(), "up": mlp.up_proj.weight.detach().bfloat16(),
+         {"gate": mlp.gate_proj.weight.detach().bfloat16(),
+          "up": mlp.up_proj.weight.detach().bfloat16(),
           "down": mlp.down_proj.weight.detach().bfloat16(), "x": x, "y": y})
 
 
 def make_gates():
-    for name, e, k, norm, n in (("gate_qwen3_norm", 16, 4, True, 10), ("gate_qwen3_128", 128, 8, False, 6)):
+    for name, e, k, norm, n in (("gate_qwen3_norm", 16, 4, True, 10),
+                                ("gate_qwen3_128", 128, 8, False, 6)):
         torch.manual_seed(7 + e)
-        cfg = Qwen3MoeConfig(hidden_size=32, num_experts=e, num_experts_per_tok=k, norm_topk_prob=norm)
+        cfg = Qwen3MoeConfig(hidden_size=32, num_experts=e, num_experts_per_tok=k,
+                             norm_topk_prob=norm)
         router = qwen3.Qwen3MoeTopKRouter(cfg)
         with torch.no_grad():
             router.weight.copy_(torch.randn(e, 32))
@@ -241,24 +253,28 @@ def make_gates():
              {"logits": logits, "topk_idx": idx.int(), "topk_w": w},
              n_experts=e, top_k=k, norm_topk_prob=int(norm))
 
-    for name, e, k, ng, tg, n in (("gate_dsv3_small", 32, 4, 4, 2, 12), ("gate_dsv3_full", 256, 8, 8, 4, 5)):
+    for name, e, k, ng, tg, n in (("gate_dsv3_small", 32, 4, 4, 2, 12),
+                                  ("gate_dsv3_full", 256, 8, 8, 4, 5)):
         torch.manual_seed(9 + e)
-        cfg = DeepseekV3Config(hidden_size=32, n_routed_experts=e, num_experts_per_tok=k, n_group=ng,
+        cfg = DeepseekV3Config(hidden_size=32, n_routed_experts=e, num_experts_per_tok=k,
+                               n_group=ng,
                                topk_group=tg, norm_topk_prob=True, routed_scaling_factor=2.5)
         router = dsv3.DeepseekV3TopkRouter(cfg)
         with torch.no_grad():
             router.weight.copy_(torch.randn(e, 32) * 0.3)
             router.e_score_correction_bias.copy_(torch.randn(e) * 0.1)
             logits, w, idx = router(torch.randn(n, 32))
-        case(name, f"DeepseekV3TopkRouter E={e} top_k={k} n_group={ng} topk_group={tg} rsf=2.5 norm",
-             {"logits": logits, "bias": router.e_score_correction_bias.detach(), "topk_idx": idx.int(),
+        case(name, f"DeepseekV3TopkRouter E={e} top_k={k} n_group={ng} topk_group={tg} "
+             "rsf=2.5 norm",
+             {"logits": logits, "bias": router.e_score_correction_bias.detach(),
+              "topk_idx": idx.int(),
               "topk_w": w},
              n_experts=e, top_k=k, n_group=ng, topk_group=tg, norm_topk_prob=1,
              routed_scaling_factor=2.5)
 
 
 def quantize_fp8_blocks(w, br, bc):
-    """DeepSeek-V3 style block quantization: fp8 values and per-block scale_inv (dequant multiplier)."""
+    """DeepSeek-V3 block quantization: fp8 values and per-block scale_inv (dequant multiplier)."""
     rows, cols = w.shape
     nbr, nbc = -(-rows // br), -(-cols // bc)
     scale = torch.empty(nbr, nbc)
@@ -292,7 +308,8 @@ def make_linear():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "fixtures", "ops"))
+    here = os.path.dirname(__file__)
+    ap.add_argument("--out", default=os.path.join(here, "..", "fixtures", "ops"))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.set_grad_enabled(False)

@@ -71,8 +71,9 @@ static void run(struct wd_fixture *fx, enum wd_dtype kv_b_dtype, int decode_only
     if (decode_only) {
         WD_ASSERT(qrow <= 4 * 64 && orow <= 4 * 64);
         for (int s = 0; s < 2; s++) {
-            memcpy(qsel + s * qrow, q + (int64_t)(s * len + len - 1) * qrow, sizeof(float) * qrow);
-            memcpy(wsel + s * orow, want + (int64_t)(s * len + len - 1) * orow, sizeof(float) * orow);
+            int64_t t = s * len + len - 1;
+            memcpy(qsel + s * qrow, q + t * qrow, sizeof(float) * qrow);
+            memcpy(wsel + s * orow, want + t * orow, sizeof(float) * orow);
         }
         qs = qsel;
     }

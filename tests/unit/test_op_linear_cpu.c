@@ -247,7 +247,8 @@ static void bench(void)
                    bytes / best / 1e9);
         }
         for (int n = 8; n <= 64; n *= 8) {
-            float *xs = malloc(sizeof(float) * (size_t)C * n), *ys = malloc(sizeof(float) * (size_t)R * n);
+            float *xs = malloc(sizeof(float) * (size_t)C * n);
+            float *ys = malloc(sizeof(float) * (size_t)R * n);
             for (int i = 0; i < C * n; i++)
                 xs[i] = rndf();
             best = 1e9;

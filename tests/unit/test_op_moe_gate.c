@@ -37,7 +37,8 @@ static void check_case(const char *name, int is_grouped)
         int64_t n = ls[0];
         int32_t *idx = malloc(sizeof(int32_t) * (size_t)(n * k));
         int32_t *widx = malloc(sizeof(int32_t) * (size_t)(n * k));
-        float *w = malloc(sizeof(float) * (size_t)(n * k)), *ww = malloc(sizeof(float) * (size_t)(n * k));
+        float *w = malloc(sizeof(float) * (size_t)(n * k));
+        float *ww = malloc(sizeof(float) * (size_t)(n * k));
         memcpy(widx, want_idx, sizeof(int32_t) * (size_t)(n * k));
         memcpy(ww, want_w, sizeof(float) * (size_t)(n * k));
         if (is_grouped) {

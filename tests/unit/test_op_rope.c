@@ -1,4 +1,4 @@
-/* RoPE init and apply against transformers' rope init functions and apply_rotary_pos_emb(_interleave). */
+/* RoPE init and apply against transformers (rope init functions, apply_rotary_pos_emb*). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +21,8 @@ static void check_init(const char *name)
                      wd_fixture_param(fx, "factor"), (int)wd_fixture_param(fx, "original_max_pos"),
                      wd_fixture_param(fx, "beta_fast"), wd_fixture_param(fx, "beta_slow"),
                      wd_fixture_param(fx, "mscale"), wd_fixture_param(fx, "mscale_all_dim"),
-                     wd_fixture_param(fx, "attention_factor"), (int)wd_fixture_param(fx, "truncate"),
-                     inv_freq, &scaling);
+                     wd_fixture_param(fx, "attention_factor"),
+                     (int)wd_fixture_param(fx, "truncate"), inv_freq, &scaling);
         /* powf vs torch's vectorized pow may differ by an ulp. */
         wd_expect_close(name, inv_freq, want, half, 0.0, 3e-7);
         WD_EXPECT_NEAR(scaling, wd_fixture_param(fx, "attention_scaling"), 1e-7);

@@ -362,14 +362,19 @@ static void linear_tile(const struct linear_job *job, int64_t r0, int nr, float 
     float acc[ROWS];
 
 #ifdef WD_X86
-    if (job->is_avx2 && job->n == 1 &&
-        (w->dtype == WD_DTYPE_BF16 || w->dtype == WD_DTYPE_F16)) {
-        if (nr == ROWS && w->dtype == WD_DTYPE_BF16)
-            matvec_rows4_bf16_avx2((const uint16_t *)w->data + r0 * cols, cols, job->x, acc);
-        else
-            matvec_rows_16_avx2((const uint16_t *)w->data + r0 * cols, cols, nr,
-                                w->dtype == WD_DTYPE_BF16, job->x, acc);
-        memcpy(job->y + r0, acc, sizeof(float) * (size_t)nr);
+    /* 16-bit weights: the fused matvec for every token, so a token's dot products are
+     * summed in the same order whatever the batch holds (a request's logits do not depend
+     * on its neighbours). The 4-row tile stays in L1 across the tokens of a prefill. */
+    if (job->is_avx2 && (w->dtype == WD_DTYPE_BF16 || w->dtype == WD_DTYPE_F16)) {
+        const uint16_t *tile = (const uint16_t *)w->data + r0 * cols;
+        for (int64_t t = 0; t < job->n; t++) {
+            const float *xt = job->x + t * cols;
+            if (nr == ROWS && w->dtype == WD_DTYPE_BF16)
+                matvec_rows4_bf16_avx2(tile, cols, xt, acc);
+            else
+                matvec_rows_16_avx2(tile, cols, nr, w->dtype == WD_DTYPE_BF16, xt, acc);
+            memcpy(job->y + t * rows + r0, acc, sizeof(float) * (size_t)nr);
+        }
         return;
     }
 #endif

@@ -112,7 +112,8 @@ static int32_t char_id(const struct tok_bpe *bpe, const char *c, size_t clen, in
     size_t sl = last && bpe->suffix ? strlen(bpe->suffix) : 0;
     if (pl + clen + sl > tmp_cap)
         return -1;
-    memcpy(tmp, bpe->prefix, pl);
+    if (pl)
+        memcpy(tmp, bpe->prefix, pl);
     memcpy(tmp + pl, c, clen);
     if (sl)
         memcpy(tmp + pl + clen, bpe->suffix, sl);
@@ -240,7 +241,8 @@ static void cache_store(const struct tok_bpe *bpe, const char *w, size_t len, co
         return;
     }
     memcpy(word, w, len);
-    memcpy(copy, ids, n * sizeof(*copy));
+    if (n)
+        memcpy(copy, ids, n * sizeof(*copy));
     size_t slot = cache_slot(w, len);
     pthread_mutex_lock(&m->cache_lock);
     struct tok_cache_entry *e = &m->cache[slot];
@@ -301,7 +303,7 @@ enum wd_status tok_bpe_word(const struct tok_bpe *bpe, const char *w, size_t len
     for (int32_t i = 0; i >= 0 && i < n_syms && st == WD_OK; i = syms[i].next)
         if (ids_push(ids, n, cap, syms[i].id))
             st = WD_ERR_NOMEM;
-    if (st == WD_OK && cacheable)
+    if (st == WD_OK && cacheable && *n > start)
         cache_store(bpe, w, len, *ids + start, *n - start);
     free(syms);
     return st;

@@ -261,10 +261,14 @@ static enum wd_status add_post(struct wd_tokenizer *tok, json_t *n, int depth,
         free(ns);
         goto nomem;
     }
-    memcpy(np, pre, n_pre * sizeof(*np));
-    memcpy(np + n_pre, pp->prefix, pp->n_prefix * sizeof(*np));
-    memcpy(ns, pp->suffix, pp->n_suffix * sizeof(*ns));
-    memcpy(ns + pp->n_suffix, suf, n_suf * sizeof(*ns));
+    if (n_pre)
+        memcpy(np, pre, n_pre * sizeof(*np));
+    if (pp->n_prefix)
+        memcpy(np + n_pre, pp->prefix, pp->n_prefix * sizeof(*np));
+    if (pp->n_suffix)
+        memcpy(ns, pp->suffix, pp->n_suffix * sizeof(*ns));
+    if (n_suf)
+        memcpy(ns + pp->n_suffix, suf, n_suf * sizeof(*ns));
     free(pp->prefix);
     free(pp->suffix);
     pp->prefix = np;

@@ -123,7 +123,8 @@ static int ids_append(int32_t **ids, size_t *n, size_t *cap, const int32_t *src,
         *ids = v;
         *cap = c;
     }
-    memcpy(*ids + *n, src, k * sizeof(*src));
+    if (k)
+        memcpy(*ids + *n, src, k * sizeof(*src));
     *n += k;
     return 0;
 }

@@ -11,6 +11,7 @@
 
 #include "common/config/flags.h"
 #include "common/config/generation_config.h"
+#include "common/layout/layout.h"
 #include "common/sched/scheduler.h"
 #include "common/tokenizer/chat_template.h"
 #include "common/tokenizer/tokenizer.h"
@@ -331,6 +332,10 @@ int main(int argc, char **argv)
     struct wd_error err = {0};
     int help = 0, rc = 1;
     wd_log_set_identity("generate", NULL);
+    /* --print-layout: the parallel layout as JSON, without loading a model. */
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--print-layout") == 0)
+            return wd_layout_print_main(argc, argv);
     if (wd_flags_parse(flags, n_flags, argc, argv, &help, &err) != WD_OK) {
         fprintf(stderr, "wideep-generate: %s\n", err.msg);
         return 2;

@@ -29,6 +29,7 @@ struct jj_arena_chunk;
 struct jj_arena {
     struct jj_arena_chunk *head;
     jmp_buf *oom; /* where an allocation failure jumps (set by whoever owns the arena) */
+    size_t total; /* bytes handed out; capped so a hostile template cannot eat the host */
 };
 /* Zeroed memory; on allocation failure longjmps to *a->oom with value 2 (never returns
  * NULL). */

@@ -121,8 +121,17 @@ static double num(struct jj_value v)
 
 static int64_t inum(struct jj_value v) { return v.type == JJ_INT ? v.u.i : v.u.b; }
 
-int jj_equal(struct jj_value a, struct jj_value b)
+static int equal_depth(struct jj_value a, struct jj_value b, int depth);
+
+int jj_equal(struct jj_value a, struct jj_value b) { return equal_depth(a, b, 0); }
+
+/* Values nested deeper than this compare unequal instead of recursing further. */
+#define JJ_MAX_NEST 64
+
+static int equal_depth(struct jj_value a, struct jj_value b, int depth)
 {
+    if (depth > JJ_MAX_NEST)
+        return 0;
     if (is_num(a) && is_num(b)) {
         if (a.type != JJ_FLOAT && b.type != JJ_FLOAT)
             return inum(a) == inum(b);
@@ -138,7 +147,7 @@ int jj_equal(struct jj_value a, struct jj_value b)
         if (a.is_tuple != b.is_tuple || a.u.list->n != b.u.list->n)
             return 0;
         for (size_t i = 0; i < a.u.list->n; i++)
-            if (!jj_equal(a.u.list->v[i], b.u.list->v[i]))
+            if (!equal_depth(a.u.list->v[i], b.u.list->v[i], depth + 1))
                 return 0;
         return 1;
     case JJ_DICT:
@@ -148,7 +157,7 @@ int jj_equal(struct jj_value a, struct jj_value b)
             size_t j = 0;
             while (j < b.u.dict->n && !jj_equal(a.u.dict->keys[i], b.u.dict->keys[j]))
                 j++;
-            if (j == b.u.dict->n || !jj_equal(a.u.dict->vals[i], b.u.dict->vals[j]))
+            if (j == b.u.dict->n || !equal_depth(a.u.dict->vals[i], b.u.dict->vals[j], depth + 1))
                 return 0;
         }
         return 1;
@@ -160,8 +169,10 @@ int jj_equal(struct jj_value a, struct jj_value b)
 
 /* Python ordering for <, <=, >, >=: numbers, strings (code point order = UTF-8 byte order),
  * sequences lexicographically. */
-static int compare(struct jj_render *r, struct jj_value a, struct jj_value b)
+static int compare(struct jj_render *r, struct jj_value a, struct jj_value b, int depth)
 {
+    if (depth > JJ_MAX_NEST)
+        jj_fail(r, "values nested too deeply to compare");
     if (is_num(a) && is_num(b)) {
         double x = num(a), y = num(b);
         return x < y ? -1 : x > y;
@@ -176,7 +187,7 @@ static int compare(struct jj_render *r, struct jj_value a, struct jj_value b)
     if (a.type == JJ_LIST && b.type == JJ_LIST) {
         for (size_t i = 0; i < a.u.list->n && i < b.u.list->n; i++) {
             if (!jj_equal(a.u.list->v[i], b.u.list->v[i]))
-                return compare(r, a.u.list->v[i], b.u.list->v[i]);
+                return compare(r, a.u.list->v[i], b.u.list->v[i], depth + 1);
         }
         return a.u.list->n < b.u.list->n ? -1 : a.u.list->n > b.u.list->n;
     }
@@ -267,8 +278,10 @@ static void put_repr_str(struct jj_render *r, const char *s, size_t n, struct to
     put(r, out, &q, 1);
 }
 
-static void put_repr(struct jj_render *r, struct jj_value v, struct tok_buf *out)
+static void put_repr(struct jj_render *r, struct jj_value v, struct tok_buf *out, int depth)
 {
+    if (depth > JJ_MAX_NEST)
+        jj_fail(r, "value nested too deeply to print");
     if (v.type == JJ_STR) {
         put_repr_str(r, v.u.str.s, v.u.str.n, out);
     } else if (v.type == JJ_LIST) {
@@ -276,7 +289,7 @@ static void put_repr(struct jj_render *r, struct jj_value v, struct tok_buf *out
         for (size_t i = 0; i < v.u.list->n; i++) {
             if (i)
                 put(r, out, ", ", 2);
-            put_repr(r, v.u.list->v[i], out);
+            put_repr(r, v.u.list->v[i], out, depth + 1);
         }
         if (v.is_tuple && v.u.list->n == 1)
             put(r, out, ",", 1);
@@ -288,9 +301,9 @@ static void put_repr(struct jj_render *r, struct jj_value v, struct tok_buf *out
         for (size_t i = 0; i < v.u.dict->n; i++) {
             if (i)
                 put(r, out, ", ", 2);
-            put_repr(r, v.u.dict->keys[i], out);
+            put_repr(r, v.u.dict->keys[i], out, depth + 1);
             put(r, out, ": ", 2);
-            put_repr(r, v.u.dict->vals[i], out);
+            put_repr(r, v.u.dict->vals[i], out, depth + 1);
         }
         put(r, out, "}", 1);
         if (v.type == JJ_NS)
@@ -314,7 +327,7 @@ void jj_to_str(struct jj_render *r, struct jj_value v, struct tok_buf *out)
     case JJ_STR: put(r, out, v.u.str.s, v.u.str.n); return;
     case JJ_FUNC: put(r, out, "<function>", 10); return;
     case JJ_METHOD: put(r, out, "<built-in method>", 17); return;
-    default: put_repr(r, v, out); return;
+    default: put_repr(r, v, out, 0); return;
     }
 }
 
@@ -578,6 +591,8 @@ struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value 
 {
     if (op == OP_CONCAT) {
         struct jj_value x = jj_str_of(r, a), y = jj_str_of(r, b);
+        if (x.u.str.n + y.u.str.n > JJ_MAX_STR)
+            jj_fail(r, "string too large");
         char *s = jj_alloc(r->arena, x.u.str.n + y.u.str.n + 1);
         memcpy(s, x.u.str.s, x.u.str.n);
         memcpy(s + x.u.str.n, y.u.str.s, y.u.str.n);
@@ -586,10 +601,10 @@ struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value 
     switch (op) {
     case OP_EQ: return jj_bool(jj_equal(a, b));
     case OP_NE: return jj_bool(!jj_equal(a, b));
-    case OP_LT: return jj_bool(compare(r, a, b) < 0);
-    case OP_LE: return jj_bool(compare(r, a, b) <= 0);
-    case OP_GT: return jj_bool(compare(r, a, b) > 0);
-    case OP_GE: return jj_bool(compare(r, a, b) >= 0);
+    case OP_LT: return jj_bool(compare(r, a, b, 0) < 0);
+    case OP_LE: return jj_bool(compare(r, a, b, 0) <= 0);
+    case OP_GT: return jj_bool(compare(r, a, b, 0) > 0);
+    case OP_GE: return jj_bool(compare(r, a, b, 0) >= 0);
     case OP_IN: return jj_bool(contains(r, b, a));
     case OP_NOTIN: return jj_bool(!contains(r, b, a));
     default: break;
@@ -639,6 +654,8 @@ struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value 
     if (op == OP_ADD && a.type == JJ_STR && b.type == JJ_STR)
         return jj_binop(r, OP_CONCAT, a, b);
     if (op == OP_ADD && a.type == JJ_LIST && b.type == JJ_LIST) {
+        if (a.u.list->n + b.u.list->n > JJ_MAX_STR / 16)
+            jj_fail(r, "list too large");
         struct jj_value out = jj_list_new(r->arena);
         out.is_tuple = a.is_tuple;
         for (size_t i = 0; i < a.u.list->n; i++)

@@ -77,6 +77,8 @@ static void eval_args(struct jj_render *r, struct jj_frame *f, const struct jj_e
 static struct jj_value eval(struct jj_render *r, struct jj_frame *f, const struct jj_expr *e)
 {
     r->line = e->line;
+    if (++r->steps > JJ_MAX_STEPS)
+        jj_fail(r, "template takes too many steps");
     struct jj_value a, b, *args, *kw;
     switch (e->kind) {
     case X_CONST:
@@ -238,6 +240,10 @@ static enum flow exec(struct jj_render *r, struct jj_frame *f, const struct jj_s
                       int in_loop)
 {
     r->line = s->line;
+    if (++r->steps > JJ_MAX_STEPS)
+        jj_fail(r, "template takes too many steps");
+    if (r->out.n > JJ_MAX_STR)
+        jj_fail(r, "template output too large");
     switch (s->kind) {
     case S_TEXT:
         if (tok_buf_put(&r->out, s->text, s->n))
@@ -274,13 +280,15 @@ static enum flow exec(struct jj_render *r, struct jj_frame *f, const struct jj_s
         return FLOW_NEXT;
     }
     case S_SETBLOCK: {
-        struct tok_buf saved = r->out;
+        if (r->n_saved == (int)(sizeof(r->saved) / sizeof(r->saved[0])))
+            jj_fail(r, "set blocks nested too deep");
+        r->saved[r->n_saved++] = r->out;
         r->out = (struct tok_buf){0};
         for (const struct jj_stmt *b = s->body; b; b = b->next)
             exec(r, f, b, 0);
         struct jj_value v = jj_str(r->arena, r->out.p ? r->out.p : "", r->out.n);
         free(r->out.p);
-        r->out = saved;
+        r->out = r->saved[--r->n_saved];
         frame_set(r, f, s->targets[0], v);
         return FLOW_NEXT;
     }
@@ -313,9 +321,9 @@ enum wd_status wd_jinja_render(const struct wd_jinja *t, struct jj_arena *arena,
     struct jj_frame *root = NULL;
     int rc = setjmp(r->jmp);
     if (rc) {
-        /* S_SETBLOCK may have swapped buffers: the live one is r->out either way; a
-         * swapped-out outer buffer is lost only on this error path, so track none. */
         free(r->out.p);
+        while (r->n_saved > 0)
+            free(r->saved[--r->n_saved].p);
         arena->oom = saved_oom;
         enum wd_status st = rc == 2 ? WD_ERR_NOMEM : WD_ERR_INVALID;
         wd_error_set(err, st, "chat template: %s", rc == 2 ? "out of memory" : r->msg);

@@ -84,10 +84,16 @@ struct jj_frame {
 struct jj_render {
     struct jj_arena *arena;
     struct tok_buf out;
+    struct tok_buf saved[16]; /* outer outputs while {% set x %} blocks render */
+    int n_saved;
     jmp_buf jmp;
     char msg[WD_ERROR_LEN];
     int line;
+    uint64_t steps; /* evaluations so far, bounded so a hostile template cannot spin */
 };
+
+#define JJ_MAX_STEPS 20000000u
+#define JJ_MAX_STR ((size_t)64 << 20)
 
 /* Records a render error and longjmps out (never returns). */
 _Noreturn void jj_fail(struct jj_render *r, const char *fmt, ...)

@@ -21,9 +21,17 @@ struct jj_arena_chunk {
     _Alignas(16) unsigned char data[];
 };
 
+#define JJ_ARENA_LIMIT ((size_t)256 << 20)
+
 void *jj_alloc(struct jj_arena *a, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
+    if (n > JJ_ARENA_LIMIT || a->total + n > JJ_ARENA_LIMIT) {
+        if (a->oom)
+            longjmp(*a->oom, 2);
+        abort();
+    }
+    a->total += n;
     struct jj_arena_chunk *c = a->head;
     if (!c || c->cap - c->used < n) {
         size_t cap = n > 32768 ? n : 32768;
@@ -75,6 +83,7 @@ struct parser {
     /* current tag's tokens */
     struct token *toks;
     size_t n_toks, pos;
+    int depth; /* expression / block nesting, bounded to keep recursion off the stack's end */
     /* template pieces */
     struct piece *pieces;
     size_t n_pieces, at;
@@ -539,9 +548,13 @@ static struct jj_expr *parse_filters_tests(struct parser *p, struct jj_expr *e)
     }
 }
 
+#define JJ_MAX_DEPTH 100
+
 static struct jj_expr *parse_unary(struct parser *p, int with_filter)
 {
     struct jj_expr *e;
+    if (++p->depth > JJ_MAX_DEPTH)
+        perr(p, "expression nested too deeply");
     if (accept_op(p, "-")) {
         e = node(p, X_NEG);
         e->a = parse_unary(p, 0);
@@ -551,7 +564,9 @@ static struct jj_expr *parse_unary(struct parser *p, int with_filter)
     } else {
         e = parse_postfix(p, parse_primary(p));
     }
-    return with_filter ? parse_filters_tests(p, e) : e;
+    e = with_filter ? parse_filters_tests(p, e) : e;
+    p->depth--;
+    return e;
 }
 
 static struct jj_expr *binary(struct parser *p, enum jj_binop op, struct jj_expr *a,
@@ -875,6 +890,8 @@ static struct jj_stmt *stmt(struct parser *p, enum jj_stmt_kind kind)
 static struct jj_stmt *parse_body(struct parser *p, const char *const *ends, const char **end_kw)
 {
     struct jj_stmt *head = NULL, **tail = &head;
+    if (++p->depth > JJ_MAX_DEPTH)
+        perr(p, "blocks nested too deeply");
     while (p->at < p->n_pieces) {
         struct piece *pc = &p->pieces[p->at++];
         p->line = pc->line;
@@ -896,6 +913,7 @@ static struct jj_stmt *parse_body(struct parser *p, const char *const *ends, con
             for (size_t k = 0; ends && ends[k]; k++) {
                 if (strcmp(kw, ends[k]) == 0) {
                     *end_kw = kw;
+                    p->depth--;
                     return head;
                 }
             }
@@ -995,6 +1013,7 @@ static struct jj_stmt *parse_body(struct parser *p, const char *const *ends, con
         tail = &s->next;
     }
     *end_kw = NULL;
+    p->depth--;
     if (ends) {
         size_t k = 0;
         while (ends[k + 1])

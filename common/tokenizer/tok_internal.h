@@ -18,7 +18,7 @@
 #include "common/tokenizer/tokenizer.h"
 
 /* Largest id a tokenizer.json may use: keeps a hostile file from sizing huge tables. */
-#define TOK_MAX_ID (1 << 24)
+#define TOK_MAX_ID (1 << 22)
 
 /* ---- growable byte buffer ---- */
 struct tok_buf {

@@ -11,7 +11,7 @@
 #include <string.h>
 
 /* Caps backtracking of a hostile Split regex; HF's own patterns stay far below it. */
-#define TOK_MATCH_LIMIT 50000000u
+#define TOK_MATCH_LIMIT 10000000u
 
 void wd_tokenizer_destroy(struct wd_tokenizer *tok)
 {

@@ -11,6 +11,7 @@ renderer (jinja2 with the environment HF uses). Outputs:
                                    {"decode": [...ids], "dec": ..., "dec_skip": ...}
                                    for random id sequences
   <name>/chat.jsonl                chat renderings (qwen3, deepseek-v3 only)
+  jinja_cases.jsonl                small templates covering the Jinja subset, rendered
   tiny-bytelevel/, tiny-split/     small tokenizers trained here with `tokenizers`
 
 Run from the repository root: python3 tests/tools/make_tokenizer_fixtures.py
@@ -426,7 +427,84 @@ def chat_rows(name, cfg):
     return rows
 
 
+# Small templates exercising the Jinja features the C renderer implements; rendered with
+# transformers' environment over JINJA_MESSAGES (one row per template).
+JINJA_MESSAGES = [{"role": "system", "content": "Sys  prompt\n"},
+                  {"role": "user", "content": "Hello, World! ünïcödé 你好"},
+                  {"role": "assistant", "content": "<think>\nhm\n</think>\n\nAnswer: 42"}]
+JINJA_CASES = [
+    "{{ messages|length }} {{ messages[0].role }} {{ messages[-1]['role'] }}",
+    "{% for m in messages %}{{ loop.index }}/{{ loop.length }}:{{ m.role|upper }}"
+    "{% if not loop.last %}, {% endif %}{% endfor %}",
+    "{% for m in messages if m.role != 'system' %}[{{ loop.index0 }}{{ m.role }}]"
+    "{% else %}none{% endfor %}",
+    "{% for m in messages[::-1] %}{{ m.role[:1] }}{% endfor %}|{{ messages[1:] | length }}",
+    "{% set ns = namespace(n=0, s='') %}{% for m in messages %}{% set ns.n = ns.n + 1 %}"
+    "{% set ns.s = ns.s ~ m.role[0] %}{% endfor %}{{ ns.n }}{{ ns.s }}",
+    "{% set x = 1 %}{% for m in messages %}{% set x = x + 10 %}{{ x }} {% endfor %}{{ x }}",
+    "{{ messages[2].content.split('</think>')[-1].lstrip('\n') }}|"
+    "{{ messages[2].content.split('</think>')[0].split('<think>')[-1].strip('\n') }}",
+    "{{ messages[0].content.strip() }}|{{ '  a b  '.rstrip() }}|{{ 'xxaxx'.strip('x') }}",
+    "{{ 'a,b,,c'.split(',') }} {{ ' a  b '.split() }} {{ 'a b c'.split(' ', 1) }}",
+    "{{ 'Hello'.startswith('He') }} {{ 'Hello'.endswith(('x', 'lo')) }} {{ 'abc'.find('c') }}",
+    "{{ 'ab' * 3 }} {{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ -7 % 3 }} {{ 2 ** 10 }} "
+    "{{ 7 / 2 }} {{ 1 + 2 * 3 - 4 }} {{ (1 + 2) * 3 }}",
+    "{{ 1.5 }} {{ 2.0 }} {{ 1e20 }} {{ 0.1 + 0.2 }} {{ 1/3 }} {{ -0.0 }} {{ 3.0e-7 }}",
+    "{{ none }} {{ true }} {{ false }} {{ [1, 'a', none, true] }} {{ {'k': [1, 2]} }} "
+    "{{ (1,) }} {{ (1, 2) }} {{ \"it's\" }} {{ ['it\\'s', 'q\"'] }}",
+    "{{ x }}|{{ x is defined }}|{{ x is undefined }}|{{ x|default('d') }}|"
+    "{{ ''|default('e', true) }}|{{ none is none }}|{{ 3 is odd }}|{{ 4 is divisibleby 2 }}",
+    "{{ 'a' if messages else 'b' }}|{{ 'x' if false }}|{{ 1 < 2 < 3 }}|{{ 3 > 2 > 2 }}",
+    "{{ 'user' in messages[1].values() }} {{ 'role' in messages[0] }} {{ 'x' not in 'abc' }} "
+    "{{ 2 in [1, 2] }}",
+    "{{ messages[0]|tojson }}|{{ [1, 'é\n\"', none, true, 1.5]|tojson }}|"
+    "{{ {'b': 1, 'a': {'c': []}}|tojson(indent=2) }}|{{ {'b': 1, 'a': 2}|tojson(sort_keys=true) }}",
+    "{% for k, v in messages[0].items() %}{{ k }}={{ v|trim }};{% endfor %}",
+    "{{ messages|map(attribute='role')|join(', ') }}|"
+    "{{ messages|selectattr('role', 'equalto', 'user')|list|length }}|"
+    "{{ messages|rejectattr('role', 'eq', 'user')|map(attribute='role')|list }}",
+    "{{ ['b', 'a', 'b']|unique|list }} {{ [3, 1, 2]|max }} {{ [3, 1, 2]|min }} "
+    "{{ [1, 2, 3]|sum }} {{ 'abc'|reverse }} {{ [1, 2]|first }} {{ [1, 2]|last }}",
+    "{{ 'Hello World'|lower }} {{ 'hello world'|title }} {{ 'hELLO'|capitalize }} "
+    "{{ 'a&b<c>'|e }} {{ '3'|int + 1 }} {{ 'x'|int }} {{ -3|abs }} {{ '2.5'|float }}",
+    "{{ 'a\nb\n\nc'|indent(2) }}|{{ 'a\nb'|indent(2, true) }}|{{ 'x y  z'|wordcount }}",
+    "{%- for m in messages -%}\n  {{- m.role -}}\n{%- endfor -%}\n",
+    "  {% if true %}\n    yes\n  {% endif %}\n  {{ 'v' }}  \n{# comment #}\nend\n",
+    "a {%+ if true %}b{% endif %} c\n{% if true +%}\nd{% endif %}",
+    "{% raw %}{{ not evaluated }}{% endraw %}|{{ '{{' }}",
+    "{% for i in range(3) %}{% if i == 1 %}{% continue %}{% endif %}{{ i }}{% endfor %}"
+    "{% for i in range(10) %}{% if i > 2 %}{% break %}{% endif %}{{ i }}{% endfor %}",
+    "{% set t %}inner {{ messages|length }}{% endset %}[{{ t }}]",
+    "{% set a, b = [1, 2] %}{{ a }}{{ b }}{% set d = dict(x=1) %}{{ d.x }}",
+    "{% for m in messages %}{{ loop.previtem.role if loop.previtem is defined else '-' }}"
+    "{{ loop.revindex }}{% endfor %}",
+    "{{ '%s-%d' % ('a', 3) }} {{ 'x' ~ 1 ~ none }} {{ 'abc'[1] }} {{ 'héllo'[1:3] }}",
+    "{{ messages[5].role }}",
+    "{{ raise_exception('custom failure') }}",
+    "{{ messages[0].content + 1 }}",
+    "{% generation %}gen {{ 1 }}{% endgeneration %}",
+    "{{ messages[0]['content'] is string }} {{ messages is sequence }} {{ {} is mapping }} "
+    "{{ 1 is number }} {{ 1.0 is float }} {{ true is boolean }} {{ 'ABC' is upper }}",
+]
+
+
+def jinja_rows():
+    from transformers.utils.chat_template_utils import render_jinja_template
+    rows = []
+    for tpl in JINJA_CASES:
+        row = {"template": tpl}
+        try:
+            text, _ = render_jinja_template(conversations=[JINJA_MESSAGES], chat_template=tpl,
+                                            bos_token="<s>")
+            row["text"] = text[0]
+        except Exception as e:
+            row["error"] = type(e).__name__
+        rows.append(row)
+    return rows
+
+
 def main():
+    write_jsonl(os.path.join(OUT, "jinja_cases.jsonl"), jinja_rows())
     corpus = generated_strings()
     corpus += debian_text(900)
     corpus += unicode_sweep()

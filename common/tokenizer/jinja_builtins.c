@@ -1,0 +1,755 @@
+/*
+ * Jinja values and their Python semantics: truthiness, equality and ordering,
+ * str()/repr() as Python prints them, attribute and item access the way Jinja2's
+ * sandbox resolves them, binary operators, and the globals transformers adds
+ * (namespace, raise_exception, strftime_now, dict) plus range. Filters, tests and
+ * str/dict methods live in jinja_filters.c.
+ */
+#include "common/tokenizer/jinja_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <utf8proc.h>
+
+const char *const jj_func_names[F_COUNT] = {"namespace", "raise_exception", "strftime_now",
+                                            "range", "dict"};
+
+struct jj_value jj_str(struct jj_arena *a, const char *s, size_t n)
+{
+    char *d = jj_alloc(a, n + 1);
+    if (n)
+        memcpy(d, s, n);
+    return (struct jj_value){.type = JJ_STR, .u.str = {d, n}};
+}
+
+struct jj_value jj_bool(int b) { return (struct jj_value){.type = JJ_BOOL, .u.b = !!b}; }
+struct jj_value jj_none(void) { return (struct jj_value){.type = JJ_NONE}; }
+
+struct jj_value jj_list_new(struct jj_arena *a)
+{
+    struct jj_value v = {.type = JJ_LIST};
+    v.u.list = jj_alloc(a, sizeof(*v.u.list));
+    return v;
+}
+
+void jj_list_push(struct jj_arena *a, struct jj_value list, struct jj_value item)
+{
+    struct jj_list *l = list.u.list;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        struct jj_value *v = jj_alloc(a, cap * sizeof(*v));
+        if (l->n)
+            memcpy(v, l->v, l->n * sizeof(*v));
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = item;
+}
+
+struct jj_value jj_dict_new(struct jj_arena *a)
+{
+    struct jj_value v = {.type = JJ_DICT};
+    v.u.dict = jj_alloc(a, sizeof(*v.u.dict));
+    return v;
+}
+
+void jj_dict_set(struct jj_arena *a, struct jj_value dict, struct jj_value key, struct jj_value val)
+{
+    struct jj_dict *d = dict.u.dict;
+    for (size_t i = 0; i < d->n; i++) {
+        if (jj_equal(d->keys[i], key)) {
+            d->vals[i] = val;
+            return;
+        }
+    }
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 8;
+        struct jj_value *k = jj_alloc(a, cap * sizeof(*k)), *v = jj_alloc(a, cap * sizeof(*v));
+        if (d->n) {
+            memcpy(k, d->keys, d->n * sizeof(*k));
+            memcpy(v, d->vals, d->n * sizeof(*v));
+        }
+        d->keys = k;
+        d->vals = v;
+        d->cap = cap;
+    }
+    d->keys[d->n] = key;
+    d->vals[d->n++] = val;
+}
+
+struct jj_value jj_dict_get(struct jj_value dict, const char *key, size_t n, int *found)
+{
+    struct jj_dict *d = dict.u.dict;
+    for (size_t i = 0; i < d->n; i++) {
+        if (d->keys[i].type == JJ_STR && d->keys[i].u.str.n == n &&
+            memcmp(d->keys[i].u.str.s, key, n) == 0) {
+            *found = 1;
+            return d->vals[i];
+        }
+    }
+    *found = 0;
+    return (struct jj_value){.type = JJ_UNDEF};
+}
+
+int jj_truthy(struct jj_value v)
+{
+    switch (v.type) {
+    case JJ_UNDEF:
+    case JJ_NONE: return 0;
+    case JJ_BOOL: return v.u.b;
+    case JJ_INT: return v.u.i != 0;
+    case JJ_FLOAT: return v.u.f != 0.0;
+    case JJ_STR: return v.u.str.n != 0;
+    case JJ_LIST: return v.u.list->n != 0;
+    case JJ_DICT: return v.u.dict->n != 0;
+    default: return 1;
+    }
+}
+
+static int is_num(struct jj_value v)
+{
+    return v.type == JJ_INT || v.type == JJ_BOOL || v.type == JJ_FLOAT;
+}
+
+static double num(struct jj_value v)
+{
+    return v.type == JJ_FLOAT ? v.u.f : v.type == JJ_INT ? (double)v.u.i : (double)v.u.b;
+}
+
+static int64_t inum(struct jj_value v) { return v.type == JJ_INT ? v.u.i : v.u.b; }
+
+static int equal_depth(struct jj_value a, struct jj_value b, int depth);
+
+int jj_equal(struct jj_value a, struct jj_value b) { return equal_depth(a, b, 0); }
+
+/* Values nested deeper than this compare unequal instead of recursing further. */
+#define JJ_MAX_NEST 64
+
+static int equal_depth(struct jj_value a, struct jj_value b, int depth)
+{
+    if (depth > JJ_MAX_NEST)
+        return 0;
+    if (is_num(a) && is_num(b)) {
+        if (a.type != JJ_FLOAT && b.type != JJ_FLOAT)
+            return inum(a) == inum(b);
+        return num(a) == num(b);
+    }
+    if (a.type != b.type)
+        return 0;
+    switch (a.type) {
+    case JJ_UNDEF:
+    case JJ_NONE: return 1;
+    case JJ_STR: return a.u.str.n == b.u.str.n && !memcmp(a.u.str.s, b.u.str.s, a.u.str.n);
+    case JJ_LIST:
+        if (a.is_tuple != b.is_tuple || a.u.list->n != b.u.list->n)
+            return 0;
+        for (size_t i = 0; i < a.u.list->n; i++)
+            if (!equal_depth(a.u.list->v[i], b.u.list->v[i], depth + 1))
+                return 0;
+        return 1;
+    case JJ_DICT:
+        if (a.u.dict->n != b.u.dict->n)
+            return 0;
+        for (size_t i = 0; i < a.u.dict->n; i++) {
+            size_t j = 0;
+            while (j < b.u.dict->n && !jj_equal(a.u.dict->keys[i], b.u.dict->keys[j]))
+                j++;
+            if (j == b.u.dict->n || !equal_depth(a.u.dict->vals[i], b.u.dict->vals[j], depth + 1))
+                return 0;
+        }
+        return 1;
+    case JJ_NS: return a.u.dict == b.u.dict;
+    case JJ_FUNC: return a.u.func == b.u.func;
+    default: return 0;
+    }
+}
+
+/* Python ordering for <, <=, >, >=: numbers, strings (code point order = UTF-8 byte order),
+ * sequences lexicographically. */
+static int compare(struct jj_render *r, struct jj_value a, struct jj_value b, int depth)
+{
+    if (depth > JJ_MAX_NEST)
+        jj_fail(r, "values nested too deeply to compare");
+    if (is_num(a) && is_num(b)) {
+        double x = num(a), y = num(b);
+        return x < y ? -1 : x > y;
+    }
+    if (a.type == JJ_STR && b.type == JJ_STR) {
+        size_t n = a.u.str.n < b.u.str.n ? a.u.str.n : b.u.str.n;
+        int c = memcmp(a.u.str.s, b.u.str.s, n);
+        if (c)
+            return c < 0 ? -1 : 1;
+        return a.u.str.n < b.u.str.n ? -1 : a.u.str.n > b.u.str.n;
+    }
+    if (a.type == JJ_LIST && b.type == JJ_LIST) {
+        for (size_t i = 0; i < a.u.list->n && i < b.u.list->n; i++) {
+            if (!jj_equal(a.u.list->v[i], b.u.list->v[i]))
+                return compare(r, a.u.list->v[i], b.u.list->v[i], depth + 1);
+        }
+        return a.u.list->n < b.u.list->n ? -1 : a.u.list->n > b.u.list->n;
+    }
+    jj_fail(r, "'<' not supported between these types");
+}
+
+/* ---- printing ---- */
+
+static void put(struct jj_render *r, struct tok_buf *out, const char *s, size_t n)
+{
+    if (tok_buf_put(out, s, n))
+        longjmp(r->jmp, 2);
+}
+
+static void put_float(struct jj_render *r, double f, struct tok_buf *out)
+{
+    char buf[64];
+    if (isnan(f)) {
+        put(r, out, "nan", 3);
+        return;
+    }
+    if (isinf(f)) {
+        put(r, out, f < 0 ? "-inf" : "inf", f < 0 ? 4 : 3);
+        return;
+    }
+    int p = 1;
+    for (; p < 17; p++) { /* shortest repr that reads back, as Python's repr */
+        snprintf(buf, sizeof(buf), "%.*e", p - 1, f);
+        if (strtod(buf, NULL) == f)
+            break;
+    }
+    snprintf(buf, sizeof(buf), "%.*e", p - 1, f);
+    int exp = atoi(strchr(buf, 'e') + 1);
+    if (exp >= -5 && exp < 16) {
+        int decimals = p - 1 - exp;
+        snprintf(buf, sizeof(buf), "%.*f", decimals > 0 ? decimals : 0, f);
+        if (!strchr(buf, '.'))
+            strcat(buf, ".0");
+    } else { /* 1e+16, 1.5e-07: C's %e already writes two exponent digits */
+        char *e = strchr(buf, 'e');
+        char mant[40];
+        snprintf(mant, sizeof(mant), "%.*s", (int)(e - buf), buf);
+        char tail[16];
+        snprintf(tail, sizeof(tail), "%s", e);
+        snprintf(buf, sizeof(buf), "%s%s", mant, tail);
+    }
+    put(r, out, buf, strlen(buf));
+}
+
+static int py_printable(int32_t cp)
+{
+    if (cp == ' ')
+        return 1;
+    switch (utf8proc_category(cp)) {
+    case UTF8PROC_CATEGORY_CC: case UTF8PROC_CATEGORY_CF: case UTF8PROC_CATEGORY_CS:
+    case UTF8PROC_CATEGORY_CO: case UTF8PROC_CATEGORY_CN: case UTF8PROC_CATEGORY_ZL:
+    case UTF8PROC_CATEGORY_ZP: case UTF8PROC_CATEGORY_ZS:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+static void put_repr_str(struct jj_render *r, const char *s, size_t n, struct tok_buf *out)
+{
+    char q = memchr(s, '\'', n) && !memchr(s, '"', n) ? '"' : '\'';
+    put(r, out, &q, 1);
+    for (size_t i = 0; i < n;) {
+        int32_t cp;
+        int k = tok_utf8_next(s + i, n - i, &cp);
+        char esc[16];
+        if (cp == '\\' || cp == q) {
+            esc[0] = '\\';
+            esc[1] = (char)cp;
+            put(r, out, esc, 2);
+        } else if (cp == '\n' || cp == '\r' || cp == '\t') {
+            put(r, out, cp == '\n' ? "\\n" : cp == '\r' ? "\\r" : "\\t", 2);
+        } else if (!py_printable(cp)) {
+            int m = cp < 0x100 ? snprintf(esc, sizeof(esc), "\\x%02x", cp)
+                    : cp < 0x10000 ? snprintf(esc, sizeof(esc), "\\u%04x", cp)
+                                   : snprintf(esc, sizeof(esc), "\\U%08x", cp);
+            put(r, out, esc, (size_t)m);
+        } else {
+            put(r, out, s + i, (size_t)k);
+        }
+        i += (size_t)k;
+    }
+    put(r, out, &q, 1);
+}
+
+static void put_repr(struct jj_render *r, struct jj_value v, struct tok_buf *out, int depth)
+{
+    if (depth > JJ_MAX_NEST)
+        jj_fail(r, "value nested too deeply to print");
+    if (v.type == JJ_STR) {
+        put_repr_str(r, v.u.str.s, v.u.str.n, out);
+    } else if (v.type == JJ_LIST) {
+        put(r, out, v.is_tuple ? "(" : "[", 1);
+        for (size_t i = 0; i < v.u.list->n; i++) {
+            if (i)
+                put(r, out, ", ", 2);
+            put_repr(r, v.u.list->v[i], out, depth + 1);
+        }
+        if (v.is_tuple && v.u.list->n == 1)
+            put(r, out, ",", 1);
+        put(r, out, v.is_tuple ? ")" : "]", 1);
+    } else if (v.type == JJ_DICT || v.type == JJ_NS) {
+        if (v.type == JJ_NS)
+            put(r, out, "<Namespace ", 11);
+        put(r, out, "{", 1);
+        for (size_t i = 0; i < v.u.dict->n; i++) {
+            if (i)
+                put(r, out, ", ", 2);
+            put_repr(r, v.u.dict->keys[i], out, depth + 1);
+            put(r, out, ": ", 2);
+            put_repr(r, v.u.dict->vals[i], out, depth + 1);
+        }
+        put(r, out, "}", 1);
+        if (v.type == JJ_NS)
+            put(r, out, ">", 1);
+    } else {
+        jj_to_str(r, v, out);
+    }
+}
+
+void jj_to_str(struct jj_render *r, struct jj_value v, struct tok_buf *out)
+{
+    char buf[32];
+    switch (v.type) {
+    case JJ_UNDEF: return;
+    case JJ_NONE: put(r, out, "None", 4); return;
+    case JJ_BOOL: put(r, out, v.u.b ? "True" : "False", v.u.b ? 4 : 5); return;
+    case JJ_INT:
+        put(r, out, buf, (size_t)snprintf(buf, sizeof(buf), "%lld", (long long)v.u.i));
+        return;
+    case JJ_FLOAT: put_float(r, v.u.f, out); return;
+    case JJ_STR: put(r, out, v.u.str.s, v.u.str.n); return;
+    case JJ_FUNC: put(r, out, "<function>", 10); return;
+    case JJ_METHOD: put(r, out, "<built-in method>", 17); return;
+    default: put_repr(r, v, out, 0); return;
+    }
+}
+
+struct jj_value jj_str_of(struct jj_render *r, struct jj_value v)
+{
+    if (v.type == JJ_STR)
+        return v;
+    struct tok_buf b = {0};
+    jj_to_str(r, v, &b); /* on OOM the jump skips this free; the render is failing anyway */
+    struct jj_value s = jj_str(r->arena, b.p ? b.p : "", b.n);
+    free(b.p);
+    return s;
+}
+
+/* ---- access ---- */
+
+static const char *const DICT_METHODS[] = {"items", "keys", "values", "get", "pop", "popitem",
+                                           "setdefault", "update", "clear", "copy", NULL};
+static const char *const STR_METHODS[] = {
+    "startswith", "endswith", "strip", "lstrip", "rstrip", "split", "rsplit", "upper", "lower",
+    "title", "capitalize", "replace", "find", "rfind", "count", "join", "isdigit", "isalpha",
+    "isspace", "isupper", "islower", "splitlines", "format", NULL};
+
+static int in_list(const char *const *names, const char *name)
+{
+    for (; *names; names++)
+        if (strcmp(*names, name) == 0)
+            return 1;
+    return 0;
+}
+
+static struct jj_value method(struct jj_render *r, struct jj_value self, const char *name)
+{
+    struct jj_value m = {.type = JJ_METHOD};
+    m.u.method.self = jj_alloc(r->arena, sizeof(struct jj_value));
+    *m.u.method.self = self;
+    m.u.method.name = name;
+    return m;
+}
+
+struct jj_value jj_getattr(struct jj_render *r, struct jj_value obj, const char *name)
+{
+    int found;
+    switch (obj.type) {
+    case JJ_UNDEF:
+        jj_fail(r, "'%s' accessed on an undefined value", name);
+    case JJ_DICT:
+        if (in_list(DICT_METHODS, name))
+            return method(r, obj, name);
+        return jj_dict_get(obj, name, strlen(name), &found);
+    case JJ_NS:
+        return jj_dict_get(obj, name, strlen(name), &found);
+    case JJ_STR:
+        if (in_list(STR_METHODS, name))
+            return method(r, obj, name);
+        break;
+    default:
+        break;
+    }
+    return (struct jj_value){.type = JJ_UNDEF};
+}
+
+/* Byte offset of code point k in s (k <= number of code points). */
+static size_t cp_offset(const char *s, size_t n, size_t k)
+{
+    size_t i = 0;
+    while (k-- && i < n) {
+        i++;
+        while (i < n && ((unsigned char)s[i] & 0xC0) == 0x80)
+            i++;
+    }
+    return i;
+}
+
+static size_t cp_count(const char *s, size_t n)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return c;
+}
+
+struct jj_value jj_getitem(struct jj_render *r, struct jj_value obj, struct jj_value key)
+{
+    if (obj.type == JJ_UNDEF)
+        jj_fail(r, "subscript of an undefined value");
+    if ((obj.type == JJ_LIST || obj.type == JJ_STR) && (key.type == JJ_INT || key.type == JJ_BOOL)) {
+        int64_t i = inum(key);
+        int64_t len = obj.type == JJ_LIST ? (int64_t)obj.u.list->n
+                                          : (int64_t)cp_count(obj.u.str.s, obj.u.str.n);
+        if (i < 0)
+            i += len;
+        if (i < 0 || i >= len)
+            return (struct jj_value){.type = JJ_UNDEF};
+        if (obj.type == JJ_LIST)
+            return obj.u.list->v[i];
+        size_t a = cp_offset(obj.u.str.s, obj.u.str.n, (size_t)i);
+        size_t b = cp_offset(obj.u.str.s, obj.u.str.n, (size_t)i + 1);
+        return jj_str(r->arena, obj.u.str.s + a, b - a);
+    }
+    if (obj.type == JJ_DICT || obj.type == JJ_NS) {
+        for (size_t i = 0; i < obj.u.dict->n; i++)
+            if (jj_equal(obj.u.dict->keys[i], key))
+                return obj.u.dict->vals[i];
+    }
+    if (key.type == JJ_STR && obj.type != JJ_NS) {
+        char name[64];
+        if (key.u.str.n < sizeof(name)) {
+            memcpy(name, key.u.str.s, key.u.str.n);
+            name[key.u.str.n] = 0;
+            if ((obj.type == JJ_DICT && in_list(DICT_METHODS, name)) ||
+                (obj.type == JJ_STR && in_list(STR_METHODS, name)))
+                return method(r, obj, jj_str(r->arena, name, strlen(name)).u.str.s);
+        }
+    }
+    return (struct jj_value){.type = JJ_UNDEF};
+}
+
+static int64_t slice_index(struct jj_render *r, struct jj_value v, int64_t def)
+{
+    if (v.type == JJ_NONE || v.type == JJ_UNDEF)
+        return def;
+    if (v.type != JJ_INT && v.type != JJ_BOOL)
+        jj_fail(r, "slice indices must be integers");
+    return inum(v);
+}
+
+struct jj_value jj_slice(struct jj_render *r, struct jj_value obj, struct jj_value start,
+                         struct jj_value stop, struct jj_value step)
+{
+    if (obj.type != JJ_LIST && obj.type != JJ_STR)
+        jj_fail(r, "cannot slice this value");
+    int64_t len = obj.type == JJ_LIST ? (int64_t)obj.u.list->n
+                                      : (int64_t)cp_count(obj.u.str.s, obj.u.str.n);
+    int64_t st = slice_index(r, step, 1);
+    if (st == 0)
+        jj_fail(r, "slice step cannot be zero");
+    int64_t lo = slice_index(r, start, st > 0 ? 0 : len - 1);
+    int64_t hi = slice_index(r, stop, st > 0 ? len : -len - 1);
+    /* Python's PySlice_AdjustIndices */
+    if (lo < 0)
+        lo = lo + len < 0 ? (st < 0 ? -1 : 0) : lo + len;
+    else if (lo >= len)
+        lo = st < 0 ? len - 1 : len;
+    if (hi < 0)
+        hi = hi + len < 0 ? (st < 0 ? -1 : 0) : hi + len;
+    else if (hi >= len)
+        hi = st < 0 ? len - 1 : len;
+    struct jj_value out = jj_list_new(r->arena);
+    out.is_tuple = obj.is_tuple;
+    struct tok_buf b = {0};
+    for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) {
+        if (obj.type == JJ_LIST) {
+            jj_list_push(r->arena, out, obj.u.list->v[i]);
+        } else {
+            size_t a = cp_offset(obj.u.str.s, obj.u.str.n, (size_t)i);
+            size_t e = cp_offset(obj.u.str.s, obj.u.str.n, (size_t)i + 1);
+            if (tok_buf_put(&b, obj.u.str.s + a, e - a)) {
+                free(b.p);
+                longjmp(r->jmp, 2);
+            }
+        }
+    }
+    if (obj.type == JJ_STR) {
+        out = jj_str(r->arena, b.p ? b.p : "", b.n);
+        free(b.p);
+    }
+    return out;
+}
+
+struct jj_list *jj_iterable(struct jj_render *r, struct jj_value v)
+{
+    struct jj_value l;
+    switch (v.type) {
+    case JJ_UNDEF:
+        return jj_list_new(r->arena).u.list;
+    case JJ_LIST:
+        return v.u.list;
+    case JJ_DICT:
+        l = jj_list_new(r->arena);
+        for (size_t i = 0; i < v.u.dict->n; i++)
+            jj_list_push(r->arena, l, v.u.dict->keys[i]);
+        return l.u.list;
+    case JJ_STR:
+        l = jj_list_new(r->arena);
+        for (size_t i = 0; i < v.u.str.n;) {
+            size_t e = i + cp_offset(v.u.str.s + i, v.u.str.n - i, 1);
+            jj_list_push(r->arena, l, jj_str(r->arena, v.u.str.s + i, e - i));
+            i = e;
+        }
+        return l.u.list;
+    default:
+        jj_fail(r, "value is not iterable");
+    }
+}
+
+/* ---- operators ---- */
+
+static int contains(struct jj_render *r, struct jj_value hay, struct jj_value needle)
+{
+    switch (hay.type) {
+    case JJ_STR:
+        if (needle.type != JJ_STR)
+            jj_fail(r, "'in <string>' requires string as left operand");
+        if (!needle.u.str.n)
+            return 1;
+        for (size_t i = 0; i + needle.u.str.n <= hay.u.str.n; i++)
+            if (!memcmp(hay.u.str.s + i, needle.u.str.s, needle.u.str.n))
+                return 1;
+        return 0;
+    case JJ_LIST:
+        for (size_t i = 0; i < hay.u.list->n; i++)
+            if (jj_equal(hay.u.list->v[i], needle))
+                return 1;
+        return 0;
+    case JJ_DICT:
+    case JJ_NS:
+        for (size_t i = 0; i < hay.u.dict->n; i++)
+            if (jj_equal(hay.u.dict->keys[i], needle))
+                return 1;
+        return 0;
+    case JJ_UNDEF:
+        return 0;
+    default:
+        jj_fail(r, "argument of type is not iterable for 'in'");
+    }
+}
+
+static struct jj_value repeat(struct jj_render *r, struct jj_value seq, int64_t times)
+{
+    if (times < 0)
+        times = 0;
+    size_t unit = seq.type == JJ_STR ? seq.u.str.n : seq.u.list->n;
+    if (unit && (uint64_t)times > ((size_t)1 << 26) / unit)
+        jj_fail(r, "repetition too large");
+    if (seq.type == JJ_STR) {
+        char *s = jj_alloc(r->arena, unit * (size_t)times + 1);
+        for (int64_t k = 0; k < times; k++)
+            memcpy(s + unit * (size_t)k, seq.u.str.s, unit);
+        return (struct jj_value){.type = JJ_STR, .u.str = {s, unit * (size_t)times}};
+    }
+    struct jj_value out = jj_list_new(r->arena);
+    out.is_tuple = seq.is_tuple;
+    for (int64_t k = 0; k < times; k++)
+        for (size_t i = 0; i < unit; i++)
+            jj_list_push(r->arena, out, seq.u.list->v[i]);
+    return out;
+}
+
+static struct jj_value int_or_float(int is_float, int64_t i, double f)
+{
+    if (is_float)
+        return (struct jj_value){.type = JJ_FLOAT, .u.f = f};
+    return (struct jj_value){.type = JJ_INT, .u.i = i};
+}
+
+struct jj_value jj_percent_format(struct jj_render *r, struct jj_value fmt, struct jj_value args);
+
+struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value a,
+                         struct jj_value b)
+{
+    if (op == OP_CONCAT) {
+        struct jj_value x = jj_str_of(r, a), y = jj_str_of(r, b);
+        if (x.u.str.n + y.u.str.n > JJ_MAX_STR)
+            jj_fail(r, "string too large");
+        char *s = jj_alloc(r->arena, x.u.str.n + y.u.str.n + 1);
+        memcpy(s, x.u.str.s, x.u.str.n);
+        memcpy(s + x.u.str.n, y.u.str.s, y.u.str.n);
+        return (struct jj_value){.type = JJ_STR, .u.str = {s, x.u.str.n + y.u.str.n}};
+    }
+    switch (op) {
+    case OP_EQ: return jj_bool(jj_equal(a, b));
+    case OP_NE: return jj_bool(!jj_equal(a, b));
+    case OP_LT: return jj_bool(compare(r, a, b, 0) < 0);
+    case OP_LE: return jj_bool(compare(r, a, b, 0) <= 0);
+    case OP_GT: return jj_bool(compare(r, a, b, 0) > 0);
+    case OP_GE: return jj_bool(compare(r, a, b, 0) >= 0);
+    case OP_IN: return jj_bool(contains(r, b, a));
+    case OP_NOTIN: return jj_bool(!contains(r, b, a));
+    default: break;
+    }
+    if (a.type == JJ_UNDEF || b.type == JJ_UNDEF)
+        jj_fail(r, "arithmetic on an undefined value");
+    if (is_num(a) && is_num(b)) {
+        int fl = a.type == JJ_FLOAT || b.type == JJ_FLOAT;
+        int64_t x = fl ? 0 : inum(a), y = fl ? 0 : inum(b);
+        double fx = num(a), fy = num(b);
+        switch (op) {
+        case OP_ADD: return int_or_float(fl, (int64_t)((uint64_t)x + (uint64_t)y), fx + fy);
+        case OP_SUB: return int_or_float(fl, (int64_t)((uint64_t)x - (uint64_t)y), fx - fy);
+        case OP_MUL: return int_or_float(fl, (int64_t)((uint64_t)x * (uint64_t)y), fx * fy);
+        case OP_DIV:
+            if (fy == 0.0)
+                jj_fail(r, "division by zero");
+            return (struct jj_value){.type = JJ_FLOAT, .u.f = fx / fy};
+        case OP_FLOORDIV:
+        case OP_MOD:
+            if (fl ? fy == 0.0 : y == 0)
+                jj_fail(r, "integer division or modulo by zero");
+            if (fl) {
+                double q = floor(fx / fy), m = fx - q * fy;
+                return (struct jj_value){.type = JJ_FLOAT, .u.f = op == OP_MOD ? m : q};
+            } else {
+                if (x == INT64_MIN && y == -1)
+                    jj_fail(r, "integer overflow");
+                int64_t q = x / y, m = x % y;
+                if (m != 0 && ((m < 0) != (y < 0))) {
+                    q--;
+                    m += y;
+                }
+                return (struct jj_value){.type = JJ_INT, .u.i = op == OP_MOD ? m : q};
+            }
+        case OP_POW:
+            if (!fl && y >= 0) {
+                int64_t p = 1;
+                for (int64_t k = 0; k < y && k < 64; k++)
+                    p = (int64_t)((uint64_t)p * (uint64_t)x);
+                return (struct jj_value){.type = JJ_INT, .u.i = p};
+            }
+            return (struct jj_value){.type = JJ_FLOAT, .u.f = pow(fx, fy)};
+        default: break;
+        }
+    }
+    if (op == OP_ADD && a.type == JJ_STR && b.type == JJ_STR)
+        return jj_binop(r, OP_CONCAT, a, b);
+    if (op == OP_ADD && a.type == JJ_LIST && b.type == JJ_LIST) {
+        if (a.u.list->n + b.u.list->n > JJ_MAX_STR / 16)
+            jj_fail(r, "list too large");
+        struct jj_value out = jj_list_new(r->arena);
+        out.is_tuple = a.is_tuple;
+        for (size_t i = 0; i < a.u.list->n; i++)
+            jj_list_push(r->arena, out, a.u.list->v[i]);
+        for (size_t i = 0; i < b.u.list->n; i++)
+            jj_list_push(r->arena, out, b.u.list->v[i]);
+        return out;
+    }
+    if (op == OP_MUL && (a.type == JJ_STR || a.type == JJ_LIST) &&
+        (b.type == JJ_INT || b.type == JJ_BOOL))
+        return repeat(r, a, inum(b));
+    if (op == OP_MUL && (b.type == JJ_STR || b.type == JJ_LIST) &&
+        (a.type == JJ_INT || a.type == JJ_BOOL))
+        return repeat(r, b, inum(a));
+    if (op == OP_MOD && a.type == JJ_STR)
+        return jj_percent_format(r, a, b);
+    jj_fail(r, "unsupported operand types for a binary operator");
+}
+
+/* ---- globals ---- */
+
+struct jj_value jj_call_method(struct jj_render *r, struct jj_value self, const char *name,
+                               struct jj_value *args, size_t n_args, const char **kw,
+                               struct jj_value *kw_vals, size_t n_kw);
+
+struct jj_value jj_call(struct jj_render *r, struct jj_value fn, struct jj_value *args,
+                        size_t n_args, const char **kw, struct jj_value *kw_vals, size_t n_kw)
+{
+    if (fn.type == JJ_METHOD)
+        return jj_call_method(r, *fn.u.method.self, fn.u.method.name, args, n_args, kw, kw_vals,
+                              n_kw);
+    if (fn.type != JJ_FUNC)
+        jj_fail(r, fn.type == JJ_UNDEF ? "call of an undefined value" : "value is not callable");
+    switch ((enum jj_func)fn.u.func) {
+    case F_NAMESPACE:
+    case F_DICT: {
+        struct jj_value d = jj_dict_new(r->arena);
+        d.type = fn.u.func == F_NAMESPACE ? JJ_NS : JJ_DICT;
+        for (size_t i = 0; i < n_args; i++) {
+            if (args[i].type != JJ_DICT && args[i].type != JJ_NS)
+                jj_fail(r, "%s() takes keyword arguments or a mapping",
+                        jj_func_names[fn.u.func]);
+            for (size_t k = 0; k < args[i].u.dict->n; k++)
+                jj_dict_set(r->arena, d, args[i].u.dict->keys[k], args[i].u.dict->vals[k]);
+        }
+        for (size_t i = 0; i < n_kw; i++) {
+            if (fn.u.func == F_NAMESPACE && kw[i][0] == '_')
+                jj_fail(r, "cannot store underscore-prefixed attribute '%s'", kw[i]);
+            jj_dict_set(r->arena, d, jj_str(r->arena, kw[i], strlen(kw[i])), kw_vals[i]);
+        }
+        return d;
+    }
+    case F_RAISE: {
+        struct jj_value m = n_args ? jj_str_of(r, args[0]) : jj_str(r->arena, "", 0);
+        jj_fail(r, "%.*s", (int)(m.u.str.n > 400 ? 400 : m.u.str.n), m.u.str.s);
+    }
+    case F_STRFTIME: {
+        if (n_args != 1 || args[0].type != JJ_STR)
+            jj_fail(r, "strftime_now() takes one format string");
+        char fmt[256], buf[512];
+        snprintf(fmt, sizeof(fmt), "%.*s", (int)args[0].u.str.n, args[0].u.str.s);
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        size_t n = strftime(buf, sizeof(buf), fmt, &tm);
+        return jj_str(r->arena, buf, n);
+    }
+    case F_RANGE: {
+        int64_t lo = 0, hi, st = 1;
+        for (size_t i = 0; i < n_args; i++)
+            if (args[i].type != JJ_INT && args[i].type != JJ_BOOL)
+                jj_fail(r, "range() takes integers");
+        if (n_args == 1)
+            hi = inum(args[0]);
+        else if (n_args == 2 || n_args == 3) {
+            lo = inum(args[0]);
+            hi = inum(args[1]);
+            if (n_args == 3)
+                st = inum(args[2]);
+        } else {
+            jj_fail(r, "range() takes 1 to 3 arguments");
+        }
+        if (st == 0)
+            jj_fail(r, "range() step must not be zero");
+        struct jj_value l = jj_list_new(r->arena);
+        for (int64_t i = lo, k = 0; st > 0 ? i < hi : i > hi; i += st, k++) {
+            if (k >= 100000)
+                jj_fail(r, "range() too large");
+            jj_list_push(r->arena, l, (struct jj_value){.type = JJ_INT, .u.i = i});
+        }
+        return l;
+    }
+    default:
+        break;
+    }
+    jj_fail(r, "unknown function");
+}

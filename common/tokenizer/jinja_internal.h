@@ -1,0 +1,130 @@
+/*
+ * Jinja interpreter internals shared by jinja_parse.c (template -> AST),
+ * jinja_eval.c (AST -> text) and jinja_builtins.c (filters, tests, methods,
+ * conversions). Errors inside parse and render longjmp to the entry point, which
+ * frees the arena: every allocation below lives in an arena, so nothing leaks.
+ */
+#ifndef WD_TOKENIZER_JINJA_INTERNAL_H
+#define WD_TOKENIZER_JINJA_INTERNAL_H
+
+#include "common/tokenizer/jinja.h"
+#include "common/tokenizer/tok_internal.h"
+
+enum jj_expr_kind {
+    X_CONST,
+    X_NAME,
+    X_LIST,
+    X_TUPLE,
+    X_DICT,
+    X_ATTR,
+    X_ITEM,
+    X_SLICE,
+    X_CALL,
+    X_FILTER,
+    X_TEST,
+    X_NOT,
+    X_NEG,
+    X_POS,
+    X_BIN,
+    X_AND,
+    X_OR,
+    X_COND,
+};
+
+enum jj_binop {
+    OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_FLOORDIV, OP_MOD, OP_POW, OP_CONCAT,
+    OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE, OP_IN, OP_NOTIN,
+};
+
+struct jj_expr {
+    enum jj_expr_kind kind;
+    int line;
+    struct jj_value cval;          /* X_CONST */
+    const char *name;              /* X_NAME, X_ATTR attribute, X_FILTER / X_TEST name */
+    enum jj_binop op;              /* X_BIN */
+    int negated;                   /* X_TEST with "is not" */
+    struct jj_expr *a, *b, *c, *d; /* operands; X_SLICE: a[b:c:d]; X_COND: b if a else c */
+    struct jj_expr **args;         /* items, call/filter/test positional args, dict keys */
+    size_t n_args;
+    const char **kw_names;         /* call/filter keyword args */
+    struct jj_expr **kw_vals;      /* keyword values; X_DICT: the values */
+    size_t n_kw;
+};
+
+enum jj_stmt_kind { S_TEXT, S_OUT, S_IF, S_FOR, S_SET, S_SETBLOCK, S_BREAK, S_CONTINUE, S_BODY };
+
+struct jj_stmt {
+    enum jj_stmt_kind kind;
+    int line;
+    const char *text; /* S_TEXT */
+    size_t n;
+    struct jj_expr *expr;       /* S_OUT, S_IF condition, S_FOR iterable, S_SET value */
+    struct jj_expr *cond;       /* S_FOR loop filter */
+    struct jj_stmt *body;       /* first statement of the body */
+    struct jj_stmt *orelse;     /* S_IF else / elif chain, S_FOR else */
+    struct jj_stmt *next;
+    const char **targets;       /* S_FOR loop variables, S_SET / S_SETBLOCK names */
+    size_t n_targets;
+    const char *attr;           /* S_SET ns.attr = ...: targets[0] is ns */
+};
+
+struct wd_jinja {
+    struct jj_arena arena;
+    struct jj_stmt *root;
+};
+
+/* ---- render state (jinja_eval.c) ---- */
+struct jj_frame {
+    struct jj_frame *parent;
+    const char **names;
+    struct jj_value *vals;
+    size_t n, cap;
+};
+
+struct jj_render {
+    struct jj_arena *arena;
+    struct tok_buf out;
+    struct tok_buf saved[16]; /* outer outputs while {% set x %} blocks render */
+    int n_saved;
+    jmp_buf jmp;
+    char msg[WD_ERROR_LEN];
+    int line;
+    uint64_t steps; /* evaluations so far, bounded so a hostile template cannot spin */
+};
+
+#define JJ_MAX_STEPS 20000000u
+#define JJ_MAX_STR ((size_t)64 << 20)
+
+/* Records a render error and longjmps out (never returns). */
+_Noreturn void jj_fail(struct jj_render *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- builtins (jinja_builtins.c) ---- */
+enum jj_func { F_NAMESPACE, F_RAISE, F_STRFTIME, F_RANGE, F_DICT, F_COUNT };
+extern const char *const jj_func_names[F_COUNT];
+
+int jj_truthy(struct jj_value v);
+int jj_equal(struct jj_value a, struct jj_value b);
+/* str(v) as Python/Jinja print it, appended to out. */
+void jj_to_str(struct jj_render *r, struct jj_value v, struct tok_buf *out);
+struct jj_value jj_str_of(struct jj_render *r, struct jj_value v);
+struct jj_value jj_dict_get(struct jj_value dict, const char *key, size_t n, int *found);
+struct jj_value jj_getattr(struct jj_render *r, struct jj_value obj, const char *name);
+struct jj_value jj_getitem(struct jj_render *r, struct jj_value obj, struct jj_value key);
+struct jj_value jj_slice(struct jj_render *r, struct jj_value obj, struct jj_value start,
+                         struct jj_value stop, struct jj_value step);
+struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value a,
+                         struct jj_value b);
+struct jj_value jj_call(struct jj_render *r, struct jj_value fn, struct jj_value *args,
+                        size_t n_args, const char **kw, struct jj_value *kw_vals, size_t n_kw);
+struct jj_value jj_filter(struct jj_render *r, const char *name, struct jj_value v,
+                          struct jj_value *args, size_t n_args, const char **kw,
+                          struct jj_value *kw_vals, size_t n_kw);
+int jj_test(struct jj_render *r, const char *name, struct jj_value v, struct jj_value *args,
+            size_t n_args);
+/* Items to iterate over (list items, dict keys, string characters); UNDEF -> empty. */
+struct jj_list *jj_iterable(struct jj_render *r, struct jj_value v);
+int jj_filter_known(const char *name);
+int jj_test_known(const char *name);
+
+#endif

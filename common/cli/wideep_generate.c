@@ -198,6 +198,8 @@ static enum wd_status run_generation(struct run *run, struct wd_error *err)
 {
     const struct opts *o = &run->o;
     char path[4096];
+    struct wd_model_config mcfg;
+    WD_CHECK(wd_model_config_load(o->model_path, &mcfg, err));
     struct wd_generation_config gen = {0};
     WD_CHECK(wd_generation_config_load(o->model_path, &gen, err));
 
@@ -232,8 +234,6 @@ static enum wd_status run_generation(struct run *run, struct wd_error *err)
     if (st != WD_OK)
         return st;
 
-    struct wd_model_config mcfg;
-    WD_CHECK(wd_model_config_load(o->model_path, &mcfg, err));
     struct wd_scheduler_config scfg = {
         .max_running_requests = o->max_running_requests,
         .chunked_prefill_size = o->chunked_prefill_size,

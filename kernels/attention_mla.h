@@ -36,9 +36,9 @@ extern "C" {
  */
 void wd_attention_mla_ref(const float *q, int64_t n_tokens, const int32_t *tok_seq,
                           const int32_t *tok_pos, const struct wd_attn_seq *seqs,
-                          const float *latent_cache, int page_size, int n_heads,
-                          int kv_lora_rank, int nope_dim, int rope_dim, int v_dim,
-                          const struct wd_weight *kv_b, float scale, float *out);
+                          const float *latent_cache, int page_size, int n_heads, int kv_lora_rank,
+                          int nope_dim, int rope_dim, int v_dim, const struct wd_weight *kv_b,
+                          float scale, float *out);
 
 #ifdef __cplusplus
 }

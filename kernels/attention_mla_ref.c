@@ -21,9 +21,9 @@ static float dot(const float *a, const float *b, int n)
 
 void wd_attention_mla_ref(const float *q, int64_t n_tokens, const int32_t *tok_seq,
                           const int32_t *tok_pos, const struct wd_attn_seq *seqs,
-                          const float *latent_cache, int page_size, int n_heads,
-                          int kv_lora_rank, int nope_dim, int rope_dim, int v_dim,
-                          const struct wd_weight *kv_b, float scale, float *out)
+                          const float *latent_cache, int page_size, int n_heads, int kv_lora_rank,
+                          int nope_dim, int rope_dim, int v_dim, const struct wd_weight *kv_b,
+                          float scale, float *out)
 {
     float q_lat[WD_MLA_MAX_RANK], o_lat[WD_MLA_MAX_RANK];
     int q_dim = nope_dim + rope_dim, row_elems = kv_lora_rank + rope_dim;
@@ -48,8 +48,9 @@ void wd_attention_mla_ref(const float *q, int64_t n_tokens, const int32_t *tok_s
             float m = -INFINITY;
             for (int32_t s = 0; s <= last; s++) {
                 const float *lat = latent_cache + wd_attn_slot(seq, s, page_size) * row_elems;
-                float sc = (dot(q_lat, lat, kv_lora_rank) +
-                            dot(q_pe, lat + kv_lora_rank, rope_dim)) * scale;
+                float sc =
+                    (dot(q_lat, lat, kv_lora_rank) + dot(q_pe, lat + kv_lora_rank, rope_dim)) *
+                    scale;
                 if (sc > m)
                     m = sc;
             }
@@ -57,8 +58,9 @@ void wd_attention_mla_ref(const float *q, int64_t n_tokens, const int32_t *tok_s
             memset(o_lat, 0, sizeof(float) * (size_t)kv_lora_rank);
             for (int32_t s = 0; s <= last; s++) {
                 const float *lat = latent_cache + wd_attn_slot(seq, s, page_size) * row_elems;
-                float sc = (dot(q_lat, lat, kv_lora_rank) +
-                            dot(q_pe, lat + kv_lora_rank, rope_dim)) * scale;
+                float sc =
+                    (dot(q_lat, lat, kv_lora_rank) + dot(q_pe, lat + kv_lora_rank, rope_dim)) *
+                    scale;
                 float p = expf(sc - m);
                 l += p;
                 for (int c = 0; c < kv_lora_rank; c++)

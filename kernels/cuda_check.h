@@ -43,12 +43,12 @@ static inline enum wd_status wd_cuda_status(cudaError_t e)
     }
 }
 
-#define WD_CUDA_CHECK(expr)                                                                 \
-    do {                                                                                    \
-        cudaError_t wd_cuda_e_ = (expr);                                                    \
-        if (wd_cuda_e_ != cudaSuccess)                                                      \
-            return wd_check_failed("cuda", wd_cuda_status(wd_cuda_e_),                      \
-                                   cudaGetErrorString(wd_cuda_e_), #expr, __FILE__, __LINE__); \
+#define WD_CUDA_CHECK(expr)                                                                        \
+    do {                                                                                           \
+        cudaError_t wd_cuda_e_ = (expr);                                                           \
+        if (wd_cuda_e_ != cudaSuccess)                                                             \
+            return wd_check_failed("cuda", wd_cuda_status(wd_cuda_e_),                             \
+                                   cudaGetErrorString(wd_cuda_e_), #expr, __FILE__, __LINE__);     \
     } while (0)
 
 #endif

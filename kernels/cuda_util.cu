@@ -7,9 +7,8 @@ extern "C" { /* log.h has no C++ guards of its own */
 #include "common/util/log.h"
 }
 
-extern "C" enum wd_status wd_check_failed(const char *lib, enum wd_status status,
-                                          const char *text, const char *expr, const char *file,
-                                          int line)
+extern "C" enum wd_status wd_check_failed(const char *lib, enum wd_status status, const char *text,
+                                          const char *expr, const char *file, int line)
 {
     wd_log(WD_LOG_ERROR, "kernels", "%s error: %s (%s) at %s:%d", lib, text, expr, file, line);
     return status;

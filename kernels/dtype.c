@@ -7,13 +7,18 @@ static const struct {
     const char *name;
     size_t size;
 } g_dtypes[WD_DTYPE_COUNT] = {
-    [WD_DTYPE_F32] = {"F32", 4},   [WD_DTYPE_F16] = {"F16", 2},
-    [WD_DTYPE_BF16] = {"BF16", 2}, [WD_DTYPE_F8_E4M3] = {"F8_E4M3", 1},
-    [WD_DTYPE_I64] = {"I64", 8},   [WD_DTYPE_I32] = {"I32", 4},
+    [WD_DTYPE_F32] = {"F32", 4},         [WD_DTYPE_F16] = {"F16", 2}, [WD_DTYPE_BF16] = {"BF16", 2},
+    [WD_DTYPE_F8_E4M3] = {"F8_E4M3", 1}, [WD_DTYPE_I64] = {"I64", 8}, [WD_DTYPE_I32] = {"I32", 4},
 };
 
-size_t wd_dtype_size(enum wd_dtype dt) { return g_dtypes[dt].size; }
-const char *wd_dtype_name(enum wd_dtype dt) { return g_dtypes[dt].name; }
+size_t wd_dtype_size(enum wd_dtype dt)
+{
+    return g_dtypes[dt].size;
+}
+const char *wd_dtype_name(enum wd_dtype dt)
+{
+    return g_dtypes[dt].name;
+}
 
 int wd_dtype_parse(const char *name)
 {
@@ -92,13 +97,13 @@ uint8_t wd_f32_to_e4m3(float f)
         return sign | 0x7e;
     /* Find the exponent so that a = m * 2^(e-3) with m in [8,16), clamp to the subnormal range. */
     int e;
-    frexpf(a, &e); /* a = frac * 2^e, frac in [0.5,1) */
+    frexpf(a, &e);       /* a = frac * 2^e, frac in [0.5,1) */
     int exp = e - 1 + 7; /* biased exponent */
     if (exp < 1)
         exp = 1;
     float step = ldexpf(1.0f, exp - 7 - 3);
     float q = nearbyintf(a / step); /* round to nearest even */
-    if (q >= 16.0f) { /* rounding carried into the next binade */
+    if (q >= 16.0f) {               /* rounding carried into the next binade */
         exp++;
         q = 8.0f;
     }

@@ -9,8 +9,8 @@
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_ops.h"
 
-#define WARPS 8   /* rows per block */
-#define TOKENS 8  /* tokens per pass over a row */
+#define WARPS 8  /* rows per block */
+#define TOKENS 8 /* tokens per pass over a row */
 
 static __global__ void linear_kernel(struct wd_weight w, const float *x, int64_t n, float *y)
 {

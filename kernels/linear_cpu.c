@@ -23,8 +23,8 @@
 #define WD_X86 1
 #endif
 
-#define ROWS 4     /* rows per tile: 4 independent accumulators per token */
-#define CHUNK 512  /* columns per tile: 4 x 512 f32 = 8 KiB staged, well inside L1 */
+#define ROWS 4    /* rows per tile: 4 independent accumulators per token */
+#define CHUNK 512 /* columns per tile: 4 x 512 f32 = 8 KiB staged, well inside L1 */
 /* How far ahead of each streamed weight row the batch-1 kernels prefetch. With four rows
  * 8+ KiB apart the hardware prefetchers fall behind; measured on Zen 5 (4096^2 bf16):
  * 28 GB/s without, 33-38 GB/s at 1-4 KiB ahead. */
@@ -278,10 +278,10 @@ WD_AVX2 static void matvec_rows4_bf16_avx2(const uint16_t *w, int64_t cols, cons
         _mm_prefetch((const char *)(p1 + c) + PREFETCH_BYTES, _MM_HINT_T0);
         _mm_prefetch((const char *)(p2 + c) + PREFETCH_BYTES, _MM_HINT_T0);
         _mm_prefetch((const char *)(p3 + c) + PREFETCH_BYTES, _MM_HINT_T0);
-#define WD_BF16_PAIR(p, e, o)                                                               \
-        v = _mm256_loadu_si256((const __m256i *)((p) + c));                                 \
-        e = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), xe, e);          \
-        o = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, hi_mask)), xo, o)
+#define WD_BF16_PAIR(p, e, o)                                                                      \
+    v = _mm256_loadu_si256((const __m256i *)((p) + c));                                            \
+    e = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), xe, e);                     \
+    o = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, hi_mask)), xo, o)
         WD_BF16_PAIR(p0, e0, o0);
         WD_BF16_PAIR(p1, e1, o1);
         WD_BF16_PAIR(p2, e2, o2);
@@ -439,8 +439,8 @@ static void linear_task(void *arg, int idx, int n_tasks)
 static void linear_run(const struct wd_weight *w, const float *x, int64_t n, float *y,
                        struct wd_threadpool *tp, int is_avx2)
 {
-    WD_ASSERT(w->dtype == WD_DTYPE_F32 || w->dtype == WD_DTYPE_F16 ||
-              w->dtype == WD_DTYPE_BF16 || w->dtype == WD_DTYPE_F8_E4M3);
+    WD_ASSERT(w->dtype == WD_DTYPE_F32 || w->dtype == WD_DTYPE_F16 || w->dtype == WD_DTYPE_BF16 ||
+              w->dtype == WD_DTYPE_F8_E4M3);
     if (n <= 0 || w->rows <= 0)
         return;
     if (w->cols == 0) {
@@ -455,7 +455,10 @@ static void linear_run(const struct wd_weight *w, const float *x, int64_t n, flo
         n_tasks = (n_tiles + 3) / 4;
     if (n_tasks < 1)
         n_tasks = 1;
-    struct linear_job job = {.w = w, .x = x, .n = n, .y = y,
+    struct linear_job job = {.w = w,
+                             .x = x,
+                             .n = n,
+                             .y = y,
                              .rows_per_task = (n_tiles + n_tasks - 1) / n_tasks * ROWS,
                              .is_avx2 = is_avx2};
     n_tasks = (w->rows + job.rows_per_task - 1) / job.rows_per_task;

@@ -23,8 +23,7 @@ void wd_silu_mul_ref(const float *gate, const float *up, int64_t n, float *out);
  * x: [n, hidden] f32; scratch: [2 * n * inter] f32; y: [n, hidden] f32 (may alias x).
  */
 void wd_mlp_ref(const struct wd_weight *gate, const struct wd_weight *up,
-                const struct wd_weight *down, const float *x, int64_t n, float *scratch,
-                float *y);
+                const struct wd_weight *down, const float *x, int64_t n, float *scratch, float *y);
 
 #ifdef __cplusplus
 }

@@ -15,8 +15,7 @@ void wd_silu_mul_ref(const float *gate, const float *up, int64_t n, float *out)
 }
 
 void wd_mlp_ref(const struct wd_weight *gate, const struct wd_weight *up,
-                const struct wd_weight *down, const float *x, int64_t n, float *scratch,
-                float *y)
+                const struct wd_weight *down, const float *x, int64_t n, float *scratch, float *y)
 {
     int64_t inter = gate->rows;
     WD_ASSERT(up->rows == inter && up->cols == gate->cols);

@@ -15,8 +15,8 @@ static __device__ bool is_taken(const int32_t *idx, int n, int e)
     return false;
 }
 
-static __global__ void softmax_topk_kernel(const float *logits, int64_t n, int n_experts,
-                                           int top_k, int norm, int32_t *topk_idx, float *topk_w)
+static __global__ void softmax_topk_kernel(const float *logits, int64_t n, int n_experts, int top_k,
+                                           int norm, int32_t *topk_idx, float *topk_w)
 {
     int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= n)
@@ -51,7 +51,10 @@ static __global__ void softmax_topk_kernel(const float *logits, int64_t n, int n
     }
 }
 
-static __device__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+static __device__ float sigmoid(float x)
+{
+    return 1.0f / (1.0f + expf(-x));
+}
 
 static __global__ void sigmoid_grouped_kernel(const float *logits, int64_t n, int n_experts,
                                               int top_k, int n_group, int topk_group,
@@ -135,13 +138,12 @@ extern "C" enum wd_status wd_cuda_moe_gate_sigmoid_grouped(const float *d_logits
                                                            int topk_group, const float *d_bias,
                                                            int norm_topk_prob,
                                                            float routed_scaling_factor,
-                                                           int32_t *d_idx, float *d_w,
-                                                           void *stream)
+                                                           int32_t *d_idx, float *d_w, void *stream)
 {
     if (n <= 0)
         return WD_OK;
-    if (n_group < 1 || n_group > WD_MOE_MAX_GROUPS || n_experts % n_group ||
-        topk_group < 1 || topk_group > n_group || top_k < 1 || top_k > WD_CUDA_GATE_MAX_TOPK ||
+    if (n_group < 1 || n_group > WD_MOE_MAX_GROUPS || n_experts % n_group || topk_group < 1 ||
+        topk_group > n_group || top_k < 1 || top_k > WD_CUDA_GATE_MAX_TOPK ||
         top_k > topk_group * (n_experts / n_group) || n_experts > WD_CUDA_GATE_MAX_EXPERTS)
         return WD_ERR_INVALID;
     sigmoid_grouped_kernel<<<(unsigned)((n + 127) / 128), 128, 0, (cudaStream_t)stream>>>(

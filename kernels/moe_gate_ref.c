@@ -56,7 +56,10 @@ void wd_moe_gate_softmax_topk_ref(const float *logits, int64_t n, int n_experts,
     }
 }
 
-static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+static float sigmoid(float x)
+{
+    return 1.0f / (1.0f + expf(-x));
+}
 
 void wd_moe_gate_sigmoid_grouped_ref(const float *logits, int64_t n, int n_experts, int top_k,
                                      int n_group, int topk_group, const float *bias,

@@ -3,8 +3,7 @@
 
 #include <math.h>
 
-void wd_rmsnorm_ref(const float *x, const float *gamma, int64_t n, int64_t dim, float eps,
-                    float *y)
+void wd_rmsnorm_ref(const float *x, const float *gamma, int64_t n, int64_t dim, float eps, float *y)
 {
     for (int64_t t = 0; t < n; t++) {
         const float *xt = x + t * dim;

@@ -24,10 +24,10 @@ extern "C" {
 #define WD_ROPE_MAX_DIM 1024
 
 struct wd_rope {
-    int rot_dim;              /* rotated channels per head, even */
-    int is_interleaved;       /* DeepSeek-V3 rope_interleave */
-    const float *inv_freq;    /* [rot_dim / 2] f32 (device memory for the CUDA op) */
-    float attention_scaling;  /* multiplies cos and sin (YaRN attention factor) */
+    int rot_dim;             /* rotated channels per head, even */
+    int is_interleaved;      /* DeepSeek-V3 rope_interleave */
+    const float *inv_freq;   /* [rot_dim / 2] f32 (device memory for the CUDA op) */
+    float attention_scaling; /* multiplies cos and sin (YaRN attention factor) */
 };
 
 /*

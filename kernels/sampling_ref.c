@@ -8,7 +8,10 @@
 
 #include <math.h>
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 void wd_rng_seed(uint64_t rng[4], uint64_t seed)
 {
@@ -32,7 +35,10 @@ uint64_t wd_rng_next(uint64_t rng[4])
     return out;
 }
 
-double wd_rng_uniform(uint64_t rng[4]) { return (double)(wd_rng_next(rng) >> 11) * 0x1.0p-53; }
+double wd_rng_uniform(uint64_t rng[4])
+{
+    return (double)(wd_rng_next(rng) >> 11) * 0x1.0p-53;
+}
 
 /* Rank order: higher weight first, then lower id. */
 static int ranks_before(const float *w, int32_t a, int32_t b)

@@ -21,15 +21,15 @@ struct wd_threadpool {
     int n_workers_started;
     pthread_t *workers;
     pthread_mutex_t mu;
-    pthread_cond_t wake;      /* a new job or stop */
-    pthread_cond_t finished;  /* the last task of a job finished */
+    pthread_cond_t wake;     /* a new job or stop */
+    pthread_cond_t finished; /* the last task of a job finished */
     _Atomic uint32_t generation;
     int stop;
     /* The current job; written under mu before generation is bumped. */
     void (*fn)(void *arg, int idx, int n);
     void *arg;
     int n_tasks;
-    _Atomic uint64_t claim;   /* generation << 32 | next task index */
+    _Atomic uint64_t claim; /* generation << 32 | next task index */
     _Atomic int n_done;
 };
 
@@ -137,7 +137,10 @@ void wd_threadpool_destroy(struct wd_threadpool *tp)
     free(tp);
 }
 
-int wd_threadpool_size(const struct wd_threadpool *tp) { return tp ? tp->n_threads : 1; }
+int wd_threadpool_size(const struct wd_threadpool *tp)
+{
+    return tp ? tp->n_threads : 1;
+}
 
 void wd_threadpool_run(struct wd_threadpool *tp, void (*fn)(void *arg, int idx, int n), void *arg,
                        int n_tasks)

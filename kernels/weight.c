@@ -33,8 +33,8 @@ void wd_weight_row_f32(const struct wd_weight *w, int64_t r, float *out)
 {
     size_t esz = wd_dtype_size(w->dtype);
     const char *row = (const char *)w->data + (size_t)(r * w->cols) * esz;
-    WD_ASSERT(w->dtype == WD_DTYPE_F32 || w->dtype == WD_DTYPE_F16 ||
-              w->dtype == WD_DTYPE_BF16 || w->dtype == WD_DTYPE_F8_E4M3);
+    WD_ASSERT(w->dtype == WD_DTYPE_F32 || w->dtype == WD_DTYPE_F16 || w->dtype == WD_DTYPE_BF16 ||
+              w->dtype == WD_DTYPE_F8_E4M3);
     wd_dtype_to_f32(w->dtype, row, out, (size_t)w->cols);
     if (w->dtype == WD_DTYPE_F8_E4M3 && w->scale_inv) {
         for (int64_t c0 = 0; c0 < w->cols; c0 += w->block_cols) {

@@ -19,9 +19,9 @@ extern "C" {
 #endif
 
 struct wd_weight {
-    enum wd_dtype dtype;    /* F32, F16, BF16 or F8_E4M3 */
-    const void *data;       /* [rows, cols] in dtype */
-    int64_t rows, cols;     /* rows = out_features, cols = in_features */
+    enum wd_dtype dtype; /* F32, F16, BF16 or F8_E4M3 */
+    const void *data;    /* [rows, cols] in dtype */
+    int64_t rows, cols;  /* rows = out_features, cols = in_features */
     /* F8_E4M3 only: [ceil(rows / block_rows), ceil(cols / block_cols)] f32 that multiplies
      * the fp8 value (DeepSeek-V3 weight_scale_inv semantics); NULL for other dtypes. */
     const float *scale_inv;

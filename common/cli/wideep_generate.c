@@ -25,11 +25,11 @@ struct opts {
 };
 
 struct prompt_slot {
-    char *text;         /* prompt text as given (NULL for --input-ids) */
-    int32_t *ids;       /* [n_ids] */
+    char *text;   /* prompt text as given (NULL for --input-ids) */
+    int32_t *ids; /* [n_ids] */
     size_t n_ids;
-    int32_t *out;       /* [max_new_tokens] generated ids */
-    float *logprobs;    /* [max_new_tokens] */
+    int32_t *out;    /* [max_new_tokens] generated ids */
+    float *logprobs; /* [max_new_tokens] */
     int n_out;
     enum wd_finish_reason finish;
     uint64_t req_id;
@@ -237,8 +237,7 @@ static enum wd_status run_generation(struct run *run, struct wd_error *err)
     struct wd_scheduler_config scfg = {
         .max_running_requests = o->max_running_requests,
         .chunked_prefill_size = o->chunked_prefill_size,
-        .context_length = o->context_length > 0 ? o->context_length
-                                                : mcfg.max_position_embeddings,
+        .context_length = o->context_length > 0 ? o->context_length : mcfg.max_position_embeddings,
     };
     for (int i = 0; i < run->n_slots; i++)
         if ((int)run->slots[i].n_ids >= scfg.context_length)
@@ -246,8 +245,7 @@ static enum wd_status run_generation(struct run *run, struct wd_error *err)
                                 "prompt %d has %zu tokens, more than the context length %d", i,
                                 run->slots[i].n_ids, scfg.context_length);
     struct wd_model_options mopt = {.n_threads = o->threads};
-    wd_scheduler_model_limits(&scfg, (int)max_prompt, &mopt.max_batch_tokens,
-                              &mopt.max_logit_rows);
+    wd_scheduler_model_limits(&scfg, (int)max_prompt, &mopt.max_batch_tokens, &mopt.max_logit_rows);
     struct wd_model *model = NULL;
     struct wd_kv_pool *kv = NULL;
     struct wd_scheduler *sched = NULL;
@@ -265,7 +263,9 @@ static enum wd_status run_generation(struct run *run, struct wd_error *err)
 
     struct wd_request_params p = {
         .max_new_tokens = o->max_new_tokens,
-        .sampling = {.temperature = o->temperature, .top_k = o->top_k, .top_p = o->top_p,
+        .sampling = {.temperature = o->temperature,
+                     .top_k = o->top_k,
+                     .top_p = o->top_p,
                      .min_p = o->min_p},
         .ignore_eos = o->ignore_eos,
     };
@@ -306,27 +306,41 @@ int main(int argc, char **argv)
     o->max_running_requests = 64;
     o->log_level = "warn";
     struct wd_flag flags[] = {
-        {"model-path", "model", WD_FLAG_STRING, &o->model_path, 1, 0, "model directory (HF layout)", NULL, 0},
+        {"model-path", "model", WD_FLAG_STRING, &o->model_path, 1, 0, "model directory (HF layout)",
+         NULL, 0},
         {"prompt", NULL, WD_FLAG_STRING, &o->prompt, 1, 0, "one prompt text", NULL, 0},
-        {"input-ids", NULL, WD_FLAG_STRING, &o->input_ids, 1, 0, "one prompt as comma-separated token ids", NULL, 0},
-        {"prompts-file", NULL, WD_FLAG_STRING, &o->prompts_file, 1, 0, "file with one prompt per line", NULL, 0},
-        {"max-new-tokens", NULL, WD_FLAG_INT, &o->max_new_tokens, 1, 1 << 20, "tokens to generate per prompt", NULL, 0},
-        {"temperature", NULL, WD_FLAG_FLOAT, &o->temperature, 0, 100, "sampling temperature (0 = greedy)", NULL, 0},
+        {"input-ids", NULL, WD_FLAG_STRING, &o->input_ids, 1, 0,
+         "one prompt as comma-separated token ids", NULL, 0},
+        {"prompts-file", NULL, WD_FLAG_STRING, &o->prompts_file, 1, 0,
+         "file with one prompt per line", NULL, 0},
+        {"max-new-tokens", NULL, WD_FLAG_INT, &o->max_new_tokens, 1, 1 << 20,
+         "tokens to generate per prompt", NULL, 0},
+        {"temperature", NULL, WD_FLAG_FLOAT, &o->temperature, 0, 100,
+         "sampling temperature (0 = greedy)", NULL, 0},
         {"top-p", NULL, WD_FLAG_FLOAT, &o->top_p, 1e-6, 1, "nucleus sampling mass", NULL, 0},
-        {"top-k", NULL, WD_FLAG_INT, &o->top_k, -1, 1 << 30, "keep the k most likely tokens (0/-1 = off)", NULL, 0},
+        {"top-k", NULL, WD_FLAG_INT, &o->top_k, -1, 1 << 30,
+         "keep the k most likely tokens (0/-1 = off)", NULL, 0},
         {"min-p", NULL, WD_FLAG_FLOAT, &o->min_p, 0, 1, "drop tokens below min_p * p_max", NULL, 0},
-        {"seed", "random-seed", WD_FLAG_INT, &o->seed, 0, 2147483647, "sampling seed (prompt i uses seed + i)", NULL, 0},
+        {"seed", "random-seed", WD_FLAG_INT, &o->seed, 0, 2147483647,
+         "sampling seed (prompt i uses seed + i)", NULL, 0},
         {"chat", NULL, WD_FLAG_BOOL, &o->chat, 1, 0, "apply the model's chat template", NULL, 0},
         {"json", NULL, WD_FLAG_BOOL, &o->json, 1, 0, "print one JSON object per prompt", NULL, 0},
-        {"logprobs", "return-logprob", WD_FLAG_BOOL, &o->logprobs, 1, 0, "with --json: logprobs of the chosen tokens", NULL, 0},
-        {"ignore-eos", NULL, WD_FLAG_BOOL, &o->ignore_eos, 1, 0, "do not stop at eos tokens", NULL, 0},
+        {"logprobs", "return-logprob", WD_FLAG_BOOL, &o->logprobs, 1, 0,
+         "with --json: logprobs of the chosen tokens", NULL, 0},
+        {"ignore-eos", NULL, WD_FLAG_BOOL, &o->ignore_eos, 1, 0, "do not stop at eos tokens", NULL,
+         0},
         {"page-size", NULL, WD_FLAG_INT, &o->page_size, 1, 4096, "tokens per KV page", NULL, 0},
-        {"chunked-prefill-size", NULL, WD_FLAG_INT, &o->chunked_prefill_size, -1, 1 << 24, "prompt tokens per step (-1 = no chunking)", NULL, 0},
-        {"max-running-requests", NULL, WD_FLAG_INT, &o->max_running_requests, 1, 1 << 16, "requests in one batch", NULL, 0},
-        {"context-length", NULL, WD_FLAG_INT, &o->context_length, 0, 1 << 24, "max tokens per request (0 = model's)", NULL, 0},
-        {"max-total-tokens", NULL, WD_FLAG_INT, &o->max_total_tokens, 0, 1 << 30, "KV pool size in tokens (0 = 16384)", NULL, 0},
+        {"chunked-prefill-size", NULL, WD_FLAG_INT, &o->chunked_prefill_size, -1, 1 << 24,
+         "prompt tokens per step (-1 = no chunking)", NULL, 0},
+        {"max-running-requests", NULL, WD_FLAG_INT, &o->max_running_requests, 1, 1 << 16,
+         "requests in one batch", NULL, 0},
+        {"context-length", NULL, WD_FLAG_INT, &o->context_length, 0, 1 << 24,
+         "max tokens per request (0 = model's)", NULL, 0},
+        {"max-total-tokens", NULL, WD_FLAG_INT, &o->max_total_tokens, 0, 1 << 30,
+         "KV pool size in tokens (0 = 16384)", NULL, 0},
         {"threads", NULL, WD_FLAG_INT, &o->threads, 0, 1024, "CPU threads (0 = all)", NULL, 0},
-        {"log-level", NULL, WD_FLAG_STRING, &o->log_level, 1, 0, "log level", "error,warn,info,debug", 0},
+        {"log-level", NULL, WD_FLAG_STRING, &o->log_level, 1, 0, "log level",
+         "error,warn,info,debug", 0},
     };
     int n_flags = (int)(sizeof(flags) / sizeof(flags[0]));
     struct wd_error err = {0};

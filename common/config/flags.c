@@ -49,8 +49,8 @@ static enum wd_status set_value(struct wd_flag *f, const char *v, struct wd_erro
         if (!*v || *end || errno)
             return wd_error_set(err, WD_ERR_INVALID, "--%s: '%s' is not an integer", f->name, v);
         if (f->min <= f->max && (x < f->min || x > f->max))
-            return wd_error_set(err, WD_ERR_INVALID, "--%s: %lld is outside [%g, %g]", f->name,
-                                x, f->min, f->max);
+            return wd_error_set(err, WD_ERR_INVALID, "--%s: %lld is outside [%g, %g]", f->name, x,
+                                f->min, f->max);
         *(int *)f->value = (int)x;
         break;
     }
@@ -118,8 +118,8 @@ enum wd_status wd_flags_parse(struct wd_flag *flags, int n, int argc, char **arg
             if (name_matches(&flags[j], name, len))
                 f = &flags[j];
         if (!f)
-            return wd_error_set(err, WD_ERR_INVALID, "unknown flag '--%.*s' (see --help)",
-                                (int)len, name);
+            return wd_error_set(err, WD_ERR_INVALID, "unknown flag '--%.*s' (see --help)", (int)len,
+                                name);
         const char *v;
         if (eq) {
             v = eq + 1;

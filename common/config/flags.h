@@ -16,8 +16,8 @@ struct wd_flag {
     const char *name;    /* "max-new-tokens" (spelled --max-new-tokens) */
     const char *aliases; /* comma-separated other spellings without dashes, or NULL */
     enum wd_flag_type type;
-    void *value;         /* int *, float *, const char **, int * (bool) */
-    double min, max;     /* bounds for INT/FLOAT (ignored when min > max) */
+    void *value;     /* int *, float *, const char **, int * (bool) */
+    double min, max; /* bounds for INT/FLOAT (ignored when min > max) */
     const char *help;
     const char *choices; /* comma-separated allowed strings for STRING, or NULL */
     int is_set;          /* written by the parser */

@@ -57,8 +57,7 @@ enum wd_status wd_generation_config_load(const char *model_dir, struct wd_genera
     char *text;
     size_t len;
     struct wd_error read_err = {0};
-    enum wd_status s = wd_json_reader_read_file(path, GENERATION_MAX_BYTES, &text, &len,
-                                                &read_err);
+    enum wd_status s = wd_json_reader_read_file(path, GENERATION_MAX_BYTES, &text, &len, &read_err);
     if (s == WD_ERR_NOT_FOUND) { /* the model ships no sampling defaults */
         set_empty(gc);
         return WD_OK;

@@ -16,16 +16,16 @@
 #define WD_GENERATION_MAX_EOS 8
 
 struct wd_generation_config {
-    int n_eos;                                 /* 0 when absent or null */
-    int eos_token_ids[WD_GENERATION_MAX_EOS];  /* eos_token_id: an int or a list */
-    int bos_token_id;                          /* -1 when absent or null */
+    int n_eos;                                /* 0 when absent or null */
+    int eos_token_ids[WD_GENERATION_MAX_EOS]; /* eos_token_id: an int or a list */
+    int bos_token_id;                         /* -1 when absent or null */
     int has_temperature;
-    float temperature;                         /* [0, 100] */
+    float temperature; /* [0, 100] */
     int has_top_p;
-    float top_p;                               /* (0, 1] */
+    float top_p; /* (0, 1] */
     int has_top_k;
-    int top_k;                                 /* >= 0; 0 disables top-k */
-    int do_sample;                             /* bool; 0 when absent */
+    int top_k;     /* >= 0; 0 disables top-k */
+    int do_sample; /* bool; 0 when absent */
 };
 
 /* Reads model_dir/generation_config.json. A missing file gives WD_OK with nothing set

@@ -18,8 +18,8 @@ void wd_json_reader_init(struct wd_json_reader *r, const json_t *obj, const char
     r->status = WD_OK;
 }
 
-enum wd_status wd_json_reader_fail(struct wd_json_reader *r, enum wd_status status,
-                                   const char *fmt, ...)
+enum wd_status wd_json_reader_fail(struct wd_json_reader *r, enum wd_status status, const char *fmt,
+                                   ...)
 {
     if (r->status != WD_OK)
         return r->status;
@@ -58,8 +58,8 @@ static const json_t *begin_read(struct wd_json_reader *r, const char *key, int r
     return v;
 }
 
-long long wd_json_reader_int(struct wd_json_reader *r, const char *key, int required,
-                             long long def, long long lo, long long hi)
+long long wd_json_reader_int(struct wd_json_reader *r, const char *key, int required, long long def,
+                             long long lo, long long hi)
 {
     const json_t *v = begin_read(r, key, required);
     if (!v)
@@ -118,8 +118,8 @@ int wd_json_reader_bool(struct wd_json_reader *r, const char *key, int required,
     return json_is_true(v);
 }
 
-void wd_json_reader_string(struct wd_json_reader *r, const char *key, int required,
-                           const char *def, char *out, size_t cap)
+void wd_json_reader_string(struct wd_json_reader *r, const char *key, int required, const char *def,
+                           char *out, size_t cap)
 {
     const json_t *v = begin_read(r, key, required);
     const char *s = def ? def : "";
@@ -127,8 +127,7 @@ void wd_json_reader_string(struct wd_json_reader *r, const char *key, int requir
         if (!json_is_string(v)) {
             wd_json_reader_fail(r, WD_ERR_FORMAT, "'%s' must be a string", key);
         } else if (json_string_length(v) >= cap || strlen(json_string_value(v)) >= cap) {
-            wd_json_reader_fail(r, WD_ERR_INVALID, "'%s' is longer than %zu bytes", key,
-                                cap - 1);
+            wd_json_reader_fail(r, WD_ERR_INVALID, "'%s' is longer than %zu bytes", key, cap - 1);
         } else {
             s = json_string_value(v);
         }
@@ -136,8 +135,8 @@ void wd_json_reader_string(struct wd_json_reader *r, const char *key, int requir
     snprintf(out, cap, "%s", s);
 }
 
-void wd_json_reader_int_list(struct wd_json_reader *r, const char *key, int required,
-                             long long lo, long long hi, int *out, int cap, int *n_p)
+void wd_json_reader_int_list(struct wd_json_reader *r, const char *key, int required, long long lo,
+                             long long hi, int *out, int cap, int *n_p)
 {
     *n_p = 0;
     const json_t *v = begin_read(r, key, required);
@@ -146,8 +145,7 @@ void wd_json_reader_int_list(struct wd_json_reader *r, const char *key, int requ
     if (json_is_integer(v))
         v = NULL; /* a single value: read below through the scalar path */
     else if (!json_is_array(v)) {
-        wd_json_reader_fail(r, WD_ERR_FORMAT, "'%s' must be an integer or a list of integers",
-                            key);
+        wd_json_reader_fail(r, WD_ERR_FORMAT, "'%s' must be an integer or a list of integers", key);
         return;
     }
     if (!v) {
@@ -187,8 +185,8 @@ enum wd_status wd_json_reader_parse(const char *text, size_t len, const char *wh
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
-        return wd_error_set(err, WD_ERR_FORMAT, "%s: invalid JSON: %s at line %d column %d",
-                            where, jerr.text, jerr.line, jerr.column);
+        return wd_error_set(err, WD_ERR_FORMAT, "%s: invalid JSON: %s at line %d column %d", where,
+                            jerr.text, jerr.line, jerr.column);
     if (!json_is_object(root)) {
         json_decref(root);
         return wd_error_set(err, WD_ERR_FORMAT, "%s: top level is not a JSON object", where);

@@ -29,15 +29,15 @@ void wd_json_reader_init(struct wd_json_reader *r, const json_t *obj, const char
                          struct wd_error *err);
 
 /* Records an error in r unless one is already there; returns r->status. */
-enum wd_status wd_json_reader_fail(struct wd_json_reader *r, enum wd_status status,
-                                   const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+enum wd_status wd_json_reader_fail(struct wd_json_reader *r, enum wd_status status, const char *fmt,
+                                   ...) __attribute__((format(printf, 3, 4)));
 
 /* 1 when key is present and not null. */
 int wd_json_reader_has(const struct wd_json_reader *r, const char *key);
 
 /* An integer in [lo, hi] (a real is accepted when it is integral, e.g. 4096.0). */
-long long wd_json_reader_int(struct wd_json_reader *r, const char *key, int required,
-                             long long def, long long lo, long long hi);
+long long wd_json_reader_int(struct wd_json_reader *r, const char *key, int required, long long def,
+                             long long lo, long long hi);
 /* A finite number (integer or real) in [lo, hi]. */
 double wd_json_reader_double(struct wd_json_reader *r, const char *key, int required, double def,
                              double lo, double hi);
@@ -45,13 +45,13 @@ double wd_json_reader_double(struct wd_json_reader *r, const char *key, int requ
 int wd_json_reader_bool(struct wd_json_reader *r, const char *key, int required, int def);
 /* A string copied into out (cap bytes, NUL-terminated); def (may be NULL = "") when absent.
  * A string that does not fit is an error. */
-void wd_json_reader_string(struct wd_json_reader *r, const char *key, int required,
-                           const char *def, char *out, size_t cap);
+void wd_json_reader_string(struct wd_json_reader *r, const char *key, int required, const char *def,
+                           char *out, size_t cap);
 
 /* An integer or a list of integers, each in [lo, hi], stored in out[0..*n_p) (at most cap;
  * more is WD_ERR_UNSUPPORTED). Absent (or null) and not required: *n_p = 0. */
-void wd_json_reader_int_list(struct wd_json_reader *r, const char *key, int required,
-                             long long lo, long long hi, int *out, int cap, int *n_p);
+void wd_json_reader_int_list(struct wd_json_reader *r, const char *key, int required, long long lo,
+                             long long hi, int *out, int cap, int *n_p);
 
 /* Parses text[0..len) as a JSON object (duplicate keys rejected). On success the caller owns
  * *root_p (json_decref). Errors: WD_ERR_FORMAT "where: invalid JSON: <cause> at line L column C"

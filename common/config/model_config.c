@@ -52,7 +52,8 @@ static void read_arch(struct wd_json_reader *r, struct wd_model_config *c)
     if (wd_json_reader_has(r, "architectures")) {
         const json_t *a = json_object_get(r->obj, "architectures");
         if (!json_is_array(a) || json_array_size(a) == 0 || !json_is_string(json_array_get(a, 0))) {
-            wd_json_reader_fail(r, WD_ERR_FORMAT, "'architectures' must be a non-empty list of "
+            wd_json_reader_fail(r, WD_ERR_FORMAT,
+                                "'architectures' must be a non-empty list of "
                                 "strings");
             return;
         }
@@ -64,7 +65,8 @@ static void read_arch(struct wd_json_reader *r, struct wd_model_config *c)
     } else if (c->model_type[0]) {
         wd_json_reader_fail(r, WD_ERR_UNSUPPORTED,
                             "no 'architectures' and unsupported model_type '%s' (supported: "
-                            "qwen3_moe, deepseek_v3)", c->model_type);
+                            "qwen3_moe, deepseek_v3)",
+                            c->model_type);
         return;
     } else {
         wd_json_reader_fail(r, WD_ERR_NOT_FOUND, "missing required key 'architectures'");
@@ -77,7 +79,8 @@ static void read_arch(struct wd_json_reader *r, struct wd_model_config *c)
     } else {
         wd_json_reader_fail(r, WD_ERR_UNSUPPORTED,
                             "unsupported architecture '%.100s' (supported: Qwen3MoeForCausalLM, "
-                            "DeepseekV3ForCausalLM)", name);
+                            "DeepseekV3ForCausalLM)",
+                            name);
         return;
     }
     snprintf(c->arch_name, sizeof(c->arch_name), "%s", name);
@@ -141,8 +144,8 @@ static void read_common(struct wd_json_reader *r, struct wd_model_config *c)
         c->torch_dtype = WD_DTYPE_F16;
     else if (strcmp(dt, "float32") != 0)
         wd_json_reader_fail(r, WD_ERR_UNSUPPORTED,
-                            "%s '%s' unsupported (supported: bfloat16, float16, float32)",
-                            dkey, dt);
+                            "%s '%s' unsupported (supported: bfloat16, float16, float32)", dkey,
+                            dt);
 }
 
 static void read_qwen3(struct wd_json_reader *r, struct wd_model_config *c)
@@ -154,7 +157,8 @@ static void read_qwen3(struct wd_json_reader *r, struct wd_model_config *c)
         if (c->hidden_size % c->n_heads != 0)
             wd_json_reader_fail(r, WD_ERR_INVALID,
                                 "no 'head_dim' and hidden_size %d is not divisible by "
-                                "num_attention_heads %d", c->hidden_size, c->n_heads);
+                                "num_attention_heads %d",
+                                c->hidden_size, c->n_heads);
         c->head_dim = c->hidden_size / c->n_heads;
     }
     c->n_routed_experts = read_experts(r, "num_experts", "num_local_experts");
@@ -180,8 +184,7 @@ static void read_deepseek(struct wd_json_reader *r, struct wd_model_config *c)
     c->first_k_dense_replace =
         (int)wd_json_reader_int(r, "first_k_dense_replace", 0, 3, 0, CAP_LAYERS);
     c->moe_layer_freq = (int)wd_json_reader_int(r, "moe_layer_freq", 0, 1, 1, CAP_LAYERS);
-    c->routed_scaling_factor =
-        wd_json_reader_double(r, "routed_scaling_factor", 0, 2.5, 1e-6, 1e6);
+    c->routed_scaling_factor = wd_json_reader_double(r, "routed_scaling_factor", 0, 2.5, 1e-6, 1e6);
     /* Read into a wide buffer so that long unsupported names are reported as unsupported. */
     char name[64];
     wd_json_reader_string(r, "scoring_func", 0, "sigmoid", name, sizeof(name));
@@ -239,10 +242,10 @@ static void read_rope(struct wd_json_reader *r, struct wd_model_config *c)
                                                c->max_position_embeddings, 1, CAP_POSITIONS);
             rp->original_max_position_embeddings = (int)wd_json_reader_int(
                 r, "original_max_position_embeddings", 0, orig, 1, CAP_POSITIONS);
-            rp->factor = wd_json_reader_double(
-                &sub, "factor", 0,
-                (double)c->max_position_embeddings / rp->original_max_position_embeddings, 1.0,
-                1e6);
+            rp->factor = wd_json_reader_double(&sub, "factor", 0,
+                                               (double)c->max_position_embeddings /
+                                                   rp->original_max_position_embeddings,
+                                               1.0, 1e6);
             rp->beta_fast = wd_json_reader_double(&sub, "beta_fast", 0, 0, 0, 1e6);
             rp->beta_slow = wd_json_reader_double(&sub, "beta_slow", 0, 0, 0, 1e6);
             rp->beta_fast = rp->beta_fast ? rp->beta_fast : 32.0;
@@ -278,7 +281,8 @@ static void read_quant(struct wd_json_reader *r, struct wd_model_config *c)
     if (q.status == WD_OK && strcmp(method, "fp8") != 0)
         wd_json_reader_fail(&q, WD_ERR_UNSUPPORTED,
                             "quant_method '%s' unsupported (supported: fp8 with e4m3 weight "
-                            "blocks)", method);
+                            "blocks)",
+                            method);
     wd_json_reader_string(&q, "fmt", 0, "e4m3", fmt, sizeof(fmt));
     if (q.status == WD_OK && strcmp(fmt, "e4m3") != 0)
         wd_json_reader_fail(&q, WD_ERR_UNSUPPORTED, "fp8 fmt '%s' unsupported (supported: e4m3)",
@@ -323,7 +327,8 @@ static void validate(struct wd_json_reader *r, struct wd_model_config *c)
         if (c->n_heads % c->n_kv_heads != 0)
             wd_json_reader_fail(r, WD_ERR_INVALID,
                                 "num_attention_heads %d is not a multiple of "
-                                "num_key_value_heads %d", c->n_heads, c->n_kv_heads);
+                                "num_key_value_heads %d",
+                                c->n_heads, c->n_kv_heads);
         if (c->head_dim % 2 != 0)
             wd_json_reader_fail(r, WD_ERR_INVALID, "head_dim %d must be even for RoPE",
                                 c->head_dim);
@@ -331,8 +336,8 @@ static void validate(struct wd_json_reader *r, struct wd_model_config *c)
             if (c->mlp_only_layers[i] >= c->n_layers)
                 wd_json_reader_fail(r, WD_ERR_INVALID,
                                     "mlp_only_layers[%d] = %d is not a layer "
-                                    "(num_hidden_layers %d)", i, c->mlp_only_layers[i],
-                                    c->n_layers);
+                                    "(num_hidden_layers %d)",
+                                    i, c->mlp_only_layers[i], c->n_layers);
         return;
     }
     if (c->qk_rope_head_dim % 2 != 0)
@@ -352,7 +357,8 @@ static void validate(struct wd_json_reader *r, struct wd_model_config *c)
         else if (c->num_experts_per_tok > c->topk_group * (e / c->n_group))
             wd_json_reader_fail(r, WD_ERR_INVALID,
                                 "num_experts_per_tok %d exceeds the %d experts of topk_group %d "
-                                "groups", c->num_experts_per_tok, c->topk_group * (e / c->n_group),
+                                "groups",
+                                c->num_experts_per_tok, c->topk_group * (e / c->n_group),
                                 c->topk_group);
     }
 }
@@ -382,8 +388,8 @@ static enum wd_status parse_with_label(const char *text, size_t len, const char 
     return r.status;
 }
 
-enum wd_status wd_model_config_parse(const char *json_text, size_t len,
-                                     struct wd_model_config *cfg, struct wd_error *err)
+enum wd_status wd_model_config_parse(const char *json_text, size_t len, struct wd_model_config *cfg,
+                                     struct wd_error *err)
 {
     return parse_with_label(json_text, len, "config.json", cfg, err);
 }

@@ -10,8 +10,7 @@ static size_t n_slots(const struct wd_kv_pool_config *cfg)
 
 size_t wd_kv_pool_bytes(const struct wd_kv_pool_config *cfg)
 {
-    return (size_t)cfg->n_layers * n_slots(cfg) * (size_t)(cfg->k_row + cfg->v_row) *
-           sizeof(float);
+    return (size_t)cfg->n_layers * n_slots(cfg) * (size_t)(cfg->k_row + cfg->v_row) * sizeof(float);
 }
 
 enum wd_status wd_kv_pool_create(const struct wd_kv_pool_config *cfg, struct wd_kv_pool **pool_p,
@@ -87,4 +86,7 @@ void wd_kv_pool_free(struct wd_kv_pool *pool, const int32_t *pages, int n)
     }
 }
 
-int wd_kv_pool_n_free(const struct wd_kv_pool *pool) { return pool->n_free; }
+int wd_kv_pool_n_free(const struct wd_kv_pool *pool)
+{
+    return pool->n_free;
+}

@@ -21,8 +21,8 @@ struct wd_kv_pool_config {
     int n_layers;
     int page_size; /* tokens per page */
     int n_pages;
-    int k_row;     /* f32 elements per slot of K (or of the MLA latent) */
-    int v_row;     /* f32 elements per slot of V; 0 when the model has no separate V (MLA) */
+    int k_row; /* f32 elements per slot of K (or of the MLA latent) */
+    int v_row; /* f32 elements per slot of V; 0 when the model has no separate V (MLA) */
 };
 
 struct wd_kv_pool {

@@ -20,7 +20,8 @@
 #include "kernels/moe_gate.h"
 #include "kernels/rmsnorm.h"
 
-static void linear(struct wd_model *m, const struct wd_weight *w, const float *x, int64_t n, float *y)
+static void linear(struct wd_model *m, const struct wd_weight *w, const float *x, int64_t n,
+                   float *y)
 {
     wd_linear_cpu(w, x, n, y, m->tp);
 }
@@ -57,8 +58,8 @@ static void attention_gqa(struct wd_model *m, const struct wd_attn_weights *a, f
     wd_rmsnorm_ref(ws->k, a->k_norm, n * c->n_kv_heads, hd, (float)c->rms_norm_eps, ws->k);
     wd_rope_apply_ref(&m->rope, ws->q, n, c->n_heads, hd, 0, b->tok_pos);
     wd_rope_apply_ref(&m->rope, ws->k, n, c->n_kv_heads, hd, 0, b->tok_pos);
-    wd_kv_write_ref(ws->k, ws->v, n, b->tok_seq, b->tok_pos, b->seqs, page_size,
-                    c->n_kv_heads * hd, k_cache, v_cache);
+    wd_kv_write_ref(ws->k, ws->v, n, b->tok_seq, b->tok_pos, b->seqs, page_size, c->n_kv_heads * hd,
+                    k_cache, v_cache);
     wd_attention_gqa_ref(ws->q, n, b->tok_seq, b->tok_pos, b->seqs, k_cache, v_cache, page_size,
                          c->n_heads, c->n_kv_heads, hd, m->attn_scale, ws->attn);
     linear(m, &a->o_proj, ws->attn, n, ws->out);

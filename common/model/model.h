@@ -36,12 +36,12 @@ struct wd_attn_weights {
     struct wd_weight q_proj, k_proj, v_proj; /* [heads*hd, H], [kv*hd, H], [kv*hd, H] */
     float *q_norm, *k_norm;                  /* [head_dim] */
     /* DeepSeek-V3 (MLA) */
-    struct wd_weight q_a_proj, q_b_proj;        /* q_proj (above) when q_lora_rank == 0 */
-    float *q_a_norm;                             /* [q_lora_rank] */
-    struct wd_weight kv_a_proj;                  /* [kv_lora_rank + rope, H] */
-    float *kv_a_norm;                            /* [kv_lora_rank] */
-    struct wd_weight kv_b_proj;                  /* [heads*(nope+v), kv_lora_rank] */
-    struct wd_weight o_proj;                     /* [H, heads*v] */
+    struct wd_weight q_a_proj, q_b_proj; /* q_proj (above) when q_lora_rank == 0 */
+    float *q_a_norm;                     /* [q_lora_rank] */
+    struct wd_weight kv_a_proj;          /* [kv_lora_rank + rope, H] */
+    float *kv_a_norm;                    /* [kv_lora_rank] */
+    struct wd_weight kv_b_proj;          /* [heads*(nope+v), kv_lora_rank] */
+    struct wd_weight o_proj;             /* [H, heads*v] */
 };
 
 struct wd_mlp_weights {
@@ -52,12 +52,12 @@ struct wd_layer_weights {
     float *input_norm, *post_attn_norm; /* [H] */
     struct wd_attn_weights attn;
     int is_moe;
-    struct wd_mlp_weights dense;   /* dense MLP layers */
-    struct wd_weight router;       /* [E, H] */
-    float *router_bias;            /* [E] DeepSeek e_score_correction_bias, else NULL */
+    struct wd_mlp_weights dense;    /* dense MLP layers */
+    struct wd_weight router;        /* [E, H] */
+    float *router_bias;             /* [E] DeepSeek e_score_correction_bias, else NULL */
     struct wd_mlp_weights *experts; /* [E] */
     int has_shared;
-    struct wd_mlp_weights shared;  /* DeepSeek shared experts (fused: I = moe_I * n_shared) */
+    struct wd_mlp_weights shared; /* DeepSeek shared experts (fused: I = moe_I * n_shared) */
 };
 
 struct wd_model_workspace;
@@ -70,12 +70,12 @@ struct wd_model {
     struct wd_weight lm_head; /* [vocab, H] (the embedding when tied) */
     float *final_norm;        /* [H] */
     struct wd_layer_weights *layers;
-    float *inv_freq;          /* [rot_dim / 2] */
+    float *inv_freq; /* [rot_dim / 2] */
     struct wd_rope rope;
-    float attn_scale;         /* softmax scale, YaRN mscale included */
-    int qk_head_dim;          /* per-head q/k width: head_dim, or nope + rope for MLA */
+    float attn_scale; /* softmax scale, YaRN mscale included */
+    int qk_head_dim;  /* per-head q/k width: head_dim, or nope + rope for MLA */
     int v_head_dim;
-    struct wd_arena *arena;   /* converted small vectors, FP8 scales, realigned tensors */
+    struct wd_arena *arena; /* converted small vectors, FP8 scales, realigned tensors */
     struct wd_threadpool *tp;
     struct wd_model_workspace *ws;
 };

@@ -150,8 +150,8 @@ static enum wd_status bind_attention(struct binder *b, const char *p, struct wd_
     if (c->q_lora_rank > 0) {
         WD_CHECK(bind_matrix(b, NAME("q_a_proj.weight"), c->q_lora_rank, H, &a->q_a_proj));
         WD_CHECK(bind_vector(b, NAME("q_a_layernorm.weight"), c->q_lora_rank, &a->q_a_norm));
-        WD_CHECK(bind_matrix(b, NAME("q_b_proj.weight"), c->n_heads * qk, c->q_lora_rank,
-                             &a->q_b_proj));
+        WD_CHECK(
+            bind_matrix(b, NAME("q_b_proj.weight"), c->n_heads * qk, c->q_lora_rank, &a->q_b_proj));
     } else {
         WD_CHECK(bind_matrix(b, NAME("q_proj.weight"), c->n_heads * qk, H, &a->q_proj));
     }
@@ -216,7 +216,8 @@ static enum wd_status setup_rope(struct wd_model *m, struct wd_error *err)
     int mla = c->arch == WD_ARCH_DEEPSEEK_V3;
     int rot_dim = mla ? c->qk_rope_head_dim : c->head_dim;
     if (rot_dim <= 0 || rot_dim % 2)
-        return wd_error_set(err, WD_ERR_FORMAT, "config: rotary dimension %d must be even", rot_dim);
+        return wd_error_set(err, WD_ERR_FORMAT, "config: rotary dimension %d must be even",
+                            rot_dim);
     m->inv_freq = wd_arena_alloc(m->arena, (size_t)rot_dim / 2 * sizeof(float));
     if (!m->inv_freq)
         return wd_error_set(err, WD_ERR_NOMEM, "rope: out of memory");
@@ -269,8 +270,8 @@ enum wd_status wd_model_create_from(const struct wd_model_config *cfg, struct wd
     struct binder b = {.st = m->st, .cfg = &m->cfg, .arena = m->arena, .err = err};
     const struct wd_model_config *c = &m->cfg;
     if (st_ == WD_OK)
-        st_ = bind_matrix(&b, "model.embed_tokens.weight", c->vocab_size, c->hidden_size,
-                          &m->embed);
+        st_ =
+            bind_matrix(&b, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &m->embed);
     if (st_ == WD_OK && m->embed.dtype == WD_DTYPE_F8_E4M3)
         st_ = wd_error_set(err, WD_ERR_UNSUPPORTED,
                            "tensor model.embed_tokens.weight: FP8 embeddings are not supported");
@@ -300,8 +301,8 @@ enum wd_status wd_model_create_from(const struct wd_model_config *cfg, struct wd
     }
     wd_log(WD_LOG_INFO, "model",
            "loaded %s: %d layers, hidden %d, %d experts (top-%d), vocab %d, weights %s",
-           c->arch_name, c->n_layers, c->hidden_size, c->n_routed_experts,
-           c->num_experts_per_tok, c->vocab_size, wd_dtype_name(m->layers[0].attn.o_proj.dtype));
+           c->arch_name, c->n_layers, c->hidden_size, c->n_routed_experts, c->num_experts_per_tok,
+           c->vocab_size, wd_dtype_name(m->layers[0].attn.o_proj.dtype));
     *model_p = m;
     return WD_OK;
 }
@@ -315,8 +316,7 @@ enum wd_status wd_model_list_tensors(const struct wd_model_config *cfg, wd_model
     enum wd_status st = WD_OK;
     if (!m.arena || !m.layers)
         st = wd_error_set(err, WD_ERR_NOMEM, "model: out of memory");
-    struct binder b = {.cfg = &m.cfg, .arena = m.arena, .err = err, .list_fn = fn,
-                       .list_ctx = ctx};
+    struct binder b = {.cfg = &m.cfg, .arena = m.arena, .err = err, .list_fn = fn, .list_ctx = ctx};
     struct wd_weight w;
     float *v;
     if (st == WD_OK)

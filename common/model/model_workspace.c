@@ -11,7 +11,10 @@ struct carve {
     size_t bytes;
 };
 
-static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
+static size_t round64(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
 
 enum wd_status wd_model_workspace_create(const struct wd_model *m, struct wd_model_workspace **ws_p,
                                          struct wd_error *err)
@@ -23,7 +26,8 @@ enum wd_status wd_model_workspace_create(const struct wd_model *m, struct wd_mod
     int k_row, v_row;
     wd_model_kv_geometry(m, &k_row, &v_row);
     size_t i_max = (size_t)c->intermediate_size;
-    size_t i_moe = (size_t)c->moe_intermediate_size * (size_t)(c->n_shared_experts > 1 ? c->n_shared_experts : 1);
+    size_t i_moe = (size_t)c->moe_intermediate_size *
+                   (size_t)(c->n_shared_experts > 1 ? c->n_shared_experts : 1);
     if (i_moe > i_max)
         i_max = i_moe;
 
@@ -56,8 +60,8 @@ enum wd_status wd_model_workspace_create(const struct wd_model *m, struct wd_mod
     ws->block = aligned_alloc(64, total);
     if (!ws->block) {
         free(ws);
-        return wd_error_set(err, WD_ERR_NOMEM, "workspace: cannot allocate %zu bytes for %zu tokens",
-                            total, T);
+        return wd_error_set(err, WD_ERR_NOMEM,
+                            "workspace: cannot allocate %zu bytes for %zu tokens", total, T);
     }
     memset(ws->block, 0, total);
     unsigned char *p = ws->block;

@@ -33,10 +33,10 @@ struct st_entry {
 };
 
 struct st_file {
-    char *label;   /* path for messages (shard file name for sharded checkpoints) */
-    void *map;     /* NULL when not ours (wd_safetensors_parse) or for an empty file */
+    char *label; /* path for messages (shard file name for sharded checkpoints) */
+    void *map;   /* NULL when not ours (wd_safetensors_parse) or for an empty file */
     size_t map_len;
-    char *names;   /* the names of this file's tensors, NUL-separated */
+    char *names; /* the names of this file's tensors, NUL-separated */
 };
 
 struct wd_safetensors {
@@ -97,8 +97,8 @@ static enum wd_status parse_entry(const char *label, const char *name, const jso
                                   struct wd_error *err)
 {
     if (!json_is_object(e))
-        return wd_error_set(err, WD_ERR_FORMAT, "%s: tensor %s: entry is not a JSON object",
-                            label, name);
+        return wd_error_set(err, WD_ERR_FORMAT, "%s: tensor %s: entry is not a JSON object", label,
+                            name);
     const json_t *dt = json_object_get(e, "dtype");
     const json_t *shape = json_object_get(e, "shape");
     const json_t *offs = json_object_get(e, "data_offsets");
@@ -134,8 +134,7 @@ static enum wd_status parse_entry(const char *label, const char *name, const jso
     uint64_t nbytes;
     overflow |= __builtin_mul_overflow(nelem, (uint64_t)wd_dtype_size(dtype), &nbytes);
     if (overflow || nbytes > SIZE_MAX)
-        return wd_error_set(err, WD_ERR_FORMAT, "%s: tensor %s: shape size overflows", label,
-                            name);
+        return wd_error_set(err, WD_ERR_FORMAT, "%s: tensor %s: shape size overflows", label, name);
     uint64_t begin, end;
     if (!json_is_array(offs) || json_array_size(offs) != 2 ||
         !get_uint(json_array_get(offs, 0), &begin) || !get_uint(json_array_get(offs, 1), &end))
@@ -144,9 +143,10 @@ static enum wd_status parse_entry(const char *label, const char *name, const jso
                             "integers",
                             label, name);
     if (begin > end)
-        return wd_error_set(err, WD_ERR_FORMAT, "%s: tensor %s: data_offsets [%llu, %llu] end "
-                            "before begin", label, name, (unsigned long long)begin,
-                            (unsigned long long)end);
+        return wd_error_set(err, WD_ERR_FORMAT,
+                            "%s: tensor %s: data_offsets [%llu, %llu] end "
+                            "before begin",
+                            label, name, (unsigned long long)begin, (unsigned long long)end);
     if (end > data_len)
         return wd_error_set(err, WD_ERR_FORMAT,
                             "%s: tensor %s: data_offsets [%llu, %llu] outside the data section "
@@ -157,8 +157,8 @@ static enum wd_status parse_entry(const char *label, const char *name, const jso
         return wd_error_set(err, WD_ERR_FORMAT,
                             "%s: tensor %s: data_offsets span %llu bytes but shape and dtype %s "
                             "need %llu",
-                            label, name, (unsigned long long)(end - begin),
-                            wd_dtype_name(dtype), (unsigned long long)nbytes);
+                            label, name, (unsigned long long)(end - begin), wd_dtype_name(dtype),
+                            (unsigned long long)nbytes);
     /* Kernels read data through typed pointers; every real writer pads the header to 8 bytes
      * and orders tensors by alignment, so a misaligned tensor means a broken file. */
     size_t align = wd_dtype_size(dtype);
@@ -180,7 +180,8 @@ static enum wd_status check_metadata(const char *label, const json_t *meta, stru
         return wd_error_set(err, WD_ERR_FORMAT, "%s: __metadata__ is not a JSON object", label);
     const char *key;
     const json_t *v;
-    json_object_foreach((json_t *)meta, key, v) {
+    json_object_foreach((json_t *)meta, key, v)
+    {
         if (!json_is_string(v))
             return wd_error_set(err, WD_ERR_FORMAT,
                                 "%s: __metadata__ value of '%s' is not a string", label, key);
@@ -208,10 +209,9 @@ static enum wd_status check_overlaps(const char *label, const struct st_entry *e
     enum wd_status st = WD_OK;
     for (size_t i = 1; i < m; i++) {
         if (r[i].begin < r[i - 1].end) {
-            st = wd_error_set(err, WD_ERR_FORMAT,
-                              "%s: tensors %s [%zu, %zu) and %s [%zu, %zu) overlap", label,
-                              r[i - 1].name, r[i - 1].begin, r[i - 1].end, r[i].name,
-                              r[i].begin, r[i].end);
+            st = wd_error_set(
+                err, WD_ERR_FORMAT, "%s: tensors %s [%zu, %zu) and %s [%zu, %zu) overlap", label,
+                r[i - 1].name, r[i - 1].begin, r[i - 1].end, r[i].name, r[i].begin, r[i].end);
             break;
         }
     }
@@ -230,8 +230,8 @@ static enum wd_status parse_file(const char *label, const uint8_t *buf, size_t l
 {
     if (len < 8)
         return wd_error_set(err, WD_ERR_FORMAT,
-                            "%s: file is %zu bytes, shorter than the 8-byte header length",
-                            label, len);
+                            "%s: file is %zu bytes, shorter than the 8-byte header length", label,
+                            len);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
         hlen = (hlen << 8) | buf[i];
@@ -263,7 +263,8 @@ static enum wd_status parse_file(const char *label, const uint8_t *buf, size_t l
     size_t n = 0, names_len = 0;
     const char *key;
     json_t *val;
-    json_object_foreach(root, key, val) {
+    json_object_foreach(root, key, val)
+    {
         if (strcmp(key, "__metadata__") == 0) {
             st = check_metadata(label, val, err);
             if (st != WD_OK)
@@ -286,7 +287,8 @@ static enum wd_status parse_file(const char *label, const uint8_t *buf, size_t l
 
     /* Second pass: validate and fill. */
     size_t i = 0, pos = 0;
-    json_object_foreach(root, key, val) {
+    json_object_foreach(root, key, val)
+    {
         if (strcmp(key, "__metadata__") == 0)
             continue;
         size_t kl = strlen(key) + 1;
@@ -317,8 +319,7 @@ out_root:
 }
 
 /* Maps path read-only. An empty file gets no mapping (mmap refuses length 0). */
-static enum wd_status map_file(const char *path, void **map_p, size_t *len_p,
-                               struct wd_error *err)
+static enum wd_status map_file(const char *path, void **map_p, size_t *len_p, struct wd_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -389,8 +390,8 @@ static enum wd_status st_add_file(struct wd_safetensors *st, const char *path, c
         return WD_OK;
     }
     if (st->n_entries + n > st->cap_entries) { /* doubling: 163 shards for DeepSeek-V3 */
-        size_t cap = st->cap_entries * 2 > st->n_entries + n ? st->cap_entries * 2
-                                                             : st->n_entries + n;
+        size_t cap =
+            st->cap_entries * 2 > st->n_entries + n ? st->cap_entries * 2 : st->n_entries + n;
         struct st_entry *all = realloc(st->entries, cap * sizeof(*all));
         if (!all) {
             free(ents);
@@ -412,9 +413,8 @@ static enum wd_status st_finish(struct wd_safetensors *st, struct wd_error *err)
     for (size_t i = 1; i < st->n_entries; i++) {
         const struct st_entry *a = &st->entries[i - 1], *b = &st->entries[i];
         if (strcmp(a->info.name, b->info.name) == 0)
-            return wd_error_set(err, WD_ERR_FORMAT, "tensor %s is in both %s and %s",
-                                a->info.name, st->files[a->file].label,
-                                st->files[b->file].label);
+            return wd_error_set(err, WD_ERR_FORMAT, "tensor %s is in both %s and %s", a->info.name,
+                                st->files[a->file].label, st->files[b->file].label);
     }
     return WD_OK;
 }
@@ -491,7 +491,8 @@ static enum wd_status check_against_index(const struct wd_safetensors *st, const
 {
     const char *name;
     const json_t *v;
-    json_object_foreach((json_t *)wmap, name, v) {
+    json_object_foreach((json_t *)wmap, name, v)
+    {
         const char *shard = json_string_value(v);
         const struct st_entry *e = find_entry(st, name);
         if (!e)
@@ -501,8 +502,8 @@ static enum wd_status check_against_index(const struct wd_safetensors *st, const
         const char *in = st->files[e->file].label;
         if (strcmp(in, shard) != 0)
             return wd_error_set(err, WD_ERR_FORMAT,
-                                "%s: tensor %s is listed for shard %s but found in %s",
-                                index_path, name, shard, in);
+                                "%s: tensor %s is listed for shard %s but found in %s", index_path,
+                                name, shard, in);
     }
     for (size_t i = 0; i < st->n_entries; i++) {
         const struct st_entry *e = &st->entries[i];
@@ -531,10 +532,11 @@ static enum wd_status open_sharded(const char *dir, const char *index_path, cons
     const char *name;
     const json_t *v;
     enum wd_status s = WD_OK;
-    json_object_foreach((json_t *)wmap, name, v) {
+    json_object_foreach((json_t *)wmap, name, v)
+    {
         if (!json_is_string(v)) {
-            s = wd_error_set(err, WD_ERR_FORMAT, "%s: weight_map[%s] is not a string",
-                             index_path, name);
+            s = wd_error_set(err, WD_ERR_FORMAT, "%s: weight_map[%s] is not a string", index_path,
+                             name);
             goto out_shards;
         }
         if (!shard_name_ok(json_string_value(v))) {
@@ -592,8 +594,7 @@ enum wd_status wd_safetensors_open(const char *model_dir, struct wd_safetensors 
         snprintf(path, sizeof(path), "%s/%s", model_dir, SINGLE_NAME);
         s = wd_safetensors_open_file(path, st_p, err);
         if (s == WD_ERR_NOT_FOUND)
-            wd_error_set(err, s, "%s: neither %s nor %s found", model_dir, INDEX_NAME,
-                         SINGLE_NAME);
+            wd_error_set(err, s, "%s: neither %s nor %s found", model_dir, INDEX_NAME, SINGLE_NAME);
         return s;
     }
     if (s != WD_OK)
@@ -608,8 +609,7 @@ enum wd_status wd_safetensors_open(const char *model_dir, struct wd_safetensors 
     return s;
 }
 
-const struct wd_tensor_info *wd_safetensors_find(const struct wd_safetensors *st,
-                                                 const char *name)
+const struct wd_tensor_info *wd_safetensors_find(const struct wd_safetensors *st, const char *name)
 {
     const struct st_entry *e = find_entry(st, name);
     return e ? &e->info : NULL;
@@ -621,8 +621,7 @@ static void format_shape(char *buf, size_t cap, int n_dims, const int64_t *shape
     size_t pos = 0;
     pos += (size_t)snprintf(buf, cap, "[");
     for (int d = 0; d < n_dims && pos < cap; d++)
-        pos += (size_t)snprintf(buf + pos, cap - pos, "%s%lld", d ? ", " : "",
-                                (long long)shape[d]);
+        pos += (size_t)snprintf(buf + pos, cap - pos, "%s%lld", d ? ", " : "", (long long)shape[d]);
     if (pos < cap)
         snprintf(buf + pos, cap - pos, "]");
 }

@@ -27,7 +27,7 @@
 #define WD_SAFETENSORS_MAX_HEADER (100u * 1000u * 1000u)
 
 struct wd_tensor_info {
-    const char *name;           /* owned by the wd_safetensors */
+    const char *name; /* owned by the wd_safetensors */
     enum wd_dtype dtype;
     int n_dims;                 /* 0 for a scalar */
     int64_t shape[WD_MAX_DIMS]; /* shape[0..n_dims), the rest 0 */
@@ -53,8 +53,7 @@ enum wd_status wd_safetensors_open_file(const char *path, struct wd_safetensors 
 void wd_safetensors_close(struct wd_safetensors *st);
 
 /* The tensor called name, or NULL if absent. O(log n). */
-const struct wd_tensor_info *wd_safetensors_find(const struct wd_safetensors *st,
-                                                 const char *name);
+const struct wd_tensor_info *wd_safetensors_find(const struct wd_safetensors *st, const char *name);
 
 /* Finds name and checks it has exactly n_dims dimensions of the given shape. dtype is not
  * checked. Errors: WD_ERR_NOT_FOUND "tensor NAME: missing from checkpoint",

@@ -37,11 +37,11 @@ struct wd_request {
     uint64_t id;
     enum wd_request_state state;
     struct wd_request_params params; /* params.prompt points into tokens */
-    int32_t *tokens;  /* [n_prompt + max_new_tokens] prompt, then generated ids */
-    float *logprobs;  /* [max_new_tokens] logprob of each generated id */
-    int n_tokens;     /* prompt + generated so far */
-    int n_cached;     /* leading tokens whose KV is in the cache */
-    int32_t *pages;   /* [n_pages] reserved KV pages, in sequence order */
+    int32_t *tokens;                 /* [n_prompt + max_new_tokens] prompt, then generated ids */
+    float *logprobs;                 /* [max_new_tokens] logprob of each generated id */
+    int n_tokens;                    /* prompt + generated so far */
+    int n_cached;                    /* leading tokens whose KV is in the cache */
+    int32_t *pages;                  /* [n_pages] reserved KV pages, in sequence order */
     int n_pages;
     uint64_t rng[4];
     enum wd_finish_reason finish;

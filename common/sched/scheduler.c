@@ -180,9 +180,8 @@ enum wd_status wd_scheduler_add(struct wd_scheduler *s, const struct wd_request_
         max_total = s->cfg.context_length;
     int need = pages_for(s, max_total);
     if (need > s->kv->cfg.n_pages)
-        return wd_error_set(err, WD_ERR_NOMEM,
-                            "request: needs %d KV pages, the pool has %d in all", need,
-                            s->kv->cfg.n_pages);
+        return wd_error_set(err, WD_ERR_NOMEM, "request: needs %d KV pages, the pool has %d in all",
+                            need, s->kv->cfg.n_pages);
 
     struct wd_request *r = calloc(1, sizeof(*r));
     if (!r)
@@ -309,8 +308,14 @@ enum wd_status wd_scheduler_step(struct wd_scheduler *s, int *n_active_p, struct
     }
     if (n_tok > 0) {
         struct wd_forward_batch b = {
-            .n_tokens = n_tok, .ids = s->ids, .tok_seq = s->tok_seq, .tok_pos = s->tok_pos,
-            .n_seqs = n_seq, .seqs = s->seqs, .n_logits = n_log, .logit_rows = s->logit_rows,
+            .n_tokens = n_tok,
+            .ids = s->ids,
+            .tok_seq = s->tok_seq,
+            .tok_pos = s->tok_pos,
+            .n_seqs = n_seq,
+            .seqs = s->seqs,
+            .n_logits = n_log,
+            .logit_rows = s->logit_rows,
         };
         WD_CHECK(wd_model_forward(s->model, s->kv, &b, s->logits, err));
         for (int q = 0; q < n_seq; q++)
@@ -348,5 +353,11 @@ enum wd_status wd_scheduler_step(struct wd_scheduler *s, int *n_active_p, struct
     return WD_OK;
 }
 
-int wd_scheduler_n_running(const struct wd_scheduler *s) { return s->n_running; }
-int wd_scheduler_n_waiting(const struct wd_scheduler *s) { return s->n_waiting; }
+int wd_scheduler_n_running(const struct wd_scheduler *s)
+{
+    return s->n_running;
+}
+int wd_scheduler_n_waiting(const struct wd_scheduler *s)
+{
+    return s->n_waiting;
+}

@@ -17,7 +17,7 @@
 
 #define N_SPECIAL 4
 static const char *const SPECIAL_KEYS[N_SPECIAL] = {"bos_token", "eos_token", "unk_token",
-                                                     "pad_token"};
+                                                    "pad_token"};
 
 struct wd_chat_template {
     struct wd_jinja *tpl;
@@ -41,15 +41,18 @@ enum wd_status wd_chat_template_load_from_memory(const char *json, size_t len,
     json_error_t jerr;
     json_t *root = json_loadb(json, len, 0, &jerr);
     if (!root)
-        return wd_error_set(err, WD_ERR_FORMAT, "tokenizer_config.json: bad JSON at line %d "
-                            "column %d: %s", jerr.line, jerr.column, jerr.text);
+        return wd_error_set(err, WD_ERR_FORMAT,
+                            "tokenizer_config.json: bad JSON at line %d "
+                            "column %d: %s",
+                            jerr.line, jerr.column, jerr.text);
     enum wd_status st = WD_OK;
     struct wd_chat_template *ct = calloc(1, sizeof(*ct));
     json_t *tpl = json_object_get(root, "chat_template");
     if (json_is_array(tpl)) { /* [{"name": "default", "template": "..."}, ...] */
         json_t *pick = NULL, *e;
         size_t i;
-        json_array_foreach(tpl, i, e) {
+        json_array_foreach(tpl, i, e)
+        {
             json_t *name = json_object_get(e, "name");
             if (json_is_string(name) && strcmp(json_string_value(name), "default") == 0)
                 pick = json_object_get(e, "template");
@@ -69,8 +72,10 @@ enum wd_status wd_chat_template_load_from_memory(const char *json, size_t len,
         if (!v || json_is_null(v))
             continue;
         if (!json_is_string(v)) {
-            st = wd_error_set(err, WD_ERR_FORMAT, "tokenizer_config.json: %s is neither a "
-                              "string nor {\"content\": string}", SPECIAL_KEYS[i]);
+            st = wd_error_set(err, WD_ERR_FORMAT,
+                              "tokenizer_config.json: %s is neither a "
+                              "string nor {\"content\": string}",
+                              SPECIAL_KEYS[i]);
             break;
         }
         ct->special[i] = strdup(json_string_value(v));
@@ -153,8 +158,8 @@ enum wd_status wd_chat_template_render_ex(const struct wd_chat_template *ct,
     vars[nv++] = (struct wd_jinja_var){"messages", messages};
     vars[nv++] = (struct wd_jinja_var){"tools", jj_none()};
     vars[nv++] = (struct wd_jinja_var){"documents", jj_none()};
-    vars[nv++] = (struct wd_jinja_var){"add_generation_prompt",
-                                       jj_bool(opts->add_generation_prompt)};
+    vars[nv++] =
+        (struct wd_jinja_var){"add_generation_prompt", jj_bool(opts->add_generation_prompt)};
     for (int i = 0; i < N_SPECIAL; i++)
         if (ct->special[i])
             vars[nv++] = (struct wd_jinja_var){

@@ -47,12 +47,12 @@ size_t wd_detok_chunk_cap(const struct wd_detok *d)
 }
 
 /* Runs the lossy decoder over pending + raw and commits the state if the result fits. */
-static enum wd_status emit(struct wd_detok *d, int final, int consumed_token, char *out,
-                           size_t cap, size_t *n_p)
+static enum wd_status emit(struct wd_detok *d, int final, int consumed_token, char *out, size_t cap,
+                           size_t *n_p)
 {
     d->out.n = 0;
-    long used = tok_utf8_lossy((const unsigned char *)(d->raw.p ? d->raw.p : ""), d->raw.n, final,
-                               &d->out);
+    long used =
+        tok_utf8_lossy((const unsigned char *)(d->raw.p ? d->raw.p : ""), d->raw.n, final, &d->out);
     if (used < 0)
         return WD_ERR_NOMEM;
     if (!out || d->out.n + 1 > cap) {

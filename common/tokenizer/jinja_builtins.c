@@ -14,8 +14,8 @@
 #include <time.h>
 #include <utf8proc.h>
 
-const char *const jj_func_names[F_COUNT] = {"namespace", "raise_exception", "strftime_now",
-                                            "range", "dict"};
+const char *const jj_func_names[F_COUNT] = {"namespace", "raise_exception", "strftime_now", "range",
+                                            "dict"};
 
 struct jj_value jj_str(struct jj_arena *a, const char *s, size_t n)
 {
@@ -25,8 +25,14 @@ struct jj_value jj_str(struct jj_arena *a, const char *s, size_t n)
     return (struct jj_value){.type = JJ_STR, .u.str = {d, n}};
 }
 
-struct jj_value jj_bool(int b) { return (struct jj_value){.type = JJ_BOOL, .u.b = !!b}; }
-struct jj_value jj_none(void) { return (struct jj_value){.type = JJ_NONE}; }
+struct jj_value jj_bool(int b)
+{
+    return (struct jj_value){.type = JJ_BOOL, .u.b = !!b};
+}
+struct jj_value jj_none(void)
+{
+    return (struct jj_value){.type = JJ_NONE};
+}
 
 struct jj_value jj_list_new(struct jj_arena *a)
 {
@@ -98,14 +104,22 @@ int jj_truthy(struct jj_value v)
 {
     switch (v.type) {
     case JJ_UNDEF:
-    case JJ_NONE: return 0;
-    case JJ_BOOL: return v.u.b;
-    case JJ_INT: return v.u.i != 0;
-    case JJ_FLOAT: return v.u.f != 0.0;
-    case JJ_STR: return v.u.str.n != 0;
-    case JJ_LIST: return v.u.list->n != 0;
-    case JJ_DICT: return v.u.dict->n != 0;
-    default: return 1;
+    case JJ_NONE:
+        return 0;
+    case JJ_BOOL:
+        return v.u.b;
+    case JJ_INT:
+        return v.u.i != 0;
+    case JJ_FLOAT:
+        return v.u.f != 0.0;
+    case JJ_STR:
+        return v.u.str.n != 0;
+    case JJ_LIST:
+        return v.u.list->n != 0;
+    case JJ_DICT:
+        return v.u.dict->n != 0;
+    default:
+        return 1;
     }
 }
 
@@ -119,11 +133,17 @@ static double num(struct jj_value v)
     return v.type == JJ_FLOAT ? v.u.f : v.type == JJ_INT ? (double)v.u.i : (double)v.u.b;
 }
 
-static int64_t inum(struct jj_value v) { return v.type == JJ_INT ? v.u.i : v.u.b; }
+static int64_t inum(struct jj_value v)
+{
+    return v.type == JJ_INT ? v.u.i : v.u.b;
+}
 
 static int equal_depth(struct jj_value a, struct jj_value b, int depth);
 
-int jj_equal(struct jj_value a, struct jj_value b) { return equal_depth(a, b, 0); }
+int jj_equal(struct jj_value a, struct jj_value b)
+{
+    return equal_depth(a, b, 0);
+}
 
 /* Values nested deeper than this compare unequal instead of recursing further. */
 #define JJ_MAX_NEST 64
@@ -141,8 +161,10 @@ static int equal_depth(struct jj_value a, struct jj_value b, int depth)
         return 0;
     switch (a.type) {
     case JJ_UNDEF:
-    case JJ_NONE: return 1;
-    case JJ_STR: return a.u.str.n == b.u.str.n && !memcmp(a.u.str.s, b.u.str.s, a.u.str.n);
+    case JJ_NONE:
+        return 1;
+    case JJ_STR:
+        return a.u.str.n == b.u.str.n && !memcmp(a.u.str.s, b.u.str.s, a.u.str.n);
     case JJ_LIST:
         if (a.is_tuple != b.is_tuple || a.u.list->n != b.u.list->n)
             return 0;
@@ -161,9 +183,12 @@ static int equal_depth(struct jj_value a, struct jj_value b, int depth)
                 return 0;
         }
         return 1;
-    case JJ_NS: return a.u.dict == b.u.dict;
-    case JJ_FUNC: return a.u.func == b.u.func;
-    default: return 0;
+    case JJ_NS:
+        return a.u.dict == b.u.dict;
+    case JJ_FUNC:
+        return a.u.func == b.u.func;
+    default:
+        return 0;
     }
 }
 
@@ -242,9 +267,14 @@ static int py_printable(int32_t cp)
     if (cp == ' ')
         return 1;
     switch (utf8proc_category(cp)) {
-    case UTF8PROC_CATEGORY_CC: case UTF8PROC_CATEGORY_CF: case UTF8PROC_CATEGORY_CS:
-    case UTF8PROC_CATEGORY_CO: case UTF8PROC_CATEGORY_CN: case UTF8PROC_CATEGORY_ZL:
-    case UTF8PROC_CATEGORY_ZP: case UTF8PROC_CATEGORY_ZS:
+    case UTF8PROC_CATEGORY_CC:
+    case UTF8PROC_CATEGORY_CF:
+    case UTF8PROC_CATEGORY_CS:
+    case UTF8PROC_CATEGORY_CO:
+    case UTF8PROC_CATEGORY_CN:
+    case UTF8PROC_CATEGORY_ZL:
+    case UTF8PROC_CATEGORY_ZP:
+    case UTF8PROC_CATEGORY_ZS:
         return 0;
     default:
         return 1;
@@ -266,7 +296,7 @@ static void put_repr_str(struct jj_render *r, const char *s, size_t n, struct to
         } else if (cp == '\n' || cp == '\r' || cp == '\t') {
             put(r, out, cp == '\n' ? "\\n" : cp == '\r' ? "\\r" : "\\t", 2);
         } else if (!py_printable(cp)) {
-            int m = cp < 0x100 ? snprintf(esc, sizeof(esc), "\\x%02x", cp)
+            int m = cp < 0x100     ? snprintf(esc, sizeof(esc), "\\x%02x", cp)
                     : cp < 0x10000 ? snprintf(esc, sizeof(esc), "\\u%04x", cp)
                                    : snprintf(esc, sizeof(esc), "\\U%08x", cp);
             put(r, out, esc, (size_t)m);
@@ -317,17 +347,32 @@ void jj_to_str(struct jj_render *r, struct jj_value v, struct tok_buf *out)
 {
     char buf[32];
     switch (v.type) {
-    case JJ_UNDEF: return;
-    case JJ_NONE: put(r, out, "None", 4); return;
-    case JJ_BOOL: put(r, out, v.u.b ? "True" : "False", v.u.b ? 4 : 5); return;
+    case JJ_UNDEF:
+        return;
+    case JJ_NONE:
+        put(r, out, "None", 4);
+        return;
+    case JJ_BOOL:
+        put(r, out, v.u.b ? "True" : "False", v.u.b ? 4 : 5);
+        return;
     case JJ_INT:
         put(r, out, buf, (size_t)snprintf(buf, sizeof(buf), "%lld", (long long)v.u.i));
         return;
-    case JJ_FLOAT: put_float(r, v.u.f, out); return;
-    case JJ_STR: put(r, out, v.u.str.s, v.u.str.n); return;
-    case JJ_FUNC: put(r, out, "<function>", 10); return;
-    case JJ_METHOD: put(r, out, "<built-in method>", 17); return;
-    default: put_repr(r, v, out, 0); return;
+    case JJ_FLOAT:
+        put_float(r, v.u.f, out);
+        return;
+    case JJ_STR:
+        put(r, out, v.u.str.s, v.u.str.n);
+        return;
+    case JJ_FUNC:
+        put(r, out, "<function>", 10);
+        return;
+    case JJ_METHOD:
+        put(r, out, "<built-in method>", 17);
+        return;
+    default:
+        put_repr(r, v, out, 0);
+        return;
     }
 }
 
@@ -344,12 +389,13 @@ struct jj_value jj_str_of(struct jj_render *r, struct jj_value v)
 
 /* ---- access ---- */
 
-static const char *const DICT_METHODS[] = {"items", "keys", "values", "get", "pop", "popitem",
-                                           "setdefault", "update", "clear", "copy", NULL};
+static const char *const DICT_METHODS[] = {"items", "keys",    "values",     "get",
+                                           "pop",   "popitem", "setdefault", "update",
+                                           "clear", "copy",    NULL};
 static const char *const STR_METHODS[] = {
-    "startswith", "endswith", "strip", "lstrip", "rstrip", "split", "rsplit", "upper", "lower",
-    "title", "capitalize", "replace", "find", "rfind", "count", "join", "isdigit", "isalpha",
-    "isspace", "isupper", "islower", "splitlines", "format", NULL};
+    "startswith", "endswith", "strip",      "lstrip",  "rstrip",  "split",      "rsplit", "upper",
+    "lower",      "title",    "capitalize", "replace", "find",    "rfind",      "count",  "join",
+    "isdigit",    "isalpha",  "isspace",    "isupper", "islower", "splitlines", "format", NULL};
 
 static int in_list(const char *const *names, const char *name)
 {
@@ -414,7 +460,8 @@ struct jj_value jj_getitem(struct jj_render *r, struct jj_value obj, struct jj_v
 {
     if (obj.type == JJ_UNDEF)
         jj_fail(r, "subscript of an undefined value");
-    if ((obj.type == JJ_LIST || obj.type == JJ_STR) && (key.type == JJ_INT || key.type == JJ_BOOL)) {
+    if ((obj.type == JJ_LIST || obj.type == JJ_STR) &&
+        (key.type == JJ_INT || key.type == JJ_BOOL)) {
         int64_t i = inum(key);
         int64_t len = obj.type == JJ_LIST ? (int64_t)obj.u.list->n
                                           : (int64_t)cp_count(obj.u.str.s, obj.u.str.n);
@@ -460,8 +507,8 @@ struct jj_value jj_slice(struct jj_render *r, struct jj_value obj, struct jj_val
 {
     if (obj.type != JJ_LIST && obj.type != JJ_STR)
         jj_fail(r, "cannot slice this value");
-    int64_t len = obj.type == JJ_LIST ? (int64_t)obj.u.list->n
-                                      : (int64_t)cp_count(obj.u.str.s, obj.u.str.n);
+    int64_t len =
+        obj.type == JJ_LIST ? (int64_t)obj.u.list->n : (int64_t)cp_count(obj.u.str.s, obj.u.str.n);
     int64_t st = slice_index(r, step, 1);
     if (st == 0)
         jj_fail(r, "slice step cannot be zero");
@@ -599,15 +646,24 @@ struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value 
         return (struct jj_value){.type = JJ_STR, .u.str = {s, x.u.str.n + y.u.str.n}};
     }
     switch (op) {
-    case OP_EQ: return jj_bool(jj_equal(a, b));
-    case OP_NE: return jj_bool(!jj_equal(a, b));
-    case OP_LT: return jj_bool(compare(r, a, b, 0) < 0);
-    case OP_LE: return jj_bool(compare(r, a, b, 0) <= 0);
-    case OP_GT: return jj_bool(compare(r, a, b, 0) > 0);
-    case OP_GE: return jj_bool(compare(r, a, b, 0) >= 0);
-    case OP_IN: return jj_bool(contains(r, b, a));
-    case OP_NOTIN: return jj_bool(!contains(r, b, a));
-    default: break;
+    case OP_EQ:
+        return jj_bool(jj_equal(a, b));
+    case OP_NE:
+        return jj_bool(!jj_equal(a, b));
+    case OP_LT:
+        return jj_bool(compare(r, a, b, 0) < 0);
+    case OP_LE:
+        return jj_bool(compare(r, a, b, 0) <= 0);
+    case OP_GT:
+        return jj_bool(compare(r, a, b, 0) > 0);
+    case OP_GE:
+        return jj_bool(compare(r, a, b, 0) >= 0);
+    case OP_IN:
+        return jj_bool(contains(r, b, a));
+    case OP_NOTIN:
+        return jj_bool(!contains(r, b, a));
+    default:
+        break;
     }
     if (a.type == JJ_UNDEF || b.type == JJ_UNDEF)
         jj_fail(r, "arithmetic on an undefined value");
@@ -616,9 +672,12 @@ struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value 
         int64_t x = fl ? 0 : inum(a), y = fl ? 0 : inum(b);
         double fx = num(a), fy = num(b);
         switch (op) {
-        case OP_ADD: return int_or_float(fl, (int64_t)((uint64_t)x + (uint64_t)y), fx + fy);
-        case OP_SUB: return int_or_float(fl, (int64_t)((uint64_t)x - (uint64_t)y), fx - fy);
-        case OP_MUL: return int_or_float(fl, (int64_t)((uint64_t)x * (uint64_t)y), fx * fy);
+        case OP_ADD:
+            return int_or_float(fl, (int64_t)((uint64_t)x + (uint64_t)y), fx + fy);
+        case OP_SUB:
+            return int_or_float(fl, (int64_t)((uint64_t)x - (uint64_t)y), fx - fy);
+        case OP_MUL:
+            return int_or_float(fl, (int64_t)((uint64_t)x * (uint64_t)y), fx * fy);
         case OP_DIV:
             if (fy == 0.0)
                 jj_fail(r, "division by zero");
@@ -648,7 +707,8 @@ struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value 
                 return (struct jj_value){.type = JJ_INT, .u.i = p};
             }
             return (struct jj_value){.type = JJ_FLOAT, .u.f = pow(fx, fy)};
-        default: break;
+        default:
+            break;
         }
     }
     if (op == OP_ADD && a.type == JJ_STR && b.type == JJ_STR)
@@ -696,8 +756,7 @@ struct jj_value jj_call(struct jj_render *r, struct jj_value fn, struct jj_value
         d.type = fn.u.func == F_NAMESPACE ? JJ_NS : JJ_DICT;
         for (size_t i = 0; i < n_args; i++) {
             if (args[i].type != JJ_DICT && args[i].type != JJ_NS)
-                jj_fail(r, "%s() takes keyword arguments or a mapping",
-                        jj_func_names[fn.u.func]);
+                jj_fail(r, "%s() takes keyword arguments or a mapping", jj_func_names[fn.u.func]);
             for (size_t k = 0; k < args[i].u.dict->n; k++)
                 jj_dict_set(r->arena, d, args[i].u.dict->keys[k], args[i].u.dict->vals[k]);
         }

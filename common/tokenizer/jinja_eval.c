@@ -192,8 +192,12 @@ static struct jj_value loop_dict(struct jj_render *r, struct jj_list *items, siz
     struct {
         const char *k;
         int64_t v;
-    } ints[] = {{"index", (int64_t)i + 1}, {"index0", (int64_t)i}, {"revindex", (int64_t)(n - i)},
-                {"revindex0", (int64_t)(n - i - 1)}, {"length", (int64_t)n}, {"depth", 1},
+    } ints[] = {{"index", (int64_t)i + 1},
+                {"index0", (int64_t)i},
+                {"revindex", (int64_t)(n - i)},
+                {"revindex0", (int64_t)(n - i - 1)},
+                {"length", (int64_t)n},
+                {"depth", 1},
                 {"depth0", 0}};
     for (size_t k = 0; k < sizeof(ints) / sizeof(ints[0]); k++)
         jj_dict_set(r->arena, d, jj_str(r->arena, ints[k].k, strlen(ints[k].k)),
@@ -236,8 +240,7 @@ static void exec_for(struct jj_render *r, struct jj_frame *f, const struct jj_st
             exec(r, f, b, 0);
 }
 
-static enum flow exec(struct jj_render *r, struct jj_frame *f, const struct jj_stmt *s,
-                      int in_loop)
+static enum flow exec(struct jj_render *r, struct jj_frame *f, const struct jj_stmt *s, int in_loop)
 {
     r->line = s->line;
     if (++r->steps > JJ_MAX_STEPS)

@@ -13,15 +13,18 @@
 #include <utf8proc.h>
 
 static const char *const FILTERS[] = {
-    "length", "count", "string", "trim", "upper", "lower", "capitalize", "title", "default", "d",
-    "join", "first", "last", "list", "reverse", "tojson", "int", "float", "abs", "replace",
-    "safe", "escape", "e", "items", "map", "select", "reject", "selectattr", "rejectattr",
-    "unique", "sum", "min", "max", "wordcount", "indent", "batch", NULL};
+    "length",  "count",     "string", "trim",       "upper",      "lower",  "capitalize", "title",
+    "default", "d",         "join",   "first",      "last",       "list",   "reverse",    "tojson",
+    "int",     "float",     "abs",    "replace",    "safe",       "escape", "e",          "items",
+    "map",     "select",    "reject", "selectattr", "rejectattr", "unique", "sum",        "min",
+    "max",     "wordcount", "indent", "batch",      NULL};
 static const char *const TESTS[] = {
-    "defined", "undefined", "none", "boolean", "true", "false", "integer", "float", "number",
-    "string", "mapping", "sequence", "iterable", "callable", "odd", "even", "divisibleby", "eq",
-    "equalto", "==", "ne", "!=", "lt", "lessthan", "<", "le", "<=", "gt", "greaterthan", ">",
-    "ge", ">=", "in", "lower", "upper", "sameas", NULL};
+    "defined",     "undefined", "none",        "boolean", "true",     "false",    "integer",
+    "float",       "number",    "string",      "mapping", "sequence", "iterable", "callable",
+    "odd",         "even",      "divisibleby", "eq",      "equalto",  "==",       "ne",
+    "!=",          "lt",        "lessthan",    "<",       "le",       "<=",       "gt",
+    "greaterthan", ">",         "ge",          ">=",      "in",       "lower",    "upper",
+    "sameas",      NULL};
 
 static int known(const char *const *names, const char *name)
 {
@@ -31,8 +34,14 @@ static int known(const char *const *names, const char *name)
     return 0;
 }
 
-int jj_filter_known(const char *name) { return known(FILTERS, name); }
-int jj_test_known(const char *name) { return known(TESTS, name); }
+int jj_filter_known(const char *name)
+{
+    return known(FILTERS, name);
+}
+int jj_test_known(const char *name)
+{
+    return known(TESTS, name);
+}
 
 static void put(struct jj_render *r, struct tok_buf *b, const char *s, size_t n)
 {
@@ -53,9 +62,9 @@ static struct jj_value take(struct jj_render *r, struct tok_buf *b)
 
 static int py_space(int32_t cp)
 {
-    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 ||
-           cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
-           cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
+           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+           cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
 static struct jj_value need_str(struct jj_render *r, struct jj_value v, const char *what)
@@ -240,11 +249,15 @@ static int64_t len_of(struct jj_render *r, struct jj_value v)
             c += ((unsigned char)v.u.str.s[i] & 0xC0) != 0x80;
         return c;
     }
-    case JJ_LIST: return (int64_t)v.u.list->n;
+    case JJ_LIST:
+        return (int64_t)v.u.list->n;
     case JJ_DICT:
-    case JJ_NS: return (int64_t)v.u.dict->n;
-    case JJ_UNDEF: return 0;
-    default: jj_fail(r, "object has no len()");
+    case JJ_NS:
+        return (int64_t)v.u.dict->n;
+    case JJ_UNDEF:
+        return 0;
+    default:
+        jj_fail(r, "object has no len()");
     }
 }
 
@@ -267,8 +280,12 @@ static void json_str(struct jj_render *r, struct tok_buf *b, const char *s, size
             esc[1] = (char)c;
             put(r, b, esc, 2);
         } else if (c < 0x20) {
-            const char *named = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
-                                : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+            const char *named = c == '\n'   ? "\\n"
+                                : c == '\r' ? "\\r"
+                                : c == '\t' ? "\\t"
+                                : c == '\b' ? "\\b"
+                                : c == '\f' ? "\\f"
+                                            : NULL;
             if (named)
                 put(r, b, named, 2);
             else
@@ -294,9 +311,15 @@ static void json_dump(struct jj_render *r, struct tok_buf *b, struct jj_value v,
     if (depth > 64)
         jj_fail(r, "tojson: nesting too deep");
     switch (v.type) {
-    case JJ_NONE: put(r, b, "null", 4); return;
-    case JJ_BOOL: put(r, b, v.u.b ? "true" : "false", v.u.b ? 4 : 5); return;
-    case JJ_INT: jj_to_str(r, v, b); return;
+    case JJ_NONE:
+        put(r, b, "null", 4);
+        return;
+    case JJ_BOOL:
+        put(r, b, v.u.b ? "true" : "false", v.u.b ? 4 : 5);
+        return;
+    case JJ_INT:
+        jj_to_str(r, v, b);
+        return;
     case JJ_FLOAT:
         if (v.u.f != v.u.f)
             put(r, b, "NaN", 3);
@@ -305,7 +328,9 @@ static void json_dump(struct jj_render *r, struct tok_buf *b, struct jj_value v,
         else
             jj_to_str(r, v, b);
         return;
-    case JJ_STR: json_str(r, b, v.u.str.s, v.u.str.n); return;
+    case JJ_STR:
+        json_str(r, b, v.u.str.s, v.u.str.n);
+        return;
     case JJ_LIST:
         put(r, b, "[", 1);
         for (size_t i = 0; i < v.u.list->n; i++) {
@@ -432,9 +457,9 @@ struct jj_value jj_percent_format(struct jj_render *r, struct jj_value fmt, stru
                 free(b.p);
                 jj_fail(r, "%%d format: a number is required");
             }
-            a = a.type == JJ_FLOAT ? (struct jj_value){.type = JJ_INT, .u.i = (int64_t)a.u.f}
-                                   : (struct jj_value){.type = JJ_INT,
-                                                       .u.i = a.type == JJ_INT ? a.u.i : a.u.b};
+            a = a.type == JJ_FLOAT
+                    ? (struct jj_value){.type = JJ_INT, .u.i = (int64_t)a.u.f}
+                    : (struct jj_value){.type = JJ_INT, .u.i = a.type == JJ_INT ? a.u.i : a.u.b};
         }
         jj_to_str(r, a, &b);
     }
@@ -502,11 +527,28 @@ static int all_chars(struct jj_value s, int kind)
         int is_upper = c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LT;
         int is_lower = c == UTF8PROC_CATEGORY_LL;
         switch (kind) {
-        case 0: if (c != UTF8PROC_CATEGORY_ND) return 0; break;
-        case 1: if (c < UTF8PROC_CATEGORY_LU || c > UTF8PROC_CATEGORY_LO) return 0; break;
-        case 2: if (!py_space(cp)) return 0; break;
-        case 3: if (is_lower) return 0; cased |= is_upper; break;
-        case 4: if (is_upper) return 0; cased |= is_lower; break;
+        case 0:
+            if (c != UTF8PROC_CATEGORY_ND)
+                return 0;
+            break;
+        case 1:
+            if (c < UTF8PROC_CATEGORY_LU || c > UTF8PROC_CATEGORY_LO)
+                return 0;
+            break;
+        case 2:
+            if (!py_space(cp))
+                return 0;
+            break;
+        case 3:
+            if (is_lower)
+                return 0;
+            cased |= is_upper;
+            break;
+        case 4:
+            if (is_upper)
+                return 0;
+            cased |= is_lower;
+            break;
         }
     }
     return kind >= 3 ? cased : 1;
@@ -704,22 +746,27 @@ struct jj_value jj_filter(struct jj_render *r, const char *name, struct jj_value
         struct tok_buf b = {0};
         for (size_t i = 0; i < s.u.str.n; i++) {
             char c = s.u.str.s[i];
-            const char *rep = c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;"
-                              : c == '"' ? "&#34;" : c == '\'' ? "&#39;" : NULL;
+            const char *rep = c == '&'    ? "&amp;"
+                              : c == '<'  ? "&lt;"
+                              : c == '>'  ? "&gt;"
+                              : c == '"'  ? "&#34;"
+                              : c == '\'' ? "&#39;"
+                                          : NULL;
             put(r, &b, rep ? rep : &c, rep ? strlen(rep) : 1);
         }
         return take(r, &b);
     }
     if (!strcmp(name, "join")) {
         struct jj_list *items = jj_iterable(r, v);
-        struct jj_value sep = n || n_kw ? jj_str_of(r, arg(args, n, 0, kw, kv, n_kw, "d"))
-                                        : jj_str(r->arena, "", 0);
+        struct jj_value sep =
+            n || n_kw ? jj_str_of(r, arg(args, n, 0, kw, kv, n_kw, "d")) : jj_str(r->arena, "", 0);
         struct jj_value attr = arg(args, n, 1, kw, kv, n_kw, "attribute");
         struct tok_buf b = {0};
         for (size_t i = 0; i < items->n; i++) {
             if (i)
                 put(r, &b, sep.u.str.s, sep.u.str.n);
-            struct jj_value x = attr.type != JJ_NONE ? attr_path(r, items->v[i], attr) : items->v[i];
+            struct jj_value x =
+                attr.type != JJ_NONE ? attr_path(r, items->v[i], attr) : items->v[i];
             jj_to_str(r, x, &b);
         }
         return take(r, &b);
@@ -801,8 +848,8 @@ struct jj_value jj_filter(struct jj_render *r, const char *name, struct jj_value
                 snprintf(fname, sizeof(fname), "%.*s", (int)f.u.str.n, f.u.str.s);
                 if (!jj_filter_known(fname))
                     jj_fail(r, "no filter named '%s'", fname);
-                x = jj_filter(r, fname, items->v[i], n > 1 ? args + 1 : NULL, n ? n - 1 : 0,
-                              NULL, NULL, 0);
+                x = jj_filter(r, fname, items->v[i], n > 1 ? args + 1 : NULL, n ? n - 1 : 0, NULL,
+                              NULL, 0);
             }
             jj_list_push(r->arena, out, x);
         }
@@ -921,8 +968,8 @@ int jj_test(struct jj_render *r, const char *name, struct jj_value v, struct jj_
     static const struct {
         const char *names[3];
         enum jj_binop op;
-    } cmp[] = {{{"eq", "equalto", "=="}, OP_EQ}, {{"ne", "!=", NULL}, OP_NE},
-               {{"lt", "lessthan", "<"}, OP_LT}, {{"le", "<=", NULL}, OP_LE},
+    } cmp[] = {{{"eq", "equalto", "=="}, OP_EQ},    {{"ne", "!=", NULL}, OP_NE},
+               {{"lt", "lessthan", "<"}, OP_LT},    {{"le", "<=", NULL}, OP_LE},
                {{"gt", "greaterthan", ">"}, OP_GT}, {{"ge", ">=", NULL}, OP_GE},
                {{"in", NULL, NULL}, OP_IN}};
     for (size_t k = 0; k < sizeof(cmp) / sizeof(cmp[0]); k++)

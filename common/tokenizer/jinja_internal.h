@@ -32,8 +32,22 @@ enum jj_expr_kind {
 };
 
 enum jj_binop {
-    OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_FLOORDIV, OP_MOD, OP_POW, OP_CONCAT,
-    OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE, OP_IN, OP_NOTIN,
+    OP_ADD,
+    OP_SUB,
+    OP_MUL,
+    OP_DIV,
+    OP_FLOORDIV,
+    OP_MOD,
+    OP_POW,
+    OP_CONCAT,
+    OP_EQ,
+    OP_NE,
+    OP_LT,
+    OP_LE,
+    OP_GT,
+    OP_GE,
+    OP_IN,
+    OP_NOTIN,
 };
 
 struct jj_expr {
@@ -46,8 +60,8 @@ struct jj_expr {
     struct jj_expr *a, *b, *c, *d; /* operands; X_SLICE: a[b:c:d]; X_COND: b if a else c */
     struct jj_expr **args;         /* items, call/filter/test positional args, dict keys */
     size_t n_args;
-    const char **kw_names;         /* call/filter keyword args */
-    struct jj_expr **kw_vals;      /* keyword values; X_DICT: the values */
+    const char **kw_names;    /* call/filter keyword args */
+    struct jj_expr **kw_vals; /* keyword values; X_DICT: the values */
     size_t n_kw;
 };
 
@@ -58,14 +72,14 @@ struct jj_stmt {
     int line;
     const char *text; /* S_TEXT */
     size_t n;
-    struct jj_expr *expr;       /* S_OUT, S_IF condition, S_FOR iterable, S_SET value */
-    struct jj_expr *cond;       /* S_FOR loop filter */
-    struct jj_stmt *body;       /* first statement of the body */
-    struct jj_stmt *orelse;     /* S_IF else / elif chain, S_FOR else */
+    struct jj_expr *expr;   /* S_OUT, S_IF condition, S_FOR iterable, S_SET value */
+    struct jj_expr *cond;   /* S_FOR loop filter */
+    struct jj_stmt *body;   /* first statement of the body */
+    struct jj_stmt *orelse; /* S_IF else / elif chain, S_FOR else */
     struct jj_stmt *next;
-    const char **targets;       /* S_FOR loop variables, S_SET / S_SETBLOCK names */
+    const char **targets; /* S_FOR loop variables, S_SET / S_SETBLOCK names */
     size_t n_targets;
-    const char *attr;           /* S_SET ns.attr = ...: targets[0] is ns */
+    const char *attr; /* S_SET ns.attr = ...: targets[0] is ns */
 };
 
 struct wd_jinja {

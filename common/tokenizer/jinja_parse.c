@@ -120,7 +120,10 @@ static char *dup_n(struct jj_arena *a, const char *s, size_t n)
 
 /* ---- expression tokenizer ---- */
 
-static int is_name_start(int c) { return isalpha(c) || c == '_'; }
+static int is_name_start(int c)
+{
+    return isalpha(c) || c == '_';
+}
 
 static void push_tok(struct parser *p, struct token t)
 {
@@ -148,15 +151,35 @@ static void lex_string(struct parser *p, const char *s, size_t n, size_t *i)
         char e = s[(*i)++];
         char simple = 0;
         switch (e) {
-        case 'n': simple = '\n'; break;
-        case 'r': simple = '\r'; break;
-        case 't': simple = '\t'; break;
-        case 'b': simple = '\b'; break;
-        case 'f': simple = '\f'; break;
-        case 'v': simple = '\v'; break;
-        case 'a': simple = '\a'; break;
-        case '\\': case '\'': case '"': simple = e; break;
-        case '0': simple = 1; break; /* NUL, marked by the flag below */
+        case 'n':
+            simple = '\n';
+            break;
+        case 'r':
+            simple = '\r';
+            break;
+        case 't':
+            simple = '\t';
+            break;
+        case 'b':
+            simple = '\b';
+            break;
+        case 'f':
+            simple = '\f';
+            break;
+        case 'v':
+            simple = '\v';
+            break;
+        case 'a':
+            simple = '\a';
+            break;
+        case '\\':
+        case '\'':
+        case '"':
+            simple = e;
+            break;
+        case '0':
+            simple = 1;
+            break; /* NUL, marked by the flag below */
         }
         if (simple) {
             char out = e == '0' ? 0 : simple;
@@ -194,9 +217,9 @@ static void lex_string(struct parser *p, const char *s, size_t n, size_t *i)
 
 static void lex(struct parser *p, const char *s, size_t n)
 {
-    static const char *ops[] = {"**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%",
-                                "~", "<", ">", "=", "(", ")", "[", "]", "{", "}", ",", ".",
-                                ":", "|"};
+    static const char *ops[] = {"**", "//", "==", "!=", "<=", ">=", "+", "-", "*",
+                                "/",  "%",  "~",  "<",  ">",  "=",  "(", ")", "[",
+                                "]",  "{",  "}",  ",",  ".",  ":",  "|"};
     p->n_toks = p->pos = 0;
     size_t i = 0;
     while (i < n) {
@@ -260,7 +283,10 @@ static void lex(struct parser *p, const char *s, size_t n)
     push_tok(p, (struct token){TK_END, "", 0, 0, 0});
 }
 
-static struct token *cur(struct parser *p) { return &p->toks[p->pos]; }
+static struct token *cur(struct parser *p)
+{
+    return &p->toks[p->pos];
+}
 
 static int is_op(struct parser *p, const char *op)
 {
@@ -534,9 +560,8 @@ static struct jj_expr *parse_filters_tests(struct parser *p, struct jj_expr *e)
                 struct token *c = cur(p);
                 int arg_start = c->kind == TK_STR || c->kind == TK_INT || c->kind == TK_FLOAT ||
                                 (c->kind == TK_NAME && strcmp(c->s, "else") && strcmp(c->s, "or") &&
-                                 strcmp(c->s, "and") && strcmp(c->s, "if") &&
-                                 strcmp(c->s, "is") && strcmp(c->s, "in") &&
-                                 strcmp(c->s, "not")) ||
+                                 strcmp(c->s, "and") && strcmp(c->s, "if") && strcmp(c->s, "is") &&
+                                 strcmp(c->s, "in") && strcmp(c->s, "not")) ||
                                 is_op(p, "(") || is_op(p, "[") || is_op(p, "{");
                 if (arg_start)
                     push_expr(p, &t->args, &t->n_args, parse_postfix(p, parse_primary(p)));
@@ -631,8 +656,8 @@ static struct jj_expr *parse_compare(struct parser *p)
     static const struct {
         const char *op;
         enum jj_binop code;
-    } cmp[] = {{"==", OP_EQ}, {"!=", OP_NE}, {"<=", OP_LE}, {">=", OP_GE}, {"<", OP_LT},
-               {">", OP_GT}};
+    } cmp[] = {{"==", OP_EQ}, {"!=", OP_NE}, {"<=", OP_LE},
+               {">=", OP_GE}, {"<", OP_LT},  {">", OP_GT}};
     for (;;) {
         int op = -1;
         for (int k = 0; k < 6 && op < 0; k++)
@@ -739,7 +764,10 @@ static void add_piece(struct parser *p, enum piece_kind kind, const char *s, siz
     p->pieces[p->n_pieces++] = (struct piece){kind, s, n, line};
 }
 
-static int ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+static int ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 
 /* End of the tag whose inner part starts at i: the offset of the closing "}}" / "%}" / "#}",
  * skipping string literals inside expressions. */
@@ -791,7 +819,8 @@ static void scan(struct parser *p, const char *src, size_t len)
     size_t pos = 0;
     while (pos <= n) {
         size_t j = pos;
-        while (j + 1 < n && !(s[j] == '{' && (s[j + 1] == '{' || s[j + 1] == '%' || s[j + 1] == '#')))
+        while (j + 1 < n &&
+               !(s[j] == '{' && (s[j + 1] == '{' || s[j + 1] == '%' || s[j + 1] == '#')))
             j++;
         if (j + 1 >= n) {
             add_piece(p, P_TEXT, s + pos, n - pos, line);
@@ -822,7 +851,8 @@ static void scan(struct parser *p, const char *src, size_t len)
         p->line = line;
         size_t close = tag_end(p, s, n, in, kind);
         size_t in_end = close;
-        char cmod = in_end > in && (s[in_end - 1] == '-' || s[in_end - 1] == '+') ? s[in_end - 1] : 0;
+        char cmod =
+            in_end > in && (s[in_end - 1] == '-' || s[in_end - 1] == '+') ? s[in_end - 1] : 0;
         if (cmod)
             in_end--;
         size_t after = close + 2;

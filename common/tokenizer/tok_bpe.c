@@ -295,7 +295,8 @@ enum wd_status tok_bpe_word(const struct tok_bpe *bpe, const char *w, size_t len
         s->next = r->next;
         if (r->next >= 0)
             syms[r->next].prev = top.pos;
-        if ((s->prev >= 0 && push_pair(bpe, &h, syms, s->prev)) || push_pair(bpe, &h, syms, top.pos))
+        if ((s->prev >= 0 && push_pair(bpe, &h, syms, s->prev)) ||
+            push_pair(bpe, &h, syms, top.pos))
             st = WD_ERR_NOMEM;
     }
     free(h.v);

@@ -116,7 +116,7 @@ struct tok_trie {
     struct tok_u64map edges; /* -> (child node, unused) */
     int32_t *term;           /* [n_nodes] index into tok->added of the token ending here, -1 */
     int32_t n_nodes, cap_nodes;
-    uint8_t first[256];      /* bytes that start some token */
+    uint8_t first[256]; /* bytes that start some token */
 };
 
 enum tok_post_kind { TOK_POST_NONE, TOK_POST_TEMPLATE };
@@ -136,13 +136,13 @@ struct tok_cache_entry {
 };
 
 struct tok_bpe {
-    struct tok_strmap vocab;   /* token -> id */
-    struct tok_u64map merges;  /* (left id << 32 | right id) -> (rank, merged id) */
-    char *strings;             /* all vocab token strings, NUL-separated (owned) */
-    int32_t unk_id;            /* -1 when no unk_token */
+    struct tok_strmap vocab;  /* token -> id */
+    struct tok_u64map merges; /* (left id << 32 | right id) -> (rank, merged id) */
+    char *strings;            /* all vocab token strings, NUL-separated (owned) */
+    int32_t unk_id;           /* -1 when no unk_token */
     int fuse_unk, byte_fallback, ignore_merges;
-    char *prefix, *suffix;     /* continuing_subword_prefix, end_of_word_suffix or NULL */
-    int32_t byte_ids[256];     /* byte_fallback: id of "<0xXX>", -1 when absent */
+    char *prefix, *suffix; /* continuing_subword_prefix, end_of_word_suffix or NULL */
+    int32_t byte_ids[256]; /* byte_fallback: id of "<0xXX>", -1 when absent */
     pthread_mutex_t cache_lock;
     struct tok_cache_entry *cache; /* [TOK_CACHE_SLOTS] direct-mapped */
 };
@@ -150,7 +150,7 @@ struct tok_bpe {
 enum tok_decoder_kind { TOK_DEC_NONE, TOK_DEC_BYTELEVEL };
 
 struct wd_tokenizer {
-    enum tok_norm *norms;   /* [n_norms] applied in order */
+    enum tok_norm *norms; /* [n_norms] applied in order */
     size_t n_norms;
     struct tok_pretok *pretoks; /* [n_pretoks] applied in order */
     size_t n_pretoks;
@@ -158,14 +158,14 @@ struct wd_tokenizer {
     struct tok_added *added; /* [n_added] */
     size_t n_added;
     struct tok_trie trie_raw, trie_norm; /* non-normalized / normalized added tokens */
-    struct tok_strmap added_map;          /* content -> id */
+    struct tok_strmap added_map;         /* content -> id */
     struct tok_post post;
     enum tok_decoder_kind decoder;
     int32_t vocab_size;
-    const char **id_to_str;  /* [vocab_size] token text (borrowed from bpe.strings or added) */
-    uint32_t *id_to_len;     /* [vocab_size] its byte length */
-    uint8_t *id_special;     /* [vocab_size] */
-    size_t max_token_bytes;  /* longest token string (bounds its decoded bytes) */
+    const char **id_to_str;    /* [vocab_size] token text (borrowed from bpe.strings or added) */
+    uint32_t *id_to_len;       /* [vocab_size] its byte length */
+    uint8_t *id_special;       /* [vocab_size] */
+    size_t max_token_bytes;    /* longest token string (bounds its decoded bytes) */
     pcre2_match_context *mctx; /* match limits (read-only, shared) */
 };
 

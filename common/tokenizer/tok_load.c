@@ -39,8 +39,7 @@ static const char *type_of(json_t *obj)
     return json_is_string(t) ? json_string_value(t) : NULL;
 }
 
-static enum wd_status add_norm(struct wd_tokenizer *tok, json_t *n, int depth,
-                               struct wd_error *err)
+static enum wd_status add_norm(struct wd_tokenizer *tok, json_t *n, int depth, struct wd_error *err)
 {
     if (!n || json_is_null(n))
         return WD_OK;
@@ -66,8 +65,10 @@ static enum wd_status add_norm(struct wd_tokenizer *tok, json_t *n, int depth,
     else if (strcmp(t, "NFKD") == 0)
         k = TOK_NORM_NFKD;
     else
-        return wd_error_set(err, WD_ERR_UNSUPPORTED, "tokenizer.json: normalizer type '%.64s' "
-                            "is not supported", t);
+        return wd_error_set(err, WD_ERR_UNSUPPORTED,
+                            "tokenizer.json: normalizer type '%.64s' "
+                            "is not supported",
+                            t);
     enum tok_norm *v = realloc(tok->norms, (tok->n_norms + 1) * sizeof(*v));
     if (!v)
         return wd_error_set(err, WD_ERR_NOMEM, "tokenizer.json: out of memory");
@@ -127,10 +128,11 @@ static enum wd_status add_pretok(struct wd_tokenizer *tok, json_t *n, int depth,
         json_t *lit = json_is_object(pat) ? json_object_get(pat, "String") : NULL;
         json_t *s = rx ? rx : lit;
         if (!json_is_string(s))
-            return fmt_err(err, "Split pattern must be {\"Regex\": string} or {\"String\": string}");
+            return fmt_err(err,
+                           "Split pattern must be {\"Regex\": string} or {\"String\": string}");
         const char *b = json_string_value(json_object_get(n, "behavior"));
-        static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious",
-                                      "MergedWithNext", "Contiguous"};
+        static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
+                                      "Contiguous"};
         int behavior = -1;
         for (int i = 0; b && i < 5; i++)
             if (strcmp(b, names[i]) == 0)
@@ -179,8 +181,7 @@ static int token_pair_id(json_t *pair, int32_t *id)
     return 0;
 }
 
-static enum wd_status add_post(struct wd_tokenizer *tok, json_t *n, int depth,
-                               struct wd_error *err)
+static enum wd_status add_post(struct wd_tokenizer *tok, json_t *n, int depth, struct wd_error *err)
 {
     if (!n || json_is_null(n))
         return WD_OK;
@@ -210,13 +211,15 @@ static enum wd_status add_post(struct wd_tokenizer *tok, json_t *n, int depth,
         if (ids_append(&pre, &n_pre, cls) || ids_append(&suf, &n_suf, sep))
             goto nomem;
     } else if (strcmp(t, "TemplateProcessing") == 0) {
-        json_t *single = json_object_get(n, "single"), *specials = json_object_get(n, "special_tokens");
+        json_t *single = json_object_get(n, "single"),
+               *specials = json_object_get(n, "special_tokens");
         if (!json_is_array(single) || (specials && !json_is_object(specials)))
             return fmt_err(err, "TemplateProcessing needs a \"single\" array");
         int seen_seq = 0;
         size_t i;
         json_t *item;
-        json_array_foreach(single, i, item) {
+        json_array_foreach(single, i, item)
+        {
             json_t *sp = json_object_get(item, "SpecialToken");
             if (json_object_get(item, "Sequence")) {
                 if (seen_seq++) {
@@ -227,8 +230,8 @@ static enum wd_status add_post(struct wd_tokenizer *tok, json_t *n, int depth,
                 continue;
             }
             json_t *name = json_object_get(sp, "id");
-            json_t *st = json_is_string(name) ? json_object_get(specials, json_string_value(name))
-                                              : NULL;
+            json_t *st =
+                json_is_string(name) ? json_object_get(specials, json_string_value(name)) : NULL;
             json_t *ids = json_object_get(st, "ids");
             if (!json_is_array(ids)) {
                 free(pre);
@@ -238,7 +241,8 @@ static enum wd_status add_post(struct wd_tokenizer *tok, json_t *n, int depth,
             }
             size_t k;
             json_t *idv;
-            json_array_foreach(ids, k, idv) {
+            json_array_foreach(ids, k, idv)
+            {
                 if (!json_is_integer(idv) || json_integer_value(idv) < 0 ||
                     json_integer_value(idv) >= TOK_MAX_ID) {
                     free(pre);
@@ -334,7 +338,8 @@ static enum wd_status load_bpe(struct wd_tokenizer *tok, json_t *model, int32_t 
     json_t *dropout = json_object_get(model, "dropout");
     if (dropout && !json_is_null(dropout) &&
         !(json_is_number(dropout) && json_number_value(dropout) == 0.0))
-        return wd_error_set(err, WD_ERR_UNSUPPORTED, "tokenizer.json: BPE dropout is not supported");
+        return wd_error_set(err, WD_ERR_UNSUPPORTED,
+                            "tokenizer.json: BPE dropout is not supported");
     if (get_bool(model, "fuse_unk", 0, &bpe->fuse_unk) ||
         get_bool(model, "byte_fallback", 0, &bpe->byte_fallback) ||
         get_bool(model, "ignore_merges", 0, &bpe->ignore_merges))
@@ -366,12 +371,15 @@ static enum wd_status load_bpe(struct wd_tokenizer *tok, json_t *model, int32_t 
         return wd_error_set(err, WD_ERR_NOMEM, "tokenizer.json: out of memory for the vocab");
     }
     size_t off = 0;
-    json_object_foreach(vocab, key, val) {
+    json_object_foreach(vocab, key, val)
+    {
         if (!json_is_integer(val) || json_integer_value(val) < 0 ||
             json_integer_value(val) >= TOK_MAX_ID) {
             free(unk);
-            return wd_error_set(err, WD_ERR_FORMAT, "tokenizer.json: vocab id of '%.64s' is not "
-                                "an integer in [0, %d)", key, TOK_MAX_ID);
+            return wd_error_set(err, WD_ERR_FORMAT,
+                                "tokenizer.json: vocab id of '%.64s' is not "
+                                "an integer in [0, %d)",
+                                key, TOK_MAX_ID);
         }
         size_t kl = strlen(key);
         memcpy(bpe->strings + off, key, kl + 1);
@@ -388,8 +396,10 @@ static enum wd_status load_bpe(struct wd_tokenizer *tok, json_t *model, int32_t 
     if (unk) {
         bpe->unk_id = tok_strmap_get(&bpe->vocab, unk, strlen(unk));
         if (bpe->unk_id < 0) {
-            wd_error_set(err, WD_ERR_FORMAT, "tokenizer.json: unk_token '%.64s' is not in the "
-                         "vocab", unk);
+            wd_error_set(err, WD_ERR_FORMAT,
+                         "tokenizer.json: unk_token '%.64s' is not in the "
+                         "vocab",
+                         unk);
             free(unk);
             return WD_ERR_FORMAT;
         }
@@ -414,8 +424,10 @@ static enum wd_status load_bpe(struct wd_tokenizer *tok, json_t *model, int32_t 
             a = json_string_value(m);
             const char *sp = strchr(a, ' ');
             if (!sp || strchr(sp + 1, ' '))
-                return wd_error_set(err, WD_ERR_FORMAT, "tokenizer.json: merge %zu '%.64s' is "
-                                    "not two tokens separated by one space", i, a);
+                return wd_error_set(err, WD_ERR_FORMAT,
+                                    "tokenizer.json: merge %zu '%.64s' is "
+                                    "not two tokens separated by one space",
+                                    i, a);
             al = (size_t)(sp - a);
             b = sp + 1;
             bl = strlen(b);
@@ -426,14 +438,17 @@ static enum wd_status load_bpe(struct wd_tokenizer *tok, json_t *model, int32_t 
             al = strlen(a);
             bl = strlen(b);
         } else {
-            return wd_error_set(err, WD_ERR_FORMAT, "tokenizer.json: merge %zu is neither \"a b\" "
-                                "nor [a, b]", i);
+            return wd_error_set(err, WD_ERR_FORMAT,
+                                "tokenizer.json: merge %zu is neither \"a b\" "
+                                "nor [a, b]",
+                                i);
         }
         int32_t ia = tok_strmap_get(&bpe->vocab, a, al), ib = tok_strmap_get(&bpe->vocab, b, bl);
         if (ia < 0 || ib < 0)
-            return wd_error_set(err, WD_ERR_FORMAT, "tokenizer.json: merge %zu refers to token "
-                                "'%.*s' that is not in the vocab", i,
-                                (int)(ia < 0 ? (al > 64 ? 64 : al) : (bl > 64 ? 64 : bl)),
+            return wd_error_set(err, WD_ERR_FORMAT,
+                                "tokenizer.json: merge %zu refers to token "
+                                "'%.*s' that is not in the vocab",
+                                i, (int)(ia < 0 ? (al > 64 ? 64 : al) : (bl > 64 ? 64 : bl)),
                                 ia < 0 ? a : b);
         size_t skip = pl && bl >= pl && memcmp(b, bpe->prefix, pl) == 0 ? pl : 0;
         size_t ml = al + bl - skip;
@@ -446,8 +461,10 @@ static enum wd_status load_bpe(struct wd_tokenizer *tok, json_t *model, int32_t 
         if (joined != small)
             free(joined);
         if (im < 0)
-            return wd_error_set(err, WD_ERR_FORMAT, "tokenizer.json: merge %zu ('%.32s' + "
-                                "'%.32s') produces a token that is not in the vocab", i, a, b);
+            return wd_error_set(err, WD_ERR_FORMAT,
+                                "tokenizer.json: merge %zu ('%.32s' + "
+                                "'%.32s') produces a token that is not in the vocab",
+                                i, a, b);
         uint64_t k = ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib;
         if (tok_u64map_put(&bpe->merges, k, (int32_t)i, im))
             return wd_error_set(err, WD_ERR_NOMEM, "tokenizer.json: out of memory for merges");
@@ -477,15 +494,19 @@ static enum wd_status load_added(struct wd_tokenizer *tok, json_t *arr, int32_t 
         if (!json_is_integer(id) || json_integer_value(id) < 0 ||
             json_integer_value(id) >= TOK_MAX_ID || !json_is_string(content) ||
             json_string_length(content) == 0)
-            return wd_error_set(err, WD_ERR_FORMAT, "tokenizer.json: added_tokens[%zu] needs an "
-                                "integer id in [0, %d) and a non-empty string content", i,
-                                TOK_MAX_ID);
+            return wd_error_set(err, WD_ERR_FORMAT,
+                                "tokenizer.json: added_tokens[%zu] needs an "
+                                "integer id in [0, %d) and a non-empty string content",
+                                i, TOK_MAX_ID);
         struct tok_added *a = &tok->added[tok->n_added];
-        if (get_bool(e, "single_word", 0, &a->single_word) || get_bool(e, "lstrip", 0, &a->lstrip) ||
-            get_bool(e, "rstrip", 0, &a->rstrip) || get_bool(e, "special", 0, &a->special) ||
+        if (get_bool(e, "single_word", 0, &a->single_word) ||
+            get_bool(e, "lstrip", 0, &a->lstrip) || get_bool(e, "rstrip", 0, &a->rstrip) ||
+            get_bool(e, "special", 0, &a->special) ||
             get_bool(e, "normalized", !a->special, &a->normalized))
-            return wd_error_set(err, WD_ERR_FORMAT, "tokenizer.json: added_tokens[%zu] flags "
-                                "must be booleans", i);
+            return wd_error_set(err, WD_ERR_FORMAT,
+                                "tokenizer.json: added_tokens[%zu] flags "
+                                "must be booleans",
+                                i);
         a->len = json_string_length(content);
         a->content = malloc(a->len + 1);
         if (!a->content)
@@ -494,8 +515,10 @@ static enum wd_status load_added(struct wd_tokenizer *tok, json_t *arr, int32_t 
         a->id = (int32_t)json_integer_value(id);
         tok->n_added++;
         if (memchr(a->content, 0, a->len))
-            return wd_error_set(err, WD_ERR_FORMAT, "tokenizer.json: added_tokens[%zu] content "
-                                "contains a NUL", i);
+            return wd_error_set(err, WD_ERR_FORMAT,
+                                "tokenizer.json: added_tokens[%zu] content "
+                                "contains a NUL",
+                                i);
         if (a->id > *max_id)
             *max_id = a->id;
         if (tok_strmap_get(&tok->added_map, a->content, a->len) < 0 &&
@@ -573,11 +596,13 @@ static enum wd_status build_id_tables(struct wd_tokenizer *tok, int32_t max_id,
         if (tok->id_to_len[i] > tok->max_token_bytes)
             tok->max_token_bytes = tok->id_to_len[i];
     for (size_t i = 0; i < tok->post.n_prefix + tok->post.n_suffix; i++) {
-        int32_t id = i < tok->post.n_prefix ? tok->post.prefix[i]
-                                            : tok->post.suffix[i - tok->post.n_prefix];
+        int32_t id =
+            i < tok->post.n_prefix ? tok->post.prefix[i] : tok->post.suffix[i - tok->post.n_prefix];
         if (id >= tok->vocab_size)
-            return wd_error_set(err, WD_ERR_FORMAT, "tokenizer.json: post_processor id %d is "
-                                "outside the vocab", id);
+            return wd_error_set(err, WD_ERR_FORMAT,
+                                "tokenizer.json: post_processor id %d is "
+                                "outside the vocab",
+                                id);
     }
     return WD_OK;
 }
@@ -588,8 +613,10 @@ enum wd_status tok_load_json(struct wd_tokenizer *tok, const char *json, size_t 
     json_error_t jerr;
     json_t *root = json_loadb(json, len, 0, &jerr);
     if (!root)
-        return wd_error_set(err, WD_ERR_FORMAT, "tokenizer.json: bad JSON at line %d column %d: "
-                            "%s", jerr.line, jerr.column, jerr.text);
+        return wd_error_set(err, WD_ERR_FORMAT,
+                            "tokenizer.json: bad JSON at line %d column %d: "
+                            "%s",
+                            jerr.line, jerr.column, jerr.text);
     enum wd_status st = WD_OK;
     json_t *model = json_object_get(root, "model");
     int32_t max_id = -1;

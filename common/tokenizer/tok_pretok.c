@@ -213,10 +213,18 @@ static enum wd_status normalize_run(enum tok_norm form, const char *s, size_t n,
 {
     utf8proc_option_t opt = UTF8PROC_STABLE;
     switch (form) {
-    case TOK_NORM_NFC: opt |= UTF8PROC_COMPOSE; break;
-    case TOK_NORM_NFD: opt |= UTF8PROC_DECOMPOSE; break;
-    case TOK_NORM_NFKC: opt |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
-    case TOK_NORM_NFKD: opt |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
+    case TOK_NORM_NFC:
+        opt |= UTF8PROC_COMPOSE;
+        break;
+    case TOK_NORM_NFD:
+        opt |= UTF8PROC_DECOMPOSE;
+        break;
+    case TOK_NORM_NFKC:
+        opt |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+        break;
+    case TOK_NORM_NFKD:
+        opt |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
+        break;
     }
     if (n == 0)
         return WD_OK;
@@ -452,8 +460,7 @@ static enum wd_status byte_level(const struct wd_tokenizer *tok, const struct to
 }
 
 enum wd_status tok_split_text(const struct wd_tokenizer *tok, const char *text, size_t len,
-                              struct tok_arena *arena, struct tok_pieces *out,
-                              struct wd_error *err)
+                              struct tok_arena *arena, struct tok_pieces *out, struct wd_error *err)
 {
     struct tok_pieces cur = {0}, next = {0};
     enum wd_status st = WD_OK;

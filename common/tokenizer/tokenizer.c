@@ -90,7 +90,10 @@ enum wd_status wd_tokenizer_load(const char *path, struct wd_tokenizer **tok_p,
     return st;
 }
 
-int32_t wd_tokenizer_vocab_size(const struct wd_tokenizer *tok) { return tok->vocab_size; }
+int32_t wd_tokenizer_vocab_size(const struct wd_tokenizer *tok)
+{
+    return tok->vocab_size;
+}
 
 const char *wd_tokenizer_id_to_token(const struct wd_tokenizer *tok, int32_t id)
 {
@@ -137,8 +140,10 @@ enum wd_status wd_tokenizer_encode(const struct wd_tokenizer *tok, const char *t
         return wd_error_set(err, WD_ERR_INVALID, "tokenizer: NULL text");
     size_t bad = tok_utf8_check(text ? text : "", len);
     if (bad != len)
-        return wd_error_set(err, WD_ERR_INVALID, "tokenizer: invalid UTF-8 at byte offset %zu "
-                            "(byte 0x%02x)", bad, (unsigned char)text[bad]);
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "tokenizer: invalid UTF-8 at byte offset %zu "
+                            "(byte 0x%02x)",
+                            bad, (unsigned char)text[bad]);
     struct tok_arena arena = {0};
     struct tok_pieces pieces = {0};
     int32_t *ids = NULL;
@@ -204,8 +209,8 @@ enum wd_status wd_tokenizer_decode(const struct wd_tokenizer *tok, const int32_t
     return wd_tokenizer_decode_len(tok, ids, n, skip_special, text_p, &len, err);
 }
 
-enum wd_status wd_tokenizer_decode_len(const struct wd_tokenizer *tok, const int32_t *ids,
-                                       size_t n, int skip_special, char **text_p, size_t *len_p,
+enum wd_status wd_tokenizer_decode_len(const struct wd_tokenizer *tok, const int32_t *ids, size_t n,
+                                       int skip_special, char **text_p, size_t *len_p,
                                        struct wd_error *err)
 {
     struct tok_buf raw = {0}, out = {0};

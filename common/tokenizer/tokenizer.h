@@ -58,8 +58,8 @@ int wd_tokenizer_is_special(const struct wd_tokenizer *tok, int32_t id);
 enum wd_status wd_tokenizer_decode(const struct wd_tokenizer *tok, const int32_t *ids, size_t n,
                                    int skip_special, char **text_p, struct wd_error *err);
 /* Same, also giving the byte length (the text holds a NUL byte where ids decode to U+0000). */
-enum wd_status wd_tokenizer_decode_len(const struct wd_tokenizer *tok, const int32_t *ids,
-                                       size_t n, int skip_special, char **text_p, size_t *len_p,
+enum wd_status wd_tokenizer_decode_len(const struct wd_tokenizer *tok, const int32_t *ids, size_t n,
+                                       int skip_special, char **text_p, size_t *len_p,
                                        struct wd_error *err);
 
 /* Incremental detokenizer: push one id at a time and get only newly completed text. A chunk

@@ -63,4 +63,7 @@ void *wd_arena_alloc(struct wd_arena *arena, size_t size)
     return p;
 }
 
-size_t wd_arena_used(const struct wd_arena *arena) { return arena->total; }
+size_t wd_arena_used(const struct wd_arena *arena)
+{
+    return arena->total;
+}

@@ -17,7 +17,10 @@ void wd_log_set_identity(const char *role, const char *prefix)
     snprintf(g_prefix, sizeof(g_prefix), "%s", prefix ? prefix : "");
 }
 
-void wd_log_set_level(enum wd_log_level level) { g_level = level; }
+void wd_log_set_level(enum wd_log_level level)
+{
+    g_level = level;
+}
 
 int wd_log_level_parse(const char *s)
 {
@@ -28,7 +31,10 @@ int wd_log_level_parse(const char *s)
     return -1;
 }
 
-int wd_log_enabled(enum wd_log_level level) { return level <= g_level; }
+int wd_log_enabled(enum wd_log_level level)
+{
+    return level <= g_level;
+}
 
 void wd_log_write(enum wd_log_level level, const char *subsys, const char *fmt, ...)
 {

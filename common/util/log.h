@@ -19,10 +19,10 @@ int wd_log_enabled(enum wd_log_level level);
 void wd_log_write(enum wd_log_level level, const char *subsys, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define wd_log(level, subsys, ...)                                                          \
-    do {                                                                                    \
-        if (wd_log_enabled(level))                                                          \
-            wd_log_write(level, subsys, __VA_ARGS__);                                       \
+#define wd_log(level, subsys, ...)                                                                 \
+    do {                                                                                           \
+        if (wd_log_enabled(level))                                                                 \
+            wd_log_write(level, subsys, __VA_ARGS__);                                              \
     } while (0)
 
 #endif

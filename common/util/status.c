@@ -33,15 +33,24 @@ enum wd_status wd_error_prefix(struct wd_error *err, const char *fmt, ...)
 const char *wd_status_str(enum wd_status status)
 {
     switch (status) {
-    case WD_OK: return "ok";
-    case WD_ERR_INVALID: return "invalid";
-    case WD_ERR_IO: return "io";
-    case WD_ERR_FORMAT: return "format";
-    case WD_ERR_UNSUPPORTED: return "unsupported";
-    case WD_ERR_NOMEM: return "nomem";
-    case WD_ERR_NOT_FOUND: return "not_found";
-    case WD_ERR_TIMEOUT: return "timeout";
-    case WD_ERR_PEER: return "peer";
+    case WD_OK:
+        return "ok";
+    case WD_ERR_INVALID:
+        return "invalid";
+    case WD_ERR_IO:
+        return "io";
+    case WD_ERR_FORMAT:
+        return "format";
+    case WD_ERR_UNSUPPORTED:
+        return "unsupported";
+    case WD_ERR_NOMEM:
+        return "nomem";
+    case WD_ERR_NOT_FOUND:
+        return "not_found";
+    case WD_ERR_TIMEOUT:
+        return "timeout";
+    case WD_ERR_PEER:
+        return "peer";
     }
     return "unknown";
 }

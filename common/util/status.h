@@ -44,20 +44,20 @@ enum wd_status wd_error_prefix(struct wd_error *err, const char *fmt, ...)
 /* Short name of a status value, e.g. "invalid". */
 const char *wd_status_str(enum wd_status status);
 
-#define WD_ASSERT(cond)                                                                     \
-    do {                                                                                    \
-        if (!(cond)) {                                                                      \
-            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #cond);    \
-            abort();                                                                        \
-        }                                                                                   \
+#define WD_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #cond);           \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* Propagates a non-OK status from an expression. */
-#define WD_CHECK(expr)                                                                      \
-    do {                                                                                    \
-        enum wd_status wd_check_st_ = (expr);                                               \
-        if (wd_check_st_ != WD_OK)                                                          \
-            return wd_check_st_;                                                            \
+#define WD_CHECK(expr)                                                                             \
+    do {                                                                                           \
+        enum wd_status wd_check_st_ = (expr);                                                      \
+        if (wd_check_st_ != WD_OK)                                                                 \
+            return wd_check_st_;                                                                   \
     } while (0)
 
 #endif

@@ -33,12 +33,12 @@ static double mlp_bytes(const struct wd_mlp_weights *m)
 static double bytes_per_decode_token(const struct wd_model *m)
 {
     const struct wd_model_config *c = &m->cfg;
-    double b = weight_bytes(&m->lm_head) +
-               (double)c->hidden_size * (double)wd_dtype_size(m->embed.dtype);
+    double b =
+        weight_bytes(&m->lm_head) + (double)c->hidden_size * (double)wd_dtype_size(m->embed.dtype);
     for (int l = 0; l < c->n_layers; l++) {
         const struct wd_layer_weights *L = &m->layers[l];
         const struct wd_attn_weights *a = &L->attn;
-        const struct wd_weight *ws[] = {&a->q_proj, &a->k_proj, &a->v_proj, &a->q_a_proj,
+        const struct wd_weight *ws[] = {&a->q_proj,   &a->k_proj,    &a->v_proj,    &a->q_a_proj,
                                         &a->q_b_proj, &a->kv_a_proj, &a->kv_b_proj, &a->o_proj};
         for (size_t i = 0; i < sizeof(ws) / sizeof(ws[0]); i++)
             b += weight_bytes(ws[i]);
@@ -65,8 +65,8 @@ static void count_token(void *ctx, const struct wd_request *req, int32_t token, 
 
 /* Queues n requests of prompt_len pseudo-random ids; returns decode tokens/s over `steps`
  * steps after the prefill, or prefill tokens/s when steps is 0. */
-static enum wd_status measure(struct wd_model *m, int n, int prompt_len, int steps,
-                              double *tps_p, struct wd_error *err)
+static enum wd_status measure(struct wd_model *m, int n, int prompt_len, int steps, double *tps_p,
+                              struct wd_error *err)
 {
     int ps = 16;
     struct wd_kv_pool_config kc = {.n_layers = m->cfg.n_layers, .page_size = ps};
@@ -76,8 +76,8 @@ static enum wd_status measure(struct wd_model *m, int n, int prompt_len, int ste
     WD_CHECK(wd_kv_pool_create(&kc, &kv, err));
     struct counter cnt = {0};
     struct wd_scheduler_config sc = {.max_running_requests = m->opt.max_logit_rows,
-                                     .chunked_prefill_size = m->opt.max_batch_tokens -
-                                                             m->opt.max_logit_rows,
+                                     .chunked_prefill_size =
+                                         m->opt.max_batch_tokens - m->opt.max_logit_rows,
                                      .context_length = prompt_len + steps + 2};
     struct wd_scheduler *s = NULL;
     enum wd_status st = wd_scheduler_create(&sc, m, kv, count_token, &cnt, &s, err);
@@ -87,7 +87,8 @@ static enum wd_status measure(struct wd_model *m, int n, int prompt_len, int ste
         for (int j = 0; j < prompt_len; j++)
             ids[j] = (int32_t)((1103515245u * (unsigned)(i * prompt_len + j) + 12345u) %
                                (unsigned)m->cfg.vocab_size);
-        struct wd_request_params p = {.prompt = ids, .n_prompt = prompt_len,
+        struct wd_request_params p = {.prompt = ids,
+                                      .n_prompt = prompt_len,
                                       .max_new_tokens = steps + 2,
                                       .sampling = {.temperature = 0, .top_p = 1},
                                       .ignore_eos = 1};
@@ -119,10 +120,12 @@ int wd_bench_engine(int argc, char **argv)
     int threads = 0, steps = 16, prefill_len = 512, batch = 32;
     struct wd_flag flags[] = {
         {"model-path", NULL, WD_FLAG_STRING, &model_path, 1, 0, "model directory", NULL, 0},
-        {"random", NULL, WD_FLAG_STRING, &random, 1, 0, "random model: qwen3-moe-mid, deepseek-v3-mid or a config.json", NULL, 0},
+        {"random", NULL, WD_FLAG_STRING, &random, 1, 0,
+         "random model: qwen3-moe-mid, deepseek-v3-mid or a config.json", NULL, 0},
         {"threads", NULL, WD_FLAG_INT, &threads, 0, 1024, "CPU threads (0 = all)", NULL, 0},
         {"decode-steps", NULL, WD_FLAG_INT, &steps, 1, 100000, "decode steps timed", NULL, 0},
-        {"prefill-tokens", NULL, WD_FLAG_INT, &prefill_len, 1, 1 << 20, "prompt length for prefill", NULL, 0},
+        {"prefill-tokens", NULL, WD_FLAG_INT, &prefill_len, 1, 1 << 20, "prompt length for prefill",
+         NULL, 0},
         {"batch", NULL, WD_FLAG_INT, &batch, 1, 4096, "large decode batch", NULL, 0},
     };
     int nf = (int)(sizeof(flags) / sizeof(flags[0])), help = 0;
@@ -132,11 +135,12 @@ int wd_bench_engine(int argc, char **argv)
         return 2;
     }
     if (help || (!model_path == !random)) {
-        wd_flags_print_help(flags, nf, "usage: wideep-bench engine (--model-path DIR | --random NAME)");
+        wd_flags_print_help(flags, nf,
+                            "usage: wideep-bench engine (--model-path DIR | --random NAME)");
         return help ? 0 : 2;
     }
-    struct wd_model_options opt = {.max_batch_tokens = prefill_len + batch,
-                                   .max_logit_rows = batch, .n_threads = threads};
+    struct wd_model_options opt = {
+        .max_batch_tokens = prefill_len + batch, .max_logit_rows = batch, .n_threads = threads};
     struct wd_model *m = NULL;
     uint8_t *blob = NULL;
     struct wd_model_config cfg;

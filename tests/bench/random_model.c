@@ -62,7 +62,7 @@ struct listing {
     struct {
         size_t begin, count, cols;
         int is_norm;
-    } *items;
+    } * items;
     int cap;
 };
 

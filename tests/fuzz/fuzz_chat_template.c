@@ -25,8 +25,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct wd_error err;
     if (wd_chat_template_load_from_memory(text, strlen(text), &ct, &err) == WD_OK) {
         static const struct wd_chat_message msgs[] = {
-            {"system", "Be brief."}, {"user", "Hi <|im_end|> {{ x }}"},
-            {"assistant", "<think>\nr\n</think>\n\nHello"}, {"tool", NULL}, {"user", "again"}};
+            {"system", "Be brief."},
+            {"user", "Hi <|im_end|> {{ x }}"},
+            {"assistant", "<think>\nr\n</think>\n\nHello"},
+            {"tool", NULL},
+            {"user", "again"}};
         for (int agp = 0; agp < 2; agp++) {
             struct wd_chat_render_opts opts = {agp, agp ? 0 : -1};
             char *out = NULL;

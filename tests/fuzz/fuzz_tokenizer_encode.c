@@ -49,14 +49,21 @@ static char *build_json(int fancy)
         n += (size_t)sprintf(j + n, "\":%d,", b);
     }
     /* merged tokens: Ġ = U+0120 (space) */
-    static const char *merged[] = {"\\u0120t", "he", "\\u0120the", "in", "\\u0120\\u0120",
-                                   "\\u00e4\\u00bd", "\\u00e4\\u00bd\\u0142"};
+    static const char *merged[] = {"\\u0120t",
+                                   "he",
+                                   "\\u0120the",
+                                   "in",
+                                   "\\u0120\\u0120",
+                                   "\\u00e4\\u00bd",
+                                   "\\u00e4\\u00bd\\u0142"};
     for (int i = 0; i < 7; i++)
         n += (size_t)sprintf(j + n, "\"%s\":%d%s", merged[i], 256 + i, i < 6 ? "," : "");
     n += (size_t)sprintf(j + n, "},\"merges\":[\"\\u0120 t\",[\"h\",\"e\"],\"\\u0120t he\","
                                 "\"i n\",\"\\u0120 \\u0120\",\"\\u00e4 \\u00bd\","
                                 "\"\\u00e4\\u00bd \\u0142\"]},");
-    n += (size_t)sprintf(j + n, "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":["
+    n += (size_t)sprintf(
+        j + n,
+        "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":["
         "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(?i:'s|'t|'re|'ve|'m|'ll|'d)|"
         "[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|"
         "\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"},\"behavior\":\"Isolated\",\"invert\":false},"
@@ -64,12 +71,16 @@ static char *build_json(int fancy)
         "\"decoder\":{\"type\":\"ByteLevel\"},",
         fancy ? "{\"type\":\"Split\",\"pattern\":{\"String\":\"-\"},\"behavior\":"
                 "\"MergedWithNext\"},{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\d\"},"
-                "\"behavior\":\"Contiguous\",\"invert\":true}," : "");
+                "\"behavior\":\"Contiguous\",\"invert\":true},"
+              : "");
     if (fancy)
-        n += (size_t)sprintf(j + n, "\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":["
-                                    "{\"type\":\"NFKC\"}]},\"post_processor\":{\"type\":"
-                                    "\"BertProcessing\",\"cls\":[\"<s>\",263],\"sep\":[\"</s>\",264]},");
-    n += (size_t)sprintf(j + n, "\"added_tokens\":["
+        n += (size_t)sprintf(j + n,
+                             "\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":["
+                             "{\"type\":\"NFKC\"}]},\"post_processor\":{\"type\":"
+                             "\"BertProcessing\",\"cls\":[\"<s>\",263],\"sep\":[\"</s>\",264]},");
+    n += (size_t)sprintf(
+        j + n,
+        "\"added_tokens\":["
         "{\"id\":263,\"content\":\"<s>\",\"special\":true,\"normalized\":false},"
         "{\"id\":264,\"content\":\"</s>\",\"special\":true,\"normalized\":false},"
         "{\"id\":265,\"content\":\"<|im_start|>\",\"special\":true,\"normalized\":false},"
@@ -98,8 +109,11 @@ static int utf8_ok(const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
-        int k = u[i] < 0x80 ? 0 : (u[i] & 0xE0) == 0xC0 ? 1 : (u[i] & 0xF0) == 0xE0 ? 2
-                : (u[i] & 0xF8) == 0xF0 ? 3 : -1;
+        int k = u[i] < 0x80             ? 0
+                : (u[i] & 0xE0) == 0xC0 ? 1
+                : (u[i] & 0xF0) == 0xE0 ? 2
+                : (u[i] & 0xF8) == 0xF0 ? 3
+                                        : -1;
         if (k < 0 || i + (size_t)k >= n + (k == 0))
             return k == 0;
         for (int j = 1; j <= k; j++)

@@ -103,8 +103,8 @@ static void test_silu_mul(void)
 
 /* A random [rows, cols] weight in dtype dt (fp8 with br x bc block scales); host copies. */
 struct host_weight {
-    struct wd_weight w;   /* host pointers */
-    struct wd_weight dw;  /* the same weight in device memory */
+    struct wd_weight w;  /* host pointers */
+    struct wd_weight dw; /* the same weight in device memory */
     void *data;
     float *scale;
 };
@@ -179,8 +179,8 @@ static void test_rope(void)
     struct {
         int rot_dim, interleaved, yarn, n_heads, stride, off;
         int64_t n_tokens;
-    } cases[] = {{64, 0, 0, 4, 64, 0, 7},  {64, 1, 1, 3, 192, 128, 5}, {128, 0, 1, 2, 136, 8, 1},
-                 {2, 1, 0, 1, 2, 0, 3},     {64, 1, 1, 1, 576, 512, 0}, {96, 0, 0, 5, 100, 2, 9}};
+    } cases[] = {{64, 0, 0, 4, 64, 0, 7}, {64, 1, 1, 3, 192, 128, 5}, {128, 0, 1, 2, 136, 8, 1},
+                 {2, 1, 0, 1, 2, 0, 3},   {64, 1, 1, 1, 576, 512, 0}, {96, 0, 0, 5, 100, 2, 9}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         float inv_freq[WD_ROPE_MAX_DIM / 2], scaling;
         wd_rope_init(cases[i].rot_dim, cases[i].yarn ? 10000.0 : 1000000.0, cases[i].yarn, 40.0,
@@ -193,8 +193,10 @@ static void test_rope(void)
         float *dx = to_dev(x, sizeof(float) * (size_t)(n + 1));
         int32_t *dpos = to_dev(pos, sizeof(pos));
         float *dinv = to_dev(inv_freq, sizeof(float) * (size_t)(cases[i].rot_dim / 2));
-        struct wd_rope rope = {.rot_dim = cases[i].rot_dim, .is_interleaved = cases[i].interleaved,
-                               .inv_freq = inv_freq, .attention_scaling = scaling};
+        struct wd_rope rope = {.rot_dim = cases[i].rot_dim,
+                               .is_interleaved = cases[i].interleaved,
+                               .inv_freq = inv_freq,
+                               .attention_scaling = scaling};
         struct wd_rope drope = rope;
         drope.inv_freq = dinv;
         WD_EXPECT(wd_cuda_rope_apply(&drope, dx, cases[i].n_tokens, cases[i].n_heads,
@@ -220,8 +222,8 @@ static void test_linear(void)
     struct {
         int64_t rows, cols, n;
         int br, bc;
-    } cases[] = {{1, 1, 1, 128, 128},   {7, 33, 0, 128, 128},  {64, 96, 1, 128, 128},
-                 {300, 260, 3, 128, 128}, {50, 70, 9, 16, 32}, {129, 1000, 17, 64, 100},
+    } cases[] = {{1, 1, 1, 128, 128},     {7, 33, 0, 128, 128}, {64, 96, 1, 128, 128},
+                 {300, 260, 3, 128, 128}, {50, 70, 9, 16, 32},  {129, 1000, 17, 64, 100},
                  {4096, 512, 2, 128, 128}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         for (int d = 0; d < 4; d++) {
@@ -256,8 +258,8 @@ static void test_gates(void)
     struct {
         int64_t n;
         int e, k, n_group, topk_group;
-    } cases[] = {{0, 8, 2, 4, 2}, {1, 16, 4, 4, 2}, {37, 128, 8, 8, 4}, {200, 256, 8, 8, 4},
-                 {5, 64, 6, 1, 1}, {9, 32, 1, 32, 3}};
+    } cases[] = {{0, 8, 2, 4, 2},     {1, 16, 4, 4, 2}, {37, 128, 8, 8, 4},
+                 {200, 256, 8, 8, 4}, {5, 64, 6, 1, 1}, {9, 32, 1, 32, 3}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int64_t n = cases[i].n;
         int e = cases[i].e, k = cases[i].k;

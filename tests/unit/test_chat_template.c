@@ -57,7 +57,8 @@ static void run_chat(const char *name)
     }
     size_t i, ok = 0;
     json_t *row;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(rows, i, row)
+    {
         json_t *jm = json_object_get(row, "messages");
         size_t n = json_array_size(jm);
         struct wd_chat_message *msgs = calloc(n + 1, sizeof(*msgs));
@@ -77,8 +78,8 @@ static void run_chat(const char *name)
         if (want && st != WD_OK)
             wd_test_fail(__FILE__, __LINE__, "%s row %zu: render failed: %s", name, i, err.msg);
         else if (!want && st == WD_OK)
-            wd_test_fail(__FILE__, __LINE__, "%s row %zu: rendered but jinja2 raised %s", name,
-                         i, json_string_value(json_object_get(row, "error")));
+            wd_test_fail(__FILE__, __LINE__, "%s row %zu: rendered but jinja2 raised %s", name, i,
+                         json_string_value(json_object_get(row, "error")));
         else if (want && strcmp(text, json_string_value(want)) != 0)
             show_diff(name, i, json_string_value(want), text);
         else
@@ -91,8 +92,14 @@ static void run_chat(const char *name)
     wd_chat_template_destroy(ct);
 }
 
-static void test_qwen3(void) { run_chat("qwen3"); }
-static void test_deepseek_v3(void) { run_chat("deepseek-v3"); }
+static void test_qwen3(void)
+{
+    run_chat("qwen3");
+}
+static void test_deepseek_v3(void)
+{
+    run_chat("deepseek-v3");
+}
 
 static void test_jinja_cases(void)
 {
@@ -100,19 +107,22 @@ static void test_jinja_cases(void)
     WD_EXPECT(rows && json_array_size(rows) >= 30);
     struct wd_chat_message msgs[] = {
         {"system", "Sys  prompt\n"},
-        {"user", "Hello, World! \xc3\xbcn\xc3\xaf" "c\xc3\xb6" "d\xc3\xa9 \xe4\xbd\xa0\xe5\xa5\xbd"},
+        {"user", "Hello, World! \xc3\xbcn\xc3\xaf"
+                 "c\xc3\xb6"
+                 "d\xc3\xa9 \xe4\xbd\xa0\xe5\xa5\xbd"},
         {"assistant", "<think>\nhm\n</think>\n\nAnswer: 42"},
     };
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(rows, i, row)
+    {
         json_t *cfg = json_pack("{s:O, s:s}", "chat_template", json_object_get(row, "template"),
                                 "bos_token", "<s>");
         char *cfg_text = json_dumps(cfg, 0);
         struct wd_chat_template *ct = NULL;
         struct wd_error err = {0};
-        enum wd_status st = wd_chat_template_load_from_memory(cfg_text, strlen(cfg_text), &ct,
-                                                              &err);
+        enum wd_status st =
+            wd_chat_template_load_from_memory(cfg_text, strlen(cfg_text), &ct, &err);
         json_t *want = json_object_get(row, "text");
         char *text = NULL;
         if (st == WD_OK)
@@ -139,8 +149,8 @@ static void expect_bad(const char *json, enum wd_status want, const char *needle
     struct wd_chat_template *ct = NULL;
     struct wd_error err = {0};
     enum wd_status st = wd_chat_template_load_from_memory(json, strlen(json), &ct, &err);
-    WD_EXPECT_MSG(st == want && strstr(err.msg, needle), "'%s': %s (%s)", json,
-                  wd_status_str(st), err.msg);
+    WD_EXPECT_MSG(st == want && strstr(err.msg, needle), "'%s': %s (%s)", json, wd_status_str(st),
+                  err.msg);
     WD_EXPECT(ct == NULL);
 }
 

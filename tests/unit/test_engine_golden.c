@@ -91,16 +91,16 @@ static int engine_open(const char *family, const char *dir, int max_tokens, stru
 {
     char rel[512];
     snprintf(rel, sizeof(rel), "tests/fixtures/%s/%s", family, dir);
-    struct wd_model_options opt = {.max_batch_tokens = max_tokens, .max_logit_rows = max_tokens,
-                                   .n_threads = 2};
+    struct wd_model_options opt = {
+        .max_batch_tokens = max_tokens, .max_logit_rows = max_tokens, .n_threads = 2};
     struct wd_error err = {0};
     memset(e, 0, sizeof(*e));
     if (wd_model_create(wd_test_src(rel), &opt, &e->model, &err) != WD_OK) {
         wd_test_fail(__FILE__, __LINE__, "model %s: %s", rel, err.msg);
         return -1;
     }
-    struct wd_kv_pool_config kc = {.n_layers = e->model->cfg.n_layers, .page_size = 16,
-                                   .n_pages = 64};
+    struct wd_kv_pool_config kc = {
+        .n_layers = e->model->cfg.n_layers, .page_size = 16, .n_pages = 64};
     wd_model_kv_geometry(e->model, &kc.k_row, &kc.v_row);
     if (wd_kv_pool_create(&kc, &e->kv, &err) != WD_OK) {
         wd_test_fail(__FILE__, __LINE__, "kv: %s", err.msg);
@@ -170,8 +170,13 @@ static int run_prefill(struct engine *e, const struct golden *g, int first, int 
         }
         if (n == 0)
             break;
-        struct wd_forward_batch b = {.n_tokens = n, .ids = ids, .tok_seq = seq, .tok_pos = pos,
-                                     .n_seqs = ns, .seqs = seqs, .n_logits = n,
+        struct wd_forward_batch b = {.n_tokens = n,
+                                     .ids = ids,
+                                     .tok_seq = seq,
+                                     .tok_pos = pos,
+                                     .n_seqs = ns,
+                                     .seqs = seqs,
+                                     .n_logits = n,
                                      .logit_rows = rows};
         struct wd_error err = {0};
         if (wd_model_forward(e->model, e->kv, &b, logits, &err) != WD_OK) {
@@ -236,8 +241,10 @@ static struct row_stats compare_rows(const float *got, const float *ref, size_t 
         agree += argmax(got + r * V, V) == argmax(ref + r * V, V);
     }
     qsort(rel, rows, sizeof(double), cmp_double);
-    struct row_stats st = {.max_rel = rel[rows - 1], .median_rel = rel[rows / 2],
-                           .p90_rel = rel[(rows * 9) / 10], .top1_agree = (double)agree / rows};
+    struct row_stats st = {.max_rel = rel[rows - 1],
+                           .median_rel = rel[rows / 2],
+                           .p90_rel = rel[(rows * 9) / 10],
+                           .top1_agree = (double)agree / rows};
     free(rel);
     return st;
 }
@@ -264,13 +271,14 @@ static void check_greedy(const char *family, const char *dir, const struct golde
     if (engine_open(family, dir, 256, &e))
         return;
     struct greedy_ctx ctx = {.n_req = g->n_prompts};
-    struct wd_scheduler_config sc = {.max_running_requests = 8, .chunked_prefill_size = 24,
-                                     .context_length = 4096};
+    struct wd_scheduler_config sc = {
+        .max_running_requests = 8, .chunked_prefill_size = 24, .context_length = 4096};
     struct wd_scheduler *s = NULL;
     struct wd_error err = {0};
     WD_EXPECT_EQ_INT(wd_scheduler_create(&sc, e.model, e.kv, on_token, &ctx, &s, &err), WD_OK);
     for (int i = 0; s && i < g->n_prompts; i++) {
-        struct wd_request_params p = {.prompt = g->ids[i], .n_prompt = g->len[i],
+        struct wd_request_params p = {.prompt = g->ids[i],
+                                      .n_prompt = g->len[i],
                                       .sampling = {.temperature = 0, .top_p = 1},
                                       .max_new_tokens =
                                           (int)json_array_size(json_array_get(greedy, i)),
@@ -325,8 +333,8 @@ static void check_family(const char *family)
         run_prefill(&e, &g, 0, g.n_prompts, 5, chunked);
         int native_bf16 = strcmp(name, "bf16") == 0;
         struct row_stats rs = compare_rows(alone, ref, N, V);
-        printf("  %s %-12s row rel err max %.3g median %.3g p90 %.3g, top-1 agree %.3f\n",
-               family, name, rs.max_rel, rs.median_rel, rs.p90_rel, rs.top1_agree);
+        printf("  %s %-12s row rel err max %.3g median %.3g p90 %.3g, top-1 agree %.3f\n", family,
+               name, rs.max_rel, rs.median_rel, rs.p90_rel, rs.top1_agree);
         if (native_bf16)
             WD_EXPECT_MSG(rs.median_rel <= 3e-2 && rs.p90_rel <= 5e-2 && rs.top1_agree >= 0.95,
                           "%s bf16: outside the native-bf16 tolerance", family);
@@ -348,8 +356,14 @@ static void check_family(const char *family)
     free_golden(&g);
 }
 
-static void test_qwen3_moe(void) { check_family("tiny-qwen3-moe"); }
-static void test_deepseek_v3(void) { check_family("tiny-deepseek-v3"); }
+static void test_qwen3_moe(void)
+{
+    check_family("tiny-qwen3-moe");
+}
+static void test_deepseek_v3(void)
+{
+    check_family("tiny-deepseek-v3");
+}
 
 int main(void)
 {

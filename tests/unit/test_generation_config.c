@@ -8,8 +8,7 @@
 #include "common/config/generation_config.h"
 #include "tests/unit/wd_test.h"
 
-static enum wd_status parse(const char *text, struct wd_generation_config *gc,
-                            struct wd_error *err)
+static enum wd_status parse(const char *text, struct wd_generation_config *gc, struct wd_error *err)
 {
     return wd_generation_config_parse(text, strlen(text), gc, err);
 }
@@ -98,8 +97,7 @@ static void test_load(void)
     snprintf(cmd, sizeof(cmd), "printf '{\"top_k\": 5' > '%s/generation_config.json'", dir);
     WD_ASSERT(wd_test_sh(cmd, out, sizeof(out)) == 0);
     WD_EXPECT(wd_generation_config_load(dir, &g, &err) == WD_ERR_FORMAT);
-    WD_EXPECT_MSG(strstr(err.msg, "/generation_config.json: invalid JSON") != NULL, "%s",
-                  err.msg);
+    WD_EXPECT_MSG(strstr(err.msg, "/generation_config.json: invalid JSON") != NULL, "%s", err.msg);
     /* A directory where the file should be is an I/O error, not "missing". */
     snprintf(cmd, sizeof(cmd),
              "rm '%s/generation_config.json' && mkdir '%s/generation_config.json'", dir, dir);

@@ -4,8 +4,8 @@
 
 static void test_geometry(void)
 {
-    struct wd_kv_pool_config cfg = {.n_layers = 3, .page_size = 4, .n_pages = 5, .k_row = 6,
-                                    .v_row = 2};
+    struct wd_kv_pool_config cfg = {
+        .n_layers = 3, .page_size = 4, .n_pages = 5, .k_row = 6, .v_row = 2};
     struct wd_kv_pool *pool = NULL;
     WD_EXPECT_EQ_INT(wd_kv_pool_create(&cfg, &pool, NULL), WD_OK);
     WD_EXPECT_EQ_INT(wd_kv_pool_bytes(&cfg), 3 * 20 * 8 * 4);
@@ -26,8 +26,8 @@ static void test_geometry(void)
 
 static void test_alloc_free(void)
 {
-    struct wd_kv_pool_config cfg = {.n_layers = 1, .page_size = 16, .n_pages = 8, .k_row = 1,
-                                    .v_row = 1};
+    struct wd_kv_pool_config cfg = {
+        .n_layers = 1, .page_size = 16, .n_pages = 8, .k_row = 1, .v_row = 1};
     struct wd_kv_pool *pool = NULL;
     WD_EXPECT_EQ_INT(wd_kv_pool_create(&cfg, &pool, NULL), WD_OK);
     int32_t a[8], b[8];

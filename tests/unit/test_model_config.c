@@ -28,8 +28,7 @@ static json_t *load_fixture(const char *rel)
     return j;
 }
 
-static enum wd_status parse_json(const json_t *j, struct wd_model_config *cfg,
-                                 struct wd_error *err)
+static enum wd_status parse_json(const json_t *j, struct wd_model_config *cfg, struct wd_error *err)
 {
     char *text = json_dumps(j, JSON_COMPACT);
     enum wd_status s = wd_model_config_parse(text, strlen(text), cfg, err);
@@ -77,11 +76,11 @@ static void expect_edit(int line, const char *fixture, const char *key, json_t *
     struct wd_error err = {0};
     enum wd_status s = parse_json(j, &cfg, &err);
     json_decref(j);
-    WD_EXPECT_MSG(s == want, "line %d: %s: status %s, want %s (%s)", line, key,
-                  wd_status_str(s), wd_status_str(want), s == WD_OK ? "" : err.msg);
+    WD_EXPECT_MSG(s == want, "line %d: %s: status %s, want %s (%s)", line, key, wd_status_str(s),
+                  wd_status_str(want), s == WD_OK ? "" : err.msg);
     if (want != WD_OK)
-        WD_EXPECT_MSG(strstr(err.msg, want_msg) != NULL, "line %d: message '%s' lacks '%s'",
-                      line, err.msg, want_msg);
+        WD_EXPECT_MSG(strstr(err.msg, want_msg) != NULL, "line %d: message '%s' lacks '%s'", line,
+                      err.msg, want_msg);
     else if (out && s == WD_OK)
         *out = cfg;
 }
@@ -308,7 +307,8 @@ static void test_variants(void)
     /* Qwen3 with yarn added the way Qwen's model cards say. */
     EDIT_OK(QW_HUB, "rope_scaling",
             json_pack("{s:s, s:f, s:i}", "rope_type", "yarn", "factor", 4.0,
-                      "original_max_position_embeddings", 32768), &c);
+                      "original_max_position_embeddings", 32768),
+            &c);
     WD_EXPECT_EQ_INT(c.rope.type, WD_ROPE_YARN);
     WD_EXPECT_NEAR(c.rope.theta, 1000000.0, 0);
     WD_EXPECT_NEAR(c.rope.factor, 4.0, 0);
@@ -320,7 +320,8 @@ static void test_variants(void)
     /* yarn without factor: max_position / original (transformers' fallback for None). */
     EDIT_OK(QW_HUB, "rope_scaling",
             json_pack("{s:s, s:n, s:i}", "type", "yarn", "factor",
-                      "original_max_position_embeddings", 10240), &c);
+                      "original_max_position_embeddings", 10240),
+            &c);
     WD_EXPECT_NEAR(c.rope.factor, 4.0, 0);
     /* yarn without original_max_position_embeddings: max_position_embeddings. */
     EDIT_OK(QW_HUB, "rope_scaling", json_pack("{s:s, s:f}", "type", "yarn", "factor", 2.0), &c);
@@ -354,7 +355,8 @@ static void test_variants(void)
     /* Qwen3 fp8 checkpoint (Qwen3-30B-A3B-FP8 style). */
     EDIT_OK(QW_HUB, "quantization_config",
             json_pack("{s:s, s:s, s:s, s:[i,i]}", "activation_scheme", "dynamic", "fmt", "e4m3",
-                      "quant_method", "fp8", "weight_block_size", 128, 128), &c);
+                      "quant_method", "fp8", "weight_block_size", 128, 128),
+            &c);
     WD_EXPECT(c.is_fp8 == 1 && c.fp8_block[0] == 128 && c.fp8_block[1] == 128);
 
     /* DeepSeek: architectures absent -> model_type; q_lora_rank null; moe_layer_freq. */
@@ -469,7 +471,8 @@ static void test_errors(void)
         struct wd_error err = {0};
         WD_EXPECT(parse_json(j, &c, &err) == WD_ERR_INVALID);
         WD_EXPECT_MSG(strstr(err.msg, "no 'head_dim' and hidden_size 2050 is not divisible by "
-                                      "num_attention_heads 32") != NULL, "%s", err.msg);
+                                      "num_attention_heads 32") != NULL,
+                      "%s", err.msg);
         json_decref(j);
     }
     EDIT_FAIL(QW_HUB, "head_dim", json_integer(127), WD_ERR_INVALID, "head_dim 127 must be even");
@@ -557,8 +560,7 @@ static void test_load(void)
     struct wd_error err = {0};
     enum wd_status s = wd_model_config_load(dir, &c, &err);
     WD_EXPECT(s == WD_ERR_NOT_FOUND);
-    WD_EXPECT_MSG(strstr(err.msg, "config.json: No such file or directory") != NULL, "%s",
-                  err.msg);
+    WD_EXPECT_MSG(strstr(err.msg, "config.json: No such file or directory") != NULL, "%s", err.msg);
     snprintf(cmd, sizeof(cmd), "cp '%s' '%s/config.json'", wd_test_src(DS_HUB), dir);
     WD_ASSERT(wd_test_sh(cmd, out, sizeof(out)) == 0);
     s = wd_model_config_load(dir, &c, &err);

@@ -55,8 +55,8 @@ static void run(struct wd_fixture *fx, enum wd_dtype kv_b_dtype, int decode_only
         kvb16[i] = wd_f32_to_bf16(kvb[i]);
         kvb_r[i] = wd_bf16_to_f32(kvb16[i]);
     }
-    struct wd_weight w = {.dtype = WD_DTYPE_F32, .data = kvb, .rows = (int64_t)h * (nope + vd),
-                          .cols = rank};
+    struct wd_weight w = {
+        .dtype = WD_DTYPE_F32, .data = kvb, .rows = (int64_t)h * (nope + vd), .cols = rank};
     struct wd_weight wr = w;
     wr.data = kvb_r;
     if (kv_b_dtype == WD_DTYPE_BF16) {
@@ -78,8 +78,8 @@ static void run(struct wd_fixture *fx, enum wd_dtype kv_b_dtype, int decode_only
         qs = qsel;
     }
     float *out = malloc(sizeof(float) * (size_t)n_q * orow);
-    wd_attention_mla_ref(qs, n_q, decode_only ? sseq : tseq, decode_only ? spos : tpos, seqs,
-                         cache, PAGE_SIZE, h, rank, nope, rope, vd, &w, scale, out);
+    wd_attention_mla_ref(qs, n_q, decode_only ? sseq : tseq, decode_only ? spos : tpos, seqs, cache,
+                         PAGE_SIZE, h, rank, nope, rope, vd, &w, scale, out);
     char what[64];
     snprintf(what, sizeof(what), "mla %s kv_b %s", decode_only ? "decode" : "prefill",
              wd_dtype_name(kv_b_dtype));

@@ -15,8 +15,12 @@ static void check_dtype(enum wd_dtype dt)
         src[i] = (float)((i * 7919) % 1000) / 250.0f - 2.0f;
     for (int i = 0; i < 6; i++)
         scales[i] = 0.5f + (float)i;
-    struct wd_weight w = {.dtype = dt, .data = data, .rows = VOCAB, .cols = HIDDEN,
-                          .scale_inv = dt == WD_DTYPE_F8_E4M3 ? scales : NULL, .block_rows = 16,
+    struct wd_weight w = {.dtype = dt,
+                          .data = data,
+                          .rows = VOCAB,
+                          .cols = HIDDEN,
+                          .scale_inv = dt == WD_DTYPE_F8_E4M3 ? scales : NULL,
+                          .block_rows = 16,
                           .block_cols = 32};
     for (int i = 0; i < VOCAB * HIDDEN; i++) {
         if (dt == WD_DTYPE_F32)

@@ -24,7 +24,10 @@ static uint32_t rnd(void)
     return (uint32_t)(g_rng >> 11);
 }
 
-static float rndf(void) { return (float)(rnd() % 2000001) / 1000000.0f - 1.0f; }
+static float rndf(void)
+{
+    return (float)(rnd() % 2000001) / 1000000.0f - 1.0f;
+}
 
 /* A random weight of the given dtype; its memory is returned in *mem_p / *scale_p. */
 static struct wd_weight make_weight(enum wd_dtype dt, int64_t rows, int64_t cols, int br, int bc,
@@ -127,7 +130,7 @@ static void test_random_shapes(void)
         WD_EXPECT(wd_threadpool_create(i, &pools[i]) == WD_OK);
     enum wd_dtype dts[4] = {WD_DTYPE_F32, WD_DTYPE_BF16, WD_DTYPE_F16, WD_DTYPE_F8_E4M3};
     /* Hand-picked edges first: one row, one column, sizes off every tile and block. */
-    int64_t fixed[][3] = {{1, 1, 1},   {1, 7, 3},    {5, 1, 2},     {3, 17, 1},    {4, 512, 1},
+    int64_t fixed[][3] = {{1, 1, 1},   {1, 7, 3},     {5, 1, 2},     {3, 17, 1},    {4, 512, 1},
                           {9, 513, 2}, {33, 1000, 5}, {130, 300, 1}, {257, 129, 4}, {64, 2048, 1}};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         for (int d = 0; d < 4; d++)

@@ -51,8 +51,9 @@ static void test_mlp(void)
     if (gate && up && down && x && want) {
         int64_t inter = gs[0], hidden = gs[1], n = xs[0];
         struct wd_weight wg = {.dtype = WD_DTYPE_BF16, .data = gate, .rows = inter, .cols = hidden};
-        struct wd_weight wu = wg, wdn = {.dtype = WD_DTYPE_BF16, .data = down, .rows = hidden,
-                                         .cols = inter};
+        struct wd_weight wu = wg,
+                         wdn = {
+                             .dtype = WD_DTYPE_BF16, .data = down, .rows = hidden, .cols = inter};
         wu.data = up;
         float *scratch = malloc(sizeof(float) * (size_t)(2 * n * inter));
         float *y = malloc(sizeof(float) * (size_t)(n * hidden));

@@ -58,8 +58,8 @@ static void test_mscale(void)
 
 /* Rotates q and k of a fixture with the given inv_freq; heads are stored at `off` inside a
  * wider row to exercise head_stride and the channel offset, with the rest untouched. */
-static void check_apply(struct wd_fixture *fx, const char *what, const float *inv_freq,
-                        double atol, double rtol)
+static void check_apply(struct wd_fixture *fx, const char *what, const float *inv_freq, double atol,
+                        double rtol)
 {
     int64_t qs[4] = {0}, ks[4] = {0};
     const float *q = wd_fixture_tensor(fx, "q", WD_DTYPE_F32, qs, NULL);
@@ -140,8 +140,8 @@ static void test_hand(void)
     /* rot_dim 2 at position 1 with inv_freq 1: a plain 1-radian rotation of (1, 0). */
     float inv = 1.0f, x[2] = {1.0f, 0.0f};
     int32_t pos = 1;
-    struct wd_rope rope = {.rot_dim = 2, .is_interleaved = 0, .inv_freq = &inv,
-                           .attention_scaling = 1.0f};
+    struct wd_rope rope = {
+        .rot_dim = 2, .is_interleaved = 0, .inv_freq = &inv, .attention_scaling = 1.0f};
     wd_rope_apply_ref(&rope, x, 1, 1, 2, 0, &pos);
     WD_EXPECT_NEAR(x[0], cos(1.0), 1e-7);
     WD_EXPECT_NEAR(x[1], sin(1.0), 1e-7);

@@ -70,8 +70,8 @@ static const char *fresh_dir(const char *name)
 }
 
 /* Parses blob(header, data) from memory and expects failure with status and msg substring. */
-static void expect_parse_fail(int line, const char *header, size_t data_len,
-                              enum wd_status want, const char *want_msg)
+static void expect_parse_fail(int line, const char *header, size_t data_len, enum wd_status want,
+                              const char *want_msg)
 {
     uint8_t data[256] = {0};
     WD_ASSERT(data_len <= sizeof(data));
@@ -171,8 +171,8 @@ static void test_single_file(void)
     check_single(st);
     wd_safetensors_close(st);
 
-    s = wd_safetensors_open_file(wd_test_src("tests/fixtures/loader/single/model.safetensors"),
-                                 &st, &err);
+    s = wd_safetensors_open_file(wd_test_src("tests/fixtures/loader/single/model.safetensors"), &st,
+                                 &err);
     WD_EXPECT_MSG(s == WD_OK, "open_file: %s", err.msg);
     if (s == WD_OK) {
         check_single(st);
@@ -204,8 +204,7 @@ static void test_get(void)
 {
     struct wd_safetensors *st = NULL;
     struct wd_error err = {0};
-    WD_ASSERT(wd_safetensors_open(wd_test_src("tests/fixtures/loader/single"), &st, &err) ==
-              WD_OK);
+    WD_ASSERT(wd_safetensors_open(wd_test_src("tests/fixtures/loader/single"), &st, &err) == WD_OK);
     const struct wd_tensor_info *t = NULL;
     const int64_t ok[2] = {4, 8}, bad[2] = {4, 16};
     enum wd_status s = wd_safetensors_get(st, "model.layers.0.mlp.gate.weight", 2, ok, &t, &err);
@@ -214,14 +213,16 @@ static void test_get(void)
     s = wd_safetensors_get(st, "model.layers.0.mlp.gate.weight", 2, bad, &t, &err);
     WD_EXPECT(s == WD_ERR_FORMAT && t == NULL);
     WD_EXPECT_MSG(strcmp(err.msg, "tensor model.layers.0.mlp.gate.weight: shape [4, 8] expected "
-                                  "[4, 16]") == 0, "got '%s'", err.msg);
+                                  "[4, 16]") == 0,
+                  "got '%s'", err.msg);
     s = wd_safetensors_get(st, "model.layers.0.mlp.gate.weight", 1, ok, &t, &err);
     WD_EXPECT(s == WD_ERR_FORMAT);
     WD_EXPECT_MSG(strstr(err.msg, "shape [4, 8] expected [4]") != NULL, "got '%s'", err.msg);
     s = wd_safetensors_get(st, "model.layers.1.mlp.gate.weight", 2, ok, &t, &err);
     WD_EXPECT(s == WD_ERR_NOT_FOUND);
     WD_EXPECT_MSG(strcmp(err.msg, "tensor model.layers.1.mlp.gate.weight: missing from "
-                                  "checkpoint") == 0, "got '%s'", err.msg);
+                                  "checkpoint") == 0,
+                  "got '%s'", err.msg);
     s = wd_safetensors_get(st, "scalar", 0, NULL, &t, &err);
     WD_EXPECT(s == WD_OK && t && t->n_dims == 0);
     wd_safetensors_close(st);
@@ -231,8 +232,7 @@ static void test_sharded(void)
 {
     struct wd_safetensors *st = NULL;
     struct wd_error err = {0};
-    enum wd_status s =
-        wd_safetensors_open(wd_test_src("tests/fixtures/loader/sharded"), &st, &err);
+    enum wd_status s = wd_safetensors_open(wd_test_src("tests/fixtures/loader/sharded"), &st, &err);
     WD_EXPECT_MSG(s == WD_OK, "open: %s", err.msg);
     if (s != WD_OK)
         return;
@@ -318,8 +318,8 @@ static void test_bad_headers(void)
     PARSE_FAIL("{\"__metadata__\":{\"format\":1}}", 0, WD_ERR_FORMAT,
                "__metadata__ value of 'format' is not a string");
     PARSE_FAIL("{\"__metadata__\":[\"pt\"]}", 0, WD_ERR_FORMAT, "__metadata__ is not");
-    PARSE_FAIL("{\"\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
-               WD_ERR_FORMAT, "empty tensor name");
+    PARSE_FAIL("{\"\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, WD_ERR_FORMAT,
+               "empty tensor name");
     PARSE_FAIL("{\"w\":[1]}", 0, WD_ERR_FORMAT, "tensor w: entry is not a JSON object");
 
     /* dtype. */
@@ -340,11 +340,14 @@ static void test_bad_headers(void)
     PARSE_FAIL("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,2.0],\"data_offsets\":[0,8]}}", 8,
                WD_ERR_FORMAT, "shape[1] is not a non-negative integer");
     PARSE_FAIL("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],"
-               "\"data_offsets\":[0,4]}}", 4, WD_ERR_UNSUPPORTED, "9 dims, at most 8");
+               "\"data_offsets\":[0,4]}}",
+               4, WD_ERR_UNSUPPORTED, "9 dims, at most 8");
     PARSE_FAIL("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],"
-               "\"data_offsets\":[0,4]}}", 4, WD_ERR_FORMAT, "shape size overflows");
+               "\"data_offsets\":[0,4]}}",
+               4, WD_ERR_FORMAT, "shape size overflows");
     PARSE_FAIL("{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],"
-               "\"data_offsets\":[0,4]}}", 4, WD_ERR_FORMAT, "shape size overflows");
+               "\"data_offsets\":[0,4]}}",
+               4, WD_ERR_FORMAT, "shape size overflows");
 
     /* data_offsets. */
     PARSE_FAIL("{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, WD_ERR_FORMAT,
@@ -353,17 +356,18 @@ static void test_bad_headers(void)
                WD_ERR_FORMAT, "'data_offsets' must be");
     PARSE_FAIL("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]}}", 8,
                WD_ERR_FORMAT, "'data_offsets' must be");
-    PARSE_FAIL("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,0]}}", 8,
-               WD_ERR_FORMAT, "end before begin");
+    PARSE_FAIL("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,0]}}", 8, WD_ERR_FORMAT,
+               "end before begin");
     PARSE_FAIL("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 8,
                WD_ERR_FORMAT, "tensor w: data_offsets [4, 12] outside the data section (8 bytes)");
-    PARSE_FAIL("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[9,9]}}", 8,
-               WD_ERR_FORMAT, "outside the data section");
+    PARSE_FAIL("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[9,9]}}", 8, WD_ERR_FORMAT,
+               "outside the data section");
     PARSE_FAIL("{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 16,
-               WD_ERR_FORMAT, "tensor w: data_offsets span 8 bytes but shape and dtype F32 need "
+               WD_ERR_FORMAT,
+               "tensor w: data_offsets span 8 bytes but shape and dtype F32 need "
                "12");
-    PARSE_FAIL("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[2,6]}}", 8,
-               WD_ERR_FORMAT, "tensor w: data at data_offsets begin 2 is not aligned to its "
+    PARSE_FAIL("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[2,6]}}", 8, WD_ERR_FORMAT,
+               "tensor w: data at data_offsets begin 2 is not aligned to its "
                "4-byte dtype F32");
     PARSE_FAIL("{\"w\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[3,5]}}", 8,
                WD_ERR_FORMAT, "not aligned");
@@ -382,8 +386,8 @@ static void expect_open_fail(int line, const char *path, int is_dir, enum wd_sta
 {
     struct wd_safetensors *st = NULL;
     struct wd_error err = {0};
-    enum wd_status s = is_dir ? wd_safetensors_open(path, &st, &err)
-                              : wd_safetensors_open_file(path, &st, &err);
+    enum wd_status s =
+        is_dir ? wd_safetensors_open(path, &st, &err) : wd_safetensors_open_file(path, &st, &err);
     WD_EXPECT_MSG(s == want, "line %d: status %s, want %s (%s)", line, wd_status_str(s),
                   wd_status_str(want), err.msg);
     WD_EXPECT_MSG(strstr(err.msg, want_msg) != NULL, "line %d: message '%s' lacks '%s'", line,
@@ -400,9 +404,9 @@ static void test_bad_files(void)
     char *buf;
     size_t len;
     struct wd_error err = {0};
-    WD_ASSERT(wd_json_reader_read_file(
-                  wd_test_src("tests/fixtures/loader/single/model.safetensors"), 1 << 20, &buf,
-                  &len, &err) == WD_OK);
+    WD_ASSERT(
+        wd_json_reader_read_file(wd_test_src("tests/fixtures/loader/single/model.safetensors"),
+                                 1 << 20, &buf, &len, &err) == WD_OK);
     /* Truncated copies of a real file: inside the length, the header, the data. */
     const char *p = tmp_path("trunc.safetensors");
     write_bytes(p, buf, 0);
@@ -512,8 +516,10 @@ static void test_bad_index(void)
     char p[600];
     const float v[2] = {1, 2};
     snprintf(p, sizeof(p), "%s/b.safetensors", d);
-    write_blob(p, "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-                  "\"y\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]}}", v, 8);
+    write_blob(p,
+               "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+               "\"y\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]}}",
+               v, 8);
     write_index(d, "{\"weight_map\":{\"x\":\"a.safetensors\",\"y\":\"b.safetensors\"}}");
     OPEN_FAIL(d, 1, WD_ERR_FORMAT, "tensor x is in both a.safetensors and b.safetensors");
 
@@ -521,19 +527,24 @@ static void test_bad_index(void)
     d = fresh_dir("shards");
     write_two_shards(d);
     snprintf(p, sizeof(p), "%s/b.safetensors", d);
-    write_blob(p, "{\"y\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-                  "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", v, 8);
+    write_blob(p,
+               "{\"y\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+               "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+               v, 8);
     write_index(d, "{\"weight_map\":{\"x\":\"a.safetensors\",\"y\":\"b.safetensors\","
                    "\"w\":\"a.safetensors\"}}");
-    OPEN_FAIL(d, 1, WD_ERR_FORMAT, "tensor w is listed for shard a.safetensors but found in "
-                                   "b.safetensors");
+    OPEN_FAIL(d, 1, WD_ERR_FORMAT,
+              "tensor w is listed for shard a.safetensors but found in "
+              "b.safetensors");
 
     /* A tensor of an opened shard that the index does not list. */
     d = fresh_dir("shards");
     write_two_shards(d);
     snprintf(p, sizeof(p), "%s/a.safetensors", d);
-    write_blob(p, "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-                  "\"q\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", v, 8);
+    write_blob(p,
+               "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+               "\"q\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+               v, 8);
     write_index(d, "{\"weight_map\":{\"x\":\"a.safetensors\",\"y\":\"b.safetensors\"}}");
     OPEN_FAIL(d, 1, WD_ERR_FORMAT, "tensor q of shard a.safetensors is not listed");
 

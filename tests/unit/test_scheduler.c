@@ -48,20 +48,20 @@ struct fixture {
 static int setup(struct fixture *f, int n_pages, int max_running, int chunk)
 {
     memset(f, 0, sizeof(*f));
-    struct wd_model_options opt = {.max_batch_tokens = 128, .max_logit_rows = max_running,
-                                   .n_threads = 1};
+    struct wd_model_options opt = {
+        .max_batch_tokens = 128, .max_logit_rows = max_running, .n_threads = 1};
     struct wd_error err = {0};
-    if (wd_model_create(wd_test_src("tests/fixtures/tiny-qwen3-moe/fp32"), &opt, &f->model,
-                        &err) != WD_OK) {
+    if (wd_model_create(wd_test_src("tests/fixtures/tiny-qwen3-moe/fp32"), &opt, &f->model, &err) !=
+        WD_OK) {
         wd_test_fail(__FILE__, __LINE__, "model: %s", err.msg);
         return -1;
     }
-    struct wd_kv_pool_config kc = {.n_layers = f->model->cfg.n_layers, .page_size = 4,
-                                   .n_pages = n_pages};
+    struct wd_kv_pool_config kc = {
+        .n_layers = f->model->cfg.n_layers, .page_size = 4, .n_pages = n_pages};
     wd_model_kv_geometry(f->model, &kc.k_row, &kc.v_row);
     WD_EXPECT_EQ_INT(wd_kv_pool_create(&kc, &f->kv, &err), WD_OK);
-    struct wd_scheduler_config sc = {.max_running_requests = max_running,
-                                     .chunked_prefill_size = chunk, .context_length = 64};
+    struct wd_scheduler_config sc = {
+        .max_running_requests = max_running, .chunked_prefill_size = chunk, .context_length = 64};
     WD_EXPECT_EQ_INT(wd_scheduler_create(&sc, f->model, f->kv, on_token, &f->log, &f->sched, &err),
                      WD_OK);
     return f->sched ? 0 : -1;
@@ -80,9 +80,11 @@ static const int32_t k_prompt[] = {5, 17, 99, 3, 250, 7, 8, 41, 12};
 
 static struct wd_request_params params(int n_prompt, int max_new)
 {
-    struct wd_request_params p = {.prompt = k_prompt, .n_prompt = n_prompt,
+    struct wd_request_params p = {.prompt = k_prompt,
+                                  .n_prompt = n_prompt,
                                   .max_new_tokens = max_new,
-                                  .sampling = {.temperature = 0, .top_p = 1}, .ignore_eos = 1};
+                                  .sampling = {.temperature = 0, .top_p = 1},
+                                  .ignore_eos = 1};
     return p;
 }
 

@@ -103,8 +103,10 @@ static void report_ids(const char *what, size_t line, const char *text, const in
         wo += (size_t)snprintf(ws + wo, sizeof(ws) - wo, "%d ", want[k]);
     for (size_t k = i; k < ng && k < i + 8; k++)
         go += (size_t)snprintf(gs + go, sizeof(gs) - go, "%d ", got[k]);
-    wd_test_fail(__FILE__, __LINE__, "%s line %zu (%.60s...): %zu vs %zu ids, first diff at %zu: "
-                 "want [%s] got [%s]", what, line, text, nw, ng, i, ws, gs);
+    wd_test_fail(__FILE__, __LINE__,
+                 "%s line %zu (%.60s...): %zu vs %zu ids, first diff at %zu: "
+                 "want [%s] got [%s]",
+                 what, line, text, nw, ng, i, ws, gs);
 }
 
 /* Streams ids through a detokenizer; checks every chunk is valid UTF-8 and returns the
@@ -120,8 +122,8 @@ static char *detok_all(const struct wd_tokenizer *tok, const int32_t *ids, size_
     *bad_chunk = 0;
     for (size_t i = 0; i <= n; i++) {
         size_t k = 0;
-        enum wd_status st = i < n ? wd_detok_push(d, ids[i], chunk, cap, &k)
-                                  : wd_detok_flush(d, chunk, cap, &k);
+        enum wd_status st =
+            i < n ? wd_detok_push(d, ids[i], chunk, cap, &k) : wd_detok_flush(d, chunk, cap, &k);
         if (st != WD_OK || chunk[k] != 0 || !valid_utf8(chunk, k))
             *bad_chunk = 1;
         while (len + k + 1 > out_cap)
@@ -150,17 +152,20 @@ static void check_decode(const struct wd_tokenizer *tok, const char *what, size_
         wd_test_checks++;
         if (st != WD_OK || gl != wl || memcmp(got, ws, wl) != 0) {
             if ((*reported)++ < MAX_REPORT)
-                wd_test_fail(__FILE__, __LINE__, "%s line %zu: decode(skip=%d) = '%.80s' want "
-                             "'%.80s'", what, line, skip, got ? got : "(error)", ws);
+                wd_test_fail(__FILE__, __LINE__,
+                             "%s line %zu: decode(skip=%d) = '%.80s' want "
+                             "'%.80s'",
+                             what, line, skip, got ? got : "(error)", ws);
         }
         int bad = 0;
         char *streamed = detok_all(tok, ids, n, skip, &sl, &bad);
         wd_test_checks++;
         if (!streamed || bad || sl != gl || memcmp(streamed, got, gl) != 0) {
             if ((*reported)++ < MAX_REPORT)
-                wd_test_fail(__FILE__, __LINE__, "%s line %zu: detok(skip=%d) '%.80s' != decode "
-                             "'%.80s' (bad chunk %d)", what, line, skip,
-                             streamed ? streamed : "(null)", got ? got : "", bad);
+                wd_test_fail(__FILE__, __LINE__,
+                             "%s line %zu: detok(skip=%d) '%.80s' != decode "
+                             "'%.80s' (bad chunk %d)",
+                             what, line, skip, streamed ? streamed : "(null)", got ? got : "", bad);
         }
         free(streamed);
         free(got);
@@ -249,10 +254,22 @@ static void run_corpus(const char *name)
     wd_tokenizer_destroy(tok);
 }
 
-static void test_corpus_qwen3(void) { run_corpus("qwen3"); }
-static void test_corpus_deepseek_v3(void) { run_corpus("deepseek-v3"); }
-static void test_corpus_tiny_bytelevel(void) { run_corpus("tiny-bytelevel"); }
-static void test_corpus_tiny_split(void) { run_corpus("tiny-split"); }
+static void test_corpus_qwen3(void)
+{
+    run_corpus("qwen3");
+}
+static void test_corpus_deepseek_v3(void)
+{
+    run_corpus("deepseek-v3");
+}
+static void test_corpus_tiny_bytelevel(void)
+{
+    run_corpus("tiny-bytelevel");
+}
+static void test_corpus_tiny_split(void)
+{
+    run_corpus("tiny-split");
+}
 
 static struct wd_tokenizer *load_fixture(const char *name)
 {
@@ -311,9 +328,9 @@ static void test_invalid_utf8(void)
         const char *s;
         size_t len, off;
     } cases[] = {
-        {"abc\xff", 4, 3},          {"\xc0\xaf", 2, 0},    /* overlong */
-        {"ok\xed\xa0\x80", 5, 2},   /* surrogate */        {"x\xe4\xb8", 3, 1}, /* truncated */
-        {"\xf4\x90\x80\x80", 4, 0}, /* > U+10FFFF */       {"a\x80", 2, 1},
+        {"abc\xff", 4, 3},          {"\xc0\xaf", 2, 0},                  /* overlong */
+        {"ok\xed\xa0\x80", 5, 2},   /* surrogate */ {"x\xe4\xb8", 3, 1}, /* truncated */
+        {"\xf4\x90\x80\x80", 4, 0}, /* > U+10FFFF */ {"a\x80", 2, 1},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct wd_error err = {0};
@@ -362,8 +379,7 @@ static void test_bad_json(void)
                       "'z' that is not in the vocab");
     expect_load_error("{\"model\": {" V ", \"merges\": [\"b a\"]}}", WD_ERR_FORMAT,
                       "produces a token");
-    expect_load_error("{\"model\": {" V ", \"merges\": [\"ab\"]}}", WD_ERR_FORMAT,
-                      "two tokens");
+    expect_load_error("{\"model\": {" V ", \"merges\": [\"ab\"]}}", WD_ERR_FORMAT, "two tokens");
     expect_load_error("{\"model\": {" V ", \"merges\": [7]}}", WD_ERR_FORMAT, "merge 0");
     expect_load_error("{\"model\": {" V ", \"merges\": {}}}", WD_ERR_FORMAT, "merges");
     expect_load_error("{\"model\": {" V ", \"unk_token\": \"?\"}}", WD_ERR_FORMAT, "unk_token");
@@ -377,16 +393,16 @@ static void test_bad_json(void)
                       " {\"Regex\": \"(unclosed\"}, \"behavior\": \"Isolated\"}}",
                       WD_ERR_FORMAT, "Split regex");
     expect_load_error("{\"model\": {" V "}, \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\":"
-                      " {\"Regex\": \"a\"}, \"behavior\": \"Sideways\"}}", WD_ERR_FORMAT,
-                      "behavior");
+                      " {\"Regex\": \"a\"}, \"behavior\": \"Sideways\"}}",
+                      WD_ERR_FORMAT, "behavior");
     expect_load_error("{\"model\": {" V "}, \"pre_tokenizer\": {\"type\": \"Metaspace\"}}",
                       WD_ERR_UNSUPPORTED, "Metaspace");
     expect_load_error("{\"model\": {" V "}, \"added_tokens\": [{\"id\": 5}]}", WD_ERR_FORMAT,
                       "added_tokens[0]");
     expect_load_error("{\"model\": {" V "}, \"added_tokens\": {}}", WD_ERR_FORMAT, "added_tokens");
     expect_load_error("{\"model\": {" V "}, \"post_processor\": {\"type\": \"TemplateProcessing\","
-                      " \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}}]}}", WD_ERR_FORMAT,
-                      "special_tokens");
+                      " \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}}]}}",
+                      WD_ERR_FORMAT, "special_tokens");
     expect_load_error("{\"model\": {" V "}, \"decoder\": {\"type\": \"WordPiece\"}}",
                       WD_ERR_UNSUPPORTED, "decoder");
 

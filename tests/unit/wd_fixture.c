@@ -14,9 +14,9 @@
 
 struct wd_fixture {
     char name[128];
-    unsigned char *file;  /* whole file */
+    unsigned char *file; /* whole file */
     size_t file_size;
-    size_t data_off;      /* start of the tensor data */
+    size_t data_off; /* start of the tensor data */
     json_t *header;
     void *copies[MAX_COPIES];
     int n_copies;
@@ -129,8 +129,8 @@ const int32_t *wd_fixture_i32(struct wd_fixture *fx, const char *name, int64_t *
 
 double wd_fixture_param(struct wd_fixture *fx, const char *key)
 {
-    const char *v = json_string_value(
-        json_object_get(json_object_get(fx->header, "__metadata__"), key));
+    const char *v =
+        json_string_value(json_object_get(json_object_get(fx->header, "__metadata__"), key));
     if (!v) {
         wd_test_fail(__FILE__, __LINE__, "%s: no parameter '%s'", fx->name, key);
         return 0.0;

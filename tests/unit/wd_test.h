@@ -27,35 +27,35 @@ int wd_test_sh(const char *cmd, char *out, size_t cap);
 
 #define WD_RUN(fn) wd_test_run(#fn, fn)
 
-#define WD_EXPECT(cond)                                                                     \
-    do {                                                                                    \
-        wd_test_checks++;                                                                   \
-        if (!(cond))                                                                        \
-            wd_test_fail(__FILE__, __LINE__, "expected %s", #cond);                         \
+#define WD_EXPECT(cond)                                                                            \
+    do {                                                                                           \
+        wd_test_checks++;                                                                          \
+        if (!(cond))                                                                               \
+            wd_test_fail(__FILE__, __LINE__, "expected %s", #cond);                                \
     } while (0)
 
-#define WD_EXPECT_MSG(cond, ...)                                                            \
-    do {                                                                                    \
-        wd_test_checks++;                                                                   \
-        if (!(cond))                                                                        \
-            wd_test_fail(__FILE__, __LINE__, __VA_ARGS__);                                  \
+#define WD_EXPECT_MSG(cond, ...)                                                                   \
+    do {                                                                                           \
+        wd_test_checks++;                                                                          \
+        if (!(cond))                                                                               \
+            wd_test_fail(__FILE__, __LINE__, __VA_ARGS__);                                         \
     } while (0)
 
-#define WD_EXPECT_EQ_INT(a, b)                                                              \
-    do {                                                                                    \
-        long long wd_a_ = (long long)(a), wd_b_ = (long long)(b);                           \
-        wd_test_checks++;                                                                   \
-        if (wd_a_ != wd_b_)                                                                 \
-            wd_test_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, wd_a_, wd_b_); \
+#define WD_EXPECT_EQ_INT(a, b)                                                                     \
+    do {                                                                                           \
+        long long wd_a_ = (long long)(a), wd_b_ = (long long)(b);                                  \
+        wd_test_checks++;                                                                          \
+        if (wd_a_ != wd_b_)                                                                        \
+            wd_test_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, wd_a_, wd_b_);      \
     } while (0)
 
-#define WD_EXPECT_NEAR(a, b, tol)                                                           \
-    do {                                                                                    \
-        double wd_a_ = (double)(a), wd_b_ = (double)(b);                                    \
-        wd_test_checks++;                                                                   \
-        if (!(fabs(wd_a_ - wd_b_) <= (tol)))                                                \
-            wd_test_fail(__FILE__, __LINE__, "%s ~ %s: %.9g vs %.9g (tol %g)", #a, #b,      \
-                         wd_a_, wd_b_, (double)(tol));                                      \
+#define WD_EXPECT_NEAR(a, b, tol)                                                                  \
+    do {                                                                                           \
+        double wd_a_ = (double)(a), wd_b_ = (double)(b);                                           \
+        wd_test_checks++;                                                                          \
+        if (!(fabs(wd_a_ - wd_b_) <= (tol)))                                                       \
+            wd_test_fail(__FILE__, __LINE__, "%s ~ %s: %.9g vs %.9g (tol %g)", #a, #b, wd_a_,      \
+                         wd_b_, (double)(tol));                                                    \
     } while (0)
 
 #endif

@@ -43,7 +43,7 @@ static __device__ __forceinline__ float wd_dev_e4m3(uint8_t v)
 static __device__ __forceinline__ float wd_dev_weight(const struct wd_weight &w, int64_t r,
                                                       int64_t c)
 {
-    int64_t i = r * w.cols + c;
+    int64_t i = r * (w.ld ? w.ld : w.cols) + c;
     switch (w.dtype) {
     case WD_DTYPE_F32:
         return ((const float *)w.data)[i];
@@ -55,8 +55,11 @@ static __device__ __forceinline__ float wd_dev_weight(const struct wd_weight &w,
         float v = wd_dev_e4m3(((const uint8_t *)w.data)[i]);
         if (!w.scale_inv)
             return v;
-        int64_t n_col_blocks = (w.cols + w.block_cols - 1) / w.block_cols;
-        return v * w.scale_inv[(r / w.block_rows) * n_col_blocks + c / w.block_cols];
+        /* Scales in full-matrix coordinates: a view may be a tensor-parallel slice. */
+        int64_t n_col_blocks =
+            w.scale_cols ? w.scale_cols : (w.cols + w.block_cols - 1) / w.block_cols;
+        return v * w.scale_inv[((w.row0 + r) / w.block_rows) * n_col_blocks +
+                               (w.col0 + c) / w.block_cols];
     }
     }
 }

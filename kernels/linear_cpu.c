@@ -46,7 +46,7 @@ static int scale_run_end(const struct wd_weight *w, int64_t c0, int c, int k)
 {
     if (!w->scale_inv)
         return k;
-    int64_t end = ((c0 + c) / w->block_cols + 1) * w->block_cols - c0;
+    int64_t end = ((w->col0 + c0 + c) / w->block_cols + 1) * w->block_cols - w->col0 - c0;
     return end < k ? (int)end : k;
 }
 
@@ -54,7 +54,7 @@ static int scale_run_end(const struct wd_weight *w, int64_t c0, int c, int k)
 static void stage_tile(const struct wd_weight *w, int64_t r0, int nr, int64_t c0, int k, float *buf)
 {
     for (int i = 0; i < nr; i++) {
-        int64_t r = r0 + i, base = r * w->cols + c0;
+        int64_t r = r0 + i, base = r * wd_weight_ld(w) + c0;
         float *out = buf + (int64_t)i * k;
         switch (w->dtype) {
         case WD_DTYPE_F32:
@@ -147,7 +147,7 @@ WD_AVX2 static void stage_tile_avx2(const struct wd_weight *w, int64_t r0, int n
         return;
     }
     for (int i = 0; i < nr; i++) {
-        int64_t r = r0 + i, base = r * w->cols + c0;
+        int64_t r = r0 + i, base = r * wd_weight_ld(w) + c0;
         float *out = buf + (int64_t)i * k;
         int c = 0;
         if (w->dtype == WD_DTYPE_BF16) {
@@ -259,10 +259,10 @@ WD_AVX2 static void dot_rows4_f32_x2_avx2(const float *rows, int64_t ld, const f
  * half gives the odd ones - two plain ALU ops instead of the lane-crossing widening,
  * which is what limited the straightforward loop to about half the memory bandwidth.
  * x is split into its even and odd columns once per 16 columns and shared by the rows. */
-WD_AVX2 static void matvec_rows4_bf16_avx2(const uint16_t *w, int64_t cols, const float *x,
-                                           float *y)
+WD_AVX2 static void matvec_rows4_bf16_avx2(const uint16_t *w, int64_t ld, int64_t cols,
+                                           const float *x, float *y)
 {
-    const uint16_t *p0 = w, *p1 = w + cols, *p2 = w + 2 * cols, *p3 = w + 3 * cols;
+    const uint16_t *p0 = w, *p1 = w + ld, *p2 = w + 2 * ld, *p3 = w + 3 * ld;
     const __m256i hi_mask = _mm256_set1_epi32((int)0xffff0000u);
     __m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;
     int64_t c = 0;
@@ -299,12 +299,12 @@ WD_AVX2 static void matvec_rows4_bf16_avx2(const uint16_t *w, int64_t cols, cons
 
 /* Batch-1 fused kernel: y[r] = dot(W[r], x) over all columns for up to 4 BF16/F16 rows,
  * widening in registers. Two accumulators per row hide the FMA latency. */
-WD_AVX2 static void matvec_rows_16_avx2(const uint16_t *w, int64_t cols, int nr, int is_bf16,
-                                        const float *x, float *y)
+WD_AVX2 static void matvec_rows_16_avx2(const uint16_t *w, int64_t ld, int64_t cols, int nr,
+                                        int is_bf16, const float *x, float *y)
 {
     for (int i0 = 0; i0 < nr; i0 += 2) {
         int two = i0 + 1 < nr;
-        const uint16_t *p0 = w + (int64_t)i0 * cols, *p1 = two ? p0 + cols : p0;
+        const uint16_t *p0 = w + (int64_t)i0 * ld, *p1 = two ? p0 + ld : p0;
         __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0;
         int64_t c = 0;
         if (is_bf16) {
@@ -366,13 +366,14 @@ static void linear_tile(const struct linear_job *job, int64_t r0, int nr, float 
      * summed in the same order whatever the batch holds (a request's logits do not depend
      * on its neighbours). The 4-row tile stays in L1 across the tokens of a prefill. */
     if (job->is_avx2 && (w->dtype == WD_DTYPE_BF16 || w->dtype == WD_DTYPE_F16)) {
-        const uint16_t *tile = (const uint16_t *)w->data + r0 * cols;
+        const uint16_t *tile = (const uint16_t *)w->data + r0 * wd_weight_ld(w);
         for (int64_t t = 0; t < job->n; t++) {
             const float *xt = job->x + t * cols;
             if (nr == ROWS && w->dtype == WD_DTYPE_BF16)
-                matvec_rows4_bf16_avx2(tile, cols, xt, acc);
+                matvec_rows4_bf16_avx2(tile, wd_weight_ld(w), cols, xt, acc);
             else
-                matvec_rows_16_avx2(tile, cols, nr, w->dtype == WD_DTYPE_BF16, xt, acc);
+                matvec_rows_16_avx2(tile, wd_weight_ld(w), cols, nr, w->dtype == WD_DTYPE_BF16, xt,
+                                    acc);
             memcpy(job->y + t * rows + r0, acc, sizeof(float) * (size_t)nr);
         }
         return;
@@ -383,8 +384,8 @@ static void linear_tile(const struct linear_job *job, int64_t r0, int nr, float 
         const float *tile;
         int64_t ld;
         if (w->dtype == WD_DTYPE_F32) { /* already f32: use the weight memory in place */
-            tile = (const float *)w->data + r0 * cols + c0;
-            ld = cols;
+            tile = (const float *)w->data + r0 * wd_weight_ld(w) + c0;
+            ld = wd_weight_ld(w);
         } else {
 #ifdef WD_X86
             if (job->is_avx2)

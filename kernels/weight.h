@@ -26,7 +26,20 @@ struct wd_weight {
      * the fp8 value (DeepSeek-V3 weight_scale_inv semantics); NULL for other dtypes. */
     const float *scale_inv;
     int block_rows, block_cols;
+    /* A view may be a slice of a larger checkpoint matrix (tensor parallelism): ld is the
+     * distance in elements between rows (0 = cols); row0/col0 place the view inside the
+     * full matrix and scale_cols is the full matrix's count of column blocks (0 = derive
+     * from cols), so FP8 scales are looked up in full-matrix coordinates. */
+    int64_t ld;
+    int64_t row0, col0, scale_cols;
 };
+
+/* Row stride of w in elements. */
+int64_t wd_weight_ld(const struct wd_weight *w);
+
+/* Views of rows [r0, r0 + n) or columns [c0, c0 + n) of w (borrowing w's memory). */
+struct wd_weight wd_weight_slice_rows(const struct wd_weight *w, int64_t r0, int64_t n);
+struct wd_weight wd_weight_slice_cols(const struct wd_weight *w, int64_t c0, int64_t n);
 
 /* Dequantizes row r (0 <= r < rows) into out. out: [cols] f32. */
 void wd_weight_row_f32(const struct wd_weight *w, int64_t r, float *out);

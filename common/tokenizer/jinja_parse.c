@@ -84,6 +84,7 @@ struct parser {
     struct token *toks;
     size_t n_toks, pos;
     int depth; /* expression / block nesting, bounded to keep recursion off the stack's end */
+    struct tok_buf strbuf; /* string literal being decoded (freed on the error path too) */
     /* template pieces */
     struct piece *pieces;
     size_t n_pieces, at;
@@ -137,12 +138,13 @@ static void push_tok(struct parser *p, struct token t)
 static void lex_string(struct parser *p, const char *s, size_t n, size_t *i)
 {
     char q = s[(*i)++];
-    struct tok_buf b = {0};
+    struct tok_buf *b = &p->strbuf; /* freed by wd_jinja_parse, error path included */
+    b->n = 0;
     int ok = 1;
     while (*i < n && s[*i] != q) {
         char c = s[(*i)++];
         if (c != '\\' || *i >= n) {
-            ok &= !tok_buf_put(&b, &c, 1);
+            ok &= !tok_buf_put(b, &c, 1);
             continue;
         }
         char e = s[(*i)++];
@@ -160,7 +162,7 @@ static void lex_string(struct parser *p, const char *s, size_t n, size_t *i)
         }
         if (simple) {
             char out = e == '0' ? 0 : simple;
-            ok &= !tok_buf_put(&b, &out, 1);
+            ok &= !tok_buf_put(b, &out, 1);
         } else if (e == 'x' || e == 'u' || e == 'U') {
             int digits = e == 'x' ? 2 : e == 'u' ? 4 : 8;
             int32_t cp = 0;
@@ -173,22 +175,19 @@ static void lex_string(struct parser *p, const char *s, size_t n, size_t *i)
             if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
                 perr(p, "escape \\%c names an invalid code point", e);
             char u[4];
-            ok &= !tok_buf_put(&b, u, (size_t)tok_utf8_put(u, cp));
+            ok &= !tok_buf_put(b, u, (size_t)tok_utf8_put(u, cp));
         } else { /* unknown escapes keep their backslash, as in Python */
             char two[2] = {'\\', e};
-            ok &= !tok_buf_put(&b, two, 2);
+            ok &= !tok_buf_put(b, two, 2);
         }
     }
-    if (*i >= n) {
-        free(b.p);
+    if (*i >= n)
         perr(p, "unterminated string literal");
-    }
     (*i)++;
-    struct token t = {TK_STR, NULL, b.n, 0, 0};
-    t.s = dup_n(p->arena, b.p ? b.p : "", b.n);
-    free(b.p);
     if (!ok)
         longjmp(p->jmp, 2);
+    struct token t = {TK_STR, NULL, b->n, 0, 0};
+    t.s = dup_n(p->arena, b->p ? b->p : "", b->n);
     push_tok(p, t);
 }
 
@@ -1042,6 +1041,7 @@ enum wd_status wd_jinja_parse(const char *src, size_t len, struct wd_jinja **t_p
         enum wd_status st = rc == 2 ? WD_ERR_NOMEM : WD_ERR_FORMAT;
         wd_error_set(err, st, "chat template: %s", rc == 2 ? "out of memory" : p->msg);
         jj_arena_free(&t->arena);
+        free(p->strbuf.p);
         free(t);
         free(p);
         return st;
@@ -1050,6 +1050,7 @@ enum wd_status wd_jinja_parse(const char *src, size_t len, struct wd_jinja **t_p
     const char *end = NULL;
     t->root = parse_body(p, NULL, &end);
     t->arena.oom = NULL;
+    free(p->strbuf.p);
     free(p);
     *t_p = t;
     return WD_OK;

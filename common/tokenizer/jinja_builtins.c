@@ -631,8 +631,6 @@ static struct jj_value int_or_float(int is_float, int64_t i, double f)
     return (struct jj_value){.type = JJ_INT, .u.i = i};
 }
 
-struct jj_value jj_percent_format(struct jj_render *r, struct jj_value fmt, struct jj_value args);
-
 struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value a,
                          struct jj_value b)
 {
@@ -736,10 +734,6 @@ struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value 
 }
 
 /* ---- globals ---- */
-
-struct jj_value jj_call_method(struct jj_render *r, struct jj_value self, const char *name,
-                               struct jj_value *args, size_t n_args, const char **kw,
-                               struct jj_value *kw_vals, size_t n_kw);
 
 struct jj_value jj_call(struct jj_render *r, struct jj_value fn, struct jj_value *args,
                         size_t n_args, const char **kw, struct jj_value *kw_vals, size_t n_kw)

@@ -1,7 +1,6 @@
 /*
- * Jinja filters, tests and the Python str/dict methods chat templates call, plus
- * json.dumps (transformers' tojson: ensure_ascii=False, no HTML escaping) and
- * printf-style "%" formatting. Case mapping is per code point (utf8proc), which
+ * Jinja filters, tests and the Python str/dict methods chat templates call (tojson and
+ * "%" formatting are in jinja_json.c). Case mapping is per code point (utf8proc), which
  * differs from Python only for the few characters whose upper/lower case is
  * longer than one code point.
  */
@@ -261,6 +260,7 @@ static int64_t len_of(struct jj_render *r, struct jj_value v)
     }
 }
 
+<<<<<<< HEAD
 /* ---- json.dumps ---- */
 
 struct json_opts {
@@ -470,6 +470,8 @@ struct jj_value jj_percent_format(struct jj_render *r, struct jj_value fmt, stru
     return take(r, &b);
 }
 
+=======
+>>>>>>> h-tok
 /* ---- methods ---- */
 
 static struct jj_value arg(struct jj_value *args, size_t n, size_t i, const char **kw,
@@ -554,9 +556,6 @@ static int all_chars(struct jj_value s, int kind)
     return kind >= 3 ? cased : 1;
 }
 
-struct jj_value jj_call_method(struct jj_render *r, struct jj_value self, const char *name,
-                               struct jj_value *args, size_t n, const char **kw,
-                               struct jj_value *kv, size_t n_kw);
 struct jj_value jj_call_method(struct jj_render *r, struct jj_value self, const char *name,
                                struct jj_value *args, size_t n, const char **kw,
                                struct jj_value *kv, size_t n_kw)
@@ -716,7 +715,7 @@ struct jj_value jj_filter(struct jj_render *r, const char *name, struct jj_value
         return v.type == JJ_UNDEF || (boolean && !jj_truthy(v)) ? def : v;
     }
     if (!strcmp(name, "tojson"))
-        return tojson(r, v, args, n, kw, kv, n_kw);
+        return jj_tojson(r, v, args, n, kw, kv, n_kw);
     if (!strcmp(name, "safe"))
         return v;
     if (!strcmp(name, "length") || !strcmp(name, "count"))

@@ -87,6 +87,49 @@ struct wd_jinja {
     struct jj_stmt *root;
 };
 
+/* ---- parser (jinja_lex.c scans and tokenizes, jinja_parse.c builds the AST) ---- */
+
+enum jj_tk { TK_END, TK_NAME, TK_STR, TK_INT, TK_FLOAT, TK_OP };
+
+struct jj_token {
+    enum jj_tk kind;
+    const char *s; /* TK_NAME / TK_OP text (NUL-terminated copy); TK_STR decoded */
+    size_t n;
+    int64_t i;
+    double f;
+};
+
+struct jj_parser {
+    struct jj_arena *arena;
+    jmp_buf jmp;
+    char msg[WD_ERROR_LEN];
+    int line;
+    /* current tag's tokens */
+    struct jj_token *toks;
+    size_t n_toks, pos;
+    int depth; /* expression / block nesting, bounded to keep recursion off the stack's end */
+    struct tok_buf strbuf; /* string literal being decoded (freed on the error path too) */
+    /* template pieces */
+    struct jj_piece *pieces;
+    size_t n_pieces, at;
+};
+
+enum jj_piece_kind { P_TEXT, P_VAR, P_BLOCK };
+
+struct jj_piece {
+    enum jj_piece_kind kind;
+    const char *s; /* text, or the tag's inner source */
+    size_t n;
+    int line;
+};
+
+_Noreturn void jj_perr(struct jj_parser *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Cuts src into p->pieces. */
+void jj_scan(struct jj_parser *p, const char *src, size_t len);
+/* Tokenizes the inside of one tag into p->toks (ending with TK_END). */
+void jj_lex(struct jj_parser *p, const char *s, size_t n);
+
 /* ---- render state (jinja_eval.c) ---- */
 struct jj_frame {
     struct jj_frame *parent;
@@ -139,6 +182,14 @@ int jj_test(struct jj_render *r, const char *name, struct jj_value v, struct jj_
 /* Items to iterate over (list items, dict keys, string characters); UNDEF -> empty. */
 struct jj_list *jj_iterable(struct jj_render *r, struct jj_value v);
 int jj_filter_known(const char *name);
+/* jinja_json.c: the tojson filter, and "fmt" % args. */
+struct jj_value jj_tojson(struct jj_render *r, struct jj_value v, struct jj_value *args,
+                          size_t n_args, const char **kw, struct jj_value *kw_vals, size_t n_kw);
+struct jj_value jj_percent_format(struct jj_render *r, struct jj_value fmt, struct jj_value args);
+/* jinja_filters.c: str / dict methods. */
+struct jj_value jj_call_method(struct jj_render *r, struct jj_value self, const char *name,
+                               struct jj_value *args, size_t n_args, const char **kw,
+                               struct jj_value *kw_vals, size_t n_kw);
 int jj_test_known(const char *name);
 
 #endif

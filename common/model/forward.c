@@ -26,6 +26,15 @@ static void linear(struct wd_model *m, const struct wd_weight *w, const float *x
     wd_linear_cpu(w, x, n, y, m->tp);
 }
 
+/* Sums a partial result over the ranks of a group (a no-op on a whole model). */
+static enum wd_status reduce(struct wd_model *m, enum wd_model_group g, int group_size, float *buf,
+                             size_t n, struct wd_error *err)
+{
+    if (group_size <= 1 || !m->opt.comm.all_reduce)
+        return WD_OK;
+    return m->opt.comm.all_reduce(m->opt.comm.ctx, g, buf, n, err);
+}
+
 static void add_inplace(float *x, const float *y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -54,14 +63,14 @@ static void attention_gqa(struct wd_model *m, const struct wd_attn_weights *a, f
     linear(m, &a->q_proj, ws->h, n, ws->q);
     linear(m, &a->k_proj, ws->h, n, ws->k);
     linear(m, &a->v_proj, ws->h, n, ws->v);
-    wd_rmsnorm_ref(ws->q, a->q_norm, n * c->n_heads, hd, (float)c->rms_norm_eps, ws->q);
-    wd_rmsnorm_ref(ws->k, a->k_norm, n * c->n_kv_heads, hd, (float)c->rms_norm_eps, ws->k);
-    wd_rope_apply_ref(&m->rope, ws->q, n, c->n_heads, hd, 0, b->tok_pos);
-    wd_rope_apply_ref(&m->rope, ws->k, n, c->n_kv_heads, hd, 0, b->tok_pos);
-    wd_kv_write_ref(ws->k, ws->v, n, b->tok_seq, b->tok_pos, b->seqs, page_size, c->n_kv_heads * hd,
+    wd_rmsnorm_ref(ws->q, a->q_norm, n * m->n_heads, hd, (float)c->rms_norm_eps, ws->q);
+    wd_rmsnorm_ref(ws->k, a->k_norm, n * m->n_kv_heads, hd, (float)c->rms_norm_eps, ws->k);
+    wd_rope_apply_ref(&m->rope, ws->q, n, m->n_heads, hd, 0, b->tok_pos);
+    wd_rope_apply_ref(&m->rope, ws->k, n, m->n_kv_heads, hd, 0, b->tok_pos);
+    wd_kv_write_ref(ws->k, ws->v, n, b->tok_seq, b->tok_pos, b->seqs, page_size, m->n_kv_heads * hd,
                     k_cache, v_cache);
     wd_attention_gqa_ref(ws->q, n, b->tok_seq, b->tok_pos, b->seqs, k_cache, v_cache, page_size,
-                         c->n_heads, c->n_kv_heads, hd, m->attn_scale, ws->attn);
+                         m->n_heads, m->n_kv_heads, hd, m->attn_scale, ws->attn);
     linear(m, &a->o_proj, ws->attn, n, ws->out);
 }
 
@@ -84,23 +93,27 @@ static void attention_mla(struct wd_model *m, const struct wd_attn_weights *a, f
     linear(m, &a->kv_a_proj, ws->h, n, ws->k);
     for (int64_t t = 0; t < n; t++)
         wd_rmsnorm_ref(ws->k + t * row, a->kv_a_norm, 1, lora, eps, ws->k + t * row);
-    wd_rope_apply_ref(&m->rope, ws->q, n, c->n_heads, m->qk_head_dim, c->qk_nope_head_dim,
+    wd_rope_apply_ref(&m->rope, ws->q, n, m->n_heads, m->qk_head_dim, c->qk_nope_head_dim,
                       b->tok_pos);
     wd_rope_apply_ref(&m->rope, ws->k, n, 1, row, lora, b->tok_pos);
     wd_kv_write_ref(ws->k, NULL, n, b->tok_seq, b->tok_pos, b->seqs, page_size, row, latent_cache,
                     NULL);
     wd_attention_mla_ref(ws->q, n, b->tok_seq, b->tok_pos, b->seqs, latent_cache, page_size,
-                         c->n_heads, lora, c->qk_nope_head_dim, rope, c->v_head_dim, &a->kv_b_proj,
+                         m->n_heads, lora, c->qk_nope_head_dim, rope, c->v_head_dim, &a->kv_b_proj,
                          m->attn_scale, ws->attn);
     linear(m, &a->o_proj, ws->attn, n, ws->out);
 }
 
-/* Routed experts (+ shared experts) for the n rows of ws->h into ws->out. */
-static void moe(struct wd_model *m, const struct wd_layer_weights *L, int64_t n)
+/* Routed experts (+ shared experts) for the n rows of ws->h into ws->out. On a sharded
+ * model each rank adds its experts' (and its slice's) share and the MoE group sums them;
+ * shared experts split over the same group join that sum, whole ones are added after. */
+static enum wd_status moe(struct wd_model *m, const struct wd_layer_weights *L, int64_t n,
+                          struct wd_error *err)
 {
     const struct wd_model_config *c = &m->cfg;
     struct wd_model_workspace *ws = m->ws;
     int E = c->n_routed_experts, K = c->num_experts_per_tok;
+    (void)E;
     size_t H = (size_t)c->hidden_size;
 
     linear(m, &L->router, ws->h, n, ws->router);
@@ -112,25 +125,32 @@ static void moe(struct wd_model *m, const struct wd_layer_weights *L, int64_t n)
         wd_moe_gate_softmax_topk_ref(ws->router, n, E, K, c->norm_topk_prob, ws->topk_idx,
                                      ws->topk_w);
 
-    /* Counting sort of (token, slot) assignments by expert; tokens stay in batch order. */
+    /* Counting sort of the (token, slot) assignments to this rank's experts, by expert;
+     * tokens stay in batch order. Experts are indexed locally: e - expert_begin. */
+    int eb = m->expert_begin, nl = m->expert_end - m->expert_begin;
     int32_t *off = ws->e_count;
-    memset(off, 0, (size_t)(E + 1) * sizeof(int32_t));
-    for (int64_t i = 0; i < n * K; i++)
-        off[ws->topk_idx[i] + 1]++;
-    for (int e = 0; e < E; e++)
+    memset(off, 0, (size_t)(nl + 1) * sizeof(int32_t));
+    for (int64_t i = 0; i < n * K; i++) {
+        int e = ws->topk_idx[i] - eb;
+        if (e >= 0 && e < nl)
+            off[e + 1]++;
+    }
+    for (int e = 0; e < nl; e++)
         off[e + 1] += off[e];
     for (int64_t i = 0; i < n * K; i++) {
-        int e = ws->topk_idx[i];
+        int e = ws->topk_idx[i] - eb;
+        if (e < 0 || e >= nl)
+            continue;
         int32_t at = off[e]++;
         ws->e_token[at] = (int32_t)(i / K);
         ws->e_weight[at] = ws->topk_w[i];
     }
-    for (int e = E; e > 0; e--) /* shift back: off[e] = start of expert e */
+    for (int e = nl; e > 0; e--) /* shift back: off[e] = start of local expert e */
         off[e] = off[e - 1];
     off[0] = 0;
 
     memset(ws->out, 0, (size_t)n * H * sizeof(float));
-    for (int e = 0; e < E; e++) {
+    for (int e = 0; e < nl; e++) {
         int32_t begin = off[e], cnt = off[e + 1] - off[e];
         if (cnt == 0)
             continue;
@@ -146,10 +166,18 @@ static void moe(struct wd_model *m, const struct wd_layer_weights *L, int64_t n)
                 dst[d] += w * src[d];
         }
     }
-    if (L->has_shared) {
+    int shared_split = m->shard.dense_tp_size > 1;
+    if (L->has_shared && shared_split) {
         mlp(m, &L->shared, ws->h, n, ws->e_out);
         add_inplace(ws->out, ws->e_out, (size_t)n * H);
     }
+    WD_CHECK(reduce(m, WD_GROUP_MOE, m->shard.moe_ep_size * m->shard.moe_tp_size, ws->out,
+                    (size_t)n * H, err));
+    if (L->has_shared && !shared_split) {
+        mlp(m, &L->shared, ws->h, n, ws->e_out);
+        add_inplace(ws->out, ws->e_out, (size_t)n * H);
+    }
+    return WD_OK;
 }
 
 static enum wd_status check_batch(const struct wd_model *m, const struct wd_kv_pool *kv,
@@ -200,13 +228,17 @@ enum wd_status wd_model_forward(struct wd_model *m, struct wd_kv_pool *kv,
             attention_mla(m, &L->attn, wd_kv_pool_k(kv, l), b, page_size);
         else
             attention_gqa(m, &L->attn, wd_kv_pool_k(kv, l), wd_kv_pool_v(kv, l), b, page_size);
+        WD_CHECK(reduce(m, WD_GROUP_ATTN_TP, m->shard.attn_tp_size, ws->out, (size_t)n * H, err));
         add_inplace(ws->x, ws->out, (size_t)n * H);
 
         wd_rmsnorm_ref(ws->x, L->post_attn_norm, n, c->hidden_size, eps, ws->h);
-        if (L->is_moe)
-            moe(m, L, n);
-        else
+        if (L->is_moe) {
+            WD_CHECK(moe(m, L, n, err));
+        } else {
             mlp(m, &L->dense, ws->h, n, ws->out);
+            WD_CHECK(
+                reduce(m, WD_GROUP_DENSE, m->shard.dense_tp_size, ws->out, (size_t)n * H, err));
+        }
         add_inplace(ws->x, ws->out, (size_t)n * H);
     }
     for (int i = 0; i < b->n_logits; i++)

@@ -25,10 +25,39 @@
 #include "kernels/threadpool.h"
 #include "kernels/weight.h"
 
+/* Which part of the model this rank holds (all sizes 0 or 1 = the whole model).
+ * Attention heads split attn_tp ways (KV heads too when there are enough, else each rank
+ * keeps the one its query heads use); routed experts split in contiguous blocks of
+ * E / moe_ep per rank, each expert's intermediate dimension split moe_tp ways; dense MLP
+ * layers and shared experts split dense_tp ways. Embedding, router and LM head are whole. */
+struct wd_model_shard {
+    int attn_tp_size, attn_tp_rank;
+    int moe_ep_size, moe_ep_rank;
+    int moe_tp_size, moe_tp_rank;
+    int dense_tp_size, dense_tp_rank;
+};
+
+/* The groups whose partial sums the forward pass reduces. */
+enum wd_model_group {
+    WD_GROUP_ATTN_TP = 0, /* ranks splitting one batch's attention heads */
+    WD_GROUP_MOE,         /* ranks splitting the experts of one batch's tokens */
+    WD_GROUP_DENSE,       /* ranks splitting the dense MLP / shared experts */
+};
+
+/* How a sharded forward talks to the other ranks: the hook sums buf [n] over the group's
+ * ranks in place, bit-identically on each. Unused (NULL) for a whole model. */
+struct wd_model_comm {
+    void *ctx;
+    enum wd_status (*all_reduce)(void *ctx, enum wd_model_group group, float *buf, size_t n,
+                                 struct wd_error *err);
+};
+
 struct wd_model_options {
     int max_batch_tokens; /* most tokens in one forward (>= chunked prefill size + batch) */
     int max_logit_rows;   /* most rows of logits one forward returns */
     int n_threads;        /* CPU threads for the linear layers; 0 = online CPUs */
+    struct wd_model_shard shard;
+    struct wd_model_comm comm;
 };
 
 struct wd_attn_weights {
@@ -55,7 +84,7 @@ struct wd_layer_weights {
     struct wd_mlp_weights dense;    /* dense MLP layers */
     struct wd_weight router;        /* [E, H] */
     float *router_bias;             /* [E] DeepSeek e_score_correction_bias, else NULL */
-    struct wd_mlp_weights *experts; /* [E] */
+    struct wd_mlp_weights *experts; /* [E_local]: experts [expert_begin, expert_end) */
     int has_shared;
     struct wd_mlp_weights shared; /* DeepSeek shared experts (fused: I = moe_I * n_shared) */
 };
@@ -75,7 +104,11 @@ struct wd_model {
     float attn_scale; /* softmax scale, YaRN mscale included */
     int qk_head_dim;  /* per-head q/k width: head_dim, or nope + rope for MLA */
     int v_head_dim;
-    struct wd_arena *arena; /* converted small vectors, FP8 scales, realigned tensors */
+    struct wd_model_shard shard;  /* normalized: every size >= 1 */
+    int n_heads;                  /* attention heads on this rank */
+    int n_kv_heads;               /* GQA KV heads on this rank */
+    int expert_begin, expert_end; /* routed experts held by this rank */
+    struct wd_arena *arena;       /* converted small vectors, FP8 scales, realigned tensors */
     struct wd_threadpool *tp;
     struct wd_model_workspace *ws;
 };

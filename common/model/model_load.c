@@ -119,50 +119,84 @@ static enum wd_status bind_vector(struct binder *b, const char *name, int64_t n,
     return WD_OK;
 }
 
-static enum wd_status bind_mlp(struct binder *b, const char *prefix, int64_t hidden, int64_t inter,
-                               struct wd_mlp_weights *m)
+/* Binds a [rows, cols] matrix and keeps rows [r0, r0 + nr) (a tensor-parallel shard). */
+static enum wd_status bind_rows(struct binder *b, const char *name, int64_t rows, int64_t cols,
+                                int64_t r0, int64_t nr, struct wd_weight *w)
 {
-    char name[512];
-    snprintf(name, sizeof(name), "%s.gate_proj.weight", prefix);
-    WD_CHECK(bind_matrix(b, name, inter, hidden, &m->gate));
-    snprintf(name, sizeof(name), "%s.up_proj.weight", prefix);
-    WD_CHECK(bind_matrix(b, name, inter, hidden, &m->up));
-    snprintf(name, sizeof(name), "%s.down_proj.weight", prefix);
-    return bind_matrix(b, name, hidden, inter, &m->down);
+    WD_CHECK(bind_matrix(b, name, rows, cols, w));
+    if (!b->list_fn && (r0 != 0 || nr != rows))
+        *w = wd_weight_slice_rows(w, r0, nr);
+    return WD_OK;
 }
 
-static enum wd_status bind_attention(struct binder *b, const char *p, struct wd_attn_weights *a)
+/* Binds a [rows, cols] matrix and keeps columns [c0, c0 + nc). */
+static enum wd_status bind_cols(struct binder *b, const char *name, int64_t rows, int64_t cols,
+                                int64_t c0, int64_t nc, struct wd_weight *w)
+{
+    WD_CHECK(bind_matrix(b, name, rows, cols, w));
+    if (!b->list_fn && (c0 != 0 || nc != cols))
+        *w = wd_weight_slice_cols(w, c0, nc);
+    return WD_OK;
+}
+
+/* A gated MLP whose intermediate dimension is split tp ways; this rank keeps part `rank`. */
+static enum wd_status bind_mlp(struct binder *b, const char *prefix, int64_t hidden, int64_t inter,
+                               int tp, int rank, struct wd_mlp_weights *m)
+{
+    char name[512];
+    int64_t part = inter / tp, i0 = part * rank;
+    snprintf(name, sizeof(name), "%s.gate_proj.weight", prefix);
+    WD_CHECK(bind_rows(b, name, inter, hidden, i0, part, &m->gate));
+    snprintf(name, sizeof(name), "%s.up_proj.weight", prefix);
+    WD_CHECK(bind_rows(b, name, inter, hidden, i0, part, &m->up));
+    snprintf(name, sizeof(name), "%s.down_proj.weight", prefix);
+    return bind_cols(b, name, hidden, inter, i0, part, &m->down);
+}
+
+/* Attention of one layer; this rank keeps the heads of its attention-TP part. */
+static enum wd_status bind_attention(struct binder *b, const struct wd_model *m, const char *p,
+                                     struct wd_attn_weights *a)
 {
     const struct wd_model_config *c = b->cfg;
-    int64_t H = c->hidden_size;
+    int64_t H = c->hidden_size, hp = m->n_heads, h0 = hp * m->shard.attn_tp_rank;
     char name[512];
 #define NAME(suffix) (snprintf(name, sizeof(name), "%s.%s", p, suffix), name)
     if (c->arch == WD_ARCH_QWEN3_MOE) {
-        int64_t hd = c->head_dim;
-        WD_CHECK(bind_matrix(b, NAME("q_proj.weight"), c->n_heads * hd, H, &a->q_proj));
-        WD_CHECK(bind_matrix(b, NAME("k_proj.weight"), c->n_kv_heads * hd, H, &a->k_proj));
-        WD_CHECK(bind_matrix(b, NAME("v_proj.weight"), c->n_kv_heads * hd, H, &a->v_proj));
+        int64_t hd = c->head_dim, kvp = m->n_kv_heads;
+        /* KV heads split when there are enough; otherwise this rank keeps the one its
+         * query heads attend with (GQA groups are contiguous). */
+        int64_t kv0 = c->n_kv_heads >= m->shard.attn_tp_size ? kvp * m->shard.attn_tp_rank
+                                                             : h0 / (c->n_heads / c->n_kv_heads);
+        WD_CHECK(
+            bind_rows(b, NAME("q_proj.weight"), c->n_heads * hd, H, h0 * hd, hp * hd, &a->q_proj));
+        WD_CHECK(bind_rows(b, NAME("k_proj.weight"), c->n_kv_heads * hd, H, kv0 * hd, kvp * hd,
+                           &a->k_proj));
+        WD_CHECK(bind_rows(b, NAME("v_proj.weight"), c->n_kv_heads * hd, H, kv0 * hd, kvp * hd,
+                           &a->v_proj));
         WD_CHECK(bind_vector(b, NAME("q_norm.weight"), hd, &a->q_norm));
         WD_CHECK(bind_vector(b, NAME("k_norm.weight"), hd, &a->k_norm));
-        return bind_matrix(b, NAME("o_proj.weight"), H, c->n_heads * hd, &a->o_proj);
+        return bind_cols(b, NAME("o_proj.weight"), H, c->n_heads * hd, h0 * hd, hp * hd,
+                         &a->o_proj);
     }
     int64_t qk = c->qk_nope_head_dim + c->qk_rope_head_dim;
+    int64_t kvb = c->qk_nope_head_dim + c->v_head_dim;
     if (c->q_lora_rank > 0) {
         WD_CHECK(bind_matrix(b, NAME("q_a_proj.weight"), c->q_lora_rank, H, &a->q_a_proj));
         WD_CHECK(bind_vector(b, NAME("q_a_layernorm.weight"), c->q_lora_rank, &a->q_a_norm));
-        WD_CHECK(
-            bind_matrix(b, NAME("q_b_proj.weight"), c->n_heads * qk, c->q_lora_rank, &a->q_b_proj));
+        WD_CHECK(bind_rows(b, NAME("q_b_proj.weight"), c->n_heads * qk, c->q_lora_rank, h0 * qk,
+                           hp * qk, &a->q_b_proj));
     } else {
-        WD_CHECK(bind_matrix(b, NAME("q_proj.weight"), c->n_heads * qk, H, &a->q_proj));
+        WD_CHECK(
+            bind_rows(b, NAME("q_proj.weight"), c->n_heads * qk, H, h0 * qk, hp * qk, &a->q_proj));
     }
+    /* The latent (c_kv, k_pe) is shared by all heads: every rank computes and caches it. */
     WD_CHECK(bind_matrix(b, NAME("kv_a_proj_with_mqa.weight"),
                          c->kv_lora_rank + c->qk_rope_head_dim, H, &a->kv_a_proj));
     WD_CHECK(bind_vector(b, NAME("kv_a_layernorm.weight"), c->kv_lora_rank, &a->kv_a_norm));
-    WD_CHECK(bind_matrix(b, NAME("kv_b_proj.weight"),
-                         (int64_t)c->n_heads * (c->qk_nope_head_dim + c->v_head_dim),
-                         c->kv_lora_rank, &a->kv_b_proj));
-    return bind_matrix(b, NAME("o_proj.weight"), H, (int64_t)c->n_heads * c->v_head_dim,
-                       &a->o_proj);
+    WD_CHECK(bind_rows(b, NAME("kv_b_proj.weight"), (int64_t)c->n_heads * kvb, c->kv_lora_rank,
+                       h0 * kvb, hp * kvb, &a->kv_b_proj));
+    return bind_cols(b, NAME("o_proj.weight"), H, (int64_t)c->n_heads * c->v_head_dim,
+                     h0 * c->v_head_dim, hp * c->v_head_dim, &a->o_proj);
 #undef NAME
 }
 
@@ -179,12 +213,14 @@ static enum wd_status bind_layer(struct binder *b, struct wd_model *m, int l)
     snprintf(name, sizeof(name), "%s.post_attention_layernorm.weight", p);
     WD_CHECK(bind_vector(b, name, H, &L->post_attn_norm));
     snprintf(name, sizeof(name), "%s.self_attn", p);
-    WD_CHECK(bind_attention(b, name, &L->attn));
+    WD_CHECK(bind_attention(b, m, name, &L->attn));
+    const struct wd_model_shard *sh = &m->shard;
 
     L->is_moe = wd_model_config_is_moe_layer(c, l);
     if (!L->is_moe) {
         snprintf(name, sizeof(name), "%s.mlp", p);
-        return bind_mlp(b, name, H, c->intermediate_size, &L->dense);
+        return bind_mlp(b, name, H, c->intermediate_size, sh->dense_tp_size, sh->dense_tp_rank,
+                        &L->dense);
     }
     int E = c->n_routed_experts;
     snprintf(name, sizeof(name), "%s.mlp.gate.weight", p);
@@ -193,18 +229,21 @@ static enum wd_status bind_layer(struct binder *b, struct wd_model *m, int l)
         snprintf(name, sizeof(name), "%s.mlp.gate.e_score_correction_bias", p);
         WD_CHECK(bind_vector(b, name, E, &L->router_bias));
     }
-    L->experts = wd_arena_alloc(b->arena, (size_t)E * sizeof(*L->experts));
+    int n_local = m->expert_end - m->expert_begin;
+    L->experts =
+        wd_arena_alloc(b->arena, (size_t)(n_local > 0 ? n_local : 1) * sizeof(*L->experts));
     if (!L->experts)
         return wd_error_set(b->err, WD_ERR_NOMEM, "layer %d: out of memory", l);
-    for (int e = 0; e < E; e++) {
+    for (int e = m->expert_begin; e < m->expert_end; e++) {
         snprintf(name, sizeof(name), "%s.mlp.experts.%d", p, e);
-        WD_CHECK(bind_mlp(b, name, H, c->moe_intermediate_size, &L->experts[e]));
+        WD_CHECK(bind_mlp(b, name, H, c->moe_intermediate_size, sh->moe_tp_size, sh->moe_tp_rank,
+                          &L->experts[e - m->expert_begin]));
     }
     if (c->arch == WD_ARCH_DEEPSEEK_V3 && c->n_shared_experts > 0) {
         L->has_shared = 1;
         snprintf(name, sizeof(name), "%s.mlp.shared_experts", p);
         WD_CHECK(bind_mlp(b, name, H, (int64_t)c->moe_intermediate_size * c->n_shared_experts,
-                          &L->shared));
+                          sh->dense_tp_size, sh->dense_tp_rank, &L->shared));
     }
     return WD_OK;
 }
@@ -237,6 +276,55 @@ static enum wd_status setup_rope(struct wd_model *m, struct wd_error *err)
     return WD_OK;
 }
 
+/* Normalizes the shard (sizes 0 -> 1), checks the model divides it, and derives this rank's
+ * head counts and expert range. */
+static enum wd_status setup_shard(struct wd_model *m, const struct wd_model_shard *in,
+                                  struct wd_error *err)
+{
+    const struct wd_model_config *c = &m->cfg;
+    struct wd_model_shard sh = *in;
+    int *sizes[] = {&sh.attn_tp_size, &sh.moe_ep_size, &sh.moe_tp_size, &sh.dense_tp_size};
+    int *ranks[] = {&sh.attn_tp_rank, &sh.moe_ep_rank, &sh.moe_tp_rank, &sh.dense_tp_rank};
+    for (int i = 0; i < 4; i++) {
+        if (*sizes[i] <= 0)
+            *sizes[i] = 1;
+        if (*ranks[i] < 0 || *ranks[i] >= *sizes[i])
+            return wd_error_set(err, WD_ERR_INVALID, "shard: rank %d outside a group of %d",
+                                *ranks[i], *sizes[i]);
+    }
+    if (c->n_heads % sh.attn_tp_size)
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "num_attention_heads %d must be divisible by attn_tp_size %d",
+                            c->n_heads, sh.attn_tp_size);
+    int kv = c->arch == WD_ARCH_QWEN3_MOE ? c->n_kv_heads : c->n_heads;
+    if (kv >= sh.attn_tp_size ? kv % sh.attn_tp_size : sh.attn_tp_size % kv)
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "num_key_value_heads %d and attn_tp_size %d: one must divide the other",
+                            kv, sh.attn_tp_size);
+    int E = c->n_routed_experts;
+    if (E > 0 && E % sh.moe_ep_size)
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "num_experts %d must be divisible by moe_ep_size %d", E,
+                            sh.moe_ep_size);
+    if (E > 0 && c->moe_intermediate_size % sh.moe_tp_size)
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "moe_intermediate_size %d must be divisible by moe_tp_size %d",
+                            c->moe_intermediate_size, sh.moe_tp_size);
+    if ((c->intermediate_size % sh.dense_tp_size) ||
+        ((c->moe_intermediate_size * c->n_shared_experts) % sh.dense_tp_size))
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "intermediate_size %d (and shared experts) must be divisible by the "
+                            "dense tp size %d",
+                            c->intermediate_size, sh.dense_tp_size);
+    m->shard = sh;
+    m->n_heads = c->n_heads / sh.attn_tp_size;
+    m->n_kv_heads = kv >= sh.attn_tp_size ? kv / sh.attn_tp_size : 1;
+    int per = E / sh.moe_ep_size;
+    m->expert_begin = per * sh.moe_ep_rank;
+    m->expert_end = m->expert_begin + per;
+    return WD_OK;
+}
+
 static enum wd_status check_supported(const struct wd_model_config *c, struct wd_error *err)
 {
     if (c->arch == WD_ARCH_QWEN3_MOE && c->attention_bias)
@@ -263,6 +351,8 @@ enum wd_status wd_model_create_from(const struct wd_model_config *cfg, struct wd
     m->cfg = *cfg;
     m->st = st;
     enum wd_status st_ = check_supported(&m->cfg, err);
+    if (st_ == WD_OK)
+        st_ = setup_shard(m, &opt->shard, err);
     m->arena = wd_arena_create(1u << 20);
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof(*m->layers));
     if (st_ == WD_OK && (!m->arena || !m->layers))
@@ -311,6 +401,10 @@ enum wd_status wd_model_list_tensors(const struct wd_model_config *cfg, wd_model
                                      void *ctx, struct wd_error *err)
 {
     struct wd_model m = {.cfg = *cfg};
+    struct wd_model_shard whole = {0};
+    enum wd_status st0 = setup_shard(&m, &whole, err);
+    if (st0 != WD_OK)
+        return st0;
     m.arena = wd_arena_create(1u << 16);
     m.layers = calloc((size_t)cfg->n_layers, sizeof(*m.layers));
     enum wd_status st = WD_OK;
@@ -366,7 +460,7 @@ void wd_model_kv_geometry(const struct wd_model *model, int *k_row_p, int *v_row
         *k_row_p = c->kv_lora_rank + c->qk_rope_head_dim;
         *v_row_p = 0;
     } else {
-        *k_row_p = c->n_kv_heads * c->head_dim;
-        *v_row_p = c->n_kv_heads * c->head_dim;
+        *k_row_p = model->n_kv_heads * c->head_dim;
+        *v_row_p = model->n_kv_heads * c->head_dim;
     }
 }

@@ -107,8 +107,8 @@ static void attention_mla(struct wd_model *m, const struct wd_attn_weights *a, f
 /* Routed experts (+ shared experts) for the n rows of ws->h into ws->out. On a sharded
  * model each rank adds its experts' (and its slice's) share and the MoE group sums them;
  * shared experts split over the same group join that sum, whole ones are added after. */
-static enum wd_status moe(struct wd_model *m, const struct wd_layer_weights *L, int64_t n,
-                          struct wd_error *err)
+static enum wd_status moe(struct wd_model *m, const struct wd_layer_weights *L, const float *in,
+                          int64_t n, float *out, struct wd_error *err)
 {
     const struct wd_model_config *c = &m->cfg;
     struct wd_model_workspace *ws = m->ws;
@@ -116,7 +116,7 @@ static enum wd_status moe(struct wd_model *m, const struct wd_layer_weights *L, 
     (void)E;
     size_t H = (size_t)c->hidden_size;
 
-    linear(m, &L->router, ws->h, n, ws->router);
+    linear(m, &L->router, in, n, ws->router);
     if (c->arch == WD_ARCH_DEEPSEEK_V3)
         wd_moe_gate_sigmoid_grouped_ref(ws->router, n, E, K, c->n_group, c->topk_group,
                                         L->router_bias, c->norm_topk_prob,
@@ -149,18 +149,18 @@ static enum wd_status moe(struct wd_model *m, const struct wd_layer_weights *L, 
         off[e] = off[e - 1];
     off[0] = 0;
 
-    memset(ws->out, 0, (size_t)n * H * sizeof(float));
+    memset(out, 0, (size_t)n * H * sizeof(float));
     for (int e = 0; e < nl; e++) {
         int32_t begin = off[e], cnt = off[e + 1] - off[e];
         if (cnt == 0)
             continue;
         for (int32_t j = 0; j < cnt; j++)
-            memcpy(ws->e_in + (size_t)j * H, ws->h + (size_t)ws->e_token[begin + j] * H,
+            memcpy(ws->e_in + (size_t)j * H, in + (size_t)ws->e_token[begin + j] * H,
                    H * sizeof(float));
         mlp(m, &L->experts[e], ws->e_in, cnt, ws->e_out);
         for (int32_t j = 0; j < cnt; j++) {
             float w = ws->e_weight[begin + j];
-            float *dst = ws->out + (size_t)ws->e_token[begin + j] * H;
+            float *dst = out + (size_t)ws->e_token[begin + j] * H;
             const float *src = ws->e_out + (size_t)j * H;
             for (size_t d = 0; d < H; d++)
                 dst[d] += w * src[d];
@@ -168,22 +168,71 @@ static enum wd_status moe(struct wd_model *m, const struct wd_layer_weights *L, 
     }
     int shared_split = m->shard.dense_tp_size > 1;
     if (L->has_shared && shared_split) {
-        mlp(m, &L->shared, ws->h, n, ws->e_out);
-        add_inplace(ws->out, ws->e_out, (size_t)n * H);
+        mlp(m, &L->shared, in, n, ws->e_out);
+        add_inplace(out, ws->e_out, (size_t)n * H);
     }
-    WD_CHECK(reduce(m, WD_GROUP_MOE, m->shard.moe_ep_size * m->shard.moe_tp_size, ws->out,
+    WD_CHECK(reduce(m, WD_GROUP_MOE, m->shard.moe_ep_size * m->shard.moe_tp_size, out,
                     (size_t)n * H, err));
     if (L->has_shared && !shared_split) {
-        mlp(m, &L->shared, ws->h, n, ws->e_out);
-        add_inplace(ws->out, ws->e_out, (size_t)n * H);
+        mlp(m, &L->shared, in, n, ws->e_out);
+        add_inplace(out, ws->e_out, (size_t)n * H);
     }
+    return WD_OK;
+}
+
+/* The feed-forward part of layer L for this rank's n rows of ws->h, into ws->out. With DP
+ * attention, a MoE layer or a dense layer split over several ranks first gathers every DP
+ * rank's rows (an all-reduce of zero-padded blocks: one attention-TP rank of each DP rank
+ * contributes them), runs on all of them, and keeps its own block. */
+static enum wd_status feed_forward(struct wd_model *m, const struct wd_layer_weights *L, int64_t n,
+                                   struct wd_error *err)
+{
+    struct wd_model_workspace *ws = m->ws;
+    const struct wd_model_shard *sh = &m->shard;
+    size_t H = (size_t)m->cfg.hidden_size;
+    int dp = sh->attn_dp_size;
+    enum wd_model_group g = L->is_moe ? WD_GROUP_MOE : WD_GROUP_DENSE;
+    int split = L->is_moe ? sh->moe_ep_size * sh->moe_tp_size : sh->dense_tp_size;
+    if (dp <= 1 || split <= 1) {
+        if (L->is_moe)
+            return moe(m, L, ws->h, n, ws->out, err);
+        mlp(m, &L->dense, ws->h, n, ws->out);
+        return reduce(m, WD_GROUP_DENSE, sh->dense_tp_size, ws->out, (size_t)n * H, err);
+    }
+    float counts[WD_MODEL_MAX_DP];
+    WD_ASSERT(dp <= WD_MODEL_MAX_DP);
+    memset(counts, 0, sizeof(counts));
+    int leader = sh->attn_tp_rank == 0;
+    if (leader)
+        counts[sh->attn_dp_rank] = (float)n;
+    WD_CHECK(m->opt.comm.all_reduce(m->opt.comm.ctx, g, counts, (size_t)dp, err));
+    int64_t total = 0, offset = 0;
+    for (int d = 0; d < dp; d++) {
+        if (d == sh->attn_dp_rank)
+            offset = total;
+        total += (int64_t)counts[d];
+    }
+    WD_ASSERT(total <= (int64_t)m->opt.max_batch_tokens * dp);
+    memset(ws->g_h, 0, (size_t)total * H * sizeof(float));
+    if (leader)
+        memcpy(ws->g_h + (size_t)offset * H, ws->h, (size_t)n * H * sizeof(float));
+    WD_CHECK(m->opt.comm.all_reduce(m->opt.comm.ctx, g, ws->g_h, (size_t)total * H, err));
+    if (L->is_moe) {
+        WD_CHECK(moe(m, L, ws->g_h, total, ws->g_out, err));
+    } else {
+        mlp(m, &L->dense, ws->g_h, total, ws->g_out);
+        WD_CHECK(reduce(m, WD_GROUP_DENSE, split, ws->g_out, (size_t)total * H, err));
+    }
+    memcpy(ws->out, ws->g_out + (size_t)offset * H, (size_t)n * H * sizeof(float));
     return WD_OK;
 }
 
 static enum wd_status check_batch(const struct wd_model *m, const struct wd_kv_pool *kv,
                                   const struct wd_forward_batch *b, struct wd_error *err)
 {
-    if (b->n_tokens <= 0 || b->n_tokens > m->opt.max_batch_tokens)
+    /* An empty batch is how an idle DP rank joins the others' collectives. */
+    int min_tokens = m->shard.attn_dp_size > 1 ? 0 : 1;
+    if (b->n_tokens < min_tokens || b->n_tokens > m->opt.max_batch_tokens)
         return wd_error_set(err, WD_ERR_INVALID, "forward: %lld tokens (limit %d)",
                             (long long)b->n_tokens, m->opt.max_batch_tokens);
     if (b->n_logits < 0 || b->n_logits > m->opt.max_logit_rows)
@@ -232,13 +281,7 @@ enum wd_status wd_model_forward(struct wd_model *m, struct wd_kv_pool *kv,
         add_inplace(ws->x, ws->out, (size_t)n * H);
 
         wd_rmsnorm_ref(ws->x, L->post_attn_norm, n, c->hidden_size, eps, ws->h);
-        if (L->is_moe) {
-            WD_CHECK(moe(m, L, n, err));
-        } else {
-            mlp(m, &L->dense, ws->h, n, ws->out);
-            WD_CHECK(
-                reduce(m, WD_GROUP_DENSE, m->shard.dense_tp_size, ws->out, (size_t)n * H, err));
-        }
+        WD_CHECK(feed_forward(m, L, n, err));
         add_inplace(ws->x, ws->out, (size_t)n * H);
     }
     for (int i = 0; i < b->n_logits; i++)

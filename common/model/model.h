@@ -29,18 +29,26 @@
  * Attention heads split attn_tp ways (KV heads too when there are enough, else each rank
  * keeps the one its query heads use); routed experts split in contiguous blocks of
  * E / moe_ep per rank, each expert's intermediate dimension split moe_tp ways; dense MLP
- * layers and shared experts split dense_tp ways. Embedding, router and LM head are whole. */
+ * layers and shared experts split dense_tp ways. Embedding, router and LM head are whole.
+ * With DP attention (attn_dp > 1) the MoE layers, and dense layers split over more than one
+ * rank, see the tokens of every DP rank: the forward gathers them over the group, runs the
+ * layer on all of them and keeps its own rows, and a DP rank with no work still runs an
+ * empty forward so the others' collectives complete. */
 struct wd_model_shard {
+    int attn_dp_size, attn_dp_rank; /* DP attention: each DP rank runs its own batch */
     int attn_tp_size, attn_tp_rank;
     int moe_ep_size, moe_ep_rank;
     int moe_tp_size, moe_tp_rank;
     int dense_tp_size, dense_tp_rank;
 };
 
+/* Most attention-DP ranks of one instance (the gathers size a small array by it). */
+#define WD_MODEL_MAX_DP 1024
+
 /* The groups whose partial sums the forward pass reduces. */
 enum wd_model_group {
     WD_GROUP_ATTN_TP = 0, /* ranks splitting one batch's attention heads */
-    WD_GROUP_MOE,         /* ranks splitting the experts of one batch's tokens */
+    WD_GROUP_MOE,         /* ranks splitting the experts (the TP group: every DP rank) */
     WD_GROUP_DENSE,       /* ranks splitting the dense MLP / shared experts */
 };
 

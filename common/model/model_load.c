@@ -283,9 +283,11 @@ static enum wd_status setup_shard(struct wd_model *m, const struct wd_model_shar
 {
     const struct wd_model_config *c = &m->cfg;
     struct wd_model_shard sh = *in;
-    int *sizes[] = {&sh.attn_tp_size, &sh.moe_ep_size, &sh.moe_tp_size, &sh.dense_tp_size};
-    int *ranks[] = {&sh.attn_tp_rank, &sh.moe_ep_rank, &sh.moe_tp_rank, &sh.dense_tp_rank};
-    for (int i = 0; i < 4; i++) {
+    int *sizes[] = {&sh.attn_dp_size, &sh.attn_tp_size, &sh.moe_ep_size, &sh.moe_tp_size,
+                    &sh.dense_tp_size};
+    int *ranks[] = {&sh.attn_dp_rank, &sh.attn_tp_rank, &sh.moe_ep_rank, &sh.moe_tp_rank,
+                    &sh.dense_tp_rank};
+    for (int i = 0; i < 5; i++) {
         if (*sizes[i] <= 0)
             *sizes[i] = 1;
         if (*ranks[i] < 0 || *ranks[i] >= *sizes[i])

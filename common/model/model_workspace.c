@@ -21,6 +21,7 @@ enum wd_status wd_model_workspace_create(const struct wd_model *m, struct wd_mod
 {
     const struct wd_model_config *c = &m->cfg;
     size_t T = (size_t)m->opt.max_batch_tokens, H = (size_t)c->hidden_size;
+    size_t G = T * (size_t)m->shard.attn_dp_size; /* rows the MoE / dense layers may see */
     size_t E = (size_t)(c->n_routed_experts > 0 ? c->n_routed_experts : 1);
     size_t K = (size_t)(c->num_experts_per_tok > 0 ? c->num_experts_per_tok : 1);
     int k_row, v_row;
@@ -43,16 +44,18 @@ enum wd_status wd_model_workspace_create(const struct wd_model *m, struct wd_mod
         {(void **)&ws->k, T * (size_t)k_row * 4},
         {(void **)&ws->v, T * (size_t)(v_row > 0 ? v_row : 1) * 4},
         {(void **)&ws->attn, T * (size_t)m->n_heads * (size_t)m->v_head_dim * 4},
-        {(void **)&ws->router, T * E * 4},
-        {(void **)&ws->topk_idx, T * K * 4},
-        {(void **)&ws->topk_w, T * K * 4},
+        {(void **)&ws->router, G * E * 4},
+        {(void **)&ws->topk_idx, G * K * 4},
+        {(void **)&ws->topk_w, G * K * 4},
         {(void **)&ws->e_count, (E + 1) * 4},
-        {(void **)&ws->e_token, T * K * 4},
-        {(void **)&ws->e_weight, T * K * 4},
-        {(void **)&ws->e_in, T * H * 4},
-        {(void **)&ws->e_out, T * H * 4},
-        {(void **)&ws->mlp_tmp, T * 2 * i_max * 4},
+        {(void **)&ws->e_token, G * K * 4},
+        {(void **)&ws->e_weight, G * K * 4},
+        {(void **)&ws->e_in, G * H * 4},
+        {(void **)&ws->e_out, G * H * 4},
+        {(void **)&ws->mlp_tmp, G * 2 * i_max * 4},
         {(void **)&ws->sel, (size_t)m->opt.max_logit_rows * H * 4},
+        {(void **)&ws->g_h, G * H * 4},
+        {(void **)&ws->g_out, G * H * 4},
     };
     size_t n = sizeof(table) / sizeof(table[0]), total = 0;
     for (size_t i = 0; i < n; i++)

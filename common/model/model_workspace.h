@@ -32,6 +32,10 @@ struct wd_model_workspace {
     float *e_out;      /* [T, H] expert output rows */
     float *mlp_tmp;    /* [T, 2 * I_max] gate and up activations */
     float *sel;        /* [max_logit_rows, H] rows whose logits are wanted */
+    /* MoE / dense buffers hold G = T * attn_dp rows: with DP attention the tokens of every
+     * DP rank are gathered there (G = T otherwise). router..mlp_tmp above are G-sized. */
+    float *g_h;   /* [G, H] gathered layer inputs */
+    float *g_out; /* [G, H] gathered layer outputs */
 };
 
 enum wd_status wd_model_workspace_create(const struct wd_model *model,

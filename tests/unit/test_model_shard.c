@@ -1,6 +1,7 @@
 /*
  * Sharded forward (tensor-parallel attention, expert-parallel and expert-TP MoE,
- * TP dense layers) against the golden logits: R ranks run as R threads of this
+ * TP dense layers, DP attention with gathered MoE and an idle DP rank) against the
+ * golden logits: R ranks run as R threads of this
  * process, each holding its shard of the fixture, joined by an all-reduce over a
  * shared array and a barrier (the multi-process transports are tested elsewhere;
  * this checks the slicing and the reduction points). The logits of every rank must
@@ -24,12 +25,14 @@ struct group {
 };
 
 struct rank_ctx {
-    struct group *g;
-    int rank;
+    struct group *g;      /* every rank (MoE and dense groups) */
+    struct group *g_attn; /* this rank's attention-TP group (== g without DP attention) */
+    int rank, attn_rank;  /* index in g and in g_attn */
     const char *model_dir;
     struct wd_model_shard shard;
     const int32_t *ids;
-    int n_tokens;
+    int n_tokens;   /* 0: an idle DP rank */
+    int max_tokens; /* the largest batch of any DP rank */
     int vocab;
     float *logits; /* [n_tokens, vocab] */
     enum wd_status st;
@@ -42,8 +45,9 @@ static enum wd_status all_reduce(void *ctx, enum wd_model_group grp, float *buf,
                                  struct wd_error *err)
 {
     struct rank_ctx *r = ctx;
-    struct group *g = r->g;
-    g->slots[r->rank] = buf;
+    struct group *g = grp == WD_GROUP_ATTN_TP ? r->g_attn : r->g;
+    int me = grp == WD_GROUP_ATTN_TP ? r->attn_rank : r->rank;
+    g->slots[me] = buf;
     pthread_barrier_wait(&g->barrier);
     float *sum = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) {
@@ -62,8 +66,8 @@ static void *rank_main(void *arg)
 {
     struct rank_ctx *r = arg;
     struct wd_error err = {0};
-    struct wd_model_options opt = {.max_batch_tokens = r->n_tokens,
-                                   .max_logit_rows = r->n_tokens,
+    struct wd_model_options opt = {.max_batch_tokens = r->max_tokens,
+                                   .max_logit_rows = r->max_tokens,
                                    .n_threads = 1,
                                    .shard = r->shard,
                                    .comm = {.ctx = r, .all_reduce = all_reduce}};
@@ -137,8 +141,15 @@ static void run_layout(const char *family, int R, int attn_tp, int ep, int moe_t
     struct rank_ctx ctx[MAX_RANKS];
     pthread_t th[MAX_RANKS];
     for (int r = 0; r < R; r++) {
-        ctx[r] = (struct rank_ctx){
-            .g = &g, .rank = r, .model_dir = dir, .ids = ids, .n_tokens = n, .vocab = vocab};
+        ctx[r] = (struct rank_ctx){.g = &g,
+                                   .g_attn = &g,
+                                   .rank = r,
+                                   .attn_rank = r,
+                                   .model_dir = dir,
+                                   .ids = ids,
+                                   .n_tokens = n,
+                                   .max_tokens = n,
+                                   .vocab = vocab};
         /* Layout as SGLang builds it without DP attention: MoE-TP groups contiguous,
          * moe_ep_rank = rank / moe_tp. */
         ctx[r].shard = (struct wd_model_shard){.attn_tp_size = attn_tp,
@@ -206,10 +217,139 @@ static void test_tp4_ep4_dense_whole(void)
     run_layout("tiny-deepseek-v3", 4, 4, 4, 1, 1);
 }
 
+struct prompt {
+    int32_t *ids;
+    int n;
+    float *ref; /* [n, vocab] */
+};
+
+/* Loads prompt i of a family's golden set with its fp32 logits. */
+static int load_prompt(const char *family, int i, int *vocab_p, struct prompt *p)
+{
+    char rel[256];
+    snprintf(rel, sizeof(rel), "tests/fixtures/%s/golden/golden.json", family);
+    json_t *root = json_load_file(wd_test_src(rel), 0, NULL);
+    if (!root)
+        return -1;
+    int vocab = (int)json_integer_value(json_object_get(root, "vocab_size"));
+    json_t *prompts = json_object_get(root, "prompts");
+    size_t before = 0;
+    for (int k = 0; k < i; k++)
+        before += json_array_size(json_object_get(json_array_get(prompts, k), "ids"));
+    json_t *jids = json_object_get(json_array_get(prompts, i), "ids");
+    p->n = (int)json_array_size(jids);
+    p->ids = malloc((size_t)p->n * sizeof(int32_t));
+    for (int k = 0; k < p->n; k++)
+        p->ids[k] = (int32_t)json_integer_value(json_array_get(jids, k));
+    json_decref(root);
+    snprintf(rel, sizeof(rel), "tests/fixtures/%s/golden/logits_fp32.bin", family);
+    FILE *f = fopen(wd_test_src(rel), "rb");
+    size_t cnt = (size_t)p->n * (size_t)vocab;
+    p->ref = malloc(cnt * sizeof(float));
+    int ok = f && fseek(f, (long)(before * (size_t)vocab * sizeof(float)), SEEK_SET) == 0 &&
+             fread(p->ref, sizeof(float), cnt, f) == cnt;
+    if (f)
+        fclose(f);
+    *vocab_p = vocab;
+    return ok ? 0 : -1;
+}
+
+/* DP attention: R ranks in dp blocks of attn_tp; DP rank d runs golden prompt
+ * prompt_of[d] (-1: idle, an empty forward); experts split ep ways over all ranks. */
+static void run_dp(const char *family, int R, int dp, int ep, int dense_tp, const int *prompt_of)
+{
+    int attn_tp = R / dp, moe_tp = R / ep, vocab = 0, max_tokens = 1;
+    struct prompt pr[MAX_RANKS] = {{0}};
+    for (int d = 0; d < dp; d++) {
+        if (prompt_of[d] < 0)
+            continue;
+        WD_EXPECT(load_prompt(family, prompt_of[d], &vocab, &pr[d]) == 0);
+        if (pr[d].n > max_tokens)
+            max_tokens = pr[d].n;
+    }
+    char rel[256], dir[4096];
+    snprintf(rel, sizeof(rel), "tests/fixtures/%s/fp32", family);
+    snprintf(dir, sizeof(dir), "%s", wd_test_src(rel));
+    struct group all = {.n = R}, attn[MAX_RANKS];
+    pthread_barrier_init(&all.barrier, NULL, (unsigned)R);
+    for (int d = 0; d < dp; d++) {
+        attn[d] = (struct group){.n = attn_tp};
+        pthread_barrier_init(&attn[d].barrier, NULL, (unsigned)attn_tp);
+    }
+    struct rank_ctx ctx[MAX_RANKS];
+    pthread_t th[MAX_RANKS];
+    for (int r = 0; r < R; r++) {
+        int d = r / attn_tp;
+        ctx[r] = (struct rank_ctx){.g = &all,
+                                   .g_attn = &attn[d],
+                                   .rank = r,
+                                   .attn_rank = r % attn_tp,
+                                   .model_dir = dir,
+                                   .ids = pr[d].ids,
+                                   .n_tokens = pr[d].n,
+                                   .max_tokens = max_tokens,
+                                   .vocab = vocab};
+        ctx[r].shard = (struct wd_model_shard){.attn_dp_size = dp,
+                                               .attn_dp_rank = d,
+                                               .attn_tp_size = attn_tp,
+                                               .attn_tp_rank = r % attn_tp,
+                                               .moe_ep_size = ep,
+                                               .moe_ep_rank = r / moe_tp,
+                                               .moe_tp_size = moe_tp,
+                                               .moe_tp_rank = r % moe_tp,
+                                               .dense_tp_size = dense_tp,
+                                               .dense_tp_rank = dense_tp > 1 ? r : 0};
+        ctx[r].logits = malloc((size_t)max_tokens * (size_t)(vocab ? vocab : 1) * sizeof(float));
+        pthread_create(&th[r], NULL, rank_main, &ctx[r]);
+    }
+    for (int r = 0; r < R; r++)
+        pthread_join(th[r], NULL);
+    double worst = 0;
+    for (int r = 0; r < R; r++) {
+        int d = r / attn_tp;
+        WD_EXPECT_MSG(ctx[r].st == WD_OK, "%s dp rank %d: %s", family, r, ctx[r].msg);
+        if (ctx[r].st != WD_OK || prompt_of[d] < 0)
+            continue;
+        for (int t = 0; t < pr[d].n; t++) {
+            double scale = 0, e = 0;
+            for (int j = 0; j < vocab; j++) {
+                double a = fabs(pr[d].ref[(size_t)t * vocab + j]);
+                double x =
+                    fabs(ctx[r].logits[(size_t)t * vocab + j] - pr[d].ref[(size_t)t * vocab + j]);
+                scale = a > scale ? a : scale;
+                e = x > e ? x : e;
+            }
+            worst = e / scale > worst ? e / scale : worst;
+        }
+    }
+    printf("  %s tp%d dp%d ep%d dense_tp%d (DP attention): max rel err %.3g\n", family, R, dp, ep,
+           dense_tp, worst);
+    WD_EXPECT_MSG(worst <= 1e-4, "%s DP attention: rel err %.3g", family, worst);
+    for (int r = 0; r < R; r++)
+        free(ctx[r].logits);
+    for (int d = 0; d < dp; d++) {
+        pthread_barrier_destroy(&attn[d].barrier);
+        free(pr[d].ids);
+        free(pr[d].ref);
+    }
+    pthread_barrier_destroy(&all.barrier);
+}
+
+static void test_dp_attention(void)
+{
+    int four[] = {0, 3, 1, 4}, two[] = {4, 2}, idle[] = {2, -1};
+    run_dp("tiny-qwen3-moe", 4, 4, 4, 4, four); /* tp4 ep4 dp4 */
+    run_dp("tiny-deepseek-v3", 4, 4, 4, 4, four);
+    run_dp("tiny-qwen3-moe", 4, 2, 4, 4, two); /* tp4 dp2 ep4: attn_tp 2 */
+    run_dp("tiny-deepseek-v3", 4, 2, 4, 1, two);
+    run_dp("tiny-deepseek-v3", 2, 2, 2, 2, idle); /* one DP rank idle */
+}
+
 int main(void)
 {
     WD_RUN(test_tp2_ep2);
     WD_RUN(test_tp4_ep2_moe_tp2);
     WD_RUN(test_tp4_ep4_dense_whole);
+    WD_RUN(test_dp_attention);
     return wd_test_finish();
 }

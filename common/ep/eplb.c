@@ -454,7 +454,7 @@ enum wd_status wd_eplb_rebalance_algo(enum wd_eplb_algorithm algo, const double 
                                       int n_nodes, int n_gpus, int32_t *phy2log, int32_t *log2phy,
                                       int max_replicas, int32_t *logcnt, struct wd_error *err)
 {
-    struct shape sh;
+    struct shape sh = {0};
     WD_CHECK(check_shape(algo, n_layers, n_logical, n_physical, n_groups, n_nodes, n_gpus,
                          max_replicas, &sh, err));
     for (long i = 0; i < (long)n_layers * n_logical; i++) {

@@ -161,9 +161,9 @@ def _fair(cands, k, rng):
     return out
 
 
-def static_dispatch_maps(log2phy, n_phy, n_gpus, n_nodes):
-    """log2phy: [layers][logical][X] -1 padded. Returns [n_gpus][layers][logical]: the slot each
-    EP rank sends each logical expert to. n_nodes = 0 disables the same-node preference."""
+def _all_maps(log2phy, n_phy, n_gpus, n_nodes):
+    """SGLang's compute_logical_to_rank_dispatch_physical_map on log2phy, for every rank:
+    [n_gpus][layers][logical]."""
     rng = random.Random(42)
     per_gpu = n_phy // n_gpus
     gpus_per_node = n_gpus // n_nodes if n_nodes else None
@@ -173,16 +173,49 @@ def static_dispatch_maps(log2phy, n_phy, n_gpus, n_nodes):
     for l in range(n_layers):
         for e in range(n_log):
             cands = [p for p in log2phy[l][e] if p != -1]
-            remaining = []
-            for r in range(n_gpus):
-                v = _nearest(cands, per_gpu, r, gpus_per_node, per_node)
-                out[r][l][e] = v
-                if v == -1:
-                    remaining.append(r)
+            picks = [_nearest(cands, per_gpu, r, gpus_per_node, per_node) for r in range(n_gpus)]
+            remaining = [r for r in range(n_gpus) if picks[r] == -1]
             if remaining:
                 for r, c in zip(remaining, _fair(cands, len(remaining), rng)):
-                    out[r][l][e] = c
+                    picks[r] = c
+            for r in range(n_gpus):
+                out[r][l][e] = picks[r]
     return out
+
+
+def static_dispatch_maps(log2phy, n_phy, n_gpus, n_nodes, nearest_only=False):
+    """log2phy: [layers][logical][X] -1 padded. Returns [n_gpus][layers][logical]: the slot each
+    EP rank sends each logical expert to. n_nodes = 0 disables the same-node preference.
+    nearest_only: SGLang's init_by_mapping with an a2a backend, where each rank first shrinks
+    every candidate list to its nearest replica (when it has one) and then builds the map."""
+    per_gpu = n_phy // n_gpus
+    gpus_per_node = n_gpus // n_nodes if n_nodes else None
+    per_node = per_gpu * gpus_per_node if n_nodes else None
+    if not nearest_only:
+        return _all_maps(log2phy, n_phy, n_gpus, n_nodes)
+    maps = []
+    for rank in range(n_gpus):
+        table = []
+        for layer in log2phy:
+            rows = []
+            for slots in layer:
+                cands = [p for p in slots if p != -1]
+                near = _nearest(cands, per_gpu, rank, gpus_per_node, per_node)
+                rows.append([near] if near != -1 else cands)
+            table.append(rows)
+        maps.append(_all_maps(table, n_phy, n_gpus, n_nodes)[rank])
+    return maps
+
+
+def mapping_log2phy(phy2log, n_log):
+    """log2phy of a physical_to_logical_map as SGLang's init_by_mapping builds it: each
+    expert's slots in increasing order, padded with -1."""
+    table = [[[] for _ in range(n_log)] for _ in phy2log]
+    for l, row in enumerate(phy2log):
+        for slot, e in enumerate(row):
+            table[l][e].append(slot)
+    width = max(len(c) for layer in table for c in layer)
+    return [[c + [-1] * (width - len(c)) for c in layer] for layer in table]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,6 +255,8 @@ def _weights(rng, kind, n_layers, n_log):
     for _ in range(n_layers):
         if kind == "killer":
             row = list({64: KILLER_64, 100: KILLER_100}[n_log])
+        elif kind == "hot":  # one expert takes nearly all the load
+            row = [10000] + [rng.randrange(1, 10) for _ in range(n_log - 1)]
         elif kind == "zipf":  # realistic skew: a few hot experts
             row = [int(1000 / (1 + rng.randrange(n_log)) ** 1.2 * rng.uniform(0.5, 2))
                    for _ in range(n_log)]
@@ -263,6 +298,7 @@ CASES = [
     (2, 16, 64, 4, 2, 2, "ties", "deepseek"),     # 32 slots per GPU
     (1, 64, 64, 0, 1, 2, "killer", "auto"),       # introsort's heap-sort fallback
     (1, 100, 100, 0, 1, 4, "killer", "auto"),
+    (2, 4, 28, 0, 1, 28, "hot", "auto"),          # 25 replicas: random.sample's set method
 ]
 
 
@@ -275,7 +311,8 @@ def write_fixtures(out_dir):
              "# then lines: weight, phy2log, logcnt, log2phy (width columns, -1 padded)"]
     dispatch = ["# SGLang static dispatch maps for the cases above, written by "
                 "tests/tools/eplb_reference.py; do not edit.",
-                "# case index, nodes (0 = no same-node preference), then per rank: the map"]
+                "# dispatch <case index> <eplb|mapping> <nodes, 0 = no same-node preference>"
+                " <nearest_only>, then lines: rank <r> <map [layers][logical]>"]
     for idx, (n_layers, n_log, n_phy, n_groups, n_nodes, n_gpus, kind, algo) in \
             enumerate(CASES):
         if kind == "readme":
@@ -290,10 +327,17 @@ def write_fixtures(out_dir):
         lines.append("phy2log " + " ".join(str(v) for v in _flat(phy2log)))
         lines.append("logcnt " + " ".join(str(v) for v in _flat(logcnt)))
         lines.append("log2phy " + " ".join(str(v) for v in _flat(log2phy)))
-        for nodes in sorted({n_nodes, 0}):
-            maps = static_dispatch_maps(log2phy, n_phy, n_gpus, nodes)
-            dispatch.append("dispatch %d %d" % (idx, nodes))
-            for r in range(n_gpus):
+        # Static dispatch maps: from the EPLB result, and from its phy2log loaded as a mapping
+        # (with and without the per-rank nearest-only shrink); ranks subsampled for big EP.
+        ranks = range(n_gpus) if n_gpus <= 32 else [0, 1, n_gpus // 2, n_gpus - 1]
+        l2p_map = mapping_log2phy(phy2log, n_log)
+        modes = [("eplb", log2phy, n_nodes, False), ("mapping", l2p_map, n_nodes, True)]
+        if n_nodes > 1:
+            modes += [("eplb", log2phy, 0, False), ("mapping", l2p_map, n_nodes, False)]
+        for mode, table, nodes, nearest_only in modes:
+            maps = static_dispatch_maps(table, n_phy, n_gpus, nodes, nearest_only)
+            dispatch.append("dispatch %d %s %d %d" % (idx, mode, nodes, int(nearest_only)))
+            for r in ranks:
                 dispatch.append("rank %d " % r + " ".join(str(v) for v in _flat(maps[r])))
     with open(os.path.join(out_dir, "rebalance_cases.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -18,6 +18,9 @@
  *     of the hierarchical policy), is computed here exactly (in double, then rounded once).
  *     It equals torch's whenever the group sum is exact in float32, which holds for token
  *     counts below 2^24 per group; beyond that torch's own last bit depends on its SIMD width.
+ * SGLang (0.5.x) vendors a modified eplb.py whose balanced_packing sums pack loads as Python
+ * floats (doubles) instead of float32 tensors; on rare near-ties its layout differs from
+ * eplb.py's. We follow eplb.py (tests/tools/eplb_reference.py was checked against it).
  */
 #include "common/ep/eplb.h"
 
@@ -449,6 +452,21 @@ static size_t max_sz(size_t a, size_t b)
     return a > b ? a : b;
 }
 
+/* Carve n elements off the front of a scratch block. */
+static float *take_f(float **p, size_t n)
+{
+    float *r = *p;
+    *p += n;
+    return r;
+}
+
+static int32_t *take_i(int32_t **p, size_t n)
+{
+    int32_t *r = *p;
+    *p += n;
+    return r;
+}
+
 enum wd_status wd_eplb_rebalance_algo(enum wd_eplb_algorithm algo, const double *weight,
                                       int n_layers, int n_logical, int n_physical, int n_groups,
                                       int n_nodes, int n_gpus, int32_t *phy2log, int32_t *log2phy,
@@ -480,26 +498,28 @@ enum wd_status wd_eplb_rebalance_algo(enum wd_eplb_algorithm algo, const double 
 
     float *f = (float *)block;
     struct layer_work lw;
-    lw.w = f, f += nl;
-    lw.group_w = f, f += ng;
-    lw.node_w = f, f += nl_node;
-    lw.phy_w = f, f += np_node;
     struct scratch s;
-    s.pack_load = f, f += n_packs;
+    lw.w = take_f(&f, nl);
+    lw.group_w = take_f(&f, ng);
+    lw.node_w = take_f(&f, nl_node);
+    lw.phy_w = take_f(&f, np_node);
+    s.pack_load = take_f(&f, n_packs);
     int32_t *ip = (int32_t *)f;
-    lw.g_pack = ip, ip += ng;
-    lw.g_rank = ip, ip += ng;
-    lw.log2mlog = ip, ip += nl;
-    lw.mlog2log = ip, ip += nl;
-    lw.phy2mlog = ip, ip += np;
-    lw.phy_rank = ip, ip += np;
-    lw.mlog_cnt = ip, ip += nl;
-    lw.g_of_phy = ip, ip += np_node;
-    lw.r_of_phy = ip, ip += np_node;
-    lw.pphy2phy = ip, ip += np_node;
-    s.pack_n = ip, ip += n_packs;
-    int32_t *st_phy2log = ip, *st_rank = ip + total_phy, *st_cnt = ip + 2 * total_phy;
-    s.items = (struct item *)(st_cnt + total_log);
+    lw.g_pack = take_i(&ip, ng);
+    lw.g_rank = take_i(&ip, ng);
+    lw.log2mlog = take_i(&ip, nl);
+    lw.mlog2log = take_i(&ip, nl);
+    lw.phy2mlog = take_i(&ip, np);
+    lw.phy_rank = take_i(&ip, np);
+    lw.mlog_cnt = take_i(&ip, nl);
+    lw.g_of_phy = take_i(&ip, np_node);
+    lw.r_of_phy = take_i(&ip, np_node);
+    lw.pphy2phy = take_i(&ip, np_node);
+    s.pack_n = take_i(&ip, n_packs);
+    int32_t *st_phy2log = take_i(&ip, total_phy); /* results, copied out on success */
+    int32_t *st_rank = take_i(&ip, total_phy);
+    int32_t *st_cnt = take_i(&ip, total_log);
+    s.items = (struct item *)ip;
 
     int need = 0;
     for (int l = 0; l < n_layers; l++) {

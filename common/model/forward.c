@@ -107,9 +107,10 @@ static void attention_mla(struct wd_model *m, const struct wd_attn_weights *a, f
 /* Routed experts (+ shared experts) for the n rows of ws->h into ws->out. On a sharded
  * model each rank adds its experts' (and its slice's) share and the MoE group sums them;
  * shared experts split over the same group join that sum, whole ones are added after. */
-static enum wd_status moe(struct wd_model *m, const struct wd_layer_weights *L, const float *in,
-                          int64_t n, float *out, struct wd_error *err)
+static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_t n, float *out,
+                          struct wd_error *err)
 {
+    const struct wd_layer_weights *L = &m->layers[layer];
     const struct wd_model_config *c = &m->cfg;
     struct wd_model_workspace *ws = m->ws;
     int E = c->n_routed_experts, K = c->num_experts_per_tok;
@@ -124,6 +125,8 @@ static enum wd_status moe(struct wd_model *m, const struct wd_layer_weights *L, 
     else
         wd_moe_gate_softmax_topk_ref(ws->router, n, E, K, c->norm_topk_prob, ws->topk_idx,
                                      ws->topk_w);
+    if (m->opt.recorder)
+        wd_expert_recorder_add(m->opt.recorder, layer, ws->topk_idx, n);
 
     /* Counting sort of the (token, slot) assignments to this rank's experts, by expert;
      * tokens stay in batch order. Experts are indexed locally: e - expert_begin. */
@@ -184,9 +187,9 @@ static enum wd_status moe(struct wd_model *m, const struct wd_layer_weights *L, 
  * attention, a MoE layer or a dense layer split over several ranks first gathers every DP
  * rank's rows (an all-reduce of zero-padded blocks: one attention-TP rank of each DP rank
  * contributes them), runs on all of them, and keeps its own block. */
-static enum wd_status feed_forward(struct wd_model *m, const struct wd_layer_weights *L, int64_t n,
-                                   struct wd_error *err)
+static enum wd_status feed_forward(struct wd_model *m, int layer, int64_t n, struct wd_error *err)
 {
+    const struct wd_layer_weights *L = &m->layers[layer];
     struct wd_model_workspace *ws = m->ws;
     const struct wd_model_shard *sh = &m->shard;
     size_t H = (size_t)m->cfg.hidden_size;
@@ -195,7 +198,7 @@ static enum wd_status feed_forward(struct wd_model *m, const struct wd_layer_wei
     int split = L->is_moe ? sh->moe_ep_size * sh->moe_tp_size : sh->dense_tp_size;
     if (dp <= 1 || split <= 1) {
         if (L->is_moe)
-            return moe(m, L, ws->h, n, ws->out, err);
+            return moe(m, layer, ws->h, n, ws->out, err);
         mlp(m, &L->dense, ws->h, n, ws->out);
         return reduce(m, WD_GROUP_DENSE, sh->dense_tp_size, ws->out, (size_t)n * H, err);
     }
@@ -218,7 +221,7 @@ static enum wd_status feed_forward(struct wd_model *m, const struct wd_layer_wei
         memcpy(ws->g_h + (size_t)offset * H, ws->h, (size_t)n * H * sizeof(float));
     WD_CHECK(m->opt.comm.all_reduce(m->opt.comm.ctx, g, ws->g_h, (size_t)total * H, err));
     if (L->is_moe) {
-        WD_CHECK(moe(m, L, ws->g_h, total, ws->g_out, err));
+        WD_CHECK(moe(m, layer, ws->g_h, total, ws->g_out, err));
     } else {
         mlp(m, &L->dense, ws->g_h, total, ws->g_out);
         WD_CHECK(reduce(m, WD_GROUP_DENSE, split, ws->g_out, (size_t)total * H, err));
@@ -269,6 +272,8 @@ enum wd_status wd_model_forward(struct wd_model *m, struct wd_kv_pool *kv,
     float eps = (float)c->rms_norm_eps;
     int page_size = kv->cfg.page_size;
 
+    if (m->opt.recorder)
+        wd_expert_recorder_begin_pass(m->opt.recorder);
     wd_embedding_ref(&m->embed, b->ids, n, ws->x);
     for (int l = 0; l < c->n_layers; l++) {
         const struct wd_layer_weights *L = &m->layers[l];
@@ -281,7 +286,7 @@ enum wd_status wd_model_forward(struct wd_model *m, struct wd_kv_pool *kv,
         add_inplace(ws->x, ws->out, (size_t)n * H);
 
         wd_rmsnorm_ref(ws->x, L->post_attn_norm, n, c->hidden_size, eps, ws->h);
-        WD_CHECK(feed_forward(m, L, n, err));
+        WD_CHECK(feed_forward(m, l, n, err));
         add_inplace(ws->x, ws->out, (size_t)n * H);
     }
     for (int i = 0; i < b->n_logits; i++)

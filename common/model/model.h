@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "common/config/model_config.h"
+#include "common/ep/expert_recorder.h"
 #include "common/kv/kv_pool.h"
 #include "common/model/safetensors.h"
 #include "common/util/arena.h"
@@ -66,6 +67,8 @@ struct wd_model_options {
     int n_threads;        /* CPU threads for the linear layers; 0 = online CPUs */
     struct wd_model_shard shard;
     struct wd_model_comm comm;
+    /* Borrowed, may be NULL: every forward pass reports its routing here (EPLB input). */
+    struct wd_expert_recorder *recorder;
 };
 
 struct wd_attn_weights {

@@ -232,6 +232,64 @@ static void test_seeded_sampling(void)
     teardown(&f);
 }
 
+/* The forward reports every MoE layer's routing to the recorder: top_k entries per token
+ * on MoE layers, nothing on the dense layer. */
+static void test_expert_recorder(void)
+{
+    struct wd_expert_recorder *rec = NULL;
+    struct wd_model *m = NULL;
+    struct wd_error err = {0};
+    struct wd_model_config cfg;
+    WD_EXPECT_EQ_INT(
+        wd_model_config_load(wd_test_src("tests/fixtures/tiny-qwen3-moe/fp32"), &cfg, &err), WD_OK);
+    struct wd_expert_recorder_config rc = {.mode = WD_RECORD_STAT,
+                                           .n_layers = cfg.n_layers,
+                                           .n_experts = cfg.n_routed_experts,
+                                           .top_k = cfg.num_experts_per_tok,
+                                           .buffer_size = 8};
+    WD_EXPECT_EQ_INT(wd_expert_recorder_create(&rc, &rec, &err), WD_OK);
+    struct wd_model_options opt = {
+        .max_batch_tokens = 16, .max_logit_rows = 16, .n_threads = 1, .recorder = rec};
+    WD_EXPECT_EQ_INT(
+        wd_model_create(wd_test_src("tests/fixtures/tiny-qwen3-moe/fp32"), &opt, &m, &err), WD_OK);
+    struct wd_kv_pool *kv = NULL;
+    struct wd_kv_pool_config kc = {.n_layers = cfg.n_layers, .page_size = 16, .n_pages = 1};
+    if (m) {
+        wd_model_kv_geometry(m, &kc.k_row, &kc.v_row);
+        WD_EXPECT_EQ_INT(wd_kv_pool_create(&kc, &kv, &err), WD_OK);
+    }
+    if (m && kv) {
+        int32_t page = 0, seq[9] = {0}, pos[9];
+        for (int i = 0; i < 9; i++)
+            pos[i] = i;
+        struct wd_attn_seq s = {.page_table = &page, .n_ctx = 9};
+        struct wd_forward_batch b = {.n_tokens = 9,
+                                     .ids = k_prompt,
+                                     .tok_seq = seq,
+                                     .tok_pos = pos,
+                                     .n_seqs = 1,
+                                     .seqs = &s,
+                                     .n_logits = 1,
+                                     .logit_rows = pos + 8};
+        float *logits = malloc((size_t)cfg.vocab_size * sizeof(float));
+        WD_EXPECT_EQ_INT(wd_model_forward(m, kv, &b, logits, &err), WD_OK);
+        free(logits);
+        double *c = calloc((size_t)cfg.n_layers * cfg.n_routed_experts, sizeof(double));
+        WD_EXPECT_EQ_INT(wd_expert_recorder_counts(rec, c), 1);
+        for (int l = 0; l < cfg.n_layers; l++) {
+            double sum = 0;
+            for (int e = 0; e < cfg.n_routed_experts; e++)
+                sum += c[l * cfg.n_routed_experts + e];
+            WD_EXPECT_NEAR(
+                sum, wd_model_config_is_moe_layer(&cfg, l) ? 9 * cfg.num_experts_per_tok : 0, 0);
+        }
+        free(c);
+    }
+    wd_kv_pool_destroy(kv);
+    wd_model_destroy(m);
+    wd_expert_recorder_destroy(rec);
+}
+
 int main(void)
 {
     WD_RUN(test_admission_and_pages);
@@ -239,5 +297,6 @@ int main(void)
     WD_RUN(test_bad_requests);
     WD_RUN(test_stop_and_context);
     WD_RUN(test_seeded_sampling);
+    WD_RUN(test_expert_recorder);
     return wd_test_finish();
 }

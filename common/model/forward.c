@@ -13,7 +13,7 @@
 
 #include "common/model/model.h"
 #include "common/model/model_workspace.h"
-#include "kernels/attention_mla.h"
+#include "kernels/attention_mla_cpu.h"
 #include "kernels/embedding.h"
 #include "kernels/linear_cpu.h"
 #include "kernels/mlp.h"
@@ -98,9 +98,9 @@ static void attention_mla(struct wd_model *m, const struct wd_attn_weights *a, f
     wd_rope_apply_ref(&m->rope, ws->k, n, 1, row, lora, b->tok_pos);
     wd_kv_write_ref(ws->k, NULL, n, b->tok_seq, b->tok_pos, b->seqs, page_size, row, latent_cache,
                     NULL);
-    wd_attention_mla_ref(ws->q, n, b->tok_seq, b->tok_pos, b->seqs, latent_cache, page_size,
+    wd_attention_mla_cpu(ws->q, n, b->tok_seq, b->tok_pos, b->seqs, latent_cache, page_size,
                          m->n_heads, lora, c->qk_nope_head_dim, rope, c->v_head_dim, &a->kv_b_proj,
-                         m->attn_scale, ws->attn);
+                         a->uk_t, m->attn_scale, ws->attn, m->tp);
     linear(m, &a->o_proj, ws->attn, n, ws->out);
 }
 

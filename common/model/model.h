@@ -81,7 +81,8 @@ struct wd_attn_weights {
     struct wd_weight kv_a_proj;          /* [kv_lora_rank + rope, H] */
     float *kv_a_norm;                    /* [kv_lora_rank] */
     struct wd_weight kv_b_proj;          /* [heads*(nope+v), kv_lora_rank] */
-    struct wd_weight o_proj;             /* [H, heads*v] */
+    float *uk_t;             /* [heads * kv_lora_rank, nope] W_UK transposed, f32 (CPU MLA) */
+    struct wd_weight o_proj; /* [H, heads*v] */
 };
 
 struct wd_mlp_weights {

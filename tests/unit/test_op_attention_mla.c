@@ -9,6 +9,7 @@
 
 #include "common/util/status.h"
 #include "kernels/attention_mla.h"
+#include "kernels/attention_mla_cpu.h"
 #include "tests/unit/wd_fixture.h"
 #include "tests/unit/wd_test.h"
 
@@ -83,6 +84,21 @@ static void run(struct wd_fixture *fx, enum wd_dtype kv_b_dtype, int decode_only
     char what[64];
     snprintf(what, sizeof(what), "mla %s kv_b %s", decode_only ? "decode" : "prefill",
              wd_dtype_name(kv_b_dtype));
+    /* The CPU backend's MLA (transposed W_UK, threads) against the reference. */
+    float *uk_t = malloc(sizeof(float) * (size_t)h * rank * nope);
+    float *fast = malloc(sizeof(float) * (size_t)n_q * orow);
+    wd_mla_uk_transpose(&w, h, nope, vd, rank, uk_t);
+    struct wd_threadpool *tp = NULL;
+    WD_EXPECT_EQ_INT(wd_threadpool_create(2, &tp), WD_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        wd_attention_mla_cpu(qs, n_q, decode_only ? sseq : tseq, decode_only ? spos : tpos, seqs,
+                             cache, PAGE_SIZE, h, rank, nope, rope, vd, &w, uk_t, scale, fast,
+                             pass ? tp : NULL);
+        wd_expect_close(what, fast, out, (int64_t)n_q * orow, 1e-5, 1e-5);
+    }
+    wd_threadpool_destroy(tp);
+    free(uk_t);
+    free(fast);
     if (kv_b_dtype == WD_DTYPE_F32) {
         wd_expect_close(what, out, decode_only ? wsel : want, (int64_t)n_q * orow, 1e-5, 1e-4);
     } else {

@@ -11,7 +11,9 @@
 
 #include "common/config/flags.h"
 #include "common/config/generation_config.h"
+#include "common/config/server_args.h"
 #include "common/layout/layout.h"
+#include "common/sched/offline_ranks.h"
 #include "common/sched/scheduler.h"
 #include "common/tokenizer/chat_template.h"
 #include "common/tokenizer/tokenizer.h"
@@ -21,6 +23,7 @@ struct opts {
     const char *model_path, *prompt, *input_ids, *prompts_file, *log_level;
     int max_new_tokens, top_k, seed, chat, json, logprobs, page_size, chunked_prefill_size;
     int max_running_requests, context_length, max_total_tokens, threads, ignore_eos;
+    int timeout_ms;
     float temperature, top_p, min_p;
 };
 
@@ -37,6 +40,8 @@ struct prompt_slot {
 
 struct run {
     struct opts o;
+    struct wd_server_args sargs;     /* layout and EPLB flags (SGLang's spellings) */
+    struct wd_parallel_args pargs;
     struct prompt_slot *slots;
     int n_slots;
     struct wd_tokenizer *tok;
@@ -194,6 +199,94 @@ static void print_results(const struct run *run)
     fflush(stdout);
 }
 
+/* One process, the whole model: the serving engine's scheduler over all prompts. */
+static enum wd_status run_single(struct run *run, const struct wd_scheduler_config *scfg,
+                                 const struct wd_request_params *tmpl, int max_prompt, int total,
+                                 struct wd_error *err)
+{
+    const struct opts *o = &run->o;
+    struct wd_model_options mopt = {.n_threads = o->threads};
+    wd_scheduler_model_limits(scfg, max_prompt, &mopt.max_batch_tokens, &mopt.max_logit_rows);
+    struct wd_model *model = NULL;
+    struct wd_kv_pool *kv = NULL;
+    struct wd_scheduler *sched = NULL;
+    enum wd_status st = wd_model_create(o->model_path, &mopt, &model, err);
+    if (st == WD_OK) {
+        struct wd_kv_pool_config kcfg = {.n_layers = model->cfg.n_layers,
+                                         .page_size = o->page_size};
+        wd_model_kv_geometry(model, &kcfg.k_row, &kcfg.v_row);
+        kcfg.n_pages = (total + o->page_size - 1) / o->page_size;
+        st = wd_kv_pool_create(&kcfg, &kv, err);
+    }
+    if (st == WD_OK)
+        st = wd_scheduler_create(scfg, model, kv, on_token, run, &sched, err);
+    for (int i = 0; st == WD_OK && i < run->n_slots; i++) {
+        struct prompt_slot *s = &run->slots[i];
+        struct wd_request_params p = *tmpl;
+        p.prompt = s->ids;
+        p.n_prompt = (int)s->n_ids;
+        p.seed = tmpl->seed + (uint64_t)i;
+        st = wd_scheduler_add(sched, &p, &s->req_id, err);
+        if (st != WD_OK)
+            wd_error_prefix(err, "prompt %d", i);
+    }
+    int active = run->n_slots;
+    while (st == WD_OK && active > 0)
+        st = wd_scheduler_step(sched, &active, err);
+    wd_scheduler_destroy(sched);
+    wd_kv_pool_destroy(kv);
+    wd_model_destroy(model);
+    return st;
+}
+
+/* Only node 0 of a multi-node run gets (and prints) the results. */
+static int layout_is_printer(const struct run *run)
+{
+    return run->pargs.node_rank == 0;
+}
+
+/* One process per rank of the layout (wd_offline_run_ranks). */
+static enum wd_status run_ranks(struct run *run, const struct wd_layout *layout,
+                                const struct wd_scheduler_config *scfg,
+                                const struct wd_request_params *tmpl, int total,
+                                struct wd_error *err)
+{
+    const struct opts *o = &run->o;
+    if (layout->a2a_backend != WD_A2A_NONE)
+        return wd_error_set(err, WD_ERR_UNSUPPORTED,
+                            "--moe-a2a-backend deepep is not wired into the engine yet; use "
+                            "--moe-a2a-backend none");
+    int n = run->n_slots;
+    const int32_t **prompts = calloc((size_t)n, sizeof(*prompts));
+    int *n_ids = calloc((size_t)n, sizeof(int));
+    struct wd_offline_result *res = calloc((size_t)n, sizeof(*res));
+    enum wd_status st = WD_OK;
+    if (!prompts || !n_ids || !res)
+        st = wd_error_set(err, WD_ERR_NOMEM, "out of memory");
+    for (int i = 0; st == WD_OK && i < n; i++) {
+        prompts[i] = run->slots[i].ids;
+        n_ids[i] = (int)run->slots[i].n_ids;
+        res[i].out = run->slots[i].out;
+        res[i].logprobs = run->slots[i].logprobs;
+    }
+    struct wd_offline_config oc = {
+        .model_path = o->model_path, .layout = layout, .sched = *scfg,
+        .page_size = o->page_size, .max_total_tokens = total, .n_threads = o->threads,
+        .params = *tmpl, .n_prompts = n, .prompts = prompts, .n_ids = n_ids,
+        .timeout_ms = o->timeout_ms,
+    };
+    if (st == WD_OK)
+        st = wd_offline_run_ranks(&oc, res, err);
+    for (int i = 0; st == WD_OK && i < n; i++) {
+        run->slots[i].n_out = res[i].n_out;
+        run->slots[i].finish = res[i].finish;
+    }
+    free(prompts);
+    free(n_ids);
+    free(res);
+    return st;
+}
+
 static enum wd_status run_generation(struct run *run, struct wd_error *err)
 {
     const struct opts *o = &run->o;
@@ -244,23 +337,6 @@ static enum wd_status run_generation(struct run *run, struct wd_error *err)
             return wd_error_set(err, WD_ERR_INVALID,
                                 "prompt %d has %zu tokens, more than the context length %d", i,
                                 run->slots[i].n_ids, scfg.context_length);
-    struct wd_model_options mopt = {.n_threads = o->threads};
-    wd_scheduler_model_limits(&scfg, (int)max_prompt, &mopt.max_batch_tokens, &mopt.max_logit_rows);
-    struct wd_model *model = NULL;
-    struct wd_kv_pool *kv = NULL;
-    struct wd_scheduler *sched = NULL;
-    st = wd_model_create(o->model_path, &mopt, &model, err);
-    if (st == WD_OK) {
-        struct wd_kv_pool_config kcfg = {.n_layers = model->cfg.n_layers,
-                                         .page_size = o->page_size};
-        wd_model_kv_geometry(model, &kcfg.k_row, &kcfg.v_row);
-        int total = o->max_total_tokens > 0 ? o->max_total_tokens : 16384;
-        kcfg.n_pages = (total + o->page_size - 1) / o->page_size;
-        st = wd_kv_pool_create(&kcfg, &kv, err);
-    }
-    if (st == WD_OK)
-        st = wd_scheduler_create(&scfg, model, kv, on_token, run, &sched, err);
-
     struct wd_request_params p = {
         .max_new_tokens = o->max_new_tokens,
         .sampling = {.temperature = o->temperature,
@@ -268,27 +344,28 @@ static enum wd_status run_generation(struct run *run, struct wd_error *err)
                      .top_p = o->top_p,
                      .min_p = o->min_p},
         .ignore_eos = o->ignore_eos,
+        .seed = (uint64_t)o->seed,
     };
     /* Stop ids: generation_config.json's eos ids, else config.json's. */
     const int *eos = gen.n_eos ? gen.eos_token_ids : mcfg.eos_token_ids;
     p.n_stop_ids = gen.n_eos ? gen.n_eos : mcfg.n_eos;
     for (int i = 0; i < p.n_stop_ids && i < WD_MAX_STOP_IDS; i++)
         p.stop_ids[i] = eos[i];
-    for (int i = 0; st == WD_OK && i < run->n_slots; i++) {
-        struct prompt_slot *s = &run->slots[i];
-        p.prompt = s->ids;
-        p.n_prompt = (int)s->n_ids;
-        p.seed = (uint64_t)o->seed + (uint64_t)i;
-        st = wd_scheduler_add(sched, &p, &s->req_id, err);
-        if (st != WD_OK)
-            wd_error_prefix(err, "prompt %d", i);
+    int total = o->max_total_tokens > 0 ? o->max_total_tokens : 16384;
+
+    struct wd_layout_model_dims dims;
+    wd_layout_dims_from_model_config(&mcfg, run->sargs.ep_num_redundant_experts, &dims);
+    struct wd_layout *layout = NULL;
+    WD_CHECK(wd_layout_create(&run->pargs, &dims, &layout, err));
+    if (layout->world_size > 1) {
+        st = run_ranks(run, layout, &scfg, &p, total, err);
+        wd_layout_destroy(layout);
+        if (st == WD_OK && layout_is_printer(run))
+            print_results(run);
+        return st;
     }
-    int active = run->n_slots;
-    while (st == WD_OK && active > 0)
-        st = wd_scheduler_step(sched, &active, err);
-    wd_scheduler_destroy(sched);
-    wd_kv_pool_destroy(kv);
-    wd_model_destroy(model);
+    wd_layout_destroy(layout);
+    st = run_single(run, &scfg, &p, (int)max_prompt, total, err);
     if (st == WD_OK)
         print_results(run);
     return st;
@@ -305,7 +382,9 @@ int main(int argc, char **argv)
     o->chunked_prefill_size = 2048;
     o->max_running_requests = 64;
     o->log_level = "warn";
-    struct wd_flag flags[] = {
+    o->timeout_ms = 60000;
+    wd_server_args_init(&run.sargs);
+    struct wd_flag flags[64] = {
         {"model-path", "model", WD_FLAG_STRING, &o->model_path, 1, 0, "model directory (HF layout)",
          NULL, 0},
         {"prompt", NULL, WD_FLAG_STRING, &o->prompt, 1, 0, "one prompt text", NULL, 0},
@@ -338,11 +417,20 @@ int main(int argc, char **argv)
          "max tokens per request (0 = model's)", NULL, 0},
         {"max-total-tokens", NULL, WD_FLAG_INT, &o->max_total_tokens, 0, 1 << 30,
          "KV pool size in tokens (0 = 16384)", NULL, 0},
-        {"threads", NULL, WD_FLAG_INT, &o->threads, 0, 1024, "CPU threads (0 = all)", NULL, 0},
+        {"threads", NULL, WD_FLAG_INT, &o->threads, 0, 1024, "CPU threads per rank (0 = all)",
+         NULL, 0},
+        {"dist-timeout-ms", NULL, WD_FLAG_INT, &o->timeout_ms, 100, 3600000,
+         "how long a rank waits for another before failing", NULL, 0},
         {"log-level", NULL, WD_FLAG_STRING, &o->log_level, 1, 0, "log level",
          "error,warn,info,debug", 0},
     };
-    int n_flags = (int)(sizeof(flags) / sizeof(flags[0]));
+    int n_flags = 0;
+    while (flags[n_flags].name)
+        n_flags++;
+    /* --tp, --dp, --ep, DP attention, the a2a backend, EPLB: SGLang's flags. */
+    int n_server = wd_server_args_flags(&run.sargs, flags + n_flags, 64 - n_flags);
+    WD_ASSERT(n_server > 0);
+    n_flags += n_server;
     struct wd_error err = {0};
     int help = 0, rc = 1;
     wd_log_set_identity("generate", NULL);
@@ -361,6 +449,11 @@ int main(int argc, char **argv)
         return 0;
     }
     wd_log_set_level((enum wd_log_level)wd_log_level_parse(o->log_level));
+    if (wd_server_args_finalize(&run.sargs, &err) != WD_OK ||
+        wd_server_args_to_parallel(&run.sargs, &run.pargs, &err) != WD_OK) {
+        fprintf(stderr, "wideep-generate: %s\n", err.msg);
+        return 2;
+    }
     int n_sources = !!o->prompt + !!o->input_ids + !!o->prompts_file;
     if (!o->model_path || n_sources != 1) {
         fprintf(stderr, "wideep-generate: need --model-path and exactly one of --prompt, "
@@ -387,10 +480,12 @@ int main(int argc, char **argv)
         struct wd_generation_config gen = {0};
         st = wd_generation_config_load(o->model_path, &gen, &err);
         o->temperature = gen.has_temperature && gen.do_sample ? gen.temperature : 0.0f;
-        if (gen.has_top_p && !flags[6].is_set)
-            o->top_p = gen.top_p;
-        if (gen.has_top_k && !flags[7].is_set)
-            o->top_k = gen.top_k;
+        for (int i = 0; i < n_flags; i++) {
+            if (flags[i].value == &o->top_p && gen.has_top_p && !flags[i].is_set)
+                o->top_p = gen.top_p;
+            if (flags[i].value == &o->top_k && gen.has_top_k && !flags[i].is_set)
+                o->top_k = gen.top_k;
+        }
     }
     if (st == WD_OK)
         st = run_generation(&run, &err);

@@ -306,7 +306,7 @@ enum wd_status wd_scheduler_step(struct wd_scheduler *s, int *n_active_p, struct
             n_seq++;
         }
     }
-    if (n_tok > 0) {
+    if (n_tok > 0 || s->cfg.lockstep) {
         struct wd_forward_batch b = {
             .n_tokens = n_tok,
             .ids = s->ids,

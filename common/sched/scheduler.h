@@ -22,6 +22,8 @@ struct wd_scheduler_config {
     int max_running_requests;
     int chunked_prefill_size; /* prompt tokens per step; <= 0 disables chunking */
     int context_length;       /* most tokens (prompt + output) of one request */
+    int lockstep;             /* run a forward every step, empty when there is no work (an
+                                 attention-DP rank joining the other ranks' MoE collectives) */
 };
 
 /* Called for every generated token (finish != NONE on the last one) and once with

@@ -16,6 +16,7 @@
 #include "common/comm/peers.h"
 #include "common/comm/rendezvous.h"
 #include "common/comm/transport_shm.h"
+#include "common/comm/transport_ucx.h"
 #include "common/util/log.h"
 
 #define REC_MAGIC 0x52474457u /* bytes "WDGR" */
@@ -30,15 +31,18 @@ struct wd_comm {
     struct wd_rank_info ri;
     int timeout_ms;
     struct wd_rdzv *rdzv;
+    struct wd_ucx *ucx; /* NULL until a group spans nodes */
     struct name_gen *names;
     int n_names;
 };
 
-/* While a setup wait polls the rendezvous: give up as soon as any rank of the launch has
- * failed. */
+/* While a setup wait polls the rendezvous: keep UCX wire-up moving and give up as soon as
+ * any rank of the launch has failed. */
 static enum wd_status comm_hook(void *arg, struct wd_error *err)
 {
     struct wd_comm *c = arg;
+    if (c->ucx)
+        wd_ucx_progress(c->ucx);
     return wd_rank_check_all(&c->ri, err);
 }
 
@@ -65,6 +69,7 @@ void wd_comm_destroy(struct wd_comm *comm)
 {
     if (!comm)
         return;
+    wd_ucx_destroy(comm->ucx);
     wd_rdzv_destroy(comm->rdzv);
     free(comm->names);
     free(comm);
@@ -146,6 +151,17 @@ static void mux_free(struct mux *m)
 static void mux_destroy(struct wd_transport *t)
 {
     struct mux *m = t->impl;
+    struct wd_error e;
+    if (m->ucx && wd_rank_check_all(&m->comm->ri, &e) == WD_OK) {
+        /* Everything this rank sent is applied at its targets, then nobody closes an
+         * endpoint until every member got there (their flushes need this rank's progress).
+         * After a failure in the launch nothing is waited for: the launch is ending. */
+        char key[WD_RDZV_MAX_KEY];
+        snprintf(key, sizeof(key), "%s/down", m->key);
+        if (wd_ucx_flush(m->comm->ucx, m->comm->timeout_ms, &e) != WD_OK ||
+            wd_rdzv_barrier(m->comm->rdzv, key, t->n_ranks, m->comm->timeout_ms, &e) != WD_OK)
+            wd_log(WD_LOG_WARN, "comm", "%s: teardown: %s", m->peers.name, e.msg);
+    }
     mux_free(m);
     free(t);
 }
@@ -215,6 +231,8 @@ static enum wd_status publish(struct mux *m, const char *seg, size_t window_byte
     const struct wd_rank_info *ri = &m->comm->ri;
     void *blob = NULL;
     size_t blob_len = 0;
+    if (m->ucx)
+        WD_CHECK(wd_transport_ucx_local_info(m->ucx, &blob, &blob_len, err));
     size_t seg_len = strlen(seg), len = REC_HDR + seg_len + blob_len;
     uint8_t *rec = calloc(1, len);
     if (!rec) {
@@ -269,9 +287,12 @@ static enum wd_status connect_peer(struct mux *m, int j, size_t window_bytes, st
         seg[seg_len] = 0;
         m->route[j] = ROUTE_SHM;
         st = wd_transport_shm_connect(m->shm, j, seg, err);
+    } else if (blob_len == 0 || !m->ucx) {
+        st = wd_error_set(err, WD_ERR_FORMAT, "%s: rank %d published no ucx address", m->peers.name,
+                          grank);
     } else {
-        st = wd_error_set(err, WD_ERR_UNSUPPORTED, "%s: rank %d is on another node (no ucx yet)",
-                          m->peers.name, grank);
+        m->route[j] = ROUTE_UCX;
+        st = wd_transport_ucx_connect(m->ucx, j, r + REC_HDR + seg_len, blob_len, err);
     }
     free(v);
     return st;
@@ -289,9 +310,12 @@ static enum wd_status bring_up(struct mux *m, const char *name, int gen, size_t 
     int spans = 0;
     for (int j = 0; j < m->peers.n_ranks; j++)
         spans |= wd_rank_node_of(ri, m->peers.members[j]) != ri->node_rank;
-    if (spans)
-        return wd_error_set(err, WD_ERR_UNSUPPORTED, "%s spans nodes: no ucx transport yet",
-                            name);
+    if (spans) {
+        if (!c->ucx)
+            WD_CHECK(wd_ucx_create(&c->ucx, err));
+        WD_CHECK(wd_transport_ucx_create(c->ucx, &m->peers, m->shm->window, window_bytes,
+                                         c->timeout_ms, &m->ucx, err));
+    }
     if (m->peers.n_ranks > 1) {
         WD_CHECK(publish(m, seg, window_bytes, err));
         for (int j = 0; j < m->peers.n_ranks; j++)

@@ -40,7 +40,7 @@ struct prompt_slot {
 
 struct run {
     struct opts o;
-    struct wd_server_args sargs;     /* layout and EPLB flags (SGLang's spellings) */
+    struct wd_server_args sargs; /* layout and EPLB flags (SGLang's spellings) */
     struct wd_parallel_args pargs;
     struct prompt_slot *slots;
     int n_slots;
@@ -270,9 +270,16 @@ static enum wd_status run_ranks(struct run *run, const struct wd_layout *layout,
         res[i].logprobs = run->slots[i].logprobs;
     }
     struct wd_offline_config oc = {
-        .model_path = o->model_path, .layout = layout, .sched = *scfg,
-        .page_size = o->page_size, .max_total_tokens = total, .n_threads = o->threads,
-        .params = *tmpl, .n_prompts = n, .prompts = prompts, .n_ids = n_ids,
+        .model_path = o->model_path,
+        .layout = layout,
+        .sched = *scfg,
+        .page_size = o->page_size,
+        .max_total_tokens = total,
+        .n_threads = o->threads,
+        .params = *tmpl,
+        .n_prompts = n,
+        .prompts = prompts,
+        .n_ids = n_ids,
         .timeout_ms = o->timeout_ms,
     };
     if (st == WD_OK)
@@ -417,8 +424,8 @@ int main(int argc, char **argv)
          "max tokens per request (0 = model's)", NULL, 0},
         {"max-total-tokens", NULL, WD_FLAG_INT, &o->max_total_tokens, 0, 1 << 30,
          "KV pool size in tokens (0 = 16384)", NULL, 0},
-        {"threads", NULL, WD_FLAG_INT, &o->threads, 0, 1024, "CPU threads per rank (0 = all)",
-         NULL, 0},
+        {"threads", NULL, WD_FLAG_INT, &o->threads, 0, 1024, "CPU threads per rank (0 = all)", NULL,
+         0},
         {"dist-timeout-ms", NULL, WD_FLAG_INT, &o->timeout_ms, 100, 3600000,
          "how long a rank waits for another before failing", NULL, 0},
         {"log-level", NULL, WD_FLAG_STRING, &o->log_level, 1, 0, "log level",

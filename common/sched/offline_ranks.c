@@ -18,7 +18,7 @@ struct record_head {
 
 struct run {
     const struct wd_offline_config *cfg;
-    size_t rec_bytes;    /* head + out[max_new] + logprobs[max_new] */
+    size_t rec_bytes;      /* head + out[max_new] + logprobs[max_new] */
     unsigned char *shared; /* [n_prompts, rec_bytes], MAP_SHARED before the fork */
 };
 
@@ -69,10 +69,14 @@ static enum wd_status rank_all_reduce(void *ctx, enum wd_model_group g, float *b
 static struct wd_model_shard shard_of(const struct wd_layout *l, const struct wd_rank_layout *r)
 {
     struct wd_model_shard s = {
-        .attn_dp_size = l->attn_dp_size, .attn_dp_rank = r->attn_dp_rank,
-        .attn_tp_size = l->attn_tp_size, .attn_tp_rank = r->attn_tp_rank,
-        .moe_ep_size = l->moe_ep_size, .moe_ep_rank = r->moe_ep_rank,
-        .moe_tp_size = l->moe_tp_size, .moe_tp_rank = r->moe_tp_rank,
+        .attn_dp_size = l->attn_dp_size,
+        .attn_dp_rank = r->attn_dp_rank,
+        .attn_tp_size = l->attn_tp_size,
+        .attn_tp_rank = r->attn_tp_rank,
+        .moe_ep_size = l->moe_ep_size,
+        .moe_ep_rank = r->moe_ep_rank,
+        .moe_tp_size = l->moe_tp_size,
+        .moe_tp_rank = r->moe_tp_rank,
         .dense_tp_size = l->dense_tp_size,
         .dense_tp_rank = l->dense_tp_size > 1 ? r->tp_rank : 0,
     };
@@ -155,8 +159,8 @@ static enum wd_status rank_run(struct rank_state *rs, const struct wd_rank_info 
         if (st == WD_OK && rs->me->rank == 0)
             for (int i = 0; i < cfg->n_prompts; i++) {
                 int leader = (i % l->attn_dp_size) * l->attn_tp_size;
-                memcpy(record(run, run->shared, i),
-                       record(run, all + (size_t)leader * bytes, i), run->rec_bytes);
+                memcpy(record(run, run->shared, i), record(run, all + (size_t)leader * bytes, i),
+                       run->rec_bytes);
             }
         free(all);
     }
@@ -176,8 +180,8 @@ static int rank_main(void *ctx, const struct wd_rank_info *ri)
 {
     const struct run *run = ctx;
     const struct wd_offline_config *cfg = run->cfg;
-    struct rank_state rs = {.run = run, .me = &cfg->layout->ranks[ri->rank],
-                            .timeout_ms = cfg->timeout_ms};
+    struct rank_state rs = {
+        .run = run, .me = &cfg->layout->ranks[ri->rank], .timeout_ms = cfg->timeout_ms};
     wd_log_set_identity("generate", rs.me->prefix);
     struct wd_error err = {0};
     rs.records = calloc((size_t)cfg->n_prompts, run->rec_bytes);
@@ -202,8 +206,8 @@ enum wd_status wd_offline_run_ranks(const struct wd_offline_config *cfg,
     run.rec_bytes = sizeof(struct record_head) +
                     (size_t)cfg->params.max_new_tokens * (sizeof(int32_t) + sizeof(float));
     size_t bytes = (size_t)cfg->n_prompts * run.rec_bytes;
-    run.shared = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    run.shared =
+        mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (run.shared == MAP_FAILED)
         return wd_error_set(err, WD_ERR_NOMEM, "offline: cannot map %zu bytes of results", bytes);
     struct wd_launch_config lc;

@@ -31,8 +31,8 @@ struct wd_offline_config {
 };
 
 struct wd_offline_result {
-    int32_t *out;     /* [max_new_tokens], caller-allocated */
-    float *logprobs;  /* [max_new_tokens], caller-allocated */
+    int32_t *out;    /* [max_new_tokens], caller-allocated */
+    float *logprobs; /* [max_new_tokens], caller-allocated */
     int n_out;
     enum wd_finish_reason finish;
 };

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# wideep-generate over real rank processes: every layout must give exactly the
+# single-rank greedy output (tp2 ep2; tp4 ep4 dp4 with DP attention; tp4 ep2 =
+# moe_tp 2; tp4 dp2 ep4 with DP attention; dense layers whole), two "nodes" of two
+# ranks over UCX on loopback, and a rank killed mid-run makes the run fail with an
+# error naming it, leaving no processes and no shared-memory segments behind.
+set -u
+src=${WD_SOURCE_DIR:?} bin=${WD_BIN_DIR:?}
+gen="$bin/wideep-generate"
+fail=0 passed=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+printf 'The license grants\nCopyright holders may\nredistribute the software\nwithout warranty of any kind\nPermission is hereby granted\n' >"$tmp/prompts"
+common=(--prompts-file "$tmp/prompts" --max-new-tokens 10 --temperature 0 --ignore-eos --json
+        --threads 1 --dist-timeout-ms 20000)
+
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+ko() { fail=$((fail + 1)); echo "FAIL $1"; [ -f "$tmp/err" ] && tail -5 "$tmp/err"; }
+shm_count() { ls /dev/shm 2>/dev/null | grep -c '^wd-' ; }
+
+shm_before=$(shm_count)
+for fam in tiny-qwen3-moe tiny-deepseek-v3; do
+    m="$src/tests/fixtures/$fam/fp32"
+    "$gen" --model-path "$m" "${common[@]}" >"$tmp/base" 2>"$tmp/err" || { ko "$fam single rank"; continue; }
+    for lay in "--tp 2 --ep 2" "--tp 4 --ep 4 --dp 4 --enable-dp-attention" "--tp 4 --ep 2" \
+               "--tp 4 --dp 2 --enable-dp-attention --ep 4" "--tp 4 --ep 4 --moe-dense-tp-size 1"; do
+        # shellcheck disable=SC2086
+        if timeout 120 "$gen" --model-path "$m" "${common[@]}" $lay >"$tmp/out" 2>"$tmp/err" &&
+           cmp -s "$tmp/base" "$tmp/out"; then ok "$fam $lay"; else ko "$fam $lay"; fi
+    done
+    # Two nodes of two ranks: node 1's launcher joins node 0's rendezvous; UCX over TCP.
+    port=$((20000 + RANDOM % 30000))
+    UCX_TLS=tcp,self timeout 120 "$gen" --model-path "$m" "${common[@]}" --tp 4 --ep 4 --nnodes 2 \
+        --node-rank 1 --dist-init-addr "127.0.0.1:$port" >"$tmp/n1" 2>"$tmp/n1err" &
+    n1=$!
+    if UCX_TLS=tcp,self timeout 120 "$gen" --model-path "$m" "${common[@]}" --tp 4 --ep 4 \
+           --nnodes 2 --node-rank 0 --dist-init-addr "127.0.0.1:$port" >"$tmp/out" 2>"$tmp/err" &&
+       wait $n1 && cmp -s "$tmp/base" "$tmp/out"; then ok "$fam 2 nodes x 2 ranks over ucx"
+    else ko "$fam 2 nodes x 2 ranks over ucx"; cat "$tmp/n1err" | tail -3; fi
+done
+
+# A rank that dies mid-run: the run fails naming it; no orphans, no segments left.
+m="$src/tests/fixtures/tiny-deepseek-v3/fp32"
+"$gen" --model-path "$m" --prompts-file "$tmp/prompts" --max-new-tokens 4000 --ignore-eos \
+    --temperature 0 --tp 4 --ep 4 --threads 1 --dist-timeout-ms 5000 --context-length 4096 \
+    >/dev/null 2>"$tmp/err" &
+launcher=$!
+victim=""
+for _ in $(seq 1 100); do
+    victim=$(pgrep -P $launcher | sed -n 3p)
+    [ -n "$victim" ] && break
+    sleep 0.1
+done
+sleep 1
+[ -n "$victim" ] && kill -9 "$victim"
+wait $launcher
+rc=$?
+sleep 0.5
+left=$(pgrep -P $launcher | wc -l)
+if [ -n "$victim" ] && [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -qE 'rank [0-9]+' "$tmp/err" &&
+   [ "$left" -eq 0 ]; then ok "killed rank fails the run cleanly"
+else ko "killed rank fails the run cleanly (rc $rc, victim '$victim', left $left)"; fi
+if [ "$(shm_count)" -le "$shm_before" ]; then ok "no shared memory left behind"
+else ko "shared memory left behind: $(ls /dev/shm | grep '^wd-' | head -3)"; fi
+
+echo "$passed passed, $fail failed"
+[ $fail -eq 0 ]

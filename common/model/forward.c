@@ -183,25 +183,16 @@ static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_
     return WD_OK;
 }
 
-/* The feed-forward part of layer L for this rank's n rows of ws->h, into ws->out. With DP
- * attention, a MoE layer or a dense layer split over several ranks first gathers every DP
- * rank's rows (an all-reduce of zero-padded blocks: one attention-TP rank of each DP rank
- * contributes them), runs on all of them, and keeps its own block. */
-static enum wd_status feed_forward(struct wd_model *m, int layer, int64_t n, struct wd_error *err)
+/* Gathers every DP rank's rows of ws->h into ws->g_h over group g (an all-reduce of
+ * zero-padded blocks: one attention-TP rank of each DP rank contributes them); returns
+ * the total and this rank's offset. */
+static enum wd_status gather_dp_rows(struct wd_model *m, enum wd_model_group g, int64_t n,
+                                     int64_t *total_p, int64_t *offset_p, struct wd_error *err)
 {
-    const struct wd_layer_weights *L = &m->layers[layer];
     struct wd_model_workspace *ws = m->ws;
     const struct wd_model_shard *sh = &m->shard;
     size_t H = (size_t)m->cfg.hidden_size;
     int dp = sh->attn_dp_size;
-    enum wd_model_group g = L->is_moe ? WD_GROUP_MOE : WD_GROUP_DENSE;
-    int split = L->is_moe ? sh->moe_ep_size * sh->moe_tp_size : sh->dense_tp_size;
-    if (dp <= 1 || split <= 1) {
-        if (L->is_moe)
-            return moe(m, layer, ws->h, n, ws->out, err);
-        mlp(m, &L->dense, ws->h, n, ws->out);
-        return reduce(m, WD_GROUP_DENSE, sh->dense_tp_size, ws->out, (size_t)n * H, err);
-    }
     float counts[WD_MODEL_MAX_DP];
     WD_ASSERT(dp <= WD_MODEL_MAX_DP);
     memset(counts, 0, sizeof(counts));
@@ -220,12 +211,146 @@ static enum wd_status feed_forward(struct wd_model *m, int layer, int64_t n, str
     if (leader)
         memcpy(ws->g_h + (size_t)offset * H, ws->h, (size_t)n * H * sizeof(float));
     WD_CHECK(m->opt.comm.all_reduce(m->opt.comm.ctx, g, ws->g_h, (size_t)total * H, err));
-    if (L->is_moe) {
-        WD_CHECK(moe(m, layer, ws->g_h, total, ws->g_out, err));
-    } else {
-        mlp(m, &L->dense, ws->g_h, total, ws->g_out);
-        WD_CHECK(reduce(m, WD_GROUP_DENSE, split, ws->g_out, (size_t)total * H, err));
+    *total_p = total;
+    *offset_p = offset;
+    return WD_OK;
+}
+
+/* A dense MLP (or shared experts) split dense_tp ways over this rank's n rows of ws->h, into
+ * out: with DP attention the rows of every DP rank are gathered, run and summed, and this
+ * rank keeps its own block. */
+static enum wd_status dense_mlp(struct wd_model *m, const struct wd_mlp_weights *w, int64_t n,
+                                float *out, struct wd_error *err)
+{
+    struct wd_model_workspace *ws = m->ws;
+    const struct wd_model_shard *sh = &m->shard;
+    size_t H = (size_t)m->cfg.hidden_size;
+    if (sh->attn_dp_size <= 1 || sh->dense_tp_size <= 1) {
+        mlp(m, w, ws->h, n, out);
+        return reduce(m, WD_GROUP_DENSE, sh->dense_tp_size, out, (size_t)n * H, err);
     }
+    int64_t total, offset;
+    WD_CHECK(gather_dp_rows(m, WD_GROUP_DENSE, n, &total, &offset, err));
+    mlp(m, w, ws->g_h, total, ws->g_out);
+    WD_CHECK(reduce(m, WD_GROUP_DENSE, sh->dense_tp_size, ws->g_out, (size_t)total * H, err));
+    memcpy(out, ws->g_out + (size_t)offset * H, (size_t)n * H * sizeof(float));
+    return WD_OK;
+}
+
+struct expert_call {
+    struct wd_model *m;
+    const struct wd_layer_weights *L;
+};
+
+/* The all-to-all backend's callback: one of this rank's experts on the rows it received. */
+static enum wd_status run_local_expert(void *ectx, int local_expert, const float *x, int n,
+                                       float *y, struct wd_error *err)
+{
+    struct expert_call *c = ectx;
+    int n_local = c->m->expert_end - c->m->expert_begin;
+    if (local_expert < 0 || local_expert >= n_local)
+        return wd_error_set(err, WD_ERR_INVALID, "moe: local expert %d of %d", local_expert,
+                            n_local);
+    mlp(c->m, &c->L->experts[local_expert], x, n, y);
+    return WD_OK;
+}
+
+/* A MoE layer through DeepEP-style dispatch/combine. The ranks of an attention-TP group hold
+ * the same rows, so each dispatches every attn_tp-th row and the group sums the scattered
+ * results back into every row. Shared experts run beside, as dense layers do. */
+static enum wd_status moe_a2a(struct wd_model *m, int layer, int64_t n, struct wd_error *err)
+{
+    const struct wd_model_config *c = &m->cfg;
+    const struct wd_layer_weights *L = &m->layers[layer];
+    struct wd_model_workspace *ws = m->ws;
+    const struct wd_model_shard *sh = &m->shard;
+    size_t H = (size_t)c->hidden_size;
+    int E = c->n_routed_experts, K = c->num_experts_per_tok;
+
+    linear(m, &L->router, ws->h, n, ws->router);
+    if (c->arch == WD_ARCH_DEEPSEEK_V3)
+        wd_moe_gate_sigmoid_grouped_ref(ws->router, n, E, K, c->n_group, c->topk_group,
+                                        L->router_bias, c->norm_topk_prob,
+                                        (float)c->routed_scaling_factor, ws->topk_idx, ws->topk_w);
+    else
+        wd_moe_gate_softmax_topk_ref(ws->router, n, E, K, c->norm_topk_prob, ws->topk_idx,
+                                     ws->topk_w);
+    if (m->opt.recorder)
+        wd_expert_recorder_add(m->opt.recorder, layer, ws->topk_idx, n);
+
+    int64_t n_sub = 0;
+    for (int64_t r = sh->attn_tp_rank; r < n; r += sh->attn_tp_size, n_sub++) {
+        memcpy(ws->g_h + (size_t)n_sub * H, ws->h + (size_t)r * H, H * sizeof(float));
+        memcpy(ws->a2a_idx + n_sub * K, ws->topk_idx + r * K, (size_t)K * sizeof(int32_t));
+        memcpy(ws->a2a_w + n_sub * K, ws->topk_w + r * K, (size_t)K * sizeof(float));
+    }
+    struct expert_call call = {.m = m, .L = L};
+    WD_CHECK(m->opt.comm.moe_a2a(m->opt.comm.ctx, ws->g_h, n_sub, ws->a2a_idx, ws->a2a_w,
+                                 ws->low_latency, run_local_expert, &call, ws->g_out, err));
+    memset(ws->out, 0, (size_t)n * H * sizeof(float));
+    n_sub = 0;
+    for (int64_t r = sh->attn_tp_rank; r < n; r += sh->attn_tp_size, n_sub++)
+        memcpy(ws->out + (size_t)r * H, ws->g_out + (size_t)n_sub * H, H * sizeof(float));
+    WD_CHECK(reduce(m, WD_GROUP_ATTN_TP, sh->attn_tp_size, ws->out, (size_t)n * H, err));
+    if (!L->has_shared)
+        return WD_OK;
+    /* ws->e_out is free here: the experts ran inside the all-to-all. */
+    WD_CHECK(dense_mlp(m, &L->shared, n, ws->e_out, err));
+    add_inplace(ws->out, ws->e_out, (size_t)n * H);
+    return WD_OK;
+}
+
+/* All ranks of the MoE group agree on this forward's DeepEP mode: low latency for decode
+ * batches in auto mode, unless some rank dispatches more rows than one low-latency call
+ * carries (then normal mode, which has no such limit). */
+static enum wd_status agree_a2a_mode(struct wd_model *m, const struct wd_forward_batch *b,
+                                     struct wd_error *err)
+{
+    struct wd_model_workspace *ws = m->ws;
+    const struct wd_model_comm *cm = &m->opt.comm;
+    const struct wd_model_shard *sh = &m->shard;
+    int group = sh->moe_ep_size * sh->moe_tp_size;
+    int me = sh->moe_ep_rank * sh->moe_tp_size + sh->moe_tp_rank;
+    WD_ASSERT(group <= WD_MODEL_MAX_RANKS);
+    if (cm->deepep_mode == 1) {
+        ws->low_latency = 0;
+        return WD_OK;
+    }
+    int64_t n_sub = (b->n_tokens + sh->attn_tp_size - 1 - sh->attn_tp_rank) / sh->attn_tp_size;
+    memset(ws->mode_vote, 0, (size_t)(1 + group) * sizeof(float));
+    ws->mode_vote[0] = b->is_decode ? 0.0f : 1.0f;
+    ws->mode_vote[1 + me] = (float)n_sub;
+    WD_CHECK(reduce(m, WD_GROUP_MOE, group, ws->mode_vote, (size_t)(1 + group), err));
+    float most = 0;
+    for (int i = 0; i < group; i++)
+        most = ws->mode_vote[1 + i] > most ? ws->mode_vote[1 + i] : most;
+    int fits = most <= (float)cm->ll_max_tokens;
+    if (cm->deepep_mode == 2 && !fits)
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "deepep low_latency: a rank dispatches %.0f tokens, more than "
+                            "num_max_dispatch_tokens_per_rank %d",
+                            most, cm->ll_max_tokens);
+    ws->low_latency = cm->deepep_mode == 2 || (ws->mode_vote[0] == 0.0f && fits);
+    return WD_OK;
+}
+
+/* The feed-forward part of layer l for this rank's n rows of ws->h, into ws->out. */
+static enum wd_status feed_forward(struct wd_model *m, int layer, int64_t n, struct wd_error *err)
+{
+    const struct wd_layer_weights *L = &m->layers[layer];
+    struct wd_model_workspace *ws = m->ws;
+    const struct wd_model_shard *sh = &m->shard;
+    size_t H = (size_t)m->cfg.hidden_size;
+    if (!L->is_moe)
+        return dense_mlp(m, &L->dense, n, ws->out, err);
+    if (m->opt.comm.moe_a2a)
+        return moe_a2a(m, layer, n, err);
+    /* All-reduce backend: with DP attention every rank's rows are gathered first. */
+    if (sh->attn_dp_size <= 1 || sh->moe_ep_size * sh->moe_tp_size <= 1)
+        return moe(m, layer, ws->h, n, ws->out, err);
+    int64_t total, offset;
+    WD_CHECK(gather_dp_rows(m, WD_GROUP_MOE, n, &total, &offset, err));
+    WD_CHECK(moe(m, layer, ws->g_h, total, ws->g_out, err));
     memcpy(ws->out, ws->g_out + (size_t)offset * H, (size_t)n * H * sizeof(float));
     return WD_OK;
 }
@@ -274,6 +399,8 @@ enum wd_status wd_model_forward(struct wd_model *m, struct wd_kv_pool *kv,
 
     if (m->opt.recorder)
         wd_expert_recorder_begin_pass(m->opt.recorder);
+    if (m->opt.comm.moe_a2a)
+        WD_CHECK(agree_a2a_mode(m, b, err));
     wd_embedding_ref(&m->embed, b->ids, n, ws->x);
     for (int l = 0; l < c->n_layers; l++) {
         const struct wd_layer_weights *L = &m->layers[l];

@@ -45,6 +45,8 @@ struct wd_model_shard {
 
 /* Most attention-DP ranks of one instance (the gathers size a small array by it). */
 #define WD_MODEL_MAX_DP 1024
+/* Most ranks of one instance (the DeepEP mode vote has one slot per rank). */
+#define WD_MODEL_MAX_RANKS 4096
 
 /* The groups whose partial sums the forward pass reduces. */
 enum wd_model_group {
@@ -59,6 +61,19 @@ struct wd_model_comm {
     void *ctx;
     enum wd_status (*all_reduce)(void *ctx, enum wd_model_group group, float *buf, size_t n,
                                  struct wd_error *err);
+    /* DeepEP-style all-to-all (NULL: the all-reduce backend). out [n, H] = sum_k w[i,k] *
+     * Expert_{idx[i,k]}(x[i]) over the MoE-EP group: the rows travel to the ranks holding
+     * their experts, which call run_expert for each of their local experts, and come back.
+     * low_latency picks DeepEP's low-latency mode (decode) over normal mode (prefill); every
+     * rank of the group gets the same value for the same call. Collective. */
+    enum wd_status (*moe_a2a)(void *ctx, const float *x, int64_t n, const int32_t *topk_idx,
+                              const float *topk_w, int low_latency,
+                              enum wd_status (*run_expert)(void *ectx, int local_expert,
+                                                           const float *x, int n, float *y,
+                                                           struct wd_error *err),
+                              void *ectx, float *out, struct wd_error *err);
+    int deepep_mode;   /* 0 auto (low latency for decode batches), 1 normal, 2 low latency */
+    int ll_max_tokens; /* low-latency mode's tokens per rank per call (DeepEP's M) */
 };
 
 struct wd_model_options {
@@ -137,6 +152,7 @@ struct wd_forward_batch {
     const struct wd_attn_seq *seqs; /* [n_seqs] */
     int n_logits;
     const int32_t *logit_rows; /* [n_logits] token indices whose logits are wanted */
+    int is_decode;             /* every token is a decode step (no prompt chunk) */
 };
 
 /* Loads config.json and the safetensors of model_dir, checks every tensor's shape, binds

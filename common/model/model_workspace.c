@@ -56,6 +56,9 @@ enum wd_status wd_model_workspace_create(const struct wd_model *m, struct wd_mod
         {(void **)&ws->sel, (size_t)m->opt.max_logit_rows * H * 4},
         {(void **)&ws->g_h, G * H * 4},
         {(void **)&ws->g_out, G * H * 4},
+        {(void **)&ws->a2a_idx, T * K * 4},
+        {(void **)&ws->a2a_w, T * K * 4},
+        {(void **)&ws->mode_vote, (1 + WD_MODEL_MAX_RANKS) * 4},
     };
     size_t n = sizeof(table) / sizeof(table[0]), total = 0;
     for (size_t i = 0; i < n; i++)

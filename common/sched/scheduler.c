@@ -270,7 +270,7 @@ static int is_stop(const struct wd_request *r, int32_t tok)
 enum wd_status wd_scheduler_step(struct wd_scheduler *s, int *n_active_p, struct wd_error *err)
 {
     admit(s);
-    int n_tok = 0, n_seq = 0, n_log = 0;
+    int n_tok = 0, n_seq = 0, n_log = 0, n_prefill = 0;
     int budget = s->cfg.chunked_prefill_size > 0 ? s->cfg.chunked_prefill_size : INT_MAX;
     /* Pass 0 takes the decoding requests (one token each), pass 1 the prefill chunks. */
     for (int pass = 0; pass < 2; pass++) {
@@ -289,6 +289,7 @@ enum wd_status wd_scheduler_step(struct wd_scheduler *s, int *n_active_p, struct
                 if (take <= 0)
                     continue;
                 budget -= take;
+                n_prefill += take;
             }
             for (int j = 0; j < take; j++) {
                 s->ids[n_tok] = r->tokens[r->n_cached + j];
@@ -316,6 +317,7 @@ enum wd_status wd_scheduler_step(struct wd_scheduler *s, int *n_active_p, struct
             .seqs = s->seqs,
             .n_logits = n_log,
             .logit_rows = s->logit_rows,
+            .is_decode = n_prefill == 0,
         };
         WD_CHECK(wd_model_forward(s->model, s->kv, &b, s->logits, err));
         for (int q = 0; q < n_seq; q++)

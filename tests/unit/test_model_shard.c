@@ -22,6 +22,12 @@ struct group {
     int n;
     pthread_barrier_t barrier;
     float *slots[MAX_RANKS];
+    /* The test's all-to-all: every rank's dispatched rows, visible to all. */
+    const float *a2a_x[MAX_RANKS];
+    const int32_t *a2a_idx[MAX_RANKS];
+    const float *a2a_w[MAX_RANKS];
+    int64_t a2a_n[MAX_RANKS];
+    float *a2a_out[MAX_RANKS];
 };
 
 struct rank_ctx {
@@ -35,6 +41,9 @@ struct rank_ctx {
     int max_tokens; /* the largest batch of any DP rank */
     int vocab;
     float *logits; /* [n_tokens, vocab] */
+    int use_a2a;   /* MoE through the test's all-to-all instead of the all-reduce backend */
+    int deepep_mode;
+    struct wd_model *model;
     enum wd_status st;
     char msg[WD_ERROR_LEN];
 };
@@ -62,6 +71,44 @@ static enum wd_status all_reduce(void *ctx, enum wd_model_group grp, float *buf,
     return WD_OK;
 }
 
+/* A plain all-to-all with the DeepEP contract's result, for checking the model's side:
+ * each rank publishes its rows, then, one rank at a time, every rank runs its own experts
+ * on the rows routed to them and adds the weighted results into the sources' outputs. */
+static enum wd_status
+test_a2a(void *ctx, const float *x, int64_t n, const int32_t *idx, const float *w, int low_latency,
+         enum wd_status (*run)(void *, int, const float *, int, float *, struct wd_error *),
+         void *ectx, float *out, struct wd_error *err)
+{
+    struct rank_ctx *r = ctx;
+    struct group *g = r->g;
+    const struct wd_model *m = r->model;
+    int H = m->cfg.hidden_size, K = m->cfg.num_experts_per_tok;
+    g->a2a_x[r->rank] = x;
+    g->a2a_idx[r->rank] = idx;
+    g->a2a_w[r->rank] = w;
+    g->a2a_n[r->rank] = n;
+    g->a2a_out[r->rank] = out;
+    memset(out, 0, (size_t)n * (size_t)H * sizeof(float));
+    pthread_barrier_wait(&g->barrier);
+    float *y = malloc((size_t)H * sizeof(float));
+    enum wd_status st = WD_OK;
+    for (int turn = 0; turn < g->n; turn++) {
+        for (int s = 0; turn == r->rank && st == WD_OK && s < g->n; s++)
+            for (int64_t i = 0; st == WD_OK && i < g->a2a_n[s] * K; i++) {
+                int e = g->a2a_idx[s][i];
+                if (e < m->expert_begin || e >= m->expert_end)
+                    continue;
+                st = run(ectx, e - m->expert_begin, g->a2a_x[s] + (i / K) * H, 1, y, err);
+                for (int d = 0; d < H; d++)
+                    g->a2a_out[s][(i / K) * H + d] += g->a2a_w[s][i] * y[d];
+            }
+        pthread_barrier_wait(&g->barrier);
+    }
+    free(y);
+    (void)low_latency;
+    return st;
+}
+
 static void *rank_main(void *arg)
 {
     struct rank_ctx *r = arg;
@@ -71,9 +118,15 @@ static void *rank_main(void *arg)
                                    .n_threads = 1,
                                    .shard = r->shard,
                                    .comm = {.ctx = r, .all_reduce = all_reduce}};
+    if (r->use_a2a) {
+        opt.comm.moe_a2a = test_a2a;
+        opt.comm.deepep_mode = r->deepep_mode;
+        opt.comm.ll_max_tokens = 128;
+    }
     struct wd_model *m = NULL;
     struct wd_kv_pool *kv = NULL;
     r->st = wd_model_create(r->model_dir, &opt, &m, &err);
+    r->model = m;
     if (r->st == WD_OK) {
         struct wd_kv_pool_config kc = {.n_layers = m->cfg.n_layers, .page_size = 16, .n_pages = 8};
         wd_model_kv_geometry(m, &kc.k_row, &kc.v_row);
@@ -256,7 +309,8 @@ static int load_prompt(const char *family, int i, int *vocab_p, struct prompt *p
 
 /* DP attention: R ranks in dp blocks of attn_tp; DP rank d runs golden prompt
  * prompt_of[d] (-1: idle, an empty forward); experts split ep ways over all ranks. */
-static void run_dp(const char *family, int R, int dp, int ep, int dense_tp, const int *prompt_of)
+static void run_dp(const char *family, int R, int dp, int ep, int dense_tp, const int *prompt_of,
+                   int use_a2a)
 {
     int attn_tp = R / dp, moe_tp = R / ep, vocab = 0, max_tokens = 1;
     struct prompt pr[MAX_RANKS] = {{0}};
@@ -300,6 +354,8 @@ static void run_dp(const char *family, int R, int dp, int ep, int dense_tp, cons
                                                .dense_tp_size = dense_tp,
                                                .dense_tp_rank = dense_tp > 1 ? r : 0};
         ctx[r].logits = malloc((size_t)max_tokens * (size_t)(vocab ? vocab : 1) * sizeof(float));
+        ctx[r].use_a2a = use_a2a;
+        ctx[r].deepep_mode = 0;
         pthread_create(&th[r], NULL, rank_main, &ctx[r]);
     }
     for (int r = 0; r < R; r++)
@@ -322,8 +378,8 @@ static void run_dp(const char *family, int R, int dp, int ep, int dense_tp, cons
             worst = e / scale > worst ? e / scale : worst;
         }
     }
-    printf("  %s tp%d dp%d ep%d dense_tp%d (DP attention): max rel err %.3g\n", family, R, dp, ep,
-           dense_tp, worst);
+    printf("  %s tp%d dp%d ep%d dense_tp%d%s: max rel err %.3g\n", family, R, dp, ep, dense_tp,
+           use_a2a ? " (all-to-all backend)" : "", worst);
     WD_EXPECT_MSG(worst <= 1e-4, "%s DP attention: rel err %.3g", family, worst);
     for (int r = 0; r < R; r++)
         free(ctx[r].logits);
@@ -338,11 +394,23 @@ static void run_dp(const char *family, int R, int dp, int ep, int dense_tp, cons
 static void test_dp_attention(void)
 {
     int four[] = {0, 3, 1, 4}, two[] = {4, 2}, idle[] = {2, -1};
-    run_dp("tiny-qwen3-moe", 4, 4, 4, 4, four); /* tp4 ep4 dp4 */
-    run_dp("tiny-deepseek-v3", 4, 4, 4, 4, four);
-    run_dp("tiny-qwen3-moe", 4, 2, 4, 4, two); /* tp4 dp2 ep4: attn_tp 2 */
-    run_dp("tiny-deepseek-v3", 4, 2, 4, 1, two);
-    run_dp("tiny-deepseek-v3", 2, 2, 2, 2, idle); /* one DP rank idle */
+    run_dp("tiny-qwen3-moe", 4, 4, 4, 4, four, 0); /* tp4 ep4 dp4 */
+    run_dp("tiny-deepseek-v3", 4, 4, 4, 4, four, 0);
+    run_dp("tiny-qwen3-moe", 4, 2, 4, 4, two, 0); /* tp4 dp2 ep4: attn_tp 2 */
+    run_dp("tiny-deepseek-v3", 4, 2, 4, 1, two, 0);
+    run_dp("tiny-deepseek-v3", 2, 2, 2, 2, idle, 0); /* one DP rank idle */
+}
+
+/* The model's side of the all-to-all backend (row split over attention-TP, shared experts
+ * beside, the mode vote), through a plain in-test all-to-all. */
+static void test_a2a_backend(void)
+{
+    int four[] = {0, 3, 1, 4}, two[] = {4, 2}, idle[] = {2, -1}, one[] = {4};
+    run_dp("tiny-qwen3-moe", 4, 4, 4, 4, four, 1);
+    run_dp("tiny-deepseek-v3", 4, 4, 4, 1, four, 1);
+    run_dp("tiny-deepseek-v3", 4, 2, 4, 4, two, 1); /* attn_tp 2: rows split, shared gathered */
+    run_dp("tiny-qwen3-moe", 4, 1, 4, 4, one, 1);   /* no DP attention: attn_tp 4 */
+    run_dp("tiny-deepseek-v3", 2, 2, 2, 1, idle, 1);
 }
 
 int main(void)
@@ -351,5 +419,6 @@ int main(void)
     WD_RUN(test_tp4_ep2_moe_tp2);
     WD_RUN(test_tp4_ep4_dense_whole);
     WD_RUN(test_dp_attention);
+    WD_RUN(test_a2a_backend);
     return wd_test_finish();
 }

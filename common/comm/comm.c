@@ -122,13 +122,27 @@ static enum wd_status mux_signal(struct wd_transport *t, int peer, size_t sig_of
     return wd_transport_signal(sub(t, peer), peer, sig_off, add, err);
 }
 
-/* Both executors poll the same word; the UCX one also progresses its worker, which the
- * emulated puts and adds of remote peers need even when this wait is for a local one. */
+static void progress_ucx(void *u)
+{
+    wd_ucx_progress(u);
+}
+
+/* Both executors poll the same word. Whenever this process has a UCX worker, every wait
+ * progresses it, also in a group that has no remote peer: the emulated puts and adds that
+ * remote ranks aim at this rank's other groups land only while it progresses, and they may
+ * be what the rank this wait is for is itself waiting on. */
 static enum wd_status mux_wait(struct wd_transport *t, size_t sig_off, uint64_t target,
                                int from_peer, int timeout_ms, struct wd_error *err)
 {
     struct mux *m = t->impl;
-    return wd_transport_wait(m->ucx ? m->ucx : m->shm, sig_off, target, from_peer, timeout_ms, err);
+    if (m->ucx || !m->comm->ucx)
+        return wd_transport_wait(m->ucx ? m->ucx : m->shm, sig_off, target, from_peer, timeout_ms,
+                                 err);
+    if (sig_off % 8 || sig_off > t->window_bytes - 8)
+        return wd_error_set(err, WD_ERR_INVALID, "%s: bad signal offset %zu", m->peers.name,
+                            sig_off);
+    return wd_peers_wait_word(&m->peers, (const uint64_t *)(t->window + sig_off), target, from_peer,
+                              timeout_ms, progress_ucx, m->comm->ucx, err);
 }
 
 static void *mux_peer_window(struct wd_transport *t, int peer)

@@ -444,9 +444,9 @@ enum wd_status wd_launcher_wait(struct wd_launcher *l, int timeout_ms, struct wd
 {
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
     while (!l->is_finished) {
-        if (now_ms() >= deadline)
-            return wd_error_set(err, WD_ERR_TIMEOUT, "ranks still running");
         step(l);
+        if (!l->is_finished && now_ms() >= deadline)
+            return wd_error_set(err, WD_ERR_TIMEOUT, "ranks still running");
     }
     if (err && l->final_status != WD_OK)
         *err = l->final_err;

@@ -5,7 +5,8 @@
  * argument errors, all-reduce checked bit for bit against a sum in rank order computed
  * independently by every rank (sizes around the piece and chunk edges, including fewer
  * elements than ranks), all-gather of self-describing blocks, back-to-back mixed rounds,
- * and the groups of a layout (tp4 ep2; tp4 dp2 with DP attention) with per-group sums.
+ * members that disagree on the window size or publish garbage for their record, and the
+ * groups of a layout (tp4 ep2; tp4 dp2 with DP attention) with per-group sums.
  * Ranks count their own mismatches in a shared mapping the test reads afterwards.
  */
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 #include "common/comm/comm.h"
 #include "common/comm/comm_group.h"
 #include "common/comm/launcher.h"
+#include "common/comm/rendezvous.h"
 #include "common/layout/layout.h"
 #include "tests/unit/wd_test.h"
 
@@ -320,6 +322,45 @@ static void test_coll_4(void)
     run(body_coll, NULL, 4);
 }
 
+/* ---------------------------------------------------------------- bad peer records */
+
+/* Members asking different window sizes both refuse, naming the sizes; a record that is
+ * not one (garbage a rank wrote under the key the group reads) is a format error naming
+ * the rank. Each rank succeeds when it saw exactly the expected error. */
+static enum wd_status body_bad_records(const struct scenario *sc, const struct wd_rank_info *ri,
+                                       struct rank_result *res, struct wd_error *err)
+{
+    int members[2] = {0, 1};
+    struct wd_comm *comm;
+    WD_CHECK(wd_comm_create(ri, &comm, err));
+    struct wd_transport *t = NULL;
+    struct wd_error e = {0};
+    size_t mine = ri->rank ? 8192 : 4096;
+    if (wd_comm_transport_create(comm, "sizes", members, 2, mine, &t, &e) != WD_ERR_INVALID ||
+        !strstr(e.msg, "8192-byte") || !strstr(e.msg, "4096-byte"))
+        bad(res, "window size mismatch: %s", e.msg);
+    wd_transport_destroy(t);
+    t = NULL;
+    res->n_checked++;
+    enum wd_status st = wd_comm_barrier_world(comm, "sizes-done", err);
+    if (st == WD_OK && ri->rank == 1) {
+        st = wd_rdzv_set(wd_comm_rdzv(comm), "g/garbage.0/1", "not a record", 12, err);
+    } else if (st == WD_OK) {
+        if (wd_comm_transport_create(comm, "garbage", members, 2, 4096, &t, &e) != WD_ERR_FORMAT ||
+            !strstr(e.msg, "malformed record from rank 1"))
+            bad(res, "garbage record: %s", e.msg);
+        wd_transport_destroy(t);
+    }
+    res->n_checked++;
+    wd_comm_destroy(comm);
+    return st;
+}
+
+static void test_bad_records(void)
+{
+    run(body_bad_records, NULL, 2);
+}
+
 /* ---------------------------------------------------------------- layout groups */
 
 /* Each rank contributes (rank + 1) * 1000 + k; a group's sum is checked against its
@@ -407,6 +448,7 @@ int main(void)
     WD_RUN(test_putsig_4);
     WD_RUN(test_coll_2);
     WD_RUN(test_coll_4);
+    WD_RUN(test_bad_records);
     WD_RUN(test_layout_groups);
     munmap(g_res, MAX_RANKS * sizeof(*g_res));
     return wd_test_finish();

@@ -4,9 +4,10 @@
  * (UCX_TLS=tcp,self) so the inter-node path is the one a machine without RDMA devices
  * would take. Checked: the per-peer routing (same node shm, other node ucx, the kind of
  * each group), put/signal/wait with self-describing payloads across and within nodes, a
- * pure-UCX group, all-reduce bit-exact against the rank-order sum and all-gather over the
- * mixed group, and a rank of node 1 exiting early: every other rank on both nodes fails
- * naming it, both launchers fail, no process or shm segment is left.
+ * pure-UCX group, a shm-only group in processes that also run UCX, all-reduce bit-exact
+ * against the rank-order sum and all-gather over the mixed group, and a rank of node 1
+ * exiting early: every other rank on both nodes fails naming it, both launchers fail, no
+ * process or shm segment is left.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -41,7 +42,7 @@ struct rank_result {
     int n_bad;
     char first_bad[256];
     long n_checked;
-    char kind_all[16], kind_cross[16];
+    char kind_all[16], kind_cross[16], kind_local[16];
 };
 
 struct node_result {
@@ -306,19 +307,24 @@ static enum wd_status body_basic(const struct scenario *sc, const struct wd_rank
 {
     int all[WORLD] = {0, 1, 2, 3};
     int cross[2] = {ri->rank % 2, ri->rank % 2 + 2}; /* {0,2} and {1,3}: one rank per node */
+    int local[2] = {ri->rank / 2 * 2, ri->rank / 2 * 2 + 1}; /* {0,1} and {2,3}: one node */
     size_t bytes = 64 * 8 + (size_t)ROUNDS * WORLD * SLOT;
     struct wd_comm *comm;
     WD_CHECK(wd_comm_create(ri, &comm, err));
-    struct wd_transport *t_all = NULL, *t_cross = NULL;
+    struct wd_transport *t_all = NULL, *t_cross = NULL, *t_local = NULL;
     struct wd_comm_group *g = NULL;
-    char name[16];
+    char name[16], lname[16];
     snprintf(name, sizeof(name), "cross%d", ri->rank % 2);
+    snprintf(lname, sizeof(lname), "local%d", ri->rank / 2);
     enum wd_status st = wd_comm_transport_create(comm, "all", all, WORLD, bytes, &t_all, err);
     if (st == WD_OK)
         st = wd_comm_transport_create(comm, name, cross, 2, bytes, &t_cross, err);
     if (st == WD_OK)
+        st = wd_comm_transport_create(comm, lname, local, 2, bytes, &t_local, err);
+    if (st == WD_OK)
         st = wd_comm_group_create(comm, "coll", all, WORLD, 4096, &g, err);
     if (st == WD_OK) {
+        snprintf(res->kind_local, sizeof(res->kind_local), "%s", t_local->kind);
         snprintf(res->kind_all, sizeof(res->kind_all), "%s", t_all->kind);
         snprintf(res->kind_cross, sizeof(res->kind_cross), "%s", t_cross->kind);
         int same = ri->rank ^ 1; /* the other rank of this node */
@@ -329,9 +335,12 @@ static enum wd_status body_basic(const struct scenario *sc, const struct wd_rank
     }
     if (st == WD_OK)
         st = exchange(t_cross, cross, res, err);
+    if (st == WD_OK) /* shm only, in a process whose UCX worker must keep progressing */
+        st = exchange(t_local, local, res, err);
     if (st == WD_OK)
         st = collectives(g, ri->rank, res, err);
     wd_comm_group_destroy(g);
+    wd_transport_destroy(t_local);
     wd_transport_destroy(t_cross);
     wd_transport_destroy(t_all);
     wd_comm_destroy(comm);
@@ -373,10 +382,11 @@ static void test_two_nodes(void)
         WD_EXPECT_MSG(res->is_set && res->status == WD_OK, "rank %d: %s", r, res->msg);
         WD_EXPECT_MSG(res->n_bad == 0, "rank %d: %d mismatches, first: %s", r, res->n_bad,
                       res->first_bad);
-        WD_EXPECT_MSG(res->n_checked == ROUNDS * 3 + ROUNDS + 8, "rank %d checked %ld", r,
+        WD_EXPECT_MSG(res->n_checked == ROUNDS * 3 + 2 * ROUNDS + 8, "rank %d checked %ld", r,
                       res->n_checked);
         WD_EXPECT_MSG(strcmp(res->kind_all, "shm+ucx") == 0, "rank %d: %s", r, res->kind_all);
         WD_EXPECT_MSG(strcmp(res->kind_cross, "ucx") == 0, "rank %d: %s", r, res->kind_cross);
+        WD_EXPECT_MSG(strcmp(res->kind_local, "shm") == 0, "rank %d: %s", r, res->kind_local);
     }
     WD_EXPECT(strcmp(g_sh->rank[0].launch_id, g_sh->rank[2].launch_id) != 0);
     WD_EXPECT_MSG(el < 12000, "took %ld ms", el);

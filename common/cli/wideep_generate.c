@@ -252,10 +252,6 @@ static enum wd_status run_ranks(struct run *run, const struct wd_layout *layout,
                                 struct wd_error *err)
 {
     const struct opts *o = &run->o;
-    if (layout->a2a_backend != WD_A2A_NONE)
-        return wd_error_set(err, WD_ERR_UNSUPPORTED,
-                            "--moe-a2a-backend deepep is not wired into the engine yet; use "
-                            "--moe-a2a-backend none");
     int n = run->n_slots;
     const int32_t **prompts = calloc((size_t)n, sizeof(*prompts));
     int *n_ids = calloc((size_t)n, sizeof(int));

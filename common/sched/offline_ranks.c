@@ -8,7 +8,14 @@
 #include "common/comm/comm.h"
 #include "common/comm/comm_group.h"
 #include "common/comm/launcher.h"
+#include "common/ep/ep_buffer.h"
+#include "common/ep/ep_moe.h"
+#include "common/ep/ep_normal.h"
 #include "common/util/log.h"
+
+/* DeepEP low-latency mode's tokens per rank per call (SGLang's default for
+ * SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK); larger decode batches use normal mode. */
+#define WD_OFFLINE_LL_MAX_TOKENS 128
 
 /* One prompt's outcome as it crosses process boundaries: fixed size, no pointers. */
 struct record_head {
@@ -28,7 +35,12 @@ struct rank_state {
     struct wd_comm_groups *groups;
     int timeout_ms;
     unsigned char *records; /* [n_prompts, rec_bytes] this rank's view */
-    uint64_t *req_prompt;   /* [n_prompts] request id of each prompt on this rank, 0 = none */
+    /* --moe-a2a-backend deepep: dispatch/combine over the MoE-EP group's window */
+    struct wd_ep_buffer *ep;
+    struct wd_ep_moe *ep_moe;
+    struct wd_ep_handle *ep_handle;
+    struct wd_ep_payload payload;
+    uint64_t *req_prompt; /* [n_prompts] request id of each prompt on this rank, 0 = none */
 };
 
 static unsigned char *record(const struct run *run, unsigned char *base, int prompt)
@@ -64,6 +76,48 @@ static enum wd_status rank_all_reduce(void *ctx, enum wd_model_group g, float *b
      * backend the MoE and split dense layers are summed over the whole TP group. */
     struct wd_comm_group *grp = g == WD_GROUP_ATTN_TP ? rs->groups->attn_tp : rs->groups->tp;
     return wd_coll_all_reduce_f32(grp->coll, buf, n, rs->timeout_ms, err);
+}
+
+/* The model's all-to-all hook: DeepEP normal or low-latency mode through common/ep. */
+static enum wd_status rank_moe_a2a(void *ctx, const float *x, int64_t n, const int32_t *topk_idx,
+                                   const float *topk_w, int low_latency,
+                                   enum wd_status (*run_expert)(void *ectx, int local_expert,
+                                                                const float *x, int n, float *y,
+                                                                struct wd_error *err),
+                                   void *ectx, float *out, struct wd_error *err)
+{
+    struct rank_state *rs = ctx;
+    struct wd_ep_experts ex = {.run = run_expert, .ctx = ectx};
+    struct wd_ep_moe_args a = {.x = x,
+                               .n_tokens = (int)n,
+                               .topk_idx = topk_idx,
+                               .topk_w = topk_w,
+                               .dispatch_payload = rs->payload,
+                               .combine_payload = WD_EP_PAYLOAD_F32};
+    if (low_latency)
+        return wd_ep_moe_ll(rs->ep_moe, rs->ep, &a, &ex, out, err);
+    return wd_ep_moe_normal(rs->ep_moe, rs->ep, rs->ep_handle, &a, &ex, out, err);
+}
+
+/* Row encoding of dispatched tokens: exact fp32 by default on the CPU engine; bf16 or fp8
+ * (DeepEP's per-128-channel scales) with WIDEEP_DEEPEP_DISPATCH=bf16|fp8. */
+static enum wd_status dispatch_payload(int hidden, struct wd_ep_payload *p, struct wd_error *err)
+{
+    const char *v = getenv("WIDEEP_DEEPEP_DISPATCH");
+    *p = (struct wd_ep_payload){.kind = WD_EP_PAYLOAD_F32, .hidden = hidden};
+    if (!v || strcmp(v, "f32") == 0)
+        return WD_OK;
+    if (strcmp(v, "bf16") == 0) {
+        p->kind = WD_EP_PAYLOAD_BF16;
+        return WD_OK;
+    }
+    if (strcmp(v, "fp8") == 0) {
+        p->kind = WD_EP_PAYLOAD_FP8;
+        p->round_scale = 1;
+        return wd_ep_payload_check(p, err);
+    }
+    return wd_error_set(err, WD_ERR_INVALID, "WIDEEP_DEEPEP_DISPATCH=%s is not f32, bf16 or fp8",
+                        v);
 }
 
 static struct wd_model_shard shard_of(const struct wd_layout *l, const struct wd_rank_layout *r)
@@ -118,9 +172,39 @@ static enum wd_status rank_run(struct rank_state *rs, const struct wd_rank_info 
     /* Collective windows sized so one layer's hidden states go through in a few pieces. */
     size_t piece = (size_t)1 << 20;
 
-    enum wd_status st = wd_comm_create(ri, &comm, err);
+    /* DeepEP buffers: the expert count and shapes come from config.json. */
+    struct wd_model_config mc;
+    enum wd_status st = wd_model_config_load(cfg->model_path, &mc, err);
+    struct wd_ep_config ec = {0};
+    size_t ep_window = 0;
+    int deepep = l->a2a_backend == WD_A2A_DEEPEP;
+    if (st == WD_OK && deepep) {
+        ec = (struct wd_ep_config){.n_ranks = l->moe_ep_size,
+                                   .hidden = mc.hidden_size,
+                                   .top_k = mc.num_experts_per_tok,
+                                   .n_experts = mc.n_routed_experts,
+                                   .max_tokens = mopt.max_batch_tokens,
+                                   .ll_max_tokens = WD_OFFLINE_LL_MAX_TOKENS,
+                                   .max_payload = WD_EP_PAYLOAD_F32,
+                                   .timeout_ms = rs->timeout_ms};
+        st = dispatch_payload(mc.hidden_size, &rs->payload, err);
+        if (st == WD_OK)
+            st = wd_ep_config_check(&ec, err);
+        ep_window = wd_ep_window_bytes(&ec);
+        mopt.comm.moe_a2a = rank_moe_a2a;
+        mopt.comm.deepep_mode = (int)l->deepep_mode;
+        mopt.comm.ll_max_tokens = WD_OFFLINE_LL_MAX_TOKENS;
+    }
     if (st == WD_OK)
-        st = wd_comm_groups_create(comm, l, piece, 0, &rs->groups, err);
+        st = wd_comm_create(ri, &comm, err);
+    if (st == WD_OK)
+        st = wd_comm_groups_create(comm, l, piece, ep_window, &rs->groups, err);
+    if (st == WD_OK && deepep)
+        st = wd_ep_buffer_create(&ec, rs->groups->ep, &rs->ep, err);
+    if (st == WD_OK && deepep)
+        st = wd_ep_moe_create(rs->ep, &rs->ep_moe, err);
+    if (st == WD_OK && deepep)
+        st = wd_ep_handle_create(rs->ep, &rs->ep_handle, err);
     if (st == WD_OK)
         st = wd_model_create(cfg->model_path, &mopt, &model, err);
     if (st == WD_OK) {
@@ -167,6 +251,9 @@ static enum wd_status rank_run(struct rank_state *rs, const struct wd_rank_info 
     wd_scheduler_destroy(sched);
     wd_kv_pool_destroy(kv);
     wd_model_destroy(model);
+    wd_ep_handle_destroy(rs->ep_handle);
+    wd_ep_moe_destroy(rs->ep_moe);
+    wd_ep_buffer_destroy(rs->ep);
     if (st == WD_OK) {
         wd_comm_groups_destroy(rs->groups);
         wd_comm_destroy(comm);

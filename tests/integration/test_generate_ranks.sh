@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # wideep-generate over real rank processes: every layout must give exactly the
 # single-rank greedy output (tp2 ep2; tp4 ep4 dp4 with DP attention; tp4 ep2 =
-# moe_tp 2; tp4 dp2 ep4 with DP attention; dense layers whole), two "nodes" of two
-# ranks over UCX on loopback, and a rank killed mid-run makes the run fail with an
-# error naming it, leaving no processes and no shared-memory segments behind.
+# moe_tp 2; tp4 dp2 ep4 with DP attention; dense layers whole), with the all-reduce
+# backend and with DeepEP-style dispatch in normal, low-latency and auto modes; two
+# "nodes" of two ranks over UCX on loopback; and a rank killed mid-run makes the run
+# fail with an error naming it, leaving no processes and no shared-memory segments.
 set -u
 src=${WD_SOURCE_DIR:?} bin=${WD_BIN_DIR:?}
 gen="$bin/wideep-generate"
@@ -27,6 +28,14 @@ for fam in tiny-qwen3-moe tiny-deepseek-v3; do
         # shellcheck disable=SC2086
         if timeout 120 "$gen" --model-path "$m" "${common[@]}" $lay >"$tmp/out" 2>"$tmp/err" &&
            cmp -s "$tmp/base" "$tmp/out"; then ok "$fam $lay"; else ko "$fam $lay"; fi
+        # The same layouts through DeepEP-style dispatch/combine (which makes ep = tp).
+        for mode in normal low_latency auto; do
+            # shellcheck disable=SC2086
+            if timeout 120 "$gen" --model-path "$m" "${common[@]}" $lay --moe-a2a-backend deepep \
+                   --deepep-mode $mode >"$tmp/out" 2>"$tmp/err" &&
+               cmp -s "$tmp/base" "$tmp/out"; then ok "$fam $lay deepep $mode"
+            else ko "$fam $lay deepep $mode"; fi
+        done
     done
     # Two nodes of two ranks: node 1's launcher joins node 0's rendezvous; UCX over TCP.
     port=$((20000 + RANDOM % 30000))
@@ -37,6 +46,16 @@ for fam in tiny-qwen3-moe tiny-deepseek-v3; do
            --nnodes 2 --node-rank 0 --dist-init-addr "127.0.0.1:$port" >"$tmp/out" 2>"$tmp/err" &&
        wait $n1 && cmp -s "$tmp/base" "$tmp/out"; then ok "$fam 2 nodes x 2 ranks over ucx"
     else ko "$fam 2 nodes x 2 ranks over ucx"; cat "$tmp/n1err" | tail -3; fi
+    port=$((20000 + RANDOM % 30000))
+    UCX_TLS=tcp,self timeout 120 "$gen" --model-path "$m" "${common[@]}" --tp 4 --dp 4 \
+        --enable-dp-attention --moe-a2a-backend deepep --nnodes 2 --node-rank 1 \
+        --dist-init-addr "127.0.0.1:$port" >"$tmp/n1" 2>"$tmp/n1err" &
+    n1=$!
+    if UCX_TLS=tcp,self timeout 120 "$gen" --model-path "$m" "${common[@]}" --tp 4 --dp 4 \
+           --enable-dp-attention --moe-a2a-backend deepep --nnodes 2 --node-rank 0 \
+           --dist-init-addr "127.0.0.1:$port" >"$tmp/out" 2>"$tmp/err" &&
+       wait $n1 && cmp -s "$tmp/base" "$tmp/out"; then ok "$fam 2 nodes x 2 ranks deepep auto over ucx"
+    else ko "$fam 2 nodes x 2 ranks deepep auto over ucx"; tail -3 "$tmp/n1err"; fi
 done
 
 # A rank that dies mid-run: the run fails naming it; no orphans, no segments left.

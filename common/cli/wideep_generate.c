@@ -277,6 +277,7 @@ static enum wd_status run_ranks(struct run *run, const struct wd_layout *layout,
         .prompts = prompts,
         .n_ids = n_ids,
         .timeout_ms = o->timeout_ms,
+        .eplb = &run->sargs,
     };
     if (st == WD_OK)
         st = wd_offline_run_ranks(&oc, res, err);

@@ -104,11 +104,32 @@ static void attention_mla(struct wd_model *m, const struct wd_attn_weights *a, f
     linear(m, &a->o_proj, ws->attn, n, ws->out);
 }
 
+/* EPLB: the logical experts of n rows -> physical slots, each block of rows through the
+ * dispatch table of the DP rank it came from (blocks: [n_dispatch + 1] row offsets; NULL:
+ * every row through table 0). Returns the routing to use: phys, or logical without EPLB. */
+static const int32_t *to_physical(struct wd_model *m, int layer, const int32_t *logical, int64_t n,
+                                  const int64_t *blocks, int32_t *phys)
+{
+    const struct wd_model_eplb *e = &m->opt.eplb;
+    int K = m->cfg.num_experts_per_tok;
+    if (!e->loc)
+        return logical;
+    if (!blocks || e->n_dispatch == 1) {
+        wd_eplb_dispatch_topk(e->dispatch[0], layer, logical, (int)(n * K), phys);
+        return phys;
+    }
+    for (int d = 0; d < e->n_dispatch; d++)
+        if (blocks[d + 1] > blocks[d])
+            wd_eplb_dispatch_topk(e->dispatch[d], layer, logical + blocks[d] * K,
+                                  (int)((blocks[d + 1] - blocks[d]) * K), phys + blocks[d] * K);
+    return phys;
+}
+
 /* Routed experts (+ shared experts) for the n rows of ws->h into ws->out. On a sharded
  * model each rank adds its experts' (and its slice's) share and the MoE group sums them;
  * shared experts split over the same group join that sum, whole ones are added after. */
-static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_t n, float *out,
-                          struct wd_error *err)
+static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_t n,
+                          const int64_t *blocks, float *out, struct wd_error *err)
 {
     const struct wd_layer_weights *L = &m->layers[layer];
     const struct wd_model_config *c = &m->cfg;
@@ -127,6 +148,7 @@ static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_
                                      ws->topk_w);
     if (m->opt.recorder)
         wd_expert_recorder_add(m->opt.recorder, layer, ws->topk_idx, n);
+    const int32_t *route = to_physical(m, layer, ws->topk_idx, n, blocks, ws->phys_idx);
 
     /* Counting sort of the (token, slot) assignments to this rank's experts, by expert;
      * tokens stay in batch order. Experts are indexed locally: e - expert_begin. */
@@ -134,14 +156,14 @@ static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_
     int32_t *off = ws->e_count;
     memset(off, 0, (size_t)(nl + 1) * sizeof(int32_t));
     for (int64_t i = 0; i < n * K; i++) {
-        int e = ws->topk_idx[i] - eb;
+        int e = route[i] - eb;
         if (e >= 0 && e < nl)
             off[e + 1]++;
     }
     for (int e = 0; e < nl; e++)
         off[e + 1] += off[e];
     for (int64_t i = 0; i < n * K; i++) {
-        int e = ws->topk_idx[i] - eb;
+        int e = route[i] - eb;
         if (e < 0 || e >= nl)
             continue;
         int32_t at = off[e]++;
@@ -187,7 +209,8 @@ static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_
  * zero-padded blocks: one attention-TP rank of each DP rank contributes them); returns
  * the total and this rank's offset. */
 static enum wd_status gather_dp_rows(struct wd_model *m, enum wd_model_group g, int64_t n,
-                                     int64_t *total_p, int64_t *offset_p, struct wd_error *err)
+                                     int64_t *total_p, int64_t *offset_p, int64_t *blocks,
+                                     struct wd_error *err)
 {
     struct wd_model_workspace *ws = m->ws;
     const struct wd_model_shard *sh = &m->shard;
@@ -204,8 +227,12 @@ static enum wd_status gather_dp_rows(struct wd_model *m, enum wd_model_group g, 
     for (int d = 0; d < dp; d++) {
         if (d == sh->attn_dp_rank)
             offset = total;
+        if (blocks)
+            blocks[d] = total;
         total += (int64_t)counts[d];
     }
+    if (blocks)
+        blocks[dp] = total;
     WD_ASSERT(total <= (int64_t)m->opt.max_batch_tokens * dp);
     memset(ws->g_h, 0, (size_t)total * H * sizeof(float));
     if (leader)
@@ -230,7 +257,7 @@ static enum wd_status dense_mlp(struct wd_model *m, const struct wd_mlp_weights 
         return reduce(m, WD_GROUP_DENSE, sh->dense_tp_size, out, (size_t)n * H, err);
     }
     int64_t total, offset;
-    WD_CHECK(gather_dp_rows(m, WD_GROUP_DENSE, n, &total, &offset, err));
+    WD_CHECK(gather_dp_rows(m, WD_GROUP_DENSE, n, &total, &offset, NULL, err));
     mlp(m, w, ws->g_h, total, ws->g_out);
     WD_CHECK(reduce(m, WD_GROUP_DENSE, sh->dense_tp_size, ws->g_out, (size_t)total * H, err));
     memcpy(out, ws->g_out + (size_t)offset * H, (size_t)n * H * sizeof(float));
@@ -275,13 +302,16 @@ static enum wd_status moe_a2a(struct wd_model *m, int layer, int64_t n, struct w
     else
         wd_moe_gate_softmax_topk_ref(ws->router, n, E, K, c->norm_topk_prob, ws->topk_idx,
                                      ws->topk_w);
-    if (m->opt.recorder)
-        wd_expert_recorder_add(m->opt.recorder, layer, ws->topk_idx, n);
+    const int32_t *route = to_physical(m, layer, ws->topk_idx, n, NULL, ws->phys_idx);
 
     int64_t n_sub = 0;
     for (int64_t r = sh->attn_tp_rank; r < n; r += sh->attn_tp_size, n_sub++) {
         memcpy(ws->g_h + (size_t)n_sub * H, ws->h + (size_t)r * H, H * sizeof(float));
-        memcpy(ws->a2a_idx + n_sub * K, ws->topk_idx + r * K, (size_t)K * sizeof(int32_t));
+        memcpy(ws->a2a_idx + n_sub * K, route + r * K, (size_t)K * sizeof(int32_t));
+        /* Each row is dispatched (and recorded) by one rank of its attention-TP group, so the
+         * TP group's recorders sum to the instance's routing. */
+        if (m->opt.recorder)
+            wd_expert_recorder_add(m->opt.recorder, layer, ws->topk_idx + r * K, 1);
         memcpy(ws->a2a_w + n_sub * K, ws->topk_w + r * K, (size_t)K * sizeof(float));
     }
     struct expert_call call = {.m = m, .L = L};
@@ -347,10 +377,10 @@ static enum wd_status feed_forward(struct wd_model *m, int layer, int64_t n, str
         return moe_a2a(m, layer, n, err);
     /* All-reduce backend: with DP attention every rank's rows are gathered first. */
     if (sh->attn_dp_size <= 1 || sh->moe_ep_size * sh->moe_tp_size <= 1)
-        return moe(m, layer, ws->h, n, ws->out, err);
-    int64_t total, offset;
-    WD_CHECK(gather_dp_rows(m, WD_GROUP_MOE, n, &total, &offset, err));
-    WD_CHECK(moe(m, layer, ws->g_h, total, ws->g_out, err));
+        return moe(m, layer, ws->h, n, NULL, ws->out, err);
+    int64_t total, offset, blocks[WD_MODEL_MAX_DP + 1];
+    WD_CHECK(gather_dp_rows(m, WD_GROUP_MOE, n, &total, &offset, blocks, err));
+    WD_CHECK(moe(m, layer, ws->g_h, total, blocks, ws->g_out, err));
     memcpy(ws->out, ws->g_out + (size_t)offset * H, (size_t)n * H * sizeof(float));
     return WD_OK;
 }

@@ -16,7 +16,10 @@
 #include <stdint.h>
 
 #include "common/config/model_config.h"
+#include "common/ep/eplb_dispatch.h"
+#include "common/ep/eplb_location.h"
 #include "common/ep/expert_recorder.h"
+#include "common/model/expert_store.h"
 #include "common/kv/kv_pool.h"
 #include "common/model/safetensors.h"
 #include "common/util/arena.h"
@@ -76,6 +79,18 @@ struct wd_model_comm {
     int ll_max_tokens; /* low-latency mode's tokens per rank per call (DeepEP's M) */
 };
 
+/* EPLB placement (borrowed; loc NULL = experts in contiguous blocks, no replicas). The rank
+ * holds physical slots [ep_rank * P / ep, ...) of loc (P = loc->n_physical) and owns their
+ * weights (an expert store), which a rebalance overwrites. Routing maps each row's logical
+ * experts to physical slots with dispatch[source] (one table per attention-DP rank with the
+ * all-reduce backend, where every rank must pick the same replica for a row; one, the rank's
+ * own, with the all-to-all backend). */
+struct wd_model_eplb {
+    const struct wd_eplb_location *loc;
+    struct wd_eplb_dispatch *const *dispatch;
+    int n_dispatch;
+};
+
 struct wd_model_options {
     int max_batch_tokens; /* most tokens in one forward (>= chunked prefill size + batch) */
     int max_logit_rows;   /* most rows of logits one forward returns */
@@ -84,6 +99,7 @@ struct wd_model_options {
     struct wd_model_comm comm;
     /* Borrowed, may be NULL: every forward pass reports its routing here (EPLB input). */
     struct wd_expert_recorder *recorder;
+    struct wd_model_eplb eplb;
 };
 
 struct wd_attn_weights {
@@ -134,8 +150,9 @@ struct wd_model {
     struct wd_model_shard shard;  /* normalized: every size >= 1 */
     int n_heads;                  /* attention heads on this rank */
     int n_kv_heads;               /* GQA KV heads on this rank */
-    int expert_begin, expert_end; /* routed experts held by this rank */
-    struct wd_arena *arena;       /* converted small vectors, FP8 scales, realigned tensors */
+    int expert_begin, expert_end; /* routed experts (physical slots with EPLB) of this rank */
+    struct wd_expert_store *experts_store; /* EPLB: the owned weights of those slots */
+    struct wd_arena *arena; /* converted small vectors, FP8 scales, realigned tensors */
     struct wd_threadpool *tp;
     struct wd_model_workspace *ws;
 };

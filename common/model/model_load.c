@@ -246,10 +246,27 @@ static enum wd_status bind_layer(struct binder *b, struct wd_model *m, int l)
         wd_arena_alloc(b->arena, (size_t)(n_local > 0 ? n_local : 1) * sizeof(*L->experts));
     if (!L->experts)
         return wd_error_set(b->err, WD_ERR_NOMEM, "layer %d: out of memory", l);
+    const struct wd_eplb_location *loc = b->list_fn ? NULL : m->opt.eplb.loc;
     for (int e = m->expert_begin; e < m->expert_end; e++) {
-        snprintf(name, sizeof(name), "%s.mlp.experts.%d", p, e);
-        WD_CHECK(bind_mlp(b, name, H, c->moe_intermediate_size, sh->moe_tp_size, sh->moe_tp_rank,
-                          &L->experts[e - m->expert_begin]));
+        struct wd_mlp_weights *dst = &L->experts[e - m->expert_begin];
+        if (!loc) {
+            snprintf(name, sizeof(name), "%s.mlp.experts.%d", p, e);
+            WD_CHECK(bind_mlp(b, name, H, c->moe_intermediate_size, sh->moe_tp_size,
+                              sh->moe_tp_rank, dst));
+            continue;
+        }
+        /* EPLB: the slot owns a copy of the whole logical expert it holds (so a rebalance
+         * can overwrite it); the views are this rank's MoE-TP slice of that copy. */
+        int logical = loc->phy2log[(size_t)l * (size_t)loc->n_physical + (size_t)e];
+        struct wd_mlp_weights full;
+        snprintf(name, sizeof(name), "%s.mlp.experts.%d", p, logical);
+        WD_CHECK(bind_mlp(b, name, H, c->moe_intermediate_size, 1, 0, &full));
+        if (!m->experts_store)
+            WD_CHECK(wd_expert_store_create(&full, c->n_layers, m->expert_end - m->expert_begin,
+                                            &m->experts_store, b->err));
+        wd_expert_store_fill(m->experts_store, l, e - m->expert_begin, &full);
+        wd_expert_store_views(m->experts_store, l, e - m->expert_begin, sh->moe_tp_size,
+                              sh->moe_tp_rank, dst);
     }
     if (c->arch == WD_ARCH_DEEPSEEK_V3 && c->n_shared_experts > 0) {
         L->has_shared = 1;
@@ -316,6 +333,13 @@ static enum wd_status setup_shard(struct wd_model *m, const struct wd_model_shar
                             "num_key_value_heads %d and attn_tp_size %d: one must divide the other",
                             kv, sh.attn_tp_size);
     int E = c->n_routed_experts;
+    const struct wd_eplb_location *loc = m->opt.eplb.loc;
+    if (loc && (loc->n_logical != E || loc->n_layers != c->n_layers))
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "expert location: %d layers x %d experts, the model has %d x %d",
+                            loc->n_layers, loc->n_logical, c->n_layers, E);
+    if (loc)
+        E = loc->n_physical; /* ranks hold physical slots */
     if (E > 0 && E % sh.moe_ep_size)
         return wd_error_set(err, WD_ERR_INVALID,
                             "num_experts %d must be divisible by moe_ep_size %d", E,
@@ -461,6 +485,7 @@ void wd_model_destroy(struct wd_model *model)
         return;
     wd_model_workspace_destroy(model->ws);
     wd_threadpool_destroy(model->tp);
+    wd_expert_store_destroy(model->experts_store);
     free(model->layers);
     wd_arena_destroy(model->arena);
     wd_safetensors_close(model->st);

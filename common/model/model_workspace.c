@@ -57,6 +57,7 @@ enum wd_status wd_model_workspace_create(const struct wd_model *m, struct wd_mod
         {(void **)&ws->g_h, G * H * 4},
         {(void **)&ws->g_out, G * H * 4},
         {(void **)&ws->a2a_idx, T * K * 4},
+        {(void **)&ws->phys_idx, G * K * 4},
         {(void **)&ws->a2a_w, T * K * 4},
         {(void **)&ws->mode_vote, (1 + WD_MODEL_MAX_RANKS) * 4},
     };

@@ -34,12 +34,13 @@ struct wd_model_workspace {
     float *sel;        /* [max_logit_rows, H] rows whose logits are wanted */
     /* MoE / dense buffers hold G = T * attn_dp rows: with DP attention the tokens of every
      * DP rank are gathered there (G = T otherwise). router..mlp_tmp above are G-sized. */
-    float *g_h;       /* [G, H] gathered layer inputs */
-    float *g_out;     /* [G, H] gathered layer outputs */
-    int32_t *a2a_idx; /* [T, top_k] routing of the rows this rank dispatches (DeepEP) */
-    float *a2a_w;     /* [T, top_k] */
-    float *mode_vote; /* [1 + WD_MODEL_MAX_RANKS] the forward's mode agreement */
-    int low_latency;  /* this forward's DeepEP mode, agreed by every rank */
+    float *g_h;        /* [G, H] gathered layer inputs */
+    float *g_out;      /* [G, H] gathered layer outputs */
+    int32_t *a2a_idx;  /* [T, top_k] routing of the rows this rank dispatches (DeepEP) */
+    int32_t *phys_idx; /* [G, top_k] EPLB: the physical slots the rows are routed to */
+    float *a2a_w;      /* [T, top_k] */
+    float *mode_vote;  /* [1 + WD_MODEL_MAX_RANKS] the forward's mode agreement */
+    int low_latency;   /* this forward's DeepEP mode, agreed by every rank */
 };
 
 enum wd_status wd_model_workspace_create(const struct wd_model *model,

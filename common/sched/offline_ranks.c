@@ -11,6 +11,8 @@
 #include "common/ep/ep_buffer.h"
 #include "common/ep/ep_moe.h"
 #include "common/ep/ep_normal.h"
+#include "common/ep/eplb.h"
+#include "common/model/expert_move.h"
 #include "common/util/log.h"
 
 /* DeepEP low-latency mode's tokens per rank per call (SGLang's default for
@@ -41,7 +43,19 @@ struct rank_state {
     struct wd_ep_handle *ep_handle;
     struct wd_ep_payload payload;
     uint64_t *req_prompt; /* [n_prompts] request id of each prompt on this rank, 0 = none */
+    /* EPLB */
+    struct wd_eplb_location *loc, *next; /* current placement, and the one being computed */
+    struct wd_eplb_dispatch *dispatch[WD_MODEL_MAX_DP];
+    int n_dispatch;
+    struct wd_eplb_params params;
+    struct wd_expert_recorder *recorder;
+    struct wd_transport *move_t;
+    struct wd_expert_mover *mover;
+    struct wd_model *model;
+    long passes; /* forward passes run */
 };
+
+static enum wd_status eplb_rebalance(struct rank_state *rs, struct wd_error *err);
 
 static unsigned char *record(const struct run *run, unsigned char *base, int prompt)
 {
@@ -146,7 +160,139 @@ static enum wd_status drive(struct rank_state *rs, struct wd_scheduler *sched, s
         if (active == 0.0f)
             return WD_OK;
         WD_CHECK(wd_scheduler_step(sched, NULL, err));
+        const struct wd_server_args *a = rs->run->cfg->eplb;
+        rs->passes++;
+        if (rs->mover && a->enable_eplb && a->eplb_rebalance_num_iterations > 0 &&
+            rs->passes % a->eplb_rebalance_num_iterations == 0)
+            WD_CHECK(eplb_rebalance(rs, err));
     }
+}
+
+static int eplb_wanted(const struct wd_server_args *a)
+{
+    return a && (a->enable_eplb || a->ep_num_redundant_experts > 0 ||
+                 (a->init_expert_location && strcmp(a->init_expert_location, "trivial") != 0));
+}
+
+/* The initial placement and this rank's dispatch tables. With the all-reduce backend a row is
+ * routed the same way on every rank: by the table of the DP rank it came from. */
+static enum wd_status eplb_setup(struct rank_state *rs, const struct wd_model_config *mc,
+                                 struct wd_error *err)
+{
+    const struct wd_server_args *a = rs->run->cfg->eplb;
+    const struct wd_layout *l = rs->run->cfg->layout;
+    int E = mc->n_routed_experts, P = E + a->ep_num_redundant_experts;
+    WD_CHECK(wd_eplb_algorithm_parse(a->eplb_algorithm ? a->eplb_algorithm : "auto",
+                                     &rs->params.algorithm, err));
+    rs->params.n_groups = mc->arch == WD_ARCH_DEEPSEEK_V3 ? mc->n_group : 0;
+    rs->params.n_nodes = l->nnodes;
+    WD_CHECK(wd_eplb_location_create(mc->n_layers, E, P, l->moe_ep_size, &rs->loc, err));
+    WD_CHECK(wd_eplb_location_create(mc->n_layers, E, P, l->moe_ep_size, &rs->next, err));
+    WD_CHECK(wd_eplb_location_load(rs->loc, a->init_expert_location, &rs->params, err));
+    enum wd_eplb_dispatch_algorithm algo = WD_EPLB_DISPATCH_STATIC;
+    if (a->ep_dispatch_algorithm)
+        WD_CHECK(wd_eplb_dispatch_algorithm_parse(a->ep_dispatch_algorithm, &algo, err));
+    int deepep = l->a2a_backend == WD_A2A_DEEPEP;
+    rs->n_dispatch = deepep ? 1 : l->attn_dp_size;
+    for (int d = 0; d < rs->n_dispatch; d++) {
+        int src = deepep ? rs->me->rank : d * l->attn_tp_size;
+        struct wd_eplb_dispatch_config dc = {
+            .algorithm = algo,
+            .ep_rank = l->ranks[src].moe_ep_rank,
+            .n_nodes = l->nnodes,
+            /* dynamic: ranks that must agree draw from the same stream */
+            .seed = 0x5eed + (uint64_t)(deepep ? rs->me->rank : d)};
+        WD_CHECK(wd_eplb_dispatch_create(&dc, rs->loc, &rs->dispatch[d], err));
+    }
+    const char *mode =
+        a->expert_distribution_recorder_mode ? a->expert_distribution_recorder_mode : "stat";
+    struct wd_expert_recorder_config rc = {
+        .n_layers = mc->n_layers,
+        .n_experts = E,
+        .top_k = mc->num_experts_per_tok,
+        .buffer_size =
+            a->expert_distribution_recorder_buffer_size > 0
+                ? a->expert_distribution_recorder_buffer_size
+                : (a->eplb_rebalance_num_iterations > 0 ? a->eplb_rebalance_num_iterations : 1000),
+        .max_tokens = 4096};
+    WD_CHECK(wd_expert_record_mode_parse(mode, &rc.mode, err));
+    return wd_expert_recorder_create(&rc, &rs->recorder, err);
+}
+
+/* Mean over MoE layers of EPLB's balancedness (mean / max GPU load) of a placement. */
+static double balancedness(const struct rank_state *rs, const struct wd_eplb_location *loc,
+                           const double *counts)
+{
+    const struct wd_model_config *c = &rs->model->cfg;
+    double sum = 0, load[WD_MODEL_MAX_RANKS];
+    int n = 0;
+    for (int layer = 0; layer < c->n_layers; layer++) {
+        if (!wd_model_config_is_moe_layer(c, layer))
+            continue;
+        if (wd_eplb_gpu_load(counts + (size_t)layer * loc->n_logical, loc->n_logical,
+                             loc->phy2log + (size_t)layer * loc->n_physical, loc->n_physical,
+                             loc->n_gpus, load, NULL) != WD_OK)
+            continue;
+        sum += wd_eplb_balancedness(load, loc->n_gpus);
+        n++;
+    }
+    return n ? sum / n : 1.0;
+}
+
+/* A rebalance at a safe point (between forward passes, the same pass on every rank):
+ * the recorded routing -> a new placement -> expert weights moved between ranks. */
+static enum wd_status eplb_rebalance(struct rank_state *rs, struct wd_error *err)
+{
+    const struct wd_layout *l = rs->run->cfg->layout;
+    const struct wd_model_config *c = &rs->model->cfg;
+    size_t n = (size_t)c->n_layers * (size_t)c->n_routed_experts;
+    double *counts = malloc(n * sizeof(double));
+    float *sum = malloc(n * sizeof(float));
+    enum wd_status st =
+        counts && sum ? WD_OK : wd_error_set(err, WD_ERR_NOMEM, "eplb: out of memory");
+    if (st == WD_OK) {
+        wd_expert_recorder_counts(rs->recorder, counts);
+        /* With the all-to-all backend each rank recorded the rows it dispatched: sum them. */
+        if (l->a2a_backend == WD_A2A_DEEPEP) {
+            for (size_t i = 0; i < n; i++)
+                sum[i] = (float)counts[i];
+            st = wd_coll_all_reduce_f32(rs->groups->tp->coll, sum, n, rs->timeout_ms, err);
+            for (size_t i = 0; st == WD_OK && i < n; i++)
+                counts[i] = sum[i];
+        }
+    }
+    double before = st == WD_OK ? balancedness(rs, rs->loc, counts) : 0;
+    for (int layer = 0; st == WD_OK && layer < c->n_layers; layer++)
+        wd_eplb_location_copy_layer(rs->next, rs->loc, layer);
+    if (st == WD_OK)
+        st = wd_eplb_location_rebalance(rs->next, counts, &rs->params, err);
+    int moved = 0;
+    for (int layer = 0; st == WD_OK && layer < c->n_layers; layer++) {
+        if (!wd_model_config_is_moe_layer(c, layer)) {
+            wd_eplb_location_copy_layer(rs->next, rs->loc, layer); /* dense: nothing moves */
+            continue;
+        }
+        int k = 0;
+        st = wd_expert_mover_layer(rs->mover, rs->model->experts_store, layer,
+                                   rs->loc->phy2log + (size_t)layer * rs->loc->n_physical,
+                                   rs->next->phy2log + (size_t)layer * rs->next->n_physical,
+                                   rs->loc->n_physical, &k, err);
+        moved += k;
+    }
+    if (st == WD_OK) {
+        for (int layer = 0; layer < c->n_layers; layer++)
+            wd_eplb_location_copy_layer(rs->loc, rs->next, layer);
+        for (int d = 0; d < rs->n_dispatch; d++)
+            wd_eplb_dispatch_refresh(rs->dispatch[d]);
+        double after = balancedness(rs, rs->loc, counts);
+        wd_log(WD_LOG_INFO, "eplb",
+               "rebalanced after %ld passes: balancedness %.3f -> %.3f (mean/max GPU load over "
+               "MoE layers), %d expert blobs received",
+               rs->passes, before, after, moved);
+    }
+    free(counts);
+    free(sum);
+    return st;
 }
 
 static enum wd_status rank_run(struct rank_state *rs, const struct wd_rank_info *ri,
@@ -175,6 +321,12 @@ static enum wd_status rank_run(struct rank_state *rs, const struct wd_rank_info 
     /* DeepEP buffers: the expert count and shapes come from config.json. */
     struct wd_model_config mc;
     enum wd_status st = wd_model_config_load(cfg->model_path, &mc, err);
+    if (st == WD_OK && eplb_wanted(cfg->eplb)) {
+        st = eplb_setup(rs, &mc, err);
+        mopt.eplb = (struct wd_model_eplb){
+            .loc = rs->loc, .dispatch = rs->dispatch, .n_dispatch = rs->n_dispatch};
+        mopt.recorder = rs->recorder;
+    }
     struct wd_ep_config ec = {0};
     size_t ep_window = 0;
     int deepep = l->a2a_backend == WD_A2A_DEEPEP;
@@ -182,7 +334,7 @@ static enum wd_status rank_run(struct rank_state *rs, const struct wd_rank_info 
         ec = (struct wd_ep_config){.n_ranks = l->moe_ep_size,
                                    .hidden = mc.hidden_size,
                                    .top_k = mc.num_experts_per_tok,
-                                   .n_experts = mc.n_routed_experts,
+                                   .n_experts = rs->loc ? rs->loc->n_physical : mc.n_routed_experts,
                                    .max_tokens = mopt.max_batch_tokens,
                                    .ll_max_tokens = WD_OFFLINE_LL_MAX_TOKENS,
                                    .max_payload = WD_EP_PAYLOAD_F32,
@@ -207,6 +359,20 @@ static enum wd_status rank_run(struct rank_state *rs, const struct wd_rank_info 
         st = wd_ep_handle_create(rs->ep, &rs->ep_handle, err);
     if (st == WD_OK)
         st = wd_model_create(cfg->model_path, &mopt, &model, err);
+    rs->model = model;
+    /* Expert moves run over their own window on this rank's MoE-EP group. */
+    if (st == WD_OK && rs->loc && model->experts_store) {
+        char name[32];
+        snprintf(name, sizeof(name), "eplb%d", rs->me->moe_tp_rank);
+        const int *members = wd_group_set_members(&l->moe_ep_groups, rs->me->moe_tp_rank);
+        st = wd_comm_transport_create(
+            comm, name, members, l->moe_ep_size,
+            wd_expert_move_window_bytes(l->moe_ep_size, model->experts_store->blob_bytes),
+            &rs->move_t, err);
+        if (st == WD_OK)
+            st = wd_expert_mover_create(rs->move_t, model->experts_store, rs->timeout_ms,
+                                        &rs->mover, err);
+    }
     if (st == WD_OK) {
         struct wd_kv_pool_config kc = {.n_layers = model->cfg.n_layers,
                                        .page_size = cfg->page_size};
@@ -251,6 +417,14 @@ static enum wd_status rank_run(struct rank_state *rs, const struct wd_rank_info 
     wd_scheduler_destroy(sched);
     wd_kv_pool_destroy(kv);
     wd_model_destroy(model);
+    wd_expert_mover_destroy(rs->mover);
+    if (st == WD_OK)
+        wd_transport_destroy(rs->move_t);
+    for (int d = 0; d < rs->n_dispatch; d++)
+        wd_eplb_dispatch_destroy(rs->dispatch[d]);
+    wd_expert_recorder_destroy(rs->recorder);
+    wd_eplb_location_destroy(rs->loc);
+    wd_eplb_location_destroy(rs->next);
     wd_ep_handle_destroy(rs->ep_handle);
     wd_ep_moe_destroy(rs->ep_moe);
     wd_ep_buffer_destroy(rs->ep);

@@ -15,6 +15,7 @@
 
 #include <stdint.h>
 
+#include "common/config/server_args.h"
 #include "common/layout/layout.h"
 #include "common/sched/scheduler.h"
 
@@ -28,6 +29,9 @@ struct wd_offline_config {
     const int32_t *const *prompts; /* [n_prompts][n_ids[i]] */
     const int *n_ids;
     int timeout_ms; /* every collective wait; a rank silent for longer fails the run */
+    /* EPLB (--enable-eplb, --ep-num-redundant-experts, --init-expert-location, the recorder
+     * and dispatch flags); NULL = experts in contiguous blocks. */
+    const struct wd_server_args *eplb;
 };
 
 struct wd_offline_result {

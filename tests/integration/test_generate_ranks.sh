@@ -3,7 +3,8 @@
 # single-rank greedy output (tp2 ep2; tp4 ep4 dp4 with DP attention; tp4 ep2 =
 # moe_tp 2; tp4 dp2 ep4 with DP attention; dense layers whole), with the all-reduce
 # backend and with DeepEP-style dispatch in normal, low-latency and auto modes; two
-# "nodes" of two ranks over UCX on loopback; and a rank killed mid-run makes the run
+# "nodes" of two ranks over UCX on loopback; EPLB rebalancing with redundant experts
+# (weights moved between ranks) for both backends; and a rank killed mid-run makes the run
 # fail with an error naming it, leaving no processes and no shared-memory segments.
 set -u
 src=${WD_SOURCE_DIR:?} bin=${WD_BIN_DIR:?}
@@ -36,6 +37,18 @@ for fam in tiny-qwen3-moe tiny-deepseek-v3; do
                cmp -s "$tmp/base" "$tmp/out"; then ok "$fam $lay deepep $mode"
             else ko "$fam $lay deepep $mode"; fi
         done
+    done
+    # EPLB: redundant experts, rebalanced every few passes (expert weights move between
+    # ranks); replicas compute the same function, so the tokens must not change.
+    for lay in "--tp 4 --ep 4 --enable-eplb --ep-num-redundant-experts 4 --eplb-rebalance-num-iterations 3" \
+               "--tp 4 --dp 4 --enable-dp-attention --ep 4 --enable-eplb --ep-num-redundant-experts 4 --eplb-rebalance-num-iterations 2" \
+               "--tp 4 --moe-a2a-backend deepep --enable-eplb --ep-num-redundant-experts 4 --eplb-rebalance-num-iterations 2" \
+               "--tp 4 --ep 2 --enable-eplb --ep-num-redundant-experts 2 --eplb-rebalance-num-iterations 4 --ep-dispatch-algorithm dynamic"; do
+        # shellcheck disable=SC2086
+        if timeout 120 "$gen" --model-path "$m" "${common[@]}" $lay --log-level info >"$tmp/out" 2>"$tmp/err" &&
+           cmp -s "$tmp/base" "$tmp/out" && grep -q 'eplb: rebalanced after' "$tmp/err"; then
+            ok "$fam eplb $lay"
+        else ko "$fam eplb $lay"; fi
     done
     # Two nodes of two ranks: node 1's launcher joins node 0's rendezvous; UCX over TCP.
     port=$((20000 + RANDOM % 30000))

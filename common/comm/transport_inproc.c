@@ -20,9 +20,9 @@
 struct wd_inproc_group {
     int n_ranks;
     size_t window_bytes;
-    uint8_t **windows;          /* [n_ranks] each window_bytes, 64-byte aligned */
-    struct wd_transport *ts;    /* [n_ranks] */
-    int *dead;                  /* [n_ranks] set by kill, read atomically */
+    uint8_t **windows;       /* [n_ranks] each window_bytes, 64-byte aligned */
+    struct wd_transport *ts; /* [n_ranks] */
+    int *dead;               /* [n_ranks] set by kill, read atomically */
 };
 
 static int rank_dead(const struct wd_inproc_group *g, int rank)
@@ -35,8 +35,8 @@ static enum wd_status check_peer(struct wd_transport *t, int peer, const char *o
 {
     const struct wd_inproc_group *g = t->impl;
     if (peer < 0 || peer >= g->n_ranks)
-        return wd_error_set(err, WD_ERR_INVALID, "inproc %s: rank %d is not in a group of %d",
-                            op, peer, g->n_ranks);
+        return wd_error_set(err, WD_ERR_INVALID, "inproc %s: rank %d is not in a group of %d", op,
+                            peer, g->n_ranks);
     if (rank_dead(g, peer))
         return wd_error_set(err, WD_ERR_PEER, "inproc %s: rank %d is dead", op, peer);
     if (rank_dead(g, t->rank))
@@ -44,8 +44,8 @@ static enum wd_status check_peer(struct wd_transport *t, int peer, const char *o
     return WD_OK;
 }
 
-static enum wd_status inproc_put(struct wd_transport *t, int peer, size_t dst_off,
-                                 const void *src, size_t len, struct wd_error *err)
+static enum wd_status inproc_put(struct wd_transport *t, int peer, size_t dst_off, const void *src,
+                                 size_t len, struct wd_error *err)
 {
     WD_CHECK(check_peer(t, peer, "put", err));
     if (dst_off > t->window_bytes || len > t->window_bytes - dst_off)
@@ -63,13 +63,13 @@ static enum wd_status check_sig_off(struct wd_transport *t, size_t sig_off, cons
 {
     if (sig_off % 8 != 0 || sig_off > t->window_bytes - 8)
         return wd_error_set(err, WD_ERR_INVALID,
-                            "inproc %s: signal offset %zu is unaligned or outside the window",
-                            op, sig_off);
+                            "inproc %s: signal offset %zu is unaligned or outside the window", op,
+                            sig_off);
     return WD_OK;
 }
 
-static enum wd_status inproc_signal(struct wd_transport *t, int peer, size_t sig_off,
-                                    uint64_t add, struct wd_error *err)
+static enum wd_status inproc_signal(struct wd_transport *t, int peer, size_t sig_off, uint64_t add,
+                                    struct wd_error *err)
 {
     WD_CHECK(check_peer(t, peer, "signal", err));
     WD_CHECK(check_sig_off(t, sig_off, "signal", err));
@@ -152,8 +152,7 @@ enum wd_status wd_inproc_group_create(int n_ranks, size_t window_bytes,
         return wd_error_set(err, WD_ERR_INVALID, "inproc group: %d ranks (want 1..%d)", n_ranks,
                             INPROC_MAX_RANKS);
     if (window_bytes < 8)
-        return wd_error_set(err, WD_ERR_INVALID, "inproc group: window of %zu bytes",
-                            window_bytes);
+        return wd_error_set(err, WD_ERR_INVALID, "inproc group: window of %zu bytes", window_bytes);
     /* Round the window to 64 bytes so every window starts cache-line aligned. */
     size_t alloc_bytes = (window_bytes + 63) & ~(size_t)63;
     struct wd_inproc_group *g = calloc(1, sizeof(*g));

@@ -53,9 +53,9 @@ size_t ep_regions_compute(const struct wd_ep_config *cfg, struct ep_regions *reg
     size_t K = (size_t)cfg->top_k, N = (size_t)cfg->max_tokens, M = (size_t)cfg->ll_max_tokens;
     memset(reg, 0, sizeof(*reg));
     reg->row_bytes = row_bytes_of(cfg->max_payload, cfg->hidden);
-    reg->crow_bytes = row_bytes_of(cfg->max_payload == WD_EP_PAYLOAD_F32 ? WD_EP_PAYLOAD_F32
-                                                                        : WD_EP_PAYLOAD_BF16,
-                                   cfg->hidden);
+    reg->crow_bytes =
+        row_bytes_of(cfg->max_payload == WD_EP_PAYLOAD_F32 ? WD_EP_PAYLOAD_F32 : WD_EP_PAYLOAD_BF16,
+                     cfg->hidden);
     reg->sig_n_count = reserve(&s, 8 * R);
     reg->sig_n_data = reserve(&s, 8 * R);
     reg->sig_n_comb = reserve(&s, 8 * R);
@@ -170,14 +170,13 @@ enum wd_status wd_ep_buffer_create(const struct wd_ep_config *cfg, struct wd_tra
 {
     WD_CHECK(wd_ep_config_check(cfg, err));
     if (!t || t->n_ranks != cfg->n_ranks)
-        return wd_error_set(err, WD_ERR_INVALID,
-                            "ep buffer: transport has %d ranks, config %d",
+        return wd_error_set(err, WD_ERR_INVALID, "ep buffer: transport has %d ranks, config %d",
                             t ? t->n_ranks : 0, cfg->n_ranks);
     size_t need = wd_ep_window_bytes(cfg);
     if (t->window_bytes < need)
         return wd_error_set(err, WD_ERR_INVALID,
-                            "ep buffer: window of %zu bytes, the config needs %zu",
-                            t->window_bytes, need);
+                            "ep buffer: window of %zu bytes, the config needs %zu", t->window_bytes,
+                            need);
     struct wd_ep_buffer *b = calloc(1, sizeof(*b));
     if (!b)
         return wd_error_set(err, WD_ERR_NOMEM, "ep buffer: no memory");
@@ -232,12 +231,12 @@ int wd_ep_buffer_n_local_experts(const struct wd_ep_buffer *b)
     return b->L;
 }
 
-enum wd_status ep_check_usable(const struct wd_ep_buffer *b, const char *op,
-                               struct wd_error *err)
+enum wd_status ep_check_usable(const struct wd_ep_buffer *b, const char *op, struct wd_error *err)
 {
     if (b->broken)
-        return wd_error_set(err, WD_ERR_PEER, "%s: ep buffer unusable after an earlier failure "
-                                              "(%s)",
+        return wd_error_set(err, WD_ERR_PEER,
+                            "%s: ep buffer unusable after an earlier failure "
+                            "(%s)",
                             op, b->broken_msg);
     return WD_OK;
 }
@@ -255,8 +254,7 @@ enum wd_status ep_fail(struct wd_ep_buffer *b, const char *op, struct wd_error *
 void ep_header_fill(int32_t *hdr, const struct wd_ep_payload *p, int top_k, uint64_t round,
                     int flags)
 {
-    hdr[EP_HDR_KIND] = (int32_t)p->kind | (p->round_scale ? 0x100 : 0) |
-                       (p->use_ue8m0 ? 0x200 : 0);
+    hdr[EP_HDR_KIND] = (int32_t)p->kind | (p->round_scale ? 0x100 : 0) | (p->use_ue8m0 ? 0x200 : 0);
     hdr[EP_HDR_TOPK] = top_k;
     hdr[EP_HDR_ROUND] = (int32_t)(uint32_t)round;
     hdr[EP_HDR_FLAGS] = flags;

@@ -68,16 +68,16 @@
 #define WD_EP_DEFAULT_TIMEOUT_MS 100000 /* DeepEP's CPU-side receive timeout is 100 s */
 
 struct wd_ep_config {
-    int n_ranks;     /* R: ranks of the EP group */
-    int hidden;      /* H */
-    int top_k;       /* K: slots per token; every call uses exactly this many */
-    int n_experts;   /* E: physical experts, E % R == 0; expert e lives on rank e / (E / R) */
-    int max_tokens;  /* normal mode: most tokens one rank passes to one dispatch; 0 = none */
+    int n_ranks;       /* R: ranks of the EP group */
+    int hidden;        /* H */
+    int top_k;         /* K: slots per token; every call uses exactly this many */
+    int n_experts;     /* E: physical experts, E % R == 0; expert e lives on rank e / (E / R) */
+    int max_tokens;    /* normal mode: most tokens one rank passes to one dispatch; 0 = none */
     int ll_max_tokens; /* LL: M = num_max_dispatch_tokens_per_rank, same on all ranks; 0 = none */
     /* The widest row encoding calls will use (F32 allows all three); narrower means a
      * smaller window. */
     enum wd_ep_payload_kind max_payload;
-    int timeout_ms;  /* every wait; 0 = WD_EP_DEFAULT_TIMEOUT_MS */
+    int timeout_ms; /* every wait; 0 = WD_EP_DEFAULT_TIMEOUT_MS */
 };
 
 struct wd_ep_buffer;

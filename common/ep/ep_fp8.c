@@ -18,8 +18,7 @@ static int log2_ceil(float v)
     return exp + ((bits & 0x7fffffu) != 0);
 }
 
-void wd_ep_fp8_quantize(const float *x, int hidden, int round_scale, uint8_t *q,
-                        float *scale_inv)
+void wd_ep_fp8_quantize(const float *x, int hidden, int round_scale, uint8_t *q, float *scale_inv)
 {
     for (int g = 0; g < hidden / WD_EP_FP8_GROUP; g++) {
         const float *xg = x + (size_t)g * WD_EP_FP8_GROUP;

@@ -20,14 +20,13 @@
 
 #include <stdint.h>
 
-#define WD_EP_FP8_GROUP 128   /* channels per scale */
-#define WD_EP_FP8_MAX 448.0f  /* largest finite e4m3 */
+#define WD_EP_FP8_GROUP 128  /* channels per scale */
+#define WD_EP_FP8_MAX 448.0f /* largest finite e4m3 */
 #define WD_EP_FP8_AMAX_MIN 1e-4f
 
 /* Quantizes one row. x: [hidden] f32, hidden % 128 == 0; q: [hidden] e4m3;
  * scale_inv: [hidden / 128] f32. */
-void wd_ep_fp8_quantize(const float *x, int hidden, int round_scale, uint8_t *q,
-                        float *scale_inv);
+void wd_ep_fp8_quantize(const float *x, int hidden, int round_scale, uint8_t *q, float *scale_inv);
 
 /* Packs power-of-two scales as UE8M0. scale_inv: [n_groups]; packed: [(n_groups + 3) / 4],
  * unused high bytes of the last word are zero. */

@@ -69,15 +69,15 @@ struct wd_ep_buffer {
 
     /* low-latency mode */
     uint64_t ll_calls;
-    uint64_t *ll_enter_seen;   /* [R] highest enter value seen from each rank */
-    int32_t *ll_cnt;           /* [E] messages this call sends to each expert */
-    int32_t *ll_stage_src;     /* [E][M] token of each message, per expert */
-    int32_t *ll_stage_slot;    /* [E][M] top-k slot of each message */
-    int32_t *ll_counts_msg;    /* [R][4 + L] */
-    uint8_t *ll_stage_x;       /* [M][row] encoded rows */
-    uint8_t *ll_stage_cx;      /* [L][R * M][2H] combine rows encoded as bf16 */
-    int32_t *ll_count[2];      /* per half [L] */
-    int64_t *ll_range[2];      /* per half [L][R] */
+    uint64_t *ll_enter_seen;      /* [R] highest enter value seen from each rank */
+    int32_t *ll_cnt;              /* [E] messages this call sends to each expert */
+    int32_t *ll_stage_src;        /* [E][M] token of each message, per expert */
+    int32_t *ll_stage_slot;       /* [E][M] top-k slot of each message */
+    int32_t *ll_counts_msg;       /* [R][4 + L] */
+    uint8_t *ll_stage_x;          /* [M][row] encoded rows */
+    uint8_t *ll_stage_cx;         /* [L][R * M][2H] combine rows encoded as bf16 */
+    int32_t *ll_count[2];         /* per half [L] */
+    int64_t *ll_range[2];         /* per half [L][R] */
     uint64_t ll_last_dispatch[2]; /* per half: 1 + call number of its last dispatch, 0 none */
     struct ep_ll_pending pending[2];
     int n_pending, pending_head;
@@ -87,8 +87,7 @@ struct wd_ep_buffer {
 size_t ep_regions_compute(const struct wd_ep_config *cfg, struct ep_regions *reg);
 
 /* Common entry check: WD_ERR_PEER when an earlier call failed. */
-enum wd_status ep_check_usable(const struct wd_ep_buffer *b, const char *op,
-                               struct wd_error *err);
+enum wd_status ep_check_usable(const struct wd_ep_buffer *b, const char *op, struct wd_error *err);
 
 /* Records a failure of a collective call: prefixes err with op, marks the buffer
  * unusable, returns the status. */

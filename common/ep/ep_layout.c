@@ -9,10 +9,9 @@
 
 enum wd_status wd_ep_get_dispatch_layout(const int32_t *topk_idx, int64_t n_tokens, int top_k,
                                          int n_experts, int n_ranks, int ranks_per_node,
-                                         int32_t *num_tokens_per_rank,
-                                         int32_t *num_tokens_per_node,
-                                         int32_t *num_tokens_per_expert,
-                                         uint8_t *is_token_in_rank, struct wd_error *err)
+                                         int32_t *num_tokens_per_rank, int32_t *num_tokens_per_node,
+                                         int32_t *num_tokens_per_expert, uint8_t *is_token_in_rank,
+                                         struct wd_error *err)
 {
     if (n_ranks < 1 || n_experts < 1 || n_experts % n_ranks != 0)
         return wd_error_set(err, WD_ERR_INVALID,
@@ -23,8 +22,8 @@ enum wd_status wd_ep_get_dispatch_layout(const int32_t *topk_idx, int64_t n_toke
                             (long long)n_tokens, top_k);
     if (num_tokens_per_node && (ranks_per_node < 1 || n_ranks % ranks_per_node != 0))
         return wd_error_set(err, WD_ERR_INVALID,
-                            "ep layout: %d ranks per node does not divide %d ranks",
-                            ranks_per_node, n_ranks);
+                            "ep layout: %d ranks per node does not divide %d ranks", ranks_per_node,
+                            n_ranks);
     int n_local = n_experts / n_ranks;
     int n_nodes = num_tokens_per_node ? n_ranks / ranks_per_node : 0;
     memset(num_tokens_per_rank, 0, (size_t)n_ranks * sizeof(int32_t));

@@ -29,9 +29,8 @@
  */
 enum wd_status wd_ep_get_dispatch_layout(const int32_t *topk_idx, int64_t n_tokens, int top_k,
                                          int n_experts, int n_ranks, int ranks_per_node,
-                                         int32_t *num_tokens_per_rank,
-                                         int32_t *num_tokens_per_node,
-                                         int32_t *num_tokens_per_expert,
-                                         uint8_t *is_token_in_rank, struct wd_error *err);
+                                         int32_t *num_tokens_per_rank, int32_t *num_tokens_per_node,
+                                         int32_t *num_tokens_per_expert, uint8_t *is_token_in_rank,
+                                         struct wd_error *err);
 
 #endif

@@ -40,8 +40,8 @@ static enum wd_status ensure_entered(struct wd_ep_buffer *b, int r, uint64_t cal
 {
     if (b->ll_enter_seen[r] >= call + 1)
         return WD_OK;
-    WD_CHECK(wd_transport_wait(b->t, sig_at(b->reg.sig_ll_enter, r), call + 1, r, b->timeout_ms,
-                               err));
+    WD_CHECK(
+        wd_transport_wait(b->t, sig_at(b->reg.sig_ll_enter, r), call + 1, r, b->timeout_ms, err));
     b->ll_enter_seen[r] = call + 1;
     return WD_OK;
 }
@@ -79,8 +79,7 @@ static enum wd_status dispatch_check(struct wd_ep_buffer *b, const struct wd_ep_
     if (b->M <= 0)
         return wd_error_set(err, WD_ERR_INVALID, "the buffer has no LL mode (ll_max_tokens 0)");
     if (a->n_tokens < 0 || a->n_tokens > b->M)
-        return wd_error_set(err, WD_ERR_INVALID, "%d tokens (LL takes 0..%d)", a->n_tokens,
-                            b->M);
+        return wd_error_set(err, WD_ERR_INVALID, "%d tokens (LL takes 0..%d)", a->n_tokens, b->M);
     if (a->n_tokens > 0 && (!a->x || !a->topk_idx))
         return wd_error_set(err, WD_ERR_INVALID, "no x or topk_idx for %d tokens", a->n_tokens);
     if (!out)
@@ -181,8 +180,8 @@ static enum wd_status dispatch_recv(struct wd_ep_buffer *b, const struct ep_ll_p
     memset(count, 0, sizeof(int32_t) * (size_t)L);
     for (int s = 0; s < R; s++) {
         int64_t t0 = pd->wait_recv_cost_ns ? now_ns() : 0;
-        WD_CHECK(wd_transport_wait(t, sig_at(b->reg.sig_ll_data[half], s), target, s,
-                                   b->timeout_ms, err));
+        WD_CHECK(wd_transport_wait(t, sig_at(b->reg.sig_ll_data[half], s), target, s, b->timeout_ms,
+                                   err));
         if (pd->wait_recv_cost_ns)
             pd->wait_recv_cost_ns[s] += now_ns() - t0;
         const int32_t *msg = msgs + (size_t)s * msg_ints;
@@ -190,8 +189,9 @@ static enum wd_status dispatch_recv(struct wd_ep_buffer *b, const struct ep_ll_p
         for (int l = 0; l < L; l++) {
             int32_t n = msg[EP_HDR_INTS + l];
             if (n < 0 || n > M)
-                return wd_error_set(err, WD_ERR_PEER, "rank %d sent %d rows for local expert %d "
-                                                      "(max %d)",
+                return wd_error_set(err, WD_ERR_PEER,
+                                    "rank %d sent %d rows for local expert %d "
+                                    "(max %d)",
                                     s, n, l, M);
             int32_t begin = count[l];
             size_t from = (size_t)l * R * M + (size_t)s * M, to = (size_t)l * R * M + begin;
@@ -242,11 +242,11 @@ static enum wd_status combine_check(struct wd_ep_buffer *b, const struct wd_ep_l
                             wd_ep_payload_name(a->payload));
     struct wd_ep_payload p = {.kind = a->payload, .hidden = b->H};
     if (wd_ep_payload_row_bytes(&p) > b->reg.crow_bytes)
-        return wd_error_set(err, WD_ERR_INVALID, "f32 combine rows do not fit a buffer sized "
-                                                 "for max_payload below f32");
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "f32 combine rows do not fit a buffer sized "
+                            "for max_payload below f32");
     if (a->n_tokens < 0 || a->n_tokens > b->M)
-        return wd_error_set(err, WD_ERR_INVALID, "%d tokens (LL takes 0..%d)", a->n_tokens,
-                            b->M);
+        return wd_error_set(err, WD_ERR_INVALID, "%d tokens (LL takes 0..%d)", a->n_tokens, b->M);
     if (a->n_tokens > 0 && (!a->topk_idx || !a->topk_w || !out))
         return wd_error_set(err, WD_ERR_INVALID, "combine without topk_idx, topk_w or out");
     int any = 0;
@@ -277,8 +277,9 @@ static enum wd_status combine_send(struct wd_ep_buffer *b, const struct wd_ep_ll
                 size_t at = (size_t)l * rows + (size_t)j;
                 int32_t i = h->src_info[at], k = h->src_slot[at];
                 if (i < 0 || i >= M || k < 0 || k >= K)
-                    return wd_error_set(err, WD_ERR_PEER, "row %d of local expert %d names token "
-                                                          "%d slot %d of rank %d",
+                    return wd_error_set(err, WD_ERR_PEER,
+                                        "row %d of local expert %d names token "
+                                        "%d slot %d of rank %d",
                                         j, l, i, k, s);
                 const uint8_t *src = (const uint8_t *)(a->x + at * H);
                 if (p.kind != WD_EP_PAYLOAD_F32) {
@@ -314,8 +315,8 @@ static enum wd_status combine_recv(struct wd_ep_buffer *b, const struct ep_ll_pe
     int32_t want[EP_HDR_INTS];
     ep_header_fill(want, &pd->payload, K, pd->call, FLAG_COMBINE);
     for (int s = 0; s < R; s++) {
-        WD_CHECK(wd_transport_wait(t, sig_at(b->reg.sig_ll_data[half], s), target, s,
-                                   b->timeout_ms, err));
+        WD_CHECK(wd_transport_wait(t, sig_at(b->reg.sig_ll_data[half], s), target, s, b->timeout_ms,
+                                   err));
         WD_CHECK(ep_header_check(msgs + (size_t)s * msg_ints, want, s, err));
     }
     const uint8_t *cx = t->window + b->reg.ll_cx[half];

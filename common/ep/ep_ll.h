@@ -51,33 +51,33 @@
 #include "common/util/status.h"
 
 struct wd_ep_ll_dispatch_args {
-    const float *x;          /* [n_tokens, hidden] f32 */
-    int n_tokens;            /* 0..ll_max_tokens */
-    const int32_t *topk_idx; /* [n_tokens, top_k] global expert ids, -1 = none */
-    struct wd_ep_payload payload; /* .hidden is set from the config */
+    const float *x;                 /* [n_tokens, hidden] f32 */
+    int n_tokens;                   /* 0..ll_max_tokens */
+    const int32_t *topk_idx;        /* [n_tokens, top_k] global expert ids, -1 = none */
+    struct wd_ep_payload payload;   /* .hidden is set from the config */
     int32_t *cumulative_recv_stats; /* [L] or NULL: += rows received per local expert */
     int64_t *wait_recv_cost_ns;     /* [R] or NULL: += ns spent waiting for each source */
-    int return_recv_hook;    /* send phase only; wd_ep_ll_complete finishes */
+    int return_recv_hook;           /* send phase only; wd_ep_ll_complete finishes */
 };
 
 /* Result of an LL dispatch, and the handle its combine needs. Every pointer is a
  * view into this rank's buffer (valid as described above). Row j of local expert
  * l is at x + (l * max_rows + j) * row_bytes. */
 struct wd_ep_ll_recv {
-    int is_done;                   /* the receive phase has run */
-    int n_local_experts;           /* L */
-    int max_rows;                  /* R * M rows per expert slab */
-    struct wd_ep_payload payload;  /* decode with wd_ep_payload_decode */
+    int is_done;                  /* the receive phase has run */
+    int n_local_experts;          /* L */
+    int max_rows;                 /* R * M rows per expert slab */
+    struct wd_ep_payload payload; /* decode with wd_ep_payload_decode */
     size_t row_bytes;
-    const uint8_t *x;              /* [L, R * M] encoded rows */
+    const uint8_t *x; /* [L, R * M] encoded rows */
     /* FP8 only: the scales of row (l, j) start hidden bytes into the row: [hidden / 128]
      * f32 scale_inv, or packed UE8M0 uint32 words; NULL otherwise. Same strides as x. */
     const uint8_t *scales;
-    const int32_t *count;          /* [L] valid rows per expert (packed_recv_count) */
-    const int32_t *src_info;       /* [L, R * M] token index on the source rank */
-    const int32_t *src_slot;       /* [L, R * M] top-k slot on the source rank */
-    const int64_t *layout_range;   /* [L, R] (begin << 32) | count per (expert, source) */
-    uint64_t call;                 /* LL call number that produced it */
+    const int32_t *count;        /* [L] valid rows per expert (packed_recv_count) */
+    const int32_t *src_info;     /* [L, R * M] token index on the source rank */
+    const int32_t *src_slot;     /* [L, R * M] top-k slot on the source rank */
+    const int64_t *layout_range; /* [L, R] (begin << 32) | count per (expert, source) */
+    uint64_t call;               /* LL call number that produced it */
     int half;
 };
 
@@ -96,9 +96,9 @@ struct wd_ep_ll_combine_args {
     /* [L, R * M, hidden] f32: expert outputs in the dispatch's layout; rows
      * [0, count[l]) of each expert are read. */
     const float *x;
-    int n_tokens;            /* this rank's tokens of the dispatch */
-    const int32_t *topk_idx; /* [n_tokens, top_k] the same routing as the dispatch */
-    const float *topk_w;     /* [n_tokens, top_k] f32 */
+    int n_tokens;                    /* this rank's tokens of the dispatch */
+    const int32_t *topk_idx;         /* [n_tokens, top_k] the same routing as the dispatch */
+    const float *topk_w;             /* [n_tokens, top_k] f32 */
     enum wd_ep_payload_kind payload; /* F32 or BF16 on the wire */
     int return_recv_hook;
 };

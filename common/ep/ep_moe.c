@@ -61,9 +61,9 @@ void wd_ep_moe_destroy(struct wd_ep_moe *m)
     free(m);
 }
 
-enum wd_status wd_ep_moe_normal(struct wd_ep_moe *m, struct wd_ep_buffer *b,
-                                struct wd_ep_handle *h, const struct wd_ep_moe_args *a,
-                                const struct wd_ep_experts *ex, float *out, struct wd_error *err)
+enum wd_status wd_ep_moe_normal(struct wd_ep_moe *m, struct wd_ep_buffer *b, struct wd_ep_handle *h,
+                                const struct wd_ep_moe_args *a, const struct wd_ep_experts *ex,
+                                float *out, struct wd_error *err)
 {
     struct wd_ep_dispatch_args da = {
         .x = a->x,

@@ -31,7 +31,7 @@ struct wd_ep_experts {
 };
 
 struct wd_ep_moe_args {
-    const float *x;          /* [n_tokens, hidden] f32 */
+    const float *x; /* [n_tokens, hidden] f32 */
     int n_tokens;
     const int32_t *topk_idx; /* [n_tokens, top_k] global expert ids, -1 = none */
     const float *topk_w;     /* [n_tokens, top_k] f32 */
@@ -48,9 +48,9 @@ void wd_ep_moe_destroy(struct wd_ep_moe *m); /* NULL-safe */
 
 /* out: [n_tokens, hidden] f32 = sum_k w[i,k] * Expert_{idx[i,k]}(x[i]). Collective.
  * Normal mode: h is the handle to fill (owned by the caller). */
-enum wd_status wd_ep_moe_normal(struct wd_ep_moe *m, struct wd_ep_buffer *b,
-                                struct wd_ep_handle *h, const struct wd_ep_moe_args *a,
-                                const struct wd_ep_experts *ex, float *out, struct wd_error *err);
+enum wd_status wd_ep_moe_normal(struct wd_ep_moe *m, struct wd_ep_buffer *b, struct wd_ep_handle *h,
+                                const struct wd_ep_moe_args *a, const struct wd_ep_experts *ex,
+                                float *out, struct wd_error *err);
 enum wd_status wd_ep_moe_ll(struct wd_ep_moe *m, struct wd_ep_buffer *b,
                             const struct wd_ep_moe_args *a, const struct wd_ep_experts *ex,
                             float *out, struct wd_error *err);

@@ -35,8 +35,9 @@ enum wd_status wd_ep_handle_create(const struct wd_ep_buffer *b, struct wd_ep_ha
                                    struct wd_error *err)
 {
     if (b->N <= 0)
-        return wd_error_set(err, WD_ERR_INVALID, "ep handle: the buffer has no normal mode "
-                                                 "(max_tokens 0)");
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "ep handle: the buffer has no normal mode "
+                            "(max_tokens 0)");
     size_t R = (size_t)b->R, N = (size_t)b->N;
     struct wd_ep_handle *h = calloc(1, sizeof(*h));
     if (!h)
@@ -104,10 +105,9 @@ static enum wd_status dispatch_check(struct wd_ep_buffer *b, const struct wd_ep_
         return wd_error_set(err, WD_ERR_INVALID, "pass all three layout arrays or none");
     for (int64_t i = 0; i < (int64_t)n * b->K; i++)
         if (a->topk_idx[i] < -1 || a->topk_idx[i] >= b->E)
-            return wd_error_set(err, WD_ERR_INVALID,
-                                "token %lld slot %lld selects expert %d (want -1 or 0..%d)",
-                                (long long)(i / b->K), (long long)(i % b->K), a->topk_idx[i],
-                                b->E - 1);
+            return wd_error_set(
+                err, WD_ERR_INVALID, "token %lld slot %lld selects expert %d (want -1 or 0..%d)",
+                (long long)(i / b->K), (long long)(i % b->K), a->topk_idx[i], b->E - 1);
     return WD_OK;
 }
 
@@ -122,8 +122,7 @@ static enum wd_status dispatch_layout(struct wd_ep_buffer *b, const struct wd_ep
         memcpy(h->is_token_in_rank, a->is_token_in_rank, (size_t)n * (size_t)R);
     } else {
         WD_CHECK(wd_ep_get_dispatch_layout(a->topk_idx, n, b->K, b->E, R, 1, b->tokens_per_rank,
-                                           NULL, b->tokens_per_expert, h->is_token_in_rank,
-                                           err));
+                                           NULL, b->tokens_per_expert, h->is_token_in_rank, err));
     }
     for (int d = 0; d < R; d++) {
         int32_t pos = 0;
@@ -149,8 +148,9 @@ static enum wd_status dispatch_prefix(struct wd_ep_buffer *b, struct wd_ep_handl
         const int32_t *cnt = slots + (size_t)s * msg_ints + EP_HDR_INTS;
         for (int j = 0; j < R; j++) {
             if (cnt[j] < 0 || cnt[j] > b->N)
-                return wd_error_set(err, WD_ERR_PEER, "rank %d sends %d tokens to rank %d "
-                                                      "(max %d)",
+                return wd_error_set(err, WD_ERR_PEER,
+                                    "rank %d sends %d tokens to rank %d "
+                                    "(max %d)",
                                     s, cnt[j], j, b->N);
             h->rank_prefix[s * R + j] = (s ? h->rank_prefix[(s - 1) * R + j] : 0) + cnt[j];
         }
@@ -203,12 +203,12 @@ static enum wd_status dispatch_send(struct wd_ep_buffer *b, const struct wd_ep_d
                 w[(size_t)pos * K + k] = mine ? a->topk_w[(size_t)i * K + k] : 0.0f;
             }
         }
-        WD_CHECK(wd_transport_put(t, d, b->reg.n_src + 4 * (size_t)base, src, 4 * (size_t)cnt,
-                                  err));
+        WD_CHECK(
+            wd_transport_put(t, d, b->reg.n_src + 4 * (size_t)base, src, 4 * (size_t)cnt, err));
         WD_CHECK(wd_transport_put(t, d, b->reg.n_idx + 4 * (size_t)base * K, idx,
                                   4 * (size_t)cnt * K, err));
-        WD_CHECK(wd_transport_put(t, d, b->reg.n_w + 4 * (size_t)base * K, w,
-                                  4 * (size_t)cnt * K, err));
+        WD_CHECK(
+            wd_transport_put(t, d, b->reg.n_w + 4 * (size_t)base * K, w, 4 * (size_t)cnt * K, err));
     }
     return wd_transport_signal(t, d, sig_at(b->reg.sig_n_data, rank), 1, err);
 }
@@ -245,14 +245,13 @@ static enum wd_status dispatch_impl(struct wd_ep_buffer *b, const struct wd_ep_d
                    sizeof(int32_t) * (size_t)L);
         }
         size_t len = 4 * (cached ? EP_HDR_INTS : msg_ints);
-        WD_CHECK(wd_transport_put(t, d, b->reg.n_counts + 4 * (size_t)rank * msg_ints, m, len,
-                                  err));
+        WD_CHECK(
+            wd_transport_put(t, d, b->reg.n_counts + 4 * (size_t)rank * msg_ints, m, len, err));
         WD_CHECK(wd_transport_signal(t, d, sig_at(b->reg.sig_n_count, rank), 1, err));
     }
     const int32_t *slots = (const int32_t *)(const void *)(t->window + b->reg.n_counts);
     for (int s = 0; s < R; s++) {
-        WD_CHECK(wd_transport_wait(t, sig_at(b->reg.sig_n_count, s), round, s, b->timeout_ms,
-                                   err));
+        WD_CHECK(wd_transport_wait(t, sig_at(b->reg.sig_n_count, s), round, s, b->timeout_ms, err));
         WD_CHECK(ep_header_check(slots + (size_t)s * msg_ints, want, s, err));
     }
     if (!cached) {
@@ -270,8 +269,7 @@ static enum wd_status dispatch_impl(struct wd_ep_buffer *b, const struct wd_ep_d
     for (int j = 0; j < R; j++)
         WD_CHECK(dispatch_send(b, a, h, (rank + 1 + j) % R, xsrc, row, err));
     for (int s = 0; s < R; s++)
-        WD_CHECK(wd_transport_wait(t, sig_at(b->reg.sig_n_data, s), round, s, b->timeout_ms,
-                                   err));
+        WD_CHECK(wd_transport_wait(t, sig_at(b->reg.sig_n_data, s), round, s, b->timeout_ms, err));
 
     const uint8_t *w = t->window;
     if (!cached)
@@ -291,8 +289,7 @@ static enum wd_status dispatch_impl(struct wd_ep_buffer *b, const struct wd_ep_d
 }
 
 enum wd_status wd_ep_dispatch(struct wd_ep_buffer *b, const struct wd_ep_dispatch_args *a,
-                              struct wd_ep_handle *h, struct wd_ep_recv *out,
-                              struct wd_error *err)
+                              struct wd_ep_handle *h, struct wd_ep_recv *out, struct wd_error *err)
 {
     struct wd_error local;
     if (!err)
@@ -316,8 +313,9 @@ static enum wd_status combine_check(struct wd_ep_buffer *b, const struct wd_ep_h
                             wd_ep_payload_name(a->payload));
     struct wd_ep_payload p = {.kind = a->payload, .hidden = b->H};
     if (wd_ep_payload_row_bytes(&p) > b->reg.crow_bytes)
-        return wd_error_set(err, WD_ERR_INVALID, "f32 combine rows do not fit a buffer sized "
-                                                 "for max_payload below f32");
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "f32 combine rows do not fit a buffer sized "
+                            "for max_payload below f32");
     if ((h->n_recv > 0 && !a->x) || (h->n_tokens > 0 && !out))
         return wd_error_set(err, WD_ERR_INVALID, "combine without x or out");
     if (!a->topk_w != !out_topk_w)
@@ -336,11 +334,11 @@ static enum wd_status combine_impl(struct wd_ep_buffer *b, const struct wd_ep_ha
         /* No dispatch since the last combine: make sure every rank is done reading. */
         uint64_t sround = ++b->n_syncs;
         for (int j = 0; j < R; j++)
-            WD_CHECK(wd_transport_signal(t, (rank + 1 + j) % R, sig_at(b->reg.sig_n_sync, rank),
-                                         1, err));
+            WD_CHECK(wd_transport_signal(t, (rank + 1 + j) % R, sig_at(b->reg.sig_n_sync, rank), 1,
+                                         err));
         for (int s = 0; s < R; s++)
-            WD_CHECK(wd_transport_wait(t, sig_at(b->reg.sig_n_sync, s), sround, s,
-                                       b->timeout_ms, err));
+            WD_CHECK(
+                wd_transport_wait(t, sig_at(b->reg.sig_n_sync, s), sround, s, b->timeout_ms, err));
     }
     uint64_t round = ++b->n_combines;
     b->last_was_combine = 1;
@@ -361,14 +359,12 @@ static enum wd_status combine_impl(struct wd_ep_buffer *b, const struct wd_ep_ha
                                       xsrc + (size_t)begin * crow, (size_t)cnt * crow, err));
             if (a->topk_w)
                 WD_CHECK(wd_transport_put(t, d, b->reg.n_cw + 4 * (size_t)rank * N * K,
-                                          a->topk_w + (size_t)begin * K, 4 * (size_t)cnt * K,
-                                          err));
+                                          a->topk_w + (size_t)begin * K, 4 * (size_t)cnt * K, err));
         }
         WD_CHECK(wd_transport_signal(t, d, sig_at(b->reg.sig_n_comb, rank), 1, err));
     }
     for (int s = 0; s < R; s++)
-        WD_CHECK(wd_transport_wait(t, sig_at(b->reg.sig_n_comb, s), round, s, b->timeout_ms,
-                                   err));
+        WD_CHECK(wd_transport_wait(t, sig_at(b->reg.sig_n_comb, s), round, s, b->timeout_ms, err));
 
     const uint8_t *cx = t->window + b->reg.n_cx;
     const float *cw = (const float *)(const void *)(t->window + b->reg.n_cw);

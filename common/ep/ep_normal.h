@@ -46,14 +46,14 @@
  * the caller; one handle per outstanding dispatch (two for two-batch overlap). */
 struct wd_ep_handle {
     int n_ranks, max_tokens, top_k;
-    int is_valid;               /* filled by a successful dispatch */
-    int n_tokens;               /* tokens this rank dispatched */
-    int n_recv;                 /* rows this rank received = rank_prefix[R-1][rank] */
-    int32_t *rank_prefix;       /* [R, R] P[i][j] = sum over i' <= i of tokens i' sent to j */
-    uint8_t *is_token_in_rank;  /* [n_tokens, R] sender side routing */
-    int32_t *send_pos;          /* [n_tokens, R] row of token i in the block it was sent
+    int is_valid;              /* filled by a successful dispatch */
+    int n_tokens;              /* tokens this rank dispatched */
+    int n_recv;                /* rows this rank received = rank_prefix[R-1][rank] */
+    int32_t *rank_prefix;      /* [R, R] P[i][j] = sum over i' <= i of tokens i' sent to j */
+    uint8_t *is_token_in_rank; /* [n_tokens, R] sender side routing */
+    int32_t *send_pos;         /* [n_tokens, R] row of token i in the block it was sent
                                  * to rank j (its offset after P[rank-1][j]), -1 if not sent */
-    int32_t *recv_src_idx;      /* [n_recv] source token index of each received row */
+    int32_t *recv_src_idx;     /* [n_recv] source token index of each received row */
 };
 
 /* Allocates a handle sized for b's config. */
@@ -62,12 +62,12 @@ enum wd_status wd_ep_handle_create(const struct wd_ep_buffer *b, struct wd_ep_ha
 void wd_ep_handle_destroy(struct wd_ep_handle *h); /* NULL-safe */
 
 struct wd_ep_dispatch_args {
-    const float *x;          /* [n_tokens, hidden] f32 */
-    int n_tokens;            /* 0..max_tokens; may differ between ranks */
+    const float *x; /* [n_tokens, hidden] f32 */
+    int n_tokens;   /* 0..max_tokens; may differ between ranks */
     /* [n_tokens, top_k] global expert ids, -1 = none. NULL = cached dispatch: reuse the
      * routing of the handle passed in (same n_tokens), send rows only. */
     const int32_t *topk_idx;
-    const float *topk_w;     /* [n_tokens, top_k] f32; required with topk_idx */
+    const float *topk_w; /* [n_tokens, top_k] f32; required with topk_idx */
     /* Optional, all three or none: the layout of these topk_idx from
      * wd_ep_get_dispatch_layout ([R], [E], [n_tokens, R]); computed here when NULL. */
     const int32_t *num_tokens_per_rank;
@@ -80,12 +80,12 @@ struct wd_ep_dispatch_args {
 /* The received rows, views into this rank's window (see the validity rule above). */
 struct wd_ep_recv {
     int n_recv;
-    struct wd_ep_payload payload;  /* how to decode x (wd_ep_payload_decode) */
+    struct wd_ep_payload payload; /* how to decode x (wd_ep_payload_decode) */
     size_t row_bytes;
-    const uint8_t *x;              /* [n_recv] rows of row_bytes, encoded */
-    const int32_t *topk_idx;       /* [n_recv, top_k] local expert ids or -1; NULL if cached */
-    const float *topk_w;           /* [n_recv, top_k] 0 where topk_idx is -1; NULL if cached */
-    const int32_t *src_idx;        /* [n_recv] source token index (the handle's copy) */
+    const uint8_t *x;        /* [n_recv] rows of row_bytes, encoded */
+    const int32_t *topk_idx; /* [n_recv, top_k] local expert ids or -1; NULL if cached */
+    const float *topk_w;     /* [n_recv, top_k] 0 where topk_idx is -1; NULL if cached */
+    const int32_t *src_idx;  /* [n_recv] source token index (the handle's copy) */
     /* [L] received (row, slot) pairs per local expert, rounded up to expert_alignment;
      * NULL after a cached dispatch. */
     const int32_t *num_recv_tokens_per_expert;
@@ -100,8 +100,7 @@ struct wd_ep_recv {
  * Any failure makes the buffer unusable (the other ranks fail too, by timeout).
  */
 enum wd_status wd_ep_dispatch(struct wd_ep_buffer *b, const struct wd_ep_dispatch_args *a,
-                              struct wd_ep_handle *h, struct wd_ep_recv *out,
-                              struct wd_error *err);
+                              struct wd_ep_handle *h, struct wd_ep_recv *out, struct wd_error *err);
 
 struct wd_ep_combine_args {
     /* [n_recv, hidden] f32 in the dispatch's receive order: per row, the sum over this
@@ -110,8 +109,8 @@ struct wd_ep_combine_args {
     /* [n_recv, top_k] f32 or NULL: summed back like x into out_topk_w (DeepEP's
      * combined_topk_weights; passing the dispatch's recv topk_w returns the originals). */
     const float *topk_w;
-    const float *bias0;   /* [n_tokens, hidden] f32 or NULL, added once per token */
-    const float *bias1;   /* [n_tokens, hidden] f32 or NULL */
+    const float *bias0;              /* [n_tokens, hidden] f32 or NULL, added once per token */
+    const float *bias1;              /* [n_tokens, hidden] f32 or NULL */
     enum wd_ep_payload_kind payload; /* F32 or BF16 on the wire */
 };
 

@@ -22,8 +22,9 @@ enum wd_status wd_ep_payload_check(const struct wd_ep_payload *p, struct wd_erro
                             "ep payload: fp8 needs hidden %% %d == 0, hidden is %d",
                             WD_EP_FP8_GROUP, p->hidden);
     if (p->use_ue8m0 && (p->kind != WD_EP_PAYLOAD_FP8 || !p->round_scale))
-        return wd_error_set(err, WD_ERR_INVALID, "ep payload: ue8m0 scales need fp8 with "
-                                                 "round_scale");
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "ep payload: ue8m0 scales need fp8 with "
+                            "round_scale");
     return WD_OK;
 }
 

@@ -229,8 +229,8 @@ static void test_codec_rows(void)
     uint64_t s = 9;
     for (int v = 0; v < 3; v++) {
         int hidden = v == 2 ? 384 : 1024; /* 384: 3 groups, a padded UE8M0 word */
-        struct wd_ep_payload p = {.kind = WD_EP_PAYLOAD_FP8, .hidden = hidden,
-                                  .round_scale = v > 0, .use_ue8m0 = v == 2};
+        struct wd_ep_payload p = {
+            .kind = WD_EP_PAYLOAD_FP8, .hidden = hidden, .round_scale = v > 0, .use_ue8m0 = v == 2};
         WD_EXPECT_EQ_INT(wd_ep_payload_check(&p, NULL), WD_OK);
         size_t rb = wd_ep_payload_row_bytes(&p);
         float x[1024], y[1024];
@@ -285,15 +285,19 @@ static void world_create(struct world *wd, int R, int H, int K, int E, int M, ui
     wd->E = E;
     wd->L = E / R;
     wd->M = M;
-    struct wd_ep_config cfg = {.n_ranks = R, .hidden = H, .top_k = K, .n_experts = E,
-                               .max_tokens = M, .ll_max_tokens = M,
-                               .max_payload = WD_EP_PAYLOAD_FP8, .timeout_ms = 5000};
+    struct wd_ep_config cfg = {.n_ranks = R,
+                               .hidden = H,
+                               .top_k = K,
+                               .n_experts = E,
+                               .max_tokens = M,
+                               .ll_max_tokens = M,
+                               .max_payload = WD_EP_PAYLOAD_FP8,
+                               .timeout_ms = 5000};
     WD_EXPECT_EQ_INT(wd_inproc_group_create(R, wd_ep_window_bytes(&cfg), &wd->g, NULL), WD_OK);
     uint64_t s = seed;
     for (int r = 0; r < R; r++) {
         WD_EXPECT_EQ_INT(
-            wd_ep_buffer_create(&cfg, wd_inproc_group_transport(wd->g, r), &wd->b[r], NULL),
-            WD_OK);
+            wd_ep_buffer_create(&cfg, wd_inproc_group_transport(wd->g, r), &wd->b[r], NULL), WD_OK);
         WD_EXPECT_EQ_INT(wd_ep_handle_create(wd->b[r], &wd->h[r], NULL), WD_OK);
         int n = r == 1 ? 0 : M - r;
         wd->n[r] = n;
@@ -336,8 +340,10 @@ static void rank_fp8(int r, void *arg)
     uint8_t *want = malloc((size_t)wd->H + 4 * 64);
     float *back = NULL;
     if (wd->normal) {
-        struct wd_ep_dispatch_args a = {.x = wd->x[r], .n_tokens = wd->n[r],
-                                        .topk_idx = wd->idx[r], .topk_w = wd->w[r],
+        struct wd_ep_dispatch_args a = {.x = wd->x[r],
+                                        .n_tokens = wd->n[r],
+                                        .topk_idx = wd->idx[r],
+                                        .topk_w = wd->w[r],
                                         .payload = wd->p};
         struct wd_ep_recv rv;
         st = wd_ep_dispatch(wd->b[r], &a, wd->h[r], &rv, &err);
@@ -349,14 +355,14 @@ static void rank_fp8(int r, void *arg)
                     s++;
                 size_t n = ref_encode(wd->x[s] + (size_t)rv.src_idx[k] * wd->H, wd->H,
                                       wd->p.round_scale, wd->p.use_ue8m0, want);
-                wd->bad_rows[r] += n != rv.row_bytes ||
-                                   memcmp(want, rv.x + (size_t)k * rv.row_bytes, n) != 0;
+                wd->bad_rows[r] +=
+                    n != rv.row_bytes || memcmp(want, rv.x + (size_t)k * rv.row_bytes, n) != 0;
                 wd->rows_seen[r]++;
             }
         }
     } else {
-        struct wd_ep_ll_dispatch_args a = {.x = wd->x[r], .n_tokens = wd->n[r],
-                                           .topk_idx = wd->idx[r], .payload = wd->p};
+        struct wd_ep_ll_dispatch_args a = {
+            .x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r], .payload = wd->p};
         struct wd_ep_ll_recv rv;
         st = wd_ep_ll_dispatch(wd->b[r], &a, &rv, &err);
         if (st == WD_OK) {
@@ -371,15 +377,17 @@ static void rank_fp8(int r, void *arg)
                         size_t at = (size_t)l * rv.max_rows + (size_t)j;
                         size_t n = ref_encode(wd->x[s] + (size_t)rv.src_info[at] * wd->H, wd->H,
                                               wd->p.round_scale, wd->p.use_ue8m0, want);
-                        wd->bad_rows[r] += n != rv.row_bytes ||
-                                           memcmp(want, rv.x + at * rv.row_bytes, n) != 0;
+                        wd->bad_rows[r] +=
+                            n != rv.row_bytes || memcmp(want, rv.x + at * rv.row_bytes, n) != 0;
                         wd->rows_seen[r]++;
                         wd_ep_payload_decode(&rv.payload, rv.x + at * rv.row_bytes,
                                              back + at * wd->H);
                     }
                 }
-            struct wd_ep_ll_combine_args c = {.x = back, .n_tokens = wd->n[r],
-                                              .topk_idx = wd->idx[r], .topk_w = wd->w[r],
+            struct wd_ep_ll_combine_args c = {.x = back,
+                                              .n_tokens = wd->n[r],
+                                              .topk_idx = wd->idx[r],
+                                              .topk_w = wd->w[r],
                                               .payload = WD_EP_PAYLOAD_BF16};
             st = wd_ep_ll_combine(wd->b[r], &rv, &c, wd->out[r], &err);
         }
@@ -395,8 +403,8 @@ static void fp8_case(int R, int H, int round_scale, int ue8m0, int normal, uint6
 {
     struct world wd;
     world_create(&wd, R, H, 2, 4 * R, 6, seed);
-    wd.p = (struct wd_ep_payload){.kind = WD_EP_PAYLOAD_FP8, .round_scale = round_scale,
-                                  .use_ue8m0 = ue8m0};
+    wd.p = (struct wd_ep_payload){
+        .kind = WD_EP_PAYLOAD_FP8, .round_scale = round_scale, .use_ue8m0 = ue8m0};
     wd.normal = normal;
     WD_EXPECT_EQ_INT(wd_inproc_group_run(wd.g, rank_fp8, &wd, NULL), WD_OK);
     int total = 0;
@@ -415,7 +423,8 @@ static void fp8_case(int R, int H, int round_scale, int ue8m0, int normal, uint6
                 if (wd.idx[r][(size_t)i * wd.K + k] >= 0)
                     sw += wd.w[r][(size_t)i * wd.K + k];
             for (int c = 0; c < H; c++) {
-                double a = wd.out[r][(size_t)i * H + c], b = (double)wd.x[r][(size_t)i * H + c] * sw;
+                double a = wd.out[r][(size_t)i * H + c],
+                       b = (double)wd.x[r][(size_t)i * H + c] * sw;
                 WD_EXPECT(!isnan(a));
                 ab += a * b;
                 aa += a * a;

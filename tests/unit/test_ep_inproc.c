@@ -34,8 +34,8 @@ static void ring_rank(int rank, void *arg)
             buf[j] = (uint8_t)(round * 31 + rank * 7 + j);
         for (int p = 0; p < N_RANKS; p++) {
             /* Peer p consumed the previous round from me? */
-            enum wd_status st = wd_transport_wait(t, ack0 + (size_t)p * 8, (uint64_t)round - 1, p,
-                                                  5000, &err);
+            enum wd_status st =
+                wd_transport_wait(t, ack0 + (size_t)p * 8, (uint64_t)round - 1, p, 5000, &err);
             if (st == WD_OK)
                 st = wd_transport_put(t, p, (size_t)rank * SLOT, buf, SLOT, &err);
             if (st == WD_OK)

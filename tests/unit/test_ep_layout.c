@@ -46,8 +46,8 @@ static void check_case(int n, int k, int e, int r, int rpn, uint64_t seed)
     int32_t *per_node = malloc(sizeof(int32_t) * (size_t)r);
     int32_t *per_expert = malloc(sizeof(int32_t) * (size_t)e);
     random_topk(&s, n, k, e, idx);
-    WD_EXPECT_EQ_INT(wd_ep_get_dispatch_layout(idx, n, k, e, r, rpn, per_rank, per_node,
-                                               per_expert, in_rank, NULL),
+    WD_EXPECT_EQ_INT(wd_ep_get_dispatch_layout(idx, n, k, e, r, rpn, per_rank, per_node, per_expert,
+                                               in_rank, NULL),
                      WD_OK);
     int l = e / r, n_nodes = r / rpn;
     long valid = 0, sum_expert = 0, sum_rank = 0;
@@ -66,8 +66,8 @@ static void check_case(int n, int k, int e, int r, int rpn, uint64_t seed)
         for (int i = 0; i < n; i++) {
             int want = 0; /* brute force: does any slot land on rank j? */
             for (int q = 0; q < k; q++)
-                want |= idx[i * k + q] >= 0 && idx[i * k + q] >= j * l &&
-                        idx[i * k + q] < (j + 1) * l;
+                want |=
+                    idx[i * k + q] >= 0 && idx[i * k + q] >= j * l && idx[i * k + q] < (j + 1) * l;
             WD_EXPECT_EQ_INT(in_rank[i * r + j], want);
             cnt += want;
         }
@@ -90,9 +90,9 @@ static void check_case(int n, int k, int e, int r, int rpn, uint64_t seed)
     uint8_t *again = malloc((size_t)(n * r + 1));
     int32_t *per_rank2 = malloc(sizeof(int32_t) * (size_t)r);
     int32_t *per_expert2 = malloc(sizeof(int32_t) * (size_t)e);
-    WD_EXPECT_EQ_INT(wd_ep_get_dispatch_layout(idx, n, k, e, r, rpn, per_rank2, NULL, per_expert2,
-                                               again, NULL),
-                     WD_OK);
+    WD_EXPECT_EQ_INT(
+        wd_ep_get_dispatch_layout(idx, n, k, e, r, rpn, per_rank2, NULL, per_expert2, again, NULL),
+        WD_OK);
     WD_EXPECT(memcmp(again, in_rank, (size_t)(n * r)) == 0);
     WD_EXPECT(memcmp(per_rank2, per_rank, sizeof(int32_t) * (size_t)r) == 0);
     WD_EXPECT(memcmp(per_expert2, per_expert, sizeof(int32_t) * (size_t)e) == 0);
@@ -122,9 +122,9 @@ static void test_same_rank_counts_once(void)
     int32_t idx[] = {0, 1, 5, -1, -1, -1};
     int32_t per_rank[3], per_expert[6], per_node[1];
     uint8_t in_rank[6];
-    WD_EXPECT_EQ_INT(
-        wd_ep_get_dispatch_layout(idx, 2, 3, 6, 3, 3, per_rank, per_node, per_expert, in_rank, NULL),
-        WD_OK);
+    WD_EXPECT_EQ_INT(wd_ep_get_dispatch_layout(idx, 2, 3, 6, 3, 3, per_rank, per_node, per_expert,
+                                               in_rank, NULL),
+                     WD_OK);
     WD_EXPECT_EQ_INT(per_rank[0], 1);
     WD_EXPECT_EQ_INT(per_rank[1], 0);
     WD_EXPECT_EQ_INT(per_rank[2], 1);
@@ -139,17 +139,17 @@ static void test_bad_input(void)
     int32_t per_rank[4], per_expert[8], per_node[4];
     uint8_t in_rank[8];
     struct wd_error err = {0};
-    WD_EXPECT_EQ_INT(wd_ep_get_dispatch_layout(idx, 1, 2, 8, 4, 1, per_rank, NULL, per_expert,
-                                               in_rank, &err),
-                     WD_ERR_INVALID);
+    WD_EXPECT_EQ_INT(
+        wd_ep_get_dispatch_layout(idx, 1, 2, 8, 4, 1, per_rank, NULL, per_expert, in_rank, &err),
+        WD_ERR_INVALID);
     WD_EXPECT_MSG(strstr(err.msg, "slot 1") != NULL, "message: %s", err.msg);
     idx[1] = -2;
-    WD_EXPECT_EQ_INT(wd_ep_get_dispatch_layout(idx, 1, 2, 8, 4, 1, per_rank, NULL, per_expert,
-                                               in_rank, &err),
-                     WD_ERR_INVALID);
-    WD_EXPECT_EQ_INT(wd_ep_get_dispatch_layout(idx, 1, 1, 6, 4, 1, per_rank, NULL, per_expert,
-                                               in_rank, &err),
-                     WD_ERR_INVALID); /* 6 experts over 4 ranks */
+    WD_EXPECT_EQ_INT(
+        wd_ep_get_dispatch_layout(idx, 1, 2, 8, 4, 1, per_rank, NULL, per_expert, in_rank, &err),
+        WD_ERR_INVALID);
+    WD_EXPECT_EQ_INT(
+        wd_ep_get_dispatch_layout(idx, 1, 1, 6, 4, 1, per_rank, NULL, per_expert, in_rank, &err),
+        WD_ERR_INVALID); /* 6 experts over 4 ranks */
     WD_EXPECT_EQ_INT(wd_ep_get_dispatch_layout(idx, 1, 1, 8, 4, 3, per_rank, per_node, per_expert,
                                                in_rank, &err),
                      WD_ERR_INVALID); /* 3 ranks per node do not divide 4 */

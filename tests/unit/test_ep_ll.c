@@ -73,15 +73,19 @@ static void world_create(struct world *wd, int R, int H, int K, int E, int M, in
 {
     memset(wd, 0, sizeof(*wd));
     *wd = (struct world){.R = R, .H = H, .K = K, .E = E, .L = E / R, .M = M};
-    wd->cfg = (struct wd_ep_config){.n_ranks = R, .hidden = H, .top_k = K, .n_experts = E,
-                                    .max_tokens = N_normal, .ll_max_tokens = M,
+    wd->cfg = (struct wd_ep_config){.n_ranks = R,
+                                    .hidden = H,
+                                    .top_k = K,
+                                    .n_experts = E,
+                                    .max_tokens = N_normal,
+                                    .ll_max_tokens = M,
                                     .timeout_ms = 5000};
     WD_EXPECT_EQ_INT(wd_inproc_group_create(R, wd_ep_window_bytes(&wd->cfg), &wd->g, NULL), WD_OK);
     uint64_t s = seed;
     for (int r = 0; r < R; r++) {
-        WD_EXPECT_EQ_INT(wd_ep_buffer_create(&wd->cfg, wd_inproc_group_transport(wd->g, r),
-                                             &wd->b[r], NULL),
-                         WD_OK);
+        WD_EXPECT_EQ_INT(
+            wd_ep_buffer_create(&wd->cfg, wd_inproc_group_transport(wd->g, r), &wd->b[r], NULL),
+            WD_OK);
         int n = r == zero_rank ? 0 : r == 0 ? M : (int)(rng_next(&s) % (uint64_t)(M + 1));
         wd->n[r] = n;
         size_t nh = (size_t)n * H + 1, nk = (size_t)n * K + 1;
@@ -94,8 +98,9 @@ static void world_create(struct world *wd, int R, int H, int K, int E, int M, in
         wd->idx2[r] = malloc(sizeof(int32_t) * nk);
         for (int i = 0; i < n; i++)
             for (int c = 0; c < H; c++) {
-                float v = c == 0 ? (float)r : c == 1 ? (float)i
-                                                     : (float)((r * 29 + i * 13 + c * 7) % 41 - 20);
+                float v = c == 0   ? (float)r
+                          : c == 1 ? (float)i
+                                   : (float)((r * 29 + i * 13 + c * 7) % 41 - 20);
                 wd->x[r][(size_t)i * H + c] = v;
                 wd->x2[r][(size_t)i * H + c] = 3.0f * v - 1.0f;
             }
@@ -166,8 +171,8 @@ static void check_ll_recv(const struct world *wd, int r, const struct wd_ep_ll_r
                 bad += covered[j]++ != 0; /* blocks disjoint */
                 size_t at = (size_t)l * R * M + (size_t)j;
                 int i = rv->src_info[at], k = rv->src_slot[at];
-                if (i < 0 || i >= wd->n[s] || k < 0 || k >= K ||
-                    idxs[s][(size_t)i * K + k] != e || seen[i * K + k]++) {
+                if (i < 0 || i >= wd->n[s] || k < 0 || k >= K || idxs[s][(size_t)i * K + k] != e ||
+                    seen[i * K + k]++) {
                     bad++;
                     continue;
                 }
@@ -194,8 +199,10 @@ static void rank_dispatch(int r, void *arg)
 {
     struct world *wd = arg;
     struct wd_error err = {0};
-    struct wd_ep_ll_dispatch_args a = {.x = wd->x[r], .n_tokens = wd->n[r],
-                                       .topk_idx = wd->idx[r], .payload = g_payload,
+    struct wd_ep_ll_dispatch_args a = {.x = wd->x[r],
+                                       .n_tokens = wd->n[r],
+                                       .topk_idx = wd->idx[r],
+                                       .payload = g_payload,
                                        .cumulative_recv_stats = wd->stats[r],
                                        .wait_recv_cost_ns = wd->cost[r]};
     note(wd, r, wd_ep_ll_dispatch(wd->b[r], &a, &wd->rv[r], &err), &err);
@@ -238,8 +245,8 @@ static void rank_identity(int r, void *arg)
 {
     struct world *wd = arg;
     struct wd_error err = {0};
-    struct wd_ep_ll_dispatch_args a = {.x = wd->x[r], .n_tokens = wd->n[r],
-                                       .topk_idx = wd->idx[r], .payload = g_payload};
+    struct wd_ep_ll_dispatch_args a = {
+        .x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r], .payload = g_payload};
     struct wd_ep_ll_recv rv;
     enum wd_status st = wd_ep_ll_dispatch(wd->b[r], &a, &rv, &err);
     float *back = NULL;
@@ -251,8 +258,10 @@ static void rank_identity(int r, void *arg)
                 size_t at = (size_t)l * rv.max_rows + (size_t)j;
                 wd_ep_payload_decode(&rv.payload, rv.x + at * rv.row_bytes, back + at * wd->H);
             }
-        struct wd_ep_ll_combine_args c = {.x = back, .n_tokens = wd->n[r],
-                                          .topk_idx = wd->idx[r], .topk_w = wd->w[r],
+        struct wd_ep_ll_combine_args c = {.x = back,
+                                          .n_tokens = wd->n[r],
+                                          .topk_idx = wd->idx[r],
+                                          .topk_w = wd->w[r],
                                           .payload = g_comb};
         st = wd_ep_ll_combine(wd->b[r], &rv, &c, wd->out[r], &err);
     }
@@ -327,8 +336,11 @@ static void rank_moe(int r, void *arg)
     struct wd_ep_handle *h = NULL;
     struct experts_ctx ec = {g_W, wd->H, r * wd->L};
     struct wd_ep_experts ex = {expert_run, &ec};
-    struct wd_ep_moe_args a = {.x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r],
-                               .topk_w = wd->w[r], .dispatch_payload = g_payload,
+    struct wd_ep_moe_args a = {.x = wd->x[r],
+                               .n_tokens = wd->n[r],
+                               .topk_idx = wd->idx[r],
+                               .topk_w = wd->w[r],
+                               .dispatch_payload = g_payload,
                                .combine_payload = g_comb};
     enum wd_status st = wd_ep_moe_create(wd->b[r], &m, &err);
     if (st == WD_OK && g_mixed)
@@ -424,8 +436,11 @@ static void combine_identity(struct world *wd, int r, const struct wd_ep_ll_recv
             size_t at = (size_t)l * rv->max_rows + (size_t)j;
             wd_ep_payload_decode(&rv->payload, rv->x + at * rv->row_bytes, back + at * wd->H);
         }
-    struct wd_ep_ll_combine_args c = {.x = back, .n_tokens = wd->n[r], .topk_idx = idx,
-                                      .topk_w = wd->w[r], .payload = WD_EP_PAYLOAD_F32,
+    struct wd_ep_ll_combine_args c = {.x = back,
+                                      .n_tokens = wd->n[r],
+                                      .topk_idx = idx,
+                                      .topk_w = wd->w[r],
+                                      .payload = WD_EP_PAYLOAD_F32,
                                       .return_recv_hook = hook};
     *st = wd_ep_ll_combine(wd->b[r], rv, &c, out, err);
     /* In hook mode the send phase has read back already: freeing it now is fine. */
@@ -437,10 +452,10 @@ static void rank_double_buffer(int r, void *arg)
     struct world *wd = arg;
     struct wd_error err = {0};
     enum wd_status st = WD_OK;
-    struct wd_ep_ll_dispatch_args a1 = {.x = wd->x[r], .n_tokens = wd->n[r],
-                                        .topk_idx = wd->idx[r], .payload = g_payload};
-    struct wd_ep_ll_dispatch_args a2 = {.x = wd->x2[r], .n_tokens = wd->n[r],
-                                        .topk_idx = wd->idx2[r], .payload = g_payload};
+    struct wd_ep_ll_dispatch_args a1 = {
+        .x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r], .payload = g_payload};
+    struct wd_ep_ll_dispatch_args a2 = {
+        .x = wd->x2[r], .n_tokens = wd->n[r], .topk_idx = wd->idx2[r], .payload = g_payload};
     switch (g_step) {
     case 0: /* D1, D2: both results outstanding */
         st = wd_ep_ll_dispatch(wd->b[r], &a1, &wd->rv[r], &err);
@@ -516,8 +531,10 @@ static void rank_hook(int r, void *arg)
     struct world *wd = arg;
     struct wd_error err = {0};
     enum wd_status st;
-    struct wd_ep_ll_dispatch_args a1 = {.x = wd->x[r], .n_tokens = wd->n[r],
-                                        .topk_idx = wd->idx[r], .payload = g_payload,
+    struct wd_ep_ll_dispatch_args a1 = {.x = wd->x[r],
+                                        .n_tokens = wd->n[r],
+                                        .topk_idx = wd->idx[r],
+                                        .payload = g_payload,
                                         .cumulative_recv_stats = wd->stats[r],
                                         .return_recv_hook = 1};
     struct wd_ep_ll_dispatch_args a2 = a1;
@@ -577,8 +594,8 @@ static void rank_three_outstanding(int r, void *arg)
 {
     struct world *wd = arg;
     struct wd_error err = {0};
-    struct wd_ep_ll_dispatch_args a = {.x = wd->x[r], .n_tokens = wd->n[r],
-                                       .topk_idx = wd->idx[r], .return_recv_hook = 1};
+    struct wd_ep_ll_dispatch_args a = {
+        .x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r], .return_recv_hook = 1};
     struct wd_ep_ll_recv rv3;
     enum wd_status st = wd_ep_ll_dispatch(wd->b[r], &a, &wd->rv[r], &err);
     if (st == WD_OK)
@@ -630,8 +647,7 @@ static void rank_silent_last(int r, void *arg)
         return;
     }
     struct wd_error err = {0};
-    struct wd_ep_ll_dispatch_args a = {.x = wd->x[r], .n_tokens = wd->n[r],
-                                       .topk_idx = wd->idx[r]};
+    struct wd_ep_ll_dispatch_args a = {.x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r]};
     wd->st[r] = wd_ep_ll_dispatch(wd->b[r], &a, &wd->rv[r], &err);
     snprintf(wd->msg[r], sizeof(wd->msg[r]), "%s", err.msg);
 }
@@ -644,9 +660,9 @@ static void test_ll_timeout_and_dead_peer(void)
         wd.cfg.timeout_ms = g_kill ? 10000 : 150; /* a dead peer must not need the timeout */
         for (int r = 0; r < 3; r++) {
             wd_ep_buffer_destroy(wd.b[r]);
-            WD_EXPECT_EQ_INT(wd_ep_buffer_create(&wd.cfg, wd_inproc_group_transport(wd.g, r),
-                                                 &wd.b[r], NULL),
-                             WD_OK);
+            WD_EXPECT_EQ_INT(
+                wd_ep_buffer_create(&wd.cfg, wd_inproc_group_transport(wd.g, r), &wd.b[r], NULL),
+                WD_OK);
         }
         WD_EXPECT_EQ_INT(wd_inproc_group_run(wd.g, rank_silent_last, &wd, NULL), WD_OK);
         for (int r = 0; r < 2; r++) {

@@ -50,14 +50,14 @@ static void world_create(struct world *wd, int R, int H, int K, int E, int N, ui
 {
     memset(wd, 0, sizeof(*wd));
     wd->R = R;
-    wd->cfg = (struct wd_ep_config){.n_ranks = R, .hidden = H, .top_k = K, .n_experts = E,
-                                    .max_tokens = N, .timeout_ms = 5000};
+    wd->cfg = (struct wd_ep_config){
+        .n_ranks = R, .hidden = H, .top_k = K, .n_experts = E, .max_tokens = N, .timeout_ms = 5000};
     WD_EXPECT_EQ_INT(wd_inproc_group_create(R, wd_ep_window_bytes(&wd->cfg), &wd->g, NULL), WD_OK);
     uint64_t s = seed;
     for (int r = 0; r < R; r++) {
-        WD_EXPECT_EQ_INT(wd_ep_buffer_create(&wd->cfg, wd_inproc_group_transport(wd->g, r),
-                                             &wd->b[r], NULL),
-                         WD_OK);
+        WD_EXPECT_EQ_INT(
+            wd_ep_buffer_create(&wd->cfg, wd_inproc_group_transport(wd->g, r), &wd->b[r], NULL),
+            WD_OK);
         WD_EXPECT_EQ_INT(wd_ep_handle_create(wd->b[r], &wd->h[r], NULL), WD_OK);
         WD_EXPECT_EQ_INT(wd_ep_handle_create(wd->b[r], &wd->h2[r], NULL), WD_OK);
         int n = r == zero_rank ? 0 : (int)(rng_next(&s) % (uint64_t)(N + 1));
@@ -76,8 +76,10 @@ static void world_create(struct world *wd, int R, int H, int K, int E, int N, ui
         for (int i = 0; i < n; i++) {
             /* Self-describing, small integers: exact in bf16 too (i < 256). */
             for (int c = 0; c < H; c++)
-                wd->x[r][(size_t)i * H + c] =
-                    c == 0 ? (float)r : c == 1 ? (float)i : (float)((r * 37 + i * 11 + c * 5) % 61 - 30);
+                wd->x[r][(size_t)i * H + c] = c == 0 ? (float)r
+                                              : c == 1
+                                                  ? (float)i
+                                                  : (float)((r * 37 + i * 11 + c * 5) % 61 - 30);
             for (int c = 0; c < H; c++) {
                 wd->x2[r][(size_t)i * H + c] = -2.0f * wd->x[r][(size_t)i * H + c] + 1.0f;
                 wd->bias[r][(size_t)i * H + c] = (float)((i + c) % 5) * 0.25f;
@@ -149,8 +151,8 @@ static int token_to_rank(const struct world *wd, int s, int i, int r)
 
 /* Checks rank r's received rows against the expected (source rank, token) order, the
  * rewritten ids and weights, the per-expert counts and the handle. */
-static void check_dispatch(const struct world *wd, int r, const struct wd_ep_payload *p,
-                           int align, const float *const *xs, int cached)
+static void check_dispatch(const struct world *wd, int r, const struct wd_ep_payload *p, int align,
+                           const float *const *xs, int cached)
 {
     int R = wd->R, K = wd->cfg.top_k, H = wd->cfg.hidden, L = wd->cfg.n_experts / R;
     const struct wd_ep_recv *rv = cached ? &wd->rv2[r] : &wd->rv[r];
@@ -233,9 +235,12 @@ static void rank_dispatch_twice(int r, void *arg)
     int R = wd->R;
     int32_t per_rank[MAXR], per_expert[64];
     uint8_t *in_rank = malloc((size_t)wd->n[r] * R + 1);
-    struct wd_ep_dispatch_args a = {
-        .x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r], .topk_w = wd->w[r],
-        .payload = g_payload, .expert_alignment = g_align};
+    struct wd_ep_dispatch_args a = {.x = wd->x[r],
+                                    .n_tokens = wd->n[r],
+                                    .topk_idx = wd->idx[r],
+                                    .topk_w = wd->w[r],
+                                    .payload = g_payload,
+                                    .expert_alignment = g_align};
     if (g_given_layout) {
         wd_ep_get_dispatch_layout(wd->idx[r], wd->n[r], wd->cfg.top_k, wd->cfg.n_experts, R, 1,
                                   per_rank, NULL, per_expert, in_rank, NULL);
@@ -255,8 +260,7 @@ static void rank_dispatch_twice(int r, void *arg)
         rv->x = keep;
         rv->topk_idx = (const int32_t *)(void *)(keep + xb);
         rv->topk_w = (const float *)(void *)(keep + xb + kb);
-        struct wd_ep_dispatch_args c = {.x = wd->x2[r], .n_tokens = wd->n[r],
-                                        .payload = g_payload};
+        struct wd_ep_dispatch_args c = {.x = wd->x2[r], .n_tokens = wd->n[r], .payload = g_payload};
         wd->st[r] = wd_ep_dispatch(wd->b[r], &c, wd->h[r], &wd->rv2[r], &err);
     }
     if (wd->st[r] != WD_OK)
@@ -310,8 +314,11 @@ static void rank_identity_combine(int r, void *arg)
     struct world *wd = arg;
     struct wd_error err = {0};
     int H = wd->cfg.hidden;
-    struct wd_ep_dispatch_args a = {.x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r],
-                                    .topk_w = wd->w[r], .payload = g_payload};
+    struct wd_ep_dispatch_args a = {.x = wd->x[r],
+                                    .n_tokens = wd->n[r],
+                                    .topk_idx = wd->idx[r],
+                                    .topk_w = wd->w[r],
+                                    .payload = g_payload};
     struct wd_ep_recv rv;
     float *back = NULL;
     wd->st[r] = wd_ep_dispatch(wd->b[r], &a, wd->h[r], &rv, &err);
@@ -320,8 +327,11 @@ static void rank_identity_combine(int r, void *arg)
         for (int k = 0; k < rv.n_recv; k++)
             wd_ep_payload_decode(&rv.payload, rv.x + (size_t)k * rv.row_bytes,
                                  back + (size_t)k * H);
-        struct wd_ep_combine_args c = {.x = back, .topk_w = rv.topk_w, .bias0 = wd->bias[r],
-                                       .bias1 = wd->x2[r], .payload = g_comb_kind};
+        struct wd_ep_combine_args c = {.x = back,
+                                       .topk_w = rv.topk_w,
+                                       .bias0 = wd->bias[r],
+                                       .bias1 = wd->x2[r],
+                                       .payload = g_comb_kind};
         wd->st[r] = wd_ep_combine(wd->b[r], wd->h[r], &c, wd->out[r], wd->out_w[r], &err);
         /* The same combine again, right after a combine (the n_sync path), must give the
          * same bits: the reduction order is fixed. */
@@ -363,8 +373,7 @@ static void combine_case(int R, enum wd_ep_payload_kind dkind, enum wd_ep_payloa
                 bad_w += wd.out_w[r][at] != (wd.idx[r][at] >= 0 ? wd.w[r][at] : 0.0f);
             }
         }
-        WD_EXPECT_MSG(bad == 0, "R=%d rank %d: %d values differ from x * #ranks + bias", R, r,
-                      bad);
+        WD_EXPECT_MSG(bad == 0, "R=%d rank %d: %d values differ from x * #ranks + bias", R, r, bad);
         WD_EXPECT_MSG(bad_w == 0, "R=%d rank %d: %d weights not returned", R, r, bad_w);
         WD_EXPECT(memcmp(wd.out[r], wd.out2[r], sizeof(float) * (size_t)wd.n[r] * H) == 0);
     }
@@ -417,8 +426,11 @@ static void rank_moe(int r, void *arg)
     struct wd_ep_moe *m = NULL;
     struct experts_ctx ec = {g_W, g_bv, wd->cfg.hidden, r * (wd->cfg.n_experts / wd->R)};
     struct wd_ep_experts ex = {expert_run, &ec};
-    struct wd_ep_moe_args a = {.x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r],
-                               .topk_w = wd->w[r], .dispatch_payload = g_payload,
+    struct wd_ep_moe_args a = {.x = wd->x[r],
+                               .n_tokens = wd->n[r],
+                               .topk_idx = wd->idx[r],
+                               .topk_w = wd->w[r],
+                               .dispatch_payload = g_payload,
                                .combine_payload = g_comb_kind};
     wd->st[r] = wd_ep_moe_create(wd->b[r], &m, &err);
     /* Two layers back to back through the same buffer and handle. */
@@ -499,12 +511,16 @@ static void rank_overlap(int r, void *arg)
     struct wd_error err = {0};
     int H = wd->cfg.hidden, n = wd->n[r];
     int h0 = n / 2; /* micro-batch A = tokens [0, h0), B = [h0, n) */
-    struct wd_ep_dispatch_args a = {.x = wd->x[r], .n_tokens = h0, .topk_idx = wd->idx[r],
-                                    .topk_w = wd->w[r], .payload = g_payload};
-    struct wd_ep_dispatch_args bb = {
-        .x = wd->x[r] + (size_t)h0 * H, .n_tokens = n - h0,
-        .topk_idx = wd->idx[r] + (size_t)h0 * wd->cfg.top_k,
-        .topk_w = wd->w[r] + (size_t)h0 * wd->cfg.top_k, .payload = g_payload};
+    struct wd_ep_dispatch_args a = {.x = wd->x[r],
+                                    .n_tokens = h0,
+                                    .topk_idx = wd->idx[r],
+                                    .topk_w = wd->w[r],
+                                    .payload = g_payload};
+    struct wd_ep_dispatch_args bb = {.x = wd->x[r] + (size_t)h0 * H,
+                                     .n_tokens = n - h0,
+                                     .topk_idx = wd->idx[r] + (size_t)h0 * wd->cfg.top_k,
+                                     .topk_w = wd->w[r] + (size_t)h0 * wd->cfg.top_k,
+                                     .payload = g_payload};
     struct wd_ep_recv ra, rb;
     float *xa = NULL, *xb = NULL;
     enum wd_status st = wd_ep_dispatch(wd->b[r], &a, wd->h[r], &ra, &err);
@@ -567,8 +583,8 @@ static void rank_all_but_last(int r, void *arg)
     if (r == wd->R - 1)
         return; /* never calls dispatch */
     struct wd_error err = {0};
-    struct wd_ep_dispatch_args a = {.x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r],
-                                    .topk_w = wd->w[r]};
+    struct wd_ep_dispatch_args a = {
+        .x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r], .topk_w = wd->w[r]};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     wd->st[r] = wd_ep_dispatch(wd->b[r], &a, wd->h[r], &wd->rv[r], &err);
@@ -587,9 +603,9 @@ static void test_timeout_names_silent_rank(void)
     for (int r = 0; r < 3; r++) {
         wd_ep_buffer_destroy(wd.b[r]);
         wd.cfg.timeout_ms = 150;
-        WD_EXPECT_EQ_INT(wd_ep_buffer_create(&wd.cfg, wd_inproc_group_transport(wd.g, r),
-                                             &wd.b[r], NULL),
-                         WD_OK);
+        WD_EXPECT_EQ_INT(
+            wd_ep_buffer_create(&wd.cfg, wd_inproc_group_transport(wd.g, r), &wd.b[r], NULL),
+            WD_OK);
     }
     world_run(&wd, rank_all_but_last);
     for (int r = 0; r < 2; r++) {
@@ -604,8 +620,8 @@ static void rank_mismatch(int r, void *arg)
 {
     struct world *wd = arg;
     struct wd_error err = {0};
-    struct wd_ep_dispatch_args a = {.x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r],
-                                    .topk_w = wd->w[r]};
+    struct wd_ep_dispatch_args a = {
+        .x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r], .topk_w = wd->w[r]};
     a.payload.kind = r == 1 ? WD_EP_PAYLOAD_BF16 : WD_EP_PAYLOAD_F32;
     wd->st[r] = wd_ep_dispatch(wd->b[r], &a, wd->h[r], &wd->rv[r], &err);
     snprintf(wd->msg[r], sizeof(wd->msg[r]), "%s", err.msg);
@@ -656,8 +672,8 @@ static void test_bad_arguments(void)
     WD_EXPECT_EQ_INT(wd_ep_combine(wd.b[0], wd.h[0], &c, out, NULL, &err), WD_ERR_INVALID);
     world_destroy(&wd);
 
-    struct wd_ep_config bad = {.n_ranks = 3, .hidden = 8, .top_k = 2, .n_experts = 4,
-                               .max_tokens = 4};
+    struct wd_ep_config bad = {
+        .n_ranks = 3, .hidden = 8, .top_k = 2, .n_experts = 4, .max_tokens = 4};
     WD_EXPECT_EQ_INT(wd_ep_config_check(&bad, &err), WD_ERR_INVALID);
     WD_EXPECT_EQ_INT(wd_ep_window_bytes(&bad), 0);
     bad.n_experts = 6;
@@ -668,8 +684,12 @@ static void test_bad_arguments(void)
 /* The window gets smaller with a narrower max_payload, and a wider call is refused. */
 static void test_sizing(void)
 {
-    struct wd_ep_config c = {.n_ranks = 4, .hidden = 256, .top_k = 8, .n_experts = 16,
-                             .max_tokens = 64, .ll_max_tokens = 8};
+    struct wd_ep_config c = {.n_ranks = 4,
+                             .hidden = 256,
+                             .top_k = 8,
+                             .n_experts = 16,
+                             .max_tokens = 64,
+                             .ll_max_tokens = 8};
     size_t f32 = wd_ep_window_bytes(&c);
     c.max_payload = WD_EP_PAYLOAD_BF16;
     size_t bf16 = wd_ep_window_bytes(&c);
@@ -689,8 +709,8 @@ static void test_sizing(void)
         wd_ep_buffer_create(&wd.cfg, wd_inproc_group_transport(wd.g, 0), &wd.b[0], NULL), WD_OK);
     struct wd_error err = {0};
     struct wd_ep_recv rv;
-    struct wd_ep_dispatch_args a = {.x = wd.x[0], .n_tokens = wd.n[0], .topk_idx = wd.idx[0],
-                                    .topk_w = wd.w[0]};
+    struct wd_ep_dispatch_args a = {
+        .x = wd.x[0], .n_tokens = wd.n[0], .topk_idx = wd.idx[0], .topk_w = wd.w[0]};
     WD_EXPECT_EQ_INT(wd_ep_dispatch(wd.b[0], &a, wd.h[0], &rv, &err), WD_ERR_INVALID);
     WD_EXPECT_MSG(strstr(err.msg, "max_payload") != NULL, "message: %s", err.msg);
     world_destroy(&wd);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/comm/transport_inproc.h"
 #include "common/ep/ep_buffer.h"
@@ -212,6 +213,11 @@ static void dispatch_case(int R, int E, int K, int M, enum wd_ep_payload_kind ki
 {
     struct world wd;
     world_create(&wd, R, 16, K, E, M, 0, seed, R > 2 ? R - 1 : -1);
+    if (R > 2) /* rank R-2 receives nothing */
+        for (int r = 0; r < R; r++)
+            for (int i = 0; i < wd.n[r] * K; i++)
+                if (wd.idx[r][i] >= 0 && wd.idx[r][i] / wd.L == R - 2)
+                    wd.idx[r][i] = -1;
     g_payload = (struct wd_ep_payload){.kind = kind};
     WD_EXPECT_EQ_INT(wd_inproc_group_run(wd.g, rank_dispatch, &wd, NULL), WD_OK);
     expect_all_ok(&wd);
@@ -524,6 +530,58 @@ static void test_ll_double_buffer(void)
     }
 }
 
+/* The hazard double buffering exists for: a fast rank's next dispatch on a half must not
+ * land while a slow rank still holds its result there. Rank 1 keeps reading its D1 result
+ * after C1 (allowed: it stays valid until its next dispatch on that half) while the other
+ * ranks run straight into D3 on the same half; they must wait for rank 1 to enter D3. */
+static void rank_slow_reader(int r, void *arg)
+{
+    struct world *wd = arg;
+    struct wd_error err = {0};
+    enum wd_status st;
+    struct wd_ep_ll_dispatch_args a = {
+        .x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r], .payload = g_payload};
+    struct wd_ep_ll_dispatch_args a3 = a;
+    a3.x = wd->x2[r];
+    st = wd_ep_ll_dispatch(wd->b[r], &a, &wd->rv[r], &err);
+    struct wd_ep_ll_recv *rv = &wd->rv[r];
+    size_t bytes = (size_t)wd->L * rv->max_rows * rv->row_bytes;
+    uint8_t *copy = NULL;
+    if (st == WD_OK) {
+        copy = malloc(bytes + 1);
+        memcpy(copy, rv->x, bytes);
+        combine_identity(wd, r, rv, wd->idx[r], wd->out[r], 0, &err, &st);
+    }
+    if (st == WD_OK && r == 1) {
+        struct timespec ts = {0, 60 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* the others are in D3 by now */
+        for (int l = 0; l < wd->L; l++)
+            if (memcmp(copy + (size_t)l * rv->max_rows * rv->row_bytes,
+                       rv->x + (size_t)l * rv->max_rows * rv->row_bytes,
+                       (size_t)rv->count[l] * rv->row_bytes) != 0)
+                wd->flag[r] = 1;
+    }
+    if (st == WD_OK)
+        st = wd_ep_ll_dispatch(wd->b[r], &a3, &wd->rv2[r], &err);
+    note(wd, r, st, &err);
+    free(copy);
+}
+
+static void test_ll_result_survives_fast_peer(void)
+{
+    struct world wd;
+    world_create(&wd, 3, 16, 3, 6, 8, 0, 130, -1);
+    g_payload = (struct wd_ep_payload){.kind = WD_EP_PAYLOAD_F32};
+    WD_EXPECT_EQ_INT(wd_inproc_group_run(wd.g, rank_slow_reader, &wd, NULL), WD_OK);
+    expect_all_ok(&wd);
+    WD_EXPECT_MSG(!wd.flag[1], "a peer overwrote rank 1's held LL result");
+    for (int r = 0; r < 3; r++) {
+        check_identity_out(&wd, r, wd.idx[r], wd.x[r], wd.out[r]);
+        check_ll_recv(&wd, r, &wd.rv2[r], &g_payload, wd.x2, wd.idx);
+    }
+    world_destroy(&wd);
+}
+
 /* ---- hook mode: send phases first, receives later, same results ---- */
 
 static void rank_hook(int r, void *arg)
@@ -679,6 +737,7 @@ int main(void)
     WD_RUN(test_ll_combine_identity);
     WD_RUN(test_ll_moe_dense_reference);
     WD_RUN(test_ll_double_buffer);
+    WD_RUN(test_ll_result_survives_fast_peer);
     WD_RUN(test_ll_hook_mode);
     WD_RUN(test_ll_misuse);
     WD_RUN(test_ll_timeout_and_dead_peer);

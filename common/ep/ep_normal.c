@@ -25,6 +25,8 @@
 #include "common/ep/ep_layout.h"
 
 #define FLAG_CACHED 1
+#define FLAG_COMBINE 2
+#define FLAG_WEIGHTS 4
 
 static size_t sig_at(size_t base, int s)
 {
@@ -344,6 +346,10 @@ static enum wd_status combine_impl(struct wd_ep_buffer *b, const struct wd_ep_ha
     b->last_was_combine = 1;
     struct wd_ep_payload p = {.kind = a->payload, .hidden = H};
     size_t crow = wd_ep_payload_row_bytes(&p);
+    /* Every rank's header says what it sends, so a rank that passes other options (payload,
+     * topk_w or not) fails the call for all instead of being summed as garbage. */
+    int32_t want[EP_HDR_INTS];
+    ep_header_fill(want, &p, K, round, FLAG_COMBINE | (a->topk_w ? FLAG_WEIGHTS : 0));
     const uint8_t *xsrc = (const uint8_t *)a->x;
     if (p.kind != WD_EP_PAYLOAD_F32) {
         for (int r = 0; r < h->n_recv; r++)
@@ -361,10 +367,15 @@ static enum wd_status combine_impl(struct wd_ep_buffer *b, const struct wd_ep_ha
                 WD_CHECK(wd_transport_put(t, d, b->reg.n_cw + 4 * (size_t)rank * N * K,
                                           a->topk_w + (size_t)begin * K, 4 * (size_t)cnt * K, err));
         }
+        WD_CHECK(wd_transport_put(t, d, b->reg.n_chdr + sizeof(want) * (size_t)rank, want,
+                                  sizeof(want), err));
         WD_CHECK(wd_transport_signal(t, d, sig_at(b->reg.sig_n_comb, rank), 1, err));
     }
-    for (int s = 0; s < R; s++)
+    const int32_t *hdrs = (const int32_t *)(const void *)(t->window + b->reg.n_chdr);
+    for (int s = 0; s < R; s++) {
         WD_CHECK(wd_transport_wait(t, sig_at(b->reg.sig_n_comb, s), round, s, b->timeout_ms, err));
+        WD_CHECK(ep_header_check(hdrs + (size_t)s * EP_HDR_INTS, want, s, err));
+    }
 
     const uint8_t *cx = t->window + b->reg.n_cx;
     const float *cw = (const float *)(const void *)(t->window + b->reg.n_cw);

@@ -697,6 +697,27 @@ static void rank_mismatch(int r, void *arg)
     snprintf(wd->msg[r], sizeof(wd->msg[r]), "%s", err.msg);
 }
 
+static void rank_combine_mismatch(int r, void *arg)
+{
+    struct world *wd = arg;
+    struct wd_error err = {0};
+    int H = wd->cfg.hidden;
+    struct wd_ep_dispatch_args a = {
+        .x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r], .topk_w = wd->w[r]};
+    struct wd_ep_recv rv;
+    float *back = NULL;
+    wd->st[r] = wd_ep_dispatch(wd->b[r], &a, wd->h[r], &rv, &err);
+    if (wd->st[r] == WD_OK) {
+        back = calloc((size_t)rv.n_recv * H + 1, sizeof(float));
+        /* Rank 1 returns weights, the others do not. */
+        struct wd_ep_combine_args c = {.x = back, .topk_w = r == 1 ? rv.topk_w : NULL};
+        wd->st[r] =
+            wd_ep_combine(wd->b[r], wd->h[r], &c, wd->out[r], r == 1 ? wd->out_w[r] : NULL, &err);
+    }
+    snprintf(wd->msg[r], sizeof(wd->msg[r]), "%s", err.msg);
+    free(back);
+}
+
 static void test_mismatched_options(void)
 {
     struct world wd;
@@ -705,6 +726,13 @@ static void test_mismatched_options(void)
     for (int r = 0; r < 3; r++)
         WD_EXPECT_MSG(wd.st[r] == WD_ERR_INVALID, "rank %d: %d %s", r, wd.st[r], wd.msg[r]);
     WD_EXPECT_MSG(strstr(wd.msg[0], "rank 1") != NULL, "message: %s", wd.msg[0]);
+    world_destroy(&wd);
+
+    world_create(&wd, 3, 8, 2, 6, 8, 902, -1);
+    world_run(&wd, rank_combine_mismatch);
+    for (int r = 0; r < 3; r++)
+        WD_EXPECT_MSG(wd.st[r] == WD_ERR_INVALID, "rank %d: %d %s", r, wd.st[r], wd.msg[r]);
+    WD_EXPECT_MSG(strstr(wd.msg[2], "rank 1") != NULL, "message: %s", wd.msg[2]);
     world_destroy(&wd);
 }
 

@@ -75,6 +75,8 @@ static enum wd_status dispatch_check(struct wd_ep_buffer *b, const struct wd_ep_
                                      const struct wd_ep_handle *h, struct wd_ep_payload *p,
                                      struct wd_error *err)
 {
+    if (!a)
+        return wd_error_set(err, WD_ERR_INVALID, "no arguments");
     if (b->N <= 0)
         return wd_error_set(err, WD_ERR_INVALID, "the buffer has no normal mode (max_tokens 0)");
     if (!h || h->n_ranks != b->R || h->max_tokens != b->N || h->top_k != b->K)
@@ -221,6 +223,8 @@ static enum wd_status dispatch_impl(struct wd_ep_buffer *b, const struct wd_ep_d
 {
     struct wd_ep_payload p;
     WD_CHECK(dispatch_check(b, a, h, &p, err));
+    if (!out)
+        return wd_error_set(err, WD_ERR_INVALID, "no result struct");
     int R = b->R, L = b->L, rank = b->rank, n = a->n_tokens;
     int cached = a->topk_idx == NULL;
     int align = a->expert_alignment > 1 ? a->expert_alignment : 1;
@@ -306,6 +310,8 @@ static enum wd_status combine_check(struct wd_ep_buffer *b, const struct wd_ep_h
                                     const struct wd_ep_combine_args *a, const float *out,
                                     const float *out_topk_w, struct wd_error *err)
 {
+    if (!a)
+        return wd_error_set(err, WD_ERR_INVALID, "no arguments");
     if (b->N <= 0)
         return wd_error_set(err, WD_ERR_INVALID, "the buffer has no normal mode (max_tokens 0)");
     if (!h || h->n_ranks != b->R || h->max_tokens != b->N || h->top_k != b->K || !h->is_valid)

@@ -71,6 +71,7 @@ size_t ep_regions_compute(const struct wd_ep_config *cfg, struct ep_regions *reg
         reg->n_w = reserve(&s, mul3(&s, R * N, K, 4));
         reg->n_cx = reserve(&s, mul3(&s, R, N, reg->crow_bytes));
         reg->n_cw = reserve(&s, mul3(&s, R * N, K, 4));
+        reg->n_chdr = reserve(&s, mul3(&s, R, EP_HDR_INTS, 4));
     }
     if (M > 0) {
         for (int b = 0; b < 2; b++) {

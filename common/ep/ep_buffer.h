@@ -30,6 +30,7 @@
  *     n_w      [R * N][K] f32      top-k weights, 0 where the id is -1
  *     n_cx     [R][N][crow]        combine: partial rows back from each expert rank
  *     n_cw     [R][N][K] f32       combine: top-k weights back from each rank
+ *     n_chdr   [R][4] i32          combine: each rank's header (round, payload, flags)
  *   LL region (M > 0), two identical halves b = 0, 1 (LL call c uses half c % 2):
  *     ll_counts [R][4 + L] i32     from each source: header, tokens per local expert
  *     ll_src    [L][R * M] i32     source token index of each received message

@@ -20,7 +20,7 @@ enum { EP_HDR_KIND = 0, EP_HDR_TOPK, EP_HDR_ROUND, EP_HDR_FLAGS };
 /* Byte offsets into the window (see ep_buffer.h for what each holds). */
 struct ep_regions {
     size_t sig_n_count, sig_n_data, sig_n_comb, sig_n_sync, sig_ll_enter, sig_ll_data[2];
-    size_t n_counts, n_x, n_src, n_idx, n_w, n_cx, n_cw;
+    size_t n_counts, n_x, n_src, n_idx, n_w, n_cx, n_cw, n_chdr;
     size_t ll_counts[2], ll_src[2], ll_slot[2], ll_x[2], ll_cx[2];
     size_t row_bytes;  /* widest encoded dispatch row */
     size_t crow_bytes; /* widest encoded combine row */

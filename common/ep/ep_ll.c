@@ -76,6 +76,8 @@ static enum wd_status dispatch_check(struct wd_ep_buffer *b, const struct wd_ep_
                                      struct wd_ep_ll_recv *out, struct wd_ep_payload *p,
                                      struct wd_error *err)
 {
+    if (!a)
+        return wd_error_set(err, WD_ERR_INVALID, "no arguments");
     if (b->M <= 0)
         return wd_error_set(err, WD_ERR_INVALID, "the buffer has no LL mode (ll_max_tokens 0)");
     if (a->n_tokens < 0 || a->n_tokens > b->M)
@@ -230,6 +232,8 @@ static enum wd_status combine_check(struct wd_ep_buffer *b, const struct wd_ep_l
                                     const struct wd_ep_ll_combine_args *a, const float *out,
                                     struct wd_error *err)
 {
+    if (!a)
+        return wd_error_set(err, WD_ERR_INVALID, "no arguments");
     if (b->M <= 0)
         return wd_error_set(err, WD_ERR_INVALID, "the buffer has no LL mode (ll_max_tokens 0)");
     if (!h || !h->is_done || h->half < 0 || h->half > 1 ||

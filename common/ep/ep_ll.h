@@ -20,18 +20,20 @@
  *
  * Double buffering: LL call number c (dispatches and combines counted together)
  * uses window half c % 2. A dispatch result lives in its half and stays valid
- * until this rank starts the next dispatch on the same half, so two results are
- * held at once (two-batch overlap: dispatch A, dispatch B, combine A, combine B);
- * the third LL dispatch-or-combine sequence that lands a dispatch on the same half
- * overwrites the oldest (wd_ep_ll_combine refuses a stale handle). Before writing
- * into rank r's half, a sender waits for r's "entered call c" signal, which is
- * what makes the overwrite safe: r entering call c releases what c overwrites.
+ * until this rank starts its next dispatch on the same half: with dispatch,
+ * combine, dispatch, ... that is the next dispatch; with two micro-batches
+ * (dispatch A, dispatch B, combine A, combine B) both results are held at once
+ * and each lives until its micro-batch's next dispatch. wd_ep_ll_combine refuses
+ * a handle that was overwritten. Before writing into rank r's half, a sender
+ * waits for r's "entered call c" signal, which is what makes the overwrite
+ * safe: r entering call c is what releases the results c overwrites, so a fast
+ * rank never writes over a slow rank's held result.
  *
- * Hook mode (return_recv_hook): the call does only the send phase and returns;
- * wd_ep_ll_complete runs the receive phase of the oldest outstanding call (waits
- * for the counts, packs, or reduces). At most two calls may be outstanding, and
- * completions run in call order. The send phase never touches this rank's own
- * results.
+ * Hook mode (return_recv_hook): the call does only the send phase and returns
+ * (out is not filled yet); wd_ep_ll_complete runs the receive phase of the
+ * oldest outstanding call (waits for the counts, packs, or reduces). Hooked
+ * receives complete in call order, and a new call is refused while the call two
+ * before it still waits for its receive (its half is about to be reused).
  *
  * Deviations from DeepEP: fp32 activations (payload f32, bf16 or fp8 on the
  * wire); combine payload f32 or bf16 (no LogFMT); no zero-copy combine (the

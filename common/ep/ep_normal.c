@@ -25,6 +25,8 @@
 #include "common/ep/ep_layout.h"
 
 #define FLAG_CACHED 1
+#define FLAG_COMBINE 2
+#define FLAG_WEIGHTS 4
 
 static size_t sig_at(size_t base, int s)
 {
@@ -73,6 +75,8 @@ static enum wd_status dispatch_check(struct wd_ep_buffer *b, const struct wd_ep_
                                      const struct wd_ep_handle *h, struct wd_ep_payload *p,
                                      struct wd_error *err)
 {
+    if (!a)
+        return wd_error_set(err, WD_ERR_INVALID, "no arguments");
     if (b->N <= 0)
         return wd_error_set(err, WD_ERR_INVALID, "the buffer has no normal mode (max_tokens 0)");
     if (!h || h->n_ranks != b->R || h->max_tokens != b->N || h->top_k != b->K)
@@ -219,6 +223,8 @@ static enum wd_status dispatch_impl(struct wd_ep_buffer *b, const struct wd_ep_d
 {
     struct wd_ep_payload p;
     WD_CHECK(dispatch_check(b, a, h, &p, err));
+    if (!out)
+        return wd_error_set(err, WD_ERR_INVALID, "no result struct");
     int R = b->R, L = b->L, rank = b->rank, n = a->n_tokens;
     int cached = a->topk_idx == NULL;
     int align = a->expert_alignment > 1 ? a->expert_alignment : 1;
@@ -304,6 +310,8 @@ static enum wd_status combine_check(struct wd_ep_buffer *b, const struct wd_ep_h
                                     const struct wd_ep_combine_args *a, const float *out,
                                     const float *out_topk_w, struct wd_error *err)
 {
+    if (!a)
+        return wd_error_set(err, WD_ERR_INVALID, "no arguments");
     if (b->N <= 0)
         return wd_error_set(err, WD_ERR_INVALID, "the buffer has no normal mode (max_tokens 0)");
     if (!h || h->n_ranks != b->R || h->max_tokens != b->N || h->top_k != b->K || !h->is_valid)
@@ -344,6 +352,10 @@ static enum wd_status combine_impl(struct wd_ep_buffer *b, const struct wd_ep_ha
     b->last_was_combine = 1;
     struct wd_ep_payload p = {.kind = a->payload, .hidden = H};
     size_t crow = wd_ep_payload_row_bytes(&p);
+    /* Every rank's header says what it sends, so a rank that passes other options (payload,
+     * topk_w or not) fails the call for all instead of being summed as garbage. */
+    int32_t want[EP_HDR_INTS];
+    ep_header_fill(want, &p, K, round, FLAG_COMBINE | (a->topk_w ? FLAG_WEIGHTS : 0));
     const uint8_t *xsrc = (const uint8_t *)a->x;
     if (p.kind != WD_EP_PAYLOAD_F32) {
         for (int r = 0; r < h->n_recv; r++)
@@ -361,10 +373,15 @@ static enum wd_status combine_impl(struct wd_ep_buffer *b, const struct wd_ep_ha
                 WD_CHECK(wd_transport_put(t, d, b->reg.n_cw + 4 * (size_t)rank * N * K,
                                           a->topk_w + (size_t)begin * K, 4 * (size_t)cnt * K, err));
         }
+        WD_CHECK(wd_transport_put(t, d, b->reg.n_chdr + sizeof(want) * (size_t)rank, want,
+                                  sizeof(want), err));
         WD_CHECK(wd_transport_signal(t, d, sig_at(b->reg.sig_n_comb, rank), 1, err));
     }
-    for (int s = 0; s < R; s++)
+    const int32_t *hdrs = (const int32_t *)(const void *)(t->window + b->reg.n_chdr);
+    for (int s = 0; s < R; s++) {
         WD_CHECK(wd_transport_wait(t, sig_at(b->reg.sig_n_comb, s), round, s, b->timeout_ms, err));
+        WD_CHECK(ep_header_check(hdrs + (size_t)s * EP_HDR_INTS, want, s, err));
+    }
 
     const uint8_t *cx = t->window + b->reg.n_cx;
     const float *cw = (const float *)(const void *)(t->window + b->reg.n_cw);

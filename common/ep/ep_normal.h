@@ -119,7 +119,8 @@ struct wd_ep_combine_args {
  * [n_tokens, hidden] f32, out[i] = sum over ranks j (ascending) that token i went to of
  * the row j returned, then + bias0[i] + bias1[i]; tokens sent nowhere get the bias
  * (zeros without). out_topk_w: [n_tokens, top_k] f32, required iff args->topk_w.
- * Every rank passes topk_w or none does. Errors as dispatch.
+ * Every rank passes topk_w or none does, with the same payload (checked). Errors as
+ * dispatch.
  */
 enum wd_status wd_ep_combine(struct wd_ep_buffer *b, const struct wd_ep_handle *h,
                              const struct wd_ep_combine_args *a, float *out, float *out_topk_w,

@@ -97,24 +97,23 @@ void wd_ep_payload_decode(const struct wd_ep_payload *p, const uint8_t *row, flo
     wd_ep_payload_axpy(p, 1.0f, row, x);
 }
 
-void wd_ep_payload_axpy(const struct wd_ep_payload *p, float w, const uint8_t *row, float *x)
+void wd_ep_payload_axpy(const struct wd_ep_payload *p, float w, const uint8_t *restrict row,
+                        float *restrict x)
 {
     int h = p->hidden;
     switch (p->kind) {
     case WD_EP_PAYLOAD_F32: {
-        float v;
-        for (int j = 0; j < h; j++) {
-            memcpy(&v, row + 4 * (size_t)j, 4);
-            x[j] += w * v;
-        }
+        /* Rows start 4-byte aligned (row sizes are multiples of 4 in 64-aligned regions);
+         * restrict lets the compiler vectorize the combine's hot loop. */
+        const float *restrict v = (const float *)(const void *)row;
+        for (int j = 0; j < h; j++)
+            x[j] += w * v[j];
         break;
     }
     case WD_EP_PAYLOAD_BF16: {
-        uint16_t v;
-        for (int j = 0; j < h; j++) {
-            memcpy(&v, row + 2 * (size_t)j, 2);
-            x[j] += w * wd_bf16_to_f32(v);
-        }
+        const uint16_t *restrict v = (const uint16_t *)(const void *)row;
+        for (int j = 0; j < h; j++)
+            x[j] += w * wd_bf16_to_f32(v[j]);
         break;
     }
     case WD_EP_PAYLOAD_FP8:

@@ -49,8 +49,9 @@ void wd_ep_payload_encode(const struct wd_ep_payload *p, const float *x, uint8_t
 void wd_ep_payload_decode(const struct wd_ep_payload *p, const uint8_t *row, float *x);
 
 /* x += w * decode(row), the combine reduction step (w = 1 adds the row exactly).
- * row: [row_bytes]; x: [hidden] f32. */
-void wd_ep_payload_axpy(const struct wd_ep_payload *p, float w, const uint8_t *row, float *x);
+ * row: [row_bytes], 4-byte aligned; x: [hidden] f32, not overlapping row. */
+void wd_ep_payload_axpy(const struct wd_ep_payload *p, float w, const uint8_t *restrict row,
+                        float *restrict x);
 
 /* Short name: "f32", "bf16", "fp8". */
 const char *wd_ep_payload_name(enum wd_ep_payload_kind kind);

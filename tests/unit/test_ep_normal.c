@@ -130,6 +130,16 @@ static void world_destroy(struct world *wd)
     wd_inproc_group_destroy(wd->g);
 }
 
+/* No token selects an expert of rank q: q receives nothing (it still sends). */
+static void mask_experts_of_rank(struct world *wd, int q)
+{
+    int L = wd->cfg.n_experts / wd->R, K = wd->cfg.top_k;
+    for (int r = 0; r < wd->R; r++)
+        for (int i = 0; i < wd->n[r] * K; i++)
+            if (wd->idx[r][i] >= 0 && wd->idx[r][i] / L == q)
+                wd->idx[r][i] = -1;
+}
+
 static void world_run(struct world *wd, void (*fn)(int, void *))
 {
     WD_EXPECT_EQ_INT(wd_inproc_group_run(wd->g, fn, wd, NULL), WD_OK);
@@ -273,6 +283,8 @@ static void dispatch_case(int R, int H, int K, int E, int N, enum wd_ep_payload_
 {
     struct world wd;
     world_create(&wd, R, H, K, E, N, seed, zero_rank);
+    if (R > 2)
+        mask_experts_of_rank(&wd, R - 2);
     g_payload = (struct wd_ep_payload){.kind = kind};
     g_align = align;
     g_given_layout = given;
@@ -449,6 +461,8 @@ static void moe_case(int R, int E, enum wd_ep_payload_kind dkind, enum wd_ep_pay
     struct world wd;
     int H = 16, K = 4;
     world_create(&wd, R, H, K, E, 30, seed, R > 1 ? R / 2 : -1);
+    if (R > 2)
+        mask_experts_of_rank(&wd, R - 1);
     uint64_t s = seed * 7 + 1;
     g_W = malloc(sizeof(float) * (size_t)E * H * H);
     g_bv = malloc(sizeof(float) * (size_t)E * H);
@@ -575,6 +589,62 @@ static void test_two_outstanding_dispatches(void)
     }
 }
 
+/* Views stay valid until this rank's next dispatch even when the other ranks run ahead:
+ * rank 1 reads its received rows again after its combine, while the others are already
+ * in the next dispatch (they must wait for rank 1's counts before writing its region). */
+static void rank_slow_reader(int r, void *arg)
+{
+    struct world *wd = arg;
+    struct wd_error err = {0};
+    int H = wd->cfg.hidden;
+    struct wd_ep_dispatch_args a = {.x = wd->x[r],
+                                    .n_tokens = wd->n[r],
+                                    .topk_idx = wd->idx[r],
+                                    .topk_w = wd->w[r],
+                                    .payload = g_payload};
+    struct wd_ep_recv rv;
+    uint8_t *copy = NULL;
+    float *back = NULL;
+    enum wd_status st = wd_ep_dispatch(wd->b[r], &a, wd->h[r], &rv, &err);
+    if (st == WD_OK) {
+        copy = malloc(rv.row_bytes * (size_t)rv.n_recv + 1);
+        memcpy(copy, rv.x, rv.row_bytes * (size_t)rv.n_recv);
+        back = malloc(sizeof(float) * ((size_t)rv.n_recv * H + 1));
+        for (int k = 0; k < rv.n_recv; k++)
+            wd_ep_payload_decode(&rv.payload, rv.x + (size_t)k * rv.row_bytes,
+                                 back + (size_t)k * H);
+        struct wd_ep_combine_args c = {.x = back, .payload = WD_EP_PAYLOAD_F32};
+        st = wd_ep_combine(wd->b[r], wd->h[r], &c, wd->out[r], NULL, &err);
+    }
+    if (st == WD_OK && r == 1) {
+        struct timespec ts = {0, 60 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        if (memcmp(copy, rv.x, rv.row_bytes * (size_t)rv.n_recv) != 0)
+            wd->elapsed_ms[r] = -1; /* overwritten */
+    }
+    if (st == WD_OK) {
+        a.x = wd->x2[r];
+        st = wd_ep_dispatch(wd->b[r], &a, wd->h2[r], &wd->rv2[r], &err);
+    }
+    wd->st[r] = st;
+    if (st != WD_OK)
+        snprintf(wd->msg[r], sizeof(wd->msg[r]), "%s", err.msg);
+    free(copy);
+    free(back);
+}
+
+static void test_views_survive_fast_peers(void)
+{
+    struct world wd;
+    world_create(&wd, 3, 8, 2, 6, 12, 910, -1);
+    g_payload = (struct wd_ep_payload){.kind = WD_EP_PAYLOAD_F32};
+    world_run(&wd, rank_slow_reader);
+    for (int r = 0; r < 3; r++)
+        WD_EXPECT_MSG(wd.st[r] == WD_OK, "rank %d: %s", r, wd.msg[r]);
+    WD_EXPECT_MSG(wd.elapsed_ms[1] == 0, "rank 1's received rows changed under it");
+    world_destroy(&wd);
+}
+
 /* ---- failures: a silent rank, mismatched options, bad arguments ---- */
 
 static void rank_all_but_last(int r, void *arg)
@@ -627,6 +697,27 @@ static void rank_mismatch(int r, void *arg)
     snprintf(wd->msg[r], sizeof(wd->msg[r]), "%s", err.msg);
 }
 
+static void rank_combine_mismatch(int r, void *arg)
+{
+    struct world *wd = arg;
+    struct wd_error err = {0};
+    int H = wd->cfg.hidden;
+    struct wd_ep_dispatch_args a = {
+        .x = wd->x[r], .n_tokens = wd->n[r], .topk_idx = wd->idx[r], .topk_w = wd->w[r]};
+    struct wd_ep_recv rv;
+    float *back = NULL;
+    wd->st[r] = wd_ep_dispatch(wd->b[r], &a, wd->h[r], &rv, &err);
+    if (wd->st[r] == WD_OK) {
+        back = calloc((size_t)rv.n_recv * H + 1, sizeof(float));
+        /* Rank 1 returns weights, the others do not. */
+        struct wd_ep_combine_args c = {.x = back, .topk_w = r == 1 ? rv.topk_w : NULL};
+        wd->st[r] =
+            wd_ep_combine(wd->b[r], wd->h[r], &c, wd->out[r], r == 1 ? wd->out_w[r] : NULL, &err);
+    }
+    snprintf(wd->msg[r], sizeof(wd->msg[r]), "%s", err.msg);
+    free(back);
+}
+
 static void test_mismatched_options(void)
 {
     struct world wd;
@@ -635,6 +726,13 @@ static void test_mismatched_options(void)
     for (int r = 0; r < 3; r++)
         WD_EXPECT_MSG(wd.st[r] == WD_ERR_INVALID, "rank %d: %d %s", r, wd.st[r], wd.msg[r]);
     WD_EXPECT_MSG(strstr(wd.msg[0], "rank 1") != NULL, "message: %s", wd.msg[0]);
+    world_destroy(&wd);
+
+    world_create(&wd, 3, 8, 2, 6, 8, 902, -1);
+    world_run(&wd, rank_combine_mismatch);
+    for (int r = 0; r < 3; r++)
+        WD_EXPECT_MSG(wd.st[r] == WD_ERR_INVALID, "rank %d: %d %s", r, wd.st[r], wd.msg[r]);
+    WD_EXPECT_MSG(strstr(wd.msg[2], "rank 1") != NULL, "message: %s", wd.msg[2]);
     world_destroy(&wd);
 }
 
@@ -722,6 +820,7 @@ int main(void)
     WD_RUN(test_combine_identity);
     WD_RUN(test_moe_end_to_end);
     WD_RUN(test_two_outstanding_dispatches);
+    WD_RUN(test_views_survive_fast_peers);
     WD_RUN(test_timeout_names_silent_rank);
     WD_RUN(test_mismatched_options);
     WD_RUN(test_bad_arguments);

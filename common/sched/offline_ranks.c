@@ -204,6 +204,15 @@ static enum wd_status eplb_setup(struct rank_state *rs, const struct wd_model_co
             .seed = 0x5eed + (uint64_t)(deepep ? rs->me->rank : d)};
         WD_CHECK(wd_eplb_dispatch_create(&dc, rs->loc, &rs->dispatch[d], err));
     }
+    return WD_OK;
+}
+
+/* The expert-distribution recorder (--expert-distribution-recorder-mode; EPLB's input). */
+static enum wd_status recorder_setup(struct rank_state *rs, const struct wd_model_config *mc,
+                                     struct wd_error *err)
+{
+    const struct wd_server_args *a = rs->run->cfg->eplb;
+    int E = mc->n_routed_experts;
     const char *mode =
         a->expert_distribution_recorder_mode ? a->expert_distribution_recorder_mode : "stat";
     struct wd_expert_recorder_config rc = {
@@ -217,6 +226,26 @@ static enum wd_status eplb_setup(struct rank_state *rs, const struct wd_model_co
         .max_tokens = 4096};
     WD_CHECK(wd_expert_record_mode_parse(mode, &rc.mode, err));
     return wd_expert_recorder_create(&rc, &rs->recorder, err);
+}
+
+/* With WIDEEP_EXPERT_DISTRIBUTION_RECORDER_DIR set (SGLang: SGLANG_EXPERT_DISTRIBUTION_
+ * RECORDER_DIR), the recorded routing is written there at the end: by rank 0 when every
+ * rank saw every token (all-reduce backend), by every rank when each recorded its own rows. */
+static enum wd_status recorder_dump(struct rank_state *rs, struct wd_error *err)
+{
+    const char *dir = getenv("WIDEEP_EXPERT_DISTRIBUTION_RECORDER_DIR");
+    const struct wd_layout *l = rs->run->cfg->layout;
+    if (!rs->recorder || !dir || (l->a2a_backend == WD_A2A_NONE && rs->me->rank != 0))
+        return WD_OK;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/expert_distribution_rank%d.json", dir, rs->me->rank);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return wd_error_set(err, WD_ERR_IO, "%s: %m", path);
+    enum wd_status st = wd_expert_recorder_dump(rs->recorder, f, err);
+    if (fclose(f) != 0 && st == WD_OK)
+        st = wd_error_set(err, WD_ERR_IO, "%s: %m", path);
+    return st;
 }
 
 /* Mean over MoE layers of EPLB's balancedness (mean / max GPU load) of a placement. */
@@ -325,6 +354,10 @@ static enum wd_status rank_run(struct rank_state *rs, const struct wd_rank_info 
         st = eplb_setup(rs, &mc, err);
         mopt.eplb = (struct wd_model_eplb){
             .loc = rs->loc, .dispatch = rs->dispatch, .n_dispatch = rs->n_dispatch};
+    }
+    if (st == WD_OK && cfg->eplb &&
+        (cfg->eplb->expert_distribution_recorder_mode || eplb_wanted(cfg->eplb))) {
+        st = recorder_setup(rs, &mc, err);
         mopt.recorder = rs->recorder;
     }
     struct wd_ep_config ec = {0};
@@ -395,6 +428,8 @@ static enum wd_status rank_run(struct rank_state *rs, const struct wd_rank_info 
     }
     if (st == WD_OK)
         st = drive(rs, sched, err);
+    if (st == WD_OK)
+        st = recorder_dump(rs, err);
     /* Every prompt's record from the first rank of its DP group, gathered to rank 0. */
     if (st == WD_OK) {
         size_t bytes = (size_t)cfg->n_prompts * run->rec_bytes;

@@ -33,9 +33,8 @@ PY
 
 ok() { passed=$((passed + 1)); echo "ok   $1"; }
 ko() { fail=$((fail + 1)); echo "FAIL $1"; [ -f "$tmp/err" ] && tail -5 "$tmp/err"; }
-shm_count() { ls /dev/shm 2>/dev/null | grep -c '^wd-' ; }
-
-shm_before=$(shm_count)
+# Segments of one launch are named /dev/shm/wd-<launcher pid>x<random>-...
+shm_of() { ls /dev/shm 2>/dev/null | grep -c "^wd-$1x" ; }
 for fam in tiny-qwen3-moe tiny-deepseek-v3; do
     m="$src/tests/fixtures/$fam/fp32"
     "$gen" --model-path "$m" "${common[@]}" >"$tmp/base" 2>"$tmp/err" || { ko "$fam single rank"; continue; }
@@ -64,6 +63,26 @@ for fam in tiny-qwen3-moe tiny-deepseek-v3; do
            same "$tmp/base" "$tmp/out" && grep -q 'eplb: rebalanced after' "$tmp/err"; then
             ok "$fam eplb $lay"
         else ko "$fam eplb $lay"; fi
+    done
+    # The expert-distribution recorder's dump: every MoE layer saw every token top_k times.
+    for backend in none deepep; do
+        rm -rf "$tmp/rec"; mkdir -p "$tmp/rec"
+        if WIDEEP_EXPERT_DISTRIBUTION_RECORDER_DIR="$tmp/rec" timeout 120 "$gen" --model-path "$m" \
+               "${common[@]}" --tp 2 --ep 2 --moe-a2a-backend $backend \
+               --expert-distribution-recorder-mode per_token >/dev/null 2>"$tmp/err" &&
+           python3 - "$m/config.json" "$tmp"/rec/*.json <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+k = cfg["num_experts_per_tok"]
+dumps = [json.load(open(f)) for f in sys.argv[2:]]
+L = len(dumps[0]["logical_count"])
+per_layer = [sum(sum(d["logical_count"][l]) for d in dumps) for l in range(L)]
+moe = [c for c in per_layer if c > 0]
+ok = all(d["passes"] > 0 and "per_token" in d for d in dumps)
+ok = ok and len(moe) >= 1 and len(set(moe)) == 1 and moe[0] % k == 0
+sys.exit(0 if ok else 1)
+PY
+        then ok "$fam recorder dump ($backend)"; else ko "$fam recorder dump ($backend)"; fi
     done
     # Two nodes of two ranks: node 1's launcher joins node 0's rendezvous; UCX over TCP.
     port=$((20000 + RANDOM % 30000))
@@ -107,8 +126,8 @@ left=$(pgrep -P $launcher | wc -l)
 if [ -n "$victim" ] && [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -qE 'rank [0-9]+' "$tmp/err" &&
    [ "$left" -eq 0 ]; then ok "killed rank fails the run cleanly"
 else ko "killed rank fails the run cleanly (rc $rc, victim '$victim', left $left)"; fi
-if [ "$(shm_count)" -le "$shm_before" ]; then ok "no shared memory left behind"
-else ko "shared memory left behind: $(ls /dev/shm | grep '^wd-' | head -3)"; fi
+if [ "$(shm_of $launcher)" -eq 0 ]; then ok "no shared memory left behind"
+else ko "shared memory left behind: $(ls /dev/shm | grep "^wd-${launcher}x" | head -3)"; fi
 
 echo "$passed passed, $fail failed"
 [ $fail -eq 0 ]

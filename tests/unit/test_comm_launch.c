@@ -307,7 +307,11 @@ static void test_info(void)
         WD_EXPECT_EQ_INT(res->nnodes, 1);
         WD_EXPECT_EQ_INT(res->node_rank, 0);
         WD_EXPECT(res->pid != getpid());
-        WD_EXPECT(strlen(res->launch_id) == 16);
+        /* "<launcher pid>x<12 hex digits>" */
+        char pid_prefix[32];
+        snprintf(pid_prefix, sizeof(pid_prefix), "%dx", (int)getpid());
+        WD_EXPECT(strncmp(res->launch_id, pid_prefix, strlen(pid_prefix)) == 0);
+        WD_EXPECT(strlen(res->launch_id) == strlen(pid_prefix) + 12);
         WD_EXPECT(strcmp(res->launch_id, sc.res[0].launch_id) == 0);
         for (int q = 0; q < r; q++)
             WD_EXPECT(res->pid != sc.res[q].pid);

@@ -20,7 +20,7 @@
 #include "common/util/log.h"
 
 struct opts {
-    const char *model_path, *prompt, *input_ids, *prompts_file, *log_level;
+    const char *model_path, *prompt, *input_ids, *prompts_file, *log_level, *metrics_file;
     int max_new_tokens, top_k, seed, chat, json, logprobs, page_size, chunked_prefill_size;
     int max_running_requests, context_length, max_total_tokens, threads, ignore_eos;
     int timeout_ms;
@@ -278,6 +278,7 @@ static enum wd_status run_ranks(struct run *run, const struct wd_layout *layout,
         .n_ids = n_ids,
         .timeout_ms = o->timeout_ms,
         .eplb = &run->sargs,
+        .metrics_file = o->metrics_file,
     };
     if (st == WD_OK)
         st = wd_offline_run_ranks(&oc, res, err);
@@ -422,6 +423,9 @@ int main(int argc, char **argv)
         {"max-total-tokens", NULL, WD_FLAG_INT, &o->max_total_tokens, 0, 1 << 30,
          "KV pool size in tokens (0 = 16384)", NULL, 0},
         {"threads", NULL, WD_FLAG_INT, &o->threads, 0, 1024, "CPU threads per rank (0 = all)", NULL,
+         0},
+        {"metrics-file", NULL, WD_FLAG_STRING, &o->metrics_file, 1, 0,
+         "multi-rank runs: write Prometheus metrics (EPLB balancedness...) here at the end", NULL,
          0},
         {"dist-timeout-ms", NULL, WD_FLAG_INT, &o->timeout_ms, 100, 3600000,
          "how long a rank waits for another before failing", NULL, 0},

@@ -14,6 +14,7 @@
 #include "common/ep/eplb.h"
 #include "common/model/expert_move.h"
 #include "common/util/log.h"
+#include "common/util/metrics.h"
 
 /* DeepEP low-latency mode's tokens per rank per call (SGLang's default for
  * SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK); larger decode batches use normal mode. */
@@ -53,6 +54,8 @@ struct rank_state {
     struct wd_expert_mover *mover;
     struct wd_model *model;
     long passes; /* forward passes run */
+    struct wd_metrics *metrics;
+    int m_balance, m_balance_mean, m_rebalances, m_moved, m_passes;
 };
 
 static enum wd_status eplb_rebalance(struct rank_state *rs, struct wd_error *err);
@@ -250,7 +253,7 @@ static enum wd_status recorder_dump(struct rank_state *rs, struct wd_error *err)
 
 /* Mean over MoE layers of EPLB's balancedness (mean / max GPU load) of a placement. */
 static double balancedness(const struct rank_state *rs, const struct wd_eplb_location *loc,
-                           const double *counts)
+                           const double *counts, int publish)
 {
     const struct wd_model_config *c = &rs->model->cfg;
     double sum = 0, load[WD_MODEL_MAX_RANKS];
@@ -262,8 +265,16 @@ static double balancedness(const struct rank_state *rs, const struct wd_eplb_loc
                              loc->phy2log + (size_t)layer * loc->n_physical, loc->n_physical,
                              loc->n_gpus, load, NULL) != WD_OK)
             continue;
-        sum += wd_eplb_balancedness(load, loc->n_gpus);
+        double b = wd_eplb_balancedness(load, loc->n_gpus);
+        sum += b;
         n++;
+        if (publish && rs->metrics) {
+            char lv[16];
+            snprintf(lv, sizeof(lv), "%d", layer);
+            wd_metrics_set(rs->metrics, rs->m_balance, lv, b);
+        }
+        if (publish)
+            wd_log(WD_LOG_DEBUG, "eplb", "layer %d balancedness %.3f", layer, b);
     }
     return n ? sum / n : 1.0;
 }
@@ -290,7 +301,7 @@ static enum wd_status eplb_rebalance(struct rank_state *rs, struct wd_error *err
                 counts[i] = sum[i];
         }
     }
-    double before = st == WD_OK ? balancedness(rs, rs->loc, counts) : 0;
+    double before = st == WD_OK ? balancedness(rs, rs->loc, counts, 0) : 0;
     for (int layer = 0; st == WD_OK && layer < c->n_layers; layer++)
         wd_eplb_location_copy_layer(rs->next, rs->loc, layer);
     if (st == WD_OK)
@@ -313,7 +324,12 @@ static enum wd_status eplb_rebalance(struct rank_state *rs, struct wd_error *err
             wd_eplb_location_copy_layer(rs->loc, rs->next, layer);
         for (int d = 0; d < rs->n_dispatch; d++)
             wd_eplb_dispatch_refresh(rs->dispatch[d]);
-        double after = balancedness(rs, rs->loc, counts);
+        double after = balancedness(rs, rs->loc, counts, 1);
+        if (rs->metrics) {
+            wd_metrics_set(rs->metrics, rs->m_balance_mean, NULL, after);
+            wd_metrics_add(rs->metrics, rs->m_rebalances, NULL, 1);
+            wd_metrics_add(rs->metrics, rs->m_moved, NULL, moved);
+        }
         wd_log(WD_LOG_INFO, "eplb",
                "rebalanced after %ld passes: balancedness %.3f -> %.3f (mean/max GPU load over "
                "MoE layers), %d expert blobs received",
@@ -321,6 +337,53 @@ static enum wd_status eplb_rebalance(struct rank_state *rs, struct wd_error *err
     }
     free(counts);
     free(sum);
+    return st;
+}
+
+/* Rank 0 keeps the run's metrics (EPLB balancedness per layer, rebalances, moves). */
+static enum wd_status metrics_setup(struct rank_state *rs, struct wd_error *err)
+{
+    if (!rs->run->cfg->metrics_file || rs->me->rank != 0)
+        return WD_OK;
+    WD_CHECK(wd_metrics_create(&rs->metrics, err));
+    struct wd_metrics *m = rs->metrics;
+    rs->m_balance = wd_metrics_register(m, "wideep_eplb_balancedness",
+                                        "mean/max GPU load of a MoE layer's expert placement under "
+                                        "the recorded routing (1 = balanced)",
+                                        WD_METRIC_GAUGE, "layer", NULL, 0);
+    rs->m_balance_mean = wd_metrics_register(m, "wideep_eplb_balancedness_mean",
+                                             "wideep_eplb_balancedness averaged over MoE layers",
+                                             WD_METRIC_GAUGE, NULL, NULL, 0);
+    rs->m_rebalances =
+        wd_metrics_register(m, "wideep_eplb_rebalances_total", "EPLB rebalances done",
+                            WD_METRIC_COUNTER, NULL, NULL, 0);
+    rs->m_moved = wd_metrics_register(m, "wideep_eplb_expert_moves_total",
+                                      "expert weight blobs rank 0 received in rebalances",
+                                      WD_METRIC_COUNTER, NULL, NULL, 0);
+    rs->m_passes = wd_metrics_register(m, "wideep_forward_passes_total", "forward passes run",
+                                       WD_METRIC_COUNTER, NULL, NULL, 0);
+    if (rs->m_balance < 0 || rs->m_balance_mean < 0 || rs->m_rebalances < 0 || rs->m_moved < 0 ||
+        rs->m_passes < 0)
+        return wd_error_set(err, WD_ERR_INVALID, "metrics: cannot register the families");
+    return WD_OK;
+}
+
+static enum wd_status metrics_write(struct rank_state *rs, struct wd_error *err)
+{
+    if (!rs->metrics)
+        return WD_OK;
+    wd_metrics_add(rs->metrics, rs->m_passes, NULL, (double)rs->passes);
+    char *text = wd_metrics_render(rs->metrics);
+    if (!text)
+        return wd_error_set(err, WD_ERR_NOMEM, "metrics: out of memory");
+    const char *path = rs->run->cfg->metrics_file;
+    FILE *f = fopen(path, "w");
+    enum wd_status st = WD_OK;
+    if (!f || fputs(text, f) < 0)
+        st = wd_error_set(err, WD_ERR_IO, "--metrics-file %s: %m", path);
+    if (f && fclose(f) != 0 && st == WD_OK)
+        st = wd_error_set(err, WD_ERR_IO, "--metrics-file %s: %m", path);
+    free(text);
     return st;
 }
 
@@ -350,6 +413,8 @@ static enum wd_status rank_run(struct rank_state *rs, const struct wd_rank_info 
     /* DeepEP buffers: the expert count and shapes come from config.json. */
     struct wd_model_config mc;
     enum wd_status st = wd_model_config_load(cfg->model_path, &mc, err);
+    if (st == WD_OK)
+        st = metrics_setup(rs, err);
     if (st == WD_OK && eplb_wanted(cfg->eplb)) {
         st = eplb_setup(rs, &mc, err);
         mopt.eplb = (struct wd_model_eplb){
@@ -430,6 +495,8 @@ static enum wd_status rank_run(struct rank_state *rs, const struct wd_rank_info 
         st = drive(rs, sched, err);
     if (st == WD_OK)
         st = recorder_dump(rs, err);
+    if (st == WD_OK)
+        st = metrics_write(rs, err);
     /* Every prompt's record from the first rank of its DP group, gathered to rank 0. */
     if (st == WD_OK) {
         size_t bytes = (size_t)cfg->n_prompts * run->rec_bytes;
@@ -452,6 +519,7 @@ static enum wd_status rank_run(struct rank_state *rs, const struct wd_rank_info 
     wd_scheduler_destroy(sched);
     wd_kv_pool_destroy(kv);
     wd_model_destroy(model);
+    wd_metrics_destroy(rs->metrics);
     wd_expert_mover_destroy(rs->mover);
     if (st == WD_OK)
         wd_transport_destroy(rs->move_t);

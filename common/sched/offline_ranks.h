@@ -32,6 +32,7 @@ struct wd_offline_config {
     /* EPLB (--enable-eplb, --ep-num-redundant-experts, --init-expert-location, the recorder
      * and dispatch flags); NULL = experts in contiguous blocks. */
     const struct wd_server_args *eplb;
+    const char *metrics_file; /* NULL, or where node 0's rank 0 writes Prometheus text at the end */
 };
 
 struct wd_offline_result {

@@ -64,6 +64,13 @@ for fam in tiny-qwen3-moe tiny-deepseek-v3; do
             ok "$fam eplb $lay"
         else ko "$fam eplb $lay"; fi
     done
+    # Balancedness in the metrics (Prometheus text) after rebalancing.
+    if timeout 120 "$gen" --model-path "$m" "${common[@]}" --tp 4 --ep 4 --enable-eplb \
+           --ep-num-redundant-experts 4 --eplb-rebalance-num-iterations 3 \
+           --metrics-file "$tmp/metrics" >/dev/null 2>"$tmp/err" &&
+       grep -qE '^wideep_eplb_balancedness\{layer="[0-9]+"\} (0\.[0-9]+|1)$' "$tmp/metrics" &&
+       grep -qE '^wideep_eplb_rebalances_total [1-9]' "$tmp/metrics"; then ok "$fam eplb metrics"
+    else ko "$fam eplb metrics"; fi
     # The expert-distribution recorder's dump: every MoE layer saw every token top_k times.
     for backend in none deepep; do
         rm -rf "$tmp/rec"; mkdir -p "$tmp/rec"

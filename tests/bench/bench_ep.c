@@ -438,6 +438,16 @@ static double median_slowest(const struct shared *sh, size_t field_off)
     return m;
 }
 
+/* "12.3 MB" / "45.6 KB" into buf. */
+static const char *human(double bytes, char *buf, size_t cap)
+{
+    if (bytes >= 1e6)
+        snprintf(buf, cap, "%.1f MB", bytes / 1e6);
+    else
+        snprintf(buf, cap, "%.1f KB", bytes / 1e3);
+    return buf;
+}
+
 static void report(const struct shared *sh, double alone_gbs)
 {
     const struct ep_opts *o = &sh->o;
@@ -462,17 +472,20 @@ static void report(const struct shared *sh, double alone_gbs)
            sh->out[0].kind, o->is_ucx ? ", UCX_TLS=" : "",
            o->is_ucx ? (getenv("UCX_TLS") ? getenv("UCX_TLS") : "(ucx default)") : "", o->iters,
            o->warmup);
-    printf("counted: payload rows sent to other ranks, per rank: dispatch %.1f MB in %.0f row "
-           "puts, combine %.1f MB\n",
-           db / 1e6, msgs, cb / 1e6);
-    printf("baseline %s: %.2f GB/s (%d ranks at once, each %.1f MB to the next rank in %.0f KB "
-           "pieces, %.0f us)",
-           bname, gb, R, db / 1e6, piece / 1e3, tb * 1e6);
+    char b1[32], b2[32], b3[32];
+    printf("counted: payload rows sent to other ranks, per rank: dispatch %s in %.0f row puts, "
+           "combine %s\n",
+           human(db, b1, sizeof(b1)), msgs, human(cb, b2, sizeof(b2)));
+    printf("baseline %s: %.2f GB/s (%d ranks at once, each %s to the next rank in %s pieces, "
+           "%.0f us)",
+           bname, gb, R, human(db, b1, sizeof(b1)), human(piece, b3, sizeof(b3)), tb * 1e6);
     if (!o->is_ucx)
         printf("; one process alone: %.2f GB/s", alone_gbs);
     printf("\n");
-    printf("dispatch: %.0f us, %.2f GB/s = %.2f x %s\n", td * 1e6, gd, gd / gb, bname);
-    printf("combine:  %.0f us, %.2f GB/s = %.2f x %s\n", tc * 1e6, gc, gc / gb, bname);
+    /* With nothing crossing ranks (every token routed home) there is no ratio to give. */
+    double rd = gb > 0 ? gd / gb : NAN, rc = gb > 0 ? gc / gb : NAN;
+    printf("dispatch: %.0f us, %.2f GB/s = %.2f x %s\n", td * 1e6, gd, rd, bname);
+    printf("combine:  %.0f us, %.2f GB/s = %.2f x %s\n", tc * 1e6, gc, rc, bname);
     printf("check: combine(dispatch(x)) as expected on every rank (worst relative error %.2g)\n",
            err);
 }

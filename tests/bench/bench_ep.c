@@ -4,6 +4,11 @@
  * the same run under the same conditions: memcpy (shm) or raw UCX put (ucx) of the bytes
  * one dispatch sends, in pieces of the dispatch's mean message size, every rank to its next
  * rank at once (the ranks share the machine's cores just as they do during a dispatch).
+ * For reference the line also gives memcpy in one process alone (shm), or UCX put between
+ * two ranks alone, rank 0 to rank 1 with rank 0's sizes (ucx); the ratios use the former.
+ * --transport ucx forces every peer onto UCX (wd_comm_force_ucx); UCX_TLS picks UCX's own
+ * transports (tcp,self: the path between nodes without RDMA devices; sm,self: UCX's
+ * shared-memory ones). The header line says which UCX_TLS the run had.
  *
  * What is counted: payload rows that cross ranks, as DeepEP's benchmarks do: dispatch =
  * rows a rank sends to other ranks x encoded row bytes, combine = rows it sends back to
@@ -22,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 
 #include "common/comm/comm.h"
 #include "common/comm/launcher.h"
@@ -34,6 +40,7 @@
 #include "tests/bench/bench_util.h"
 
 #define BASE_CAP ((size_t)64 << 20) /* baseline destination region (wraps) */
+#define PAIR_REPS 3                 /* two-rank UCX baseline rounds */
 #define CHECK_TOL 1e-5              /* f32 sums of the same rounded values */
 
 struct ep_opts {
@@ -44,15 +51,13 @@ struct ep_opts {
 
 /* What one rank reports, in memory shared with the parent (it prints). */
 struct rank_out {
-    int is_done;
-    enum wd_status status;
-    char msg[WD_ERROR_LEN];
-    char kind[16];                    /* transport kind the EP group got */
-    double disp_bytes, comb_bytes;    /* cross-rank payload bytes per call */
-    double n_msgs;                    /* dispatch row puts to other ranks */
-    double base_piece;                /* baseline message size */
-    double max_err;                   /* check: worst |out - expected| / scale */
-    double *t_base, *t_disp, *t_comb; /* [iters] seconds (pointers into the shared map) */
+    char kind[16];                 /* transport kind the EP group got */
+    double disp_bytes, comb_bytes; /* cross-rank payload bytes per call */
+    double n_msgs;                 /* dispatch row puts to other ranks */
+    double base_piece;             /* baseline message size */
+    double max_err;                /* check: worst |out - expected| / (1 + |expected|) */
+    /* seconds, pointers into the shared map: [iters] each, t_pair [PAIR_REPS] */
+    double *t_base, *t_disp, *t_comb, *t_pair;
 };
 
 struct shared {
@@ -128,22 +133,26 @@ static enum wd_status barrier(struct rank_state *rs, struct wd_error *err)
 }
 
 /* One baseline round: total bytes to the next rank in pieces of `piece`, then a signal;
- * done when this rank's predecessor's bytes have arrived too. */
+ * done when this rank's predecessor's bytes have arrived too. is_pair: only rank 0 sends
+ * and only rank 1 receives (the others return at once). */
 static enum wd_status baseline_round(struct rank_state *rs, size_t total, size_t piece,
-                                     uint64_t round, struct wd_error *err)
+                                     uint64_t round, int is_pair, struct wd_error *err)
 {
     struct wd_transport *t = rs->bt;
     int R = t->n_ranks, next = (t->rank + 1) % R, prev = (t->rank + R - 1) % R;
+    int is_sender = !is_pair || t->rank == 0, is_receiver = !is_pair || t->rank == 1;
     size_t data = 16 * (size_t)R, cap = t->window_bytes - data, off = 0;
-    for (size_t done = 0; done < total; done += piece) {
+    for (size_t done = 0; is_sender && done < total; done += piece) {
         size_t len = total - done < piece ? total - done : piece;
         if (off + len > cap)
             off = 0;
         WD_CHECK(wd_transport_put(t, next, data + off, rs->base_src + off, len, err));
         off += len;
     }
-    WD_CHECK(wd_transport_signal(t, next, 8 * (size_t)(R + t->rank), 1, err));
-    return wd_transport_wait(t, 8 * (size_t)(R + prev), round, prev, 60000, err);
+    if (is_sender)
+        WD_CHECK(wd_transport_signal(t, next, 8 * (size_t)(R + t->rank), 1, err));
+    return is_receiver ? wd_transport_wait(t, 8 * (size_t)(R + prev), round, prev, 60000, err)
+                       : WD_OK;
 }
 
 /* Cross-rank dispatch bytes and row puts of this rank's routing (what ep_normal.c and
@@ -312,7 +321,8 @@ static double combine_rows(const struct ep_opts *o, const struct rank_state *rs,
 }
 
 static enum wd_status run_rank(const struct ep_opts *o, const struct wd_rank_info *ri,
-                               struct rank_state *rs, struct rank_out *ro, struct wd_error *err)
+                               struct rank_state *rs, struct rank_out *ro,
+                               const struct rank_out *sh_out0, struct wd_error *err)
 {
     WD_CHECK(setup(o, ri, rs, ro, err));
     int N = o->tokens;
@@ -337,8 +347,8 @@ static enum wd_status run_rank(const struct ep_opts *o, const struct wd_rank_inf
         double t0, t1;
         WD_CHECK(barrier(rs, err));
         t0 = wd_bench_now();
-        WD_CHECK(
-            baseline_round(rs, (size_t)ro->disp_bytes, (size_t)ro->base_piece, ++base_round, err));
+        WD_CHECK(baseline_round(rs, (size_t)ro->disp_bytes, (size_t)ro->base_piece, ++base_round, 0,
+                                err));
         t1 = wd_bench_now();
         if (it >= 0)
             ro->t_base[it] = t1 - t0;
@@ -370,6 +380,14 @@ static enum wd_status run_rank(const struct ep_opts *o, const struct wd_rank_inf
         t1 = wd_bench_now();
         if (it >= 0)
             ro->t_comb[it] = t1 - t0;
+    }
+    /* UCX also between two ranks alone (rank 0 -> 1, rank 0's sizes), the others idle. */
+    for (int it = 0; o->is_ucx && it < PAIR_REPS; it++) {
+        WD_CHECK(barrier(rs, err));
+        double t0 = wd_bench_now();
+        WD_CHECK(baseline_round(rs, (size_t)sh_out0->disp_bytes, (size_t)sh_out0->base_piece,
+                                ++base_round, 1, err));
+        ro->t_pair[it] = wd_bench_now() - t0;
     }
     ro->max_err = check_out(o, rs);
     WD_CHECK(barrier(rs, err));
@@ -404,11 +422,8 @@ static int rank_main(void *ctx, const struct wd_rank_info *ri)
     struct rank_out *ro = &sh->out[ri->rank];
     struct rank_state rs = {0};
     struct wd_error err = {0};
-    enum wd_status st = run_rank(&sh->o, ri, &rs, ro, &err);
+    enum wd_status st = run_rank(&sh->o, ri, &rs, ro, &sh->out[0], &err);
     rank_state_free(&rs);
-    ro->status = st;
-    snprintf(ro->msg, sizeof(ro->msg), "%s", st == WD_OK ? "" : err.msg);
-    ro->is_done = 1;
     if (st != WD_OK)
         wd_rank_report(ri, &err);
     return st == WD_OK ? 0 : 1;
@@ -420,10 +435,10 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Median over iterations of the slowest rank's time. */
-static double median_slowest(const struct shared *sh, size_t field_off)
+/* Median over I iterations of the slowest rank's time. */
+static double median_slowest(const struct shared *sh, size_t field_off, int I)
 {
-    int R = sh->o.ranks, I = sh->o.iters;
+    int R = sh->o.ranks;
     double *v = malloc(sizeof(double) * (size_t)I);
     for (int i = 0; i < I; i++) {
         v[i] = 0;
@@ -460,9 +475,9 @@ static void report(const struct shared *sh, double alone_gbs)
         piece += sh->out[r].base_piece / R;
         err = sh->out[r].max_err > err ? sh->out[r].max_err : err;
     }
-    double tb = median_slowest(sh, offsetof(struct rank_out, t_base));
-    double td = median_slowest(sh, offsetof(struct rank_out, t_disp));
-    double tc = median_slowest(sh, offsetof(struct rank_out, t_comb));
+    double tb = median_slowest(sh, offsetof(struct rank_out, t_base), o->iters);
+    double td = median_slowest(sh, offsetof(struct rank_out, t_disp), o->iters);
+    double tc = median_slowest(sh, offsetof(struct rank_out, t_comb), o->iters);
     double gb = db / tb / 1e9, gd = db / td / 1e9, gc = cb / tc / 1e9;
     const char *bname = o->is_ucx ? "ucx put" : "memcpy";
     printf("ep %s %s R=%d N=%d H=%d K=%d E=%d payload %s (combine %s)\n",
@@ -481,6 +496,10 @@ static void report(const struct shared *sh, double alone_gbs)
            bname, gb, R, human(db, b1, sizeof(b1)), human(piece, b3, sizeof(b3)), tb * 1e6);
     if (!o->is_ucx)
         printf("; one process alone: %.2f GB/s", alone_gbs);
+    else
+        printf("; two ranks alone: %.2f GB/s",
+               sh->out[0].disp_bytes /
+                   median_slowest(sh, offsetof(struct rank_out, t_pair), PAIR_REPS) / 1e9);
     printf("\n");
     /* With nothing crossing ranks (every token routed home) there is no ratio to give. */
     double rd = gb > 0 ? gd / gb : NAN, rc = gb > 0 ? gc / gb : NAN;
@@ -548,9 +567,27 @@ int wd_bench_ep(int argc, char **argv)
         return 2;
     }
 
+    /* The windows are /dev/shm segments: pages are used only where written (LL slabs are
+     * mostly never touched), but a normal-mode batch writes most of its window. */
+    struct wd_ep_config wc = {.n_ranks = o.ranks,
+                              .hidden = o.hidden,
+                              .top_k = o.topk,
+                              .n_experts = o.experts,
+                              .max_tokens = o.is_ll ? 0 : o.tokens,
+                              .ll_max_tokens = o.is_ll ? o.tokens : 0,
+                              .max_payload = o.dkind};
+    struct statvfs sv;
+    double need = (double)wd_ep_window_bytes(&wc) * o.ranks;
+    if (statvfs("/dev/shm", &sv) == 0 && need > (double)sv.f_bavail * (double)sv.f_frsize)
+        fprintf(stderr,
+                "wideep-bench ep: warning: the EP windows span %.1f GB, /dev/shm has %.1f GB "
+                "free (ranks die of SIGBUS if they write more than that)\n",
+                need / 1e9, (double)sv.f_bavail * (double)sv.f_frsize / 1e9);
+
     /* Results come back through a shared anonymous mapping the ranks inherit. */
     size_t head = sizeof(struct rank_out) * (size_t)o.ranks;
-    size_t times = sizeof(double) * 3 * (size_t)o.iters * (size_t)o.ranks;
+    size_t per = (size_t)(o.iters > PAIR_REPS ? o.iters : PAIR_REPS);
+    size_t times = sizeof(double) * 4 * per * (size_t)o.ranks;
     void *map = mmap(NULL, head + times, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (map == MAP_FAILED) {
         fprintf(stderr, "wideep-bench ep: cannot map %zu bytes for results\n", head + times);
@@ -559,9 +596,10 @@ int wd_bench_ep(int argc, char **argv)
     struct shared sh = {.o = o, .out = map};
     double *tv = (double *)(void *)((char *)map + head);
     for (int r = 0; r < o.ranks; r++) {
-        sh.out[r].t_base = tv + (size_t)(3 * r + 0) * o.iters;
-        sh.out[r].t_disp = tv + (size_t)(3 * r + 1) * o.iters;
-        sh.out[r].t_comb = tv + (size_t)(3 * r + 2) * o.iters;
+        sh.out[r].t_base = tv + (size_t)(4 * r + 0) * per;
+        sh.out[r].t_disp = tv + (size_t)(4 * r + 1) * per;
+        sh.out[r].t_comb = tv + (size_t)(4 * r + 2) * per;
+        sh.out[r].t_pair = tv + (size_t)(4 * r + 3) * per;
     }
     double alone = o.is_ucx ? 0 : wd_bench_memcpy_gbs(BASE_CAP, NULL, 1);
 

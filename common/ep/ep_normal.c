@@ -25,7 +25,6 @@
 #include "common/ep/ep_layout.h"
 
 #define FLAG_CACHED 1
-#define ROW_BLOCK_BYTES ((size_t)256 << 10) /* dispatch rows copied per block: fits L2 */
 
 static size_t sig_at(size_t base, int s)
 {
@@ -175,6 +174,8 @@ static int all_mapped(struct wd_transport *t)
             return 0;
     return 1;
 }
+
+#define ROW_BLOCK_BYTES ((size_t)256 << 10) /* dispatch rows copied per block: fits L2 */
 
 /* Rows into every destination's window when all are mapped: block by block, each block
  * encoded once into the first rows of stage_x (f32 rows are read from x), then copied to
@@ -377,25 +378,17 @@ static enum wd_status combine_check(struct wd_ep_buffer *b, const struct wd_ep_h
     return WD_OK;
 }
 
-/* Sends rows [begin, begin + cnt) of the combine input to rank d's block for this rank.
- * Encoded rows go straight into d's window when the transport maps it (shm): one pass
- * over the rows instead of encoding into staging and copying that, which is a third of
- * the memory traffic of a bf16 combine. Otherwise they are staged and put. */
-static enum wd_status combine_send_rows(struct wd_ep_buffer *b, const struct wd_ep_combine_args *a,
-                                        const struct wd_ep_payload *p, int d, int32_t begin,
-                                        int32_t cnt, struct wd_error *err)
+/* Rows [begin, begin + cnt) of the combine input, encoded straight into mapped rank d's
+ * block for this rank: one pass over the rows instead of encoding them into staging and
+ * copying that, a third of the memory traffic of a bf16 combine (wideep-bench ep). */
+static void combine_rows_mapped(struct wd_ep_buffer *b, const float *x,
+                                const struct wd_ep_payload *p, int d, int32_t begin, int32_t cnt)
 {
-    struct wd_transport *t = b->t;
     size_t H = (size_t)b->H, crow = wd_ep_payload_row_bytes(p);
-    size_t dst = b->reg.n_cx + (size_t)b->rank * (size_t)b->N * crow;
-    const float *x = a->x + (size_t)begin * H;
-    if (p->kind == WD_EP_PAYLOAD_F32)
-        return wd_transport_put(t, d, dst, x, (size_t)cnt * crow, err);
-    uint8_t *pw = t->ops->peer_window ? t->ops->peer_window(t, d) : NULL;
-    uint8_t *to = pw ? pw + dst : b->stage_cx + (size_t)begin * crow;
+    uint8_t *to = (uint8_t *)b->t->ops->peer_window(b->t, d) + b->reg.n_cx +
+                  (size_t)b->rank * (size_t)b->N * crow;
     for (int32_t r = 0; r < cnt; r++)
-        wd_ep_payload_encode(p, x + (size_t)r * H, to + (size_t)r * crow);
-    return pw ? WD_OK : wd_transport_put(t, d, dst, to, (size_t)cnt * crow, err);
+        wd_ep_payload_encode(p, x + (size_t)(begin + r) * H, to + (size_t)r * crow);
 }
 
 static enum wd_status combine_impl(struct wd_ep_buffer *b, const struct wd_ep_handle *h,
@@ -419,12 +412,23 @@ static enum wd_status combine_impl(struct wd_ep_buffer *b, const struct wd_ep_ha
     b->last_was_combine = 1;
     struct wd_ep_payload p = {.kind = a->payload, .hidden = H};
     size_t crow = wd_ep_payload_row_bytes(&p);
+    const uint8_t *xsrc = (const uint8_t *)a->x;
+    int is_mapped = all_mapped(t); /* then rows go straight into the peers' windows */
+    if (p.kind != WD_EP_PAYLOAD_F32 && !is_mapped) {
+        for (int r = 0; r < h->n_recv; r++)
+            wd_ep_payload_encode(&p, a->x + (size_t)r * H, b->stage_cx + (size_t)r * crow);
+        xsrc = b->stage_cx;
+    }
     for (int j = 0; j < R; j++) {
         int d = (rank + 1 + j) % R; /* the source rank these rows came from */
         int32_t begin = d ? h->rank_prefix[(d - 1) * R + rank] : 0;
         int32_t cnt = h->rank_prefix[d * R + rank] - begin;
         if (cnt > 0) {
-            WD_CHECK(combine_send_rows(b, a, &p, d, begin, cnt, err));
+            if (is_mapped)
+                combine_rows_mapped(b, a->x, &p, d, begin, cnt);
+            else
+                WD_CHECK(wd_transport_put(t, d, b->reg.n_cx + (size_t)rank * N * crow,
+                                          xsrc + (size_t)begin * crow, (size_t)cnt * crow, err));
             if (a->topk_w)
                 WD_CHECK(wd_transport_put(t, d, b->reg.n_cw + 4 * (size_t)rank * N * K,
                                           a->topk_w + (size_t)begin * K, 4 * (size_t)cnt * K, err));

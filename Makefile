@@ -34,8 +34,14 @@ test: build fuzz
 demo: build
 	@bash deploy/demo.sh $(BUILD)
 
+# The ep lines are issue 3's configuration (normal mode, about 6 GB of memory over the four
+# ranks, ~15 s here) and DeepEP's low-latency size (128 tokens per rank).
 bench: build
 	@$(BUILD)/bin/wideep-bench engine --random qwen3-moe-mid
+	@$(BUILD)/bin/wideep-bench ep --ranks 4 --tokens 4096 --hidden 7168 --topk 8 --experts 256 \
+		--mode normal --transport shm
+	@$(BUILD)/bin/wideep-bench ep --ranks 4 --tokens 128 --hidden 7168 --topk 8 --experts 256 \
+		--mode low_latency --transport shm
 
 clean:
 	rm -rf build build-sanitize $(FUZZ_BUILD)

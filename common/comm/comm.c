@@ -31,7 +31,8 @@ struct wd_comm {
     struct wd_rank_info ri;
     int timeout_ms;
     struct wd_rdzv *rdzv;
-    struct wd_ucx *ucx; /* NULL until a group spans nodes */
+    struct wd_ucx *ucx; /* NULL until a group spans nodes (or UCX is forced) */
+    int is_ucx_forced;  /* every peer over ucx, same node too (wd_comm_force_ucx) */
     struct name_gen *names;
     int n_names;
 };
@@ -78,6 +79,11 @@ void wd_comm_destroy(struct wd_comm *comm)
 const struct wd_rank_info *wd_comm_rank_info(const struct wd_comm *comm)
 {
     return &comm->ri;
+}
+
+void wd_comm_force_ucx(struct wd_comm *comm, int is_forced)
+{
+    comm->is_ucx_forced = is_forced != 0;
 }
 
 struct wd_rdzv *wd_comm_rdzv(struct wd_comm *comm)
@@ -296,7 +302,7 @@ static enum wd_status connect_peer(struct mux *m, int j, size_t window_bytes, st
         st = wd_error_set(err, WD_ERR_INVALID,
                           "%s: rank %d has a %llu-byte window, rank %d a %zu-byte one",
                           m->peers.name, grank, (unsigned long long)wb, ri->rank, window_bytes);
-    } else if (node == ri->node_rank) {
+    } else if (node == ri->node_rank && !m->comm->is_ucx_forced) {
         memcpy(seg, r + REC_HDR, seg_len);
         seg[seg_len] = 0;
         m->route[j] = ROUTE_SHM;
@@ -321,7 +327,7 @@ static enum wd_status bring_up(struct mux *m, const char *name, int gen, size_t 
     snprintf(what, sizeof(what), "%s.%d-%d", name, gen, ri->rank);
     wd_rank_shm_name(ri, what, seg, sizeof(seg));
     WD_CHECK(wd_transport_shm_create(&m->peers, seg, window_bytes, &m->shm, err));
-    int spans = 0;
+    int spans = c->is_ucx_forced && m->peers.n_ranks > 1;
     for (int j = 0; j < m->peers.n_ranks; j++)
         spans |= wd_rank_node_of(ri, m->peers.members[j]) != ri->node_rank;
     if (spans) {

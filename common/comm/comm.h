@@ -36,6 +36,14 @@ struct wd_rdzv *wd_comm_rdzv(struct wd_comm *comm);
 /* Waits until every rank of the launch called it with the same name. */
 enum wd_status wd_comm_barrier_world(struct wd_comm *comm, const char *name, struct wd_error *err);
 
+/* Routes every peer of the group transports this comm creates from now on over UCX, ranks
+ * of the same node included (default off: same node -> shm, other node -> ucx). This is how
+ * one machine measures and tests the RDMA path (wideep-bench ep --transport ucx); UCX then
+ * picks its own intra-node transport unless UCX_TLS says otherwise (UCX_TLS=tcp,self for
+ * the path a machine without RDMA devices takes between nodes). Every member of a group
+ * must make the same choice before creating it. Puts to this rank itself stay a memcpy. */
+void wd_comm_force_ucx(struct wd_comm *comm, int is_forced);
+
 /* Collective over members ([n_members] global ranks, strictly ascending, containing this
  * rank): a transport whose rank/n_ranks are this rank's index in members and the group
  * size, with a zeroed window of window_bytes on every member. name ([A-Za-z0-9_.-],

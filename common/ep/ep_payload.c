@@ -2,6 +2,12 @@
  * Row encodings of dispatch/combine (see ep_payload.h). The decode of an FP8
  * row multiplies each e4m3 value by its group's scale_inv in fp32, which is the
  * dequantization DeepEP's consumers (DeepGEMM) apply.
+ *
+ * The BF16 encode and the F32/BF16 axpy are, besides the copies, what dispatch
+ * and combine spend their time on (wideep-bench ep), so on x86 they have AVX2
+ * versions chosen at run time (the library needs no -march flag). They compute
+ * bit for bit what the portable loops compute: the same round-to-nearest-even
+ * and NaN rule, and a multiply then an add (no FMA, which rounds once).
  */
 #include "common/ep/ep_payload.h"
 
@@ -9,6 +15,76 @@
 
 #include "common/ep/ep_fp8.h"
 #include "kernels/dtype.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define EP_X86 1
+#define EP_AVX2 __attribute__((target("avx2")))
+
+static int have_avx2(void)
+{
+    return __builtin_cpu_supports("avx2");
+}
+
+/* 8 floats -> 8 bf16 in the low halves of int32 lanes (wd_f32_to_bf16 on each). */
+EP_AVX2 static __m256i bf16x8_of(__m256 f)
+{
+    __m256i u = _mm256_castps_si256(f);
+    __m256i abs = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
+    __m256i nan = _mm256_cmpgt_epi32(abs, _mm256_set1_epi32(0x7f800000));
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i rne = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
+    __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+    return _mm256_blendv_epi8(_mm256_srli_epi32(rne, 16), quiet, nan);
+}
+
+/* The whole BF16 encode of one row: 16 values at a time, then the portable tail. */
+EP_AVX2 static void encode_bf16_avx2(const float *x, int h, uint8_t *row)
+{
+    int j = 0;
+    for (; j + 16 <= h; j += 16) {
+        __m256i a = bf16x8_of(_mm256_loadu_ps(x + j));
+        __m256i b = bf16x8_of(_mm256_loadu_ps(x + j + 8));
+        /* packus works per 128-bit lane (a0-3 b0-3 a4-7 b4-7): put the quarters in order. */
+        __m256i v = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xd8);
+        _mm256_storeu_si256((__m256i *)(void *)(row + 2 * (size_t)j), v);
+    }
+    for (; j < h; j++) {
+        uint16_t v = wd_f32_to_bf16(x[j]);
+        memcpy(row + 2 * (size_t)j, &v, 2);
+    }
+    if (h & 1)
+        memset(row + 2 * (size_t)h, 0, 2);
+}
+
+/* The whole F32 or BF16 axpy of one row: 8 values at a time, then the portable tail. */
+EP_AVX2 static void axpy_avx2(int is_bf16, int h, float w, const uint8_t *row, float *x)
+{
+    __m256 vw = _mm256_set1_ps(w);
+    int j = 0;
+    for (; j + 8 <= h; j += 8) {
+        __m256 v;
+        if (is_bf16) {
+            __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(row + 2 * (size_t)j));
+            v = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(b), 16));
+        } else {
+            v = _mm256_loadu_ps((const float *)(const void *)(row + 4 * (size_t)j));
+        }
+        _mm256_storeu_ps(x + j, _mm256_add_ps(_mm256_loadu_ps(x + j), _mm256_mul_ps(vw, v)));
+    }
+    for (; j < h; j++) {
+        float v;
+        if (is_bf16) {
+            uint16_t b;
+            memcpy(&b, row + 2 * (size_t)j, 2);
+            v = wd_bf16_to_f32(b);
+        } else {
+            memcpy(&v, row + 4 * (size_t)j, 4);
+        }
+        x[j] += w * v;
+    }
+}
+#endif
 
 enum wd_status wd_ep_payload_check(const struct wd_ep_payload *p, struct wd_error *err)
 {
@@ -47,6 +123,12 @@ size_t wd_ep_payload_row_bytes(const struct wd_ep_payload *p)
 void wd_ep_payload_encode(const struct wd_ep_payload *p, const float *x, uint8_t *row)
 {
     int h = p->hidden;
+#ifdef EP_X86
+    if (p->kind == WD_EP_PAYLOAD_BF16 && have_avx2()) {
+        encode_bf16_avx2(x, h, row);
+        return;
+    }
+#endif
     switch (p->kind) {
     case WD_EP_PAYLOAD_F32:
         memcpy(row, x, 4 * (size_t)h);
@@ -101,6 +183,12 @@ void wd_ep_payload_axpy(const struct wd_ep_payload *p, float w, const uint8_t *r
                         float *restrict x)
 {
     int h = p->hidden;
+#ifdef EP_X86
+    if ((p->kind == WD_EP_PAYLOAD_BF16 || p->kind == WD_EP_PAYLOAD_F32) && have_avx2()) {
+        axpy_avx2(p->kind == WD_EP_PAYLOAD_BF16, h, w, row, x);
+        return;
+    }
+#endif
     switch (p->kind) {
     case WD_EP_PAYLOAD_F32: {
         /* Rows start 4-byte aligned (row sizes are multiples of 4 in 64-aligned regions);

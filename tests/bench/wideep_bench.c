@@ -1,11 +1,13 @@
-/* wideep-bench: micro-benchmarks. Figures are printed beside a baseline measured in the
- * same run (memcpy bandwidth), because shared machines are noisy. */
+/* wideep-bench: micro-benchmarks (engine step; ep dispatch/combine). Figures are printed
+ * beside a baseline measured in the same run (memcpy or raw UCX put bandwidth), because
+ * shared machines are noisy. */
 #include <stdio.h>
 #include <string.h>
 
 #include "common/util/log.h"
 
 int wd_bench_engine(int argc, char **argv);
+int wd_bench_ep(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
@@ -13,6 +15,10 @@ int main(int argc, char **argv)
     wd_log_set_level(WD_LOG_WARN);
     if (argc >= 2 && strcmp(argv[1], "engine") == 0)
         return wd_bench_engine(argc - 1, argv + 1);
-    fprintf(stderr, "usage: wideep-bench engine [--model-path DIR | --random NAME] [options]\n");
+    if (argc >= 2 && strcmp(argv[1], "ep") == 0)
+        return wd_bench_ep(argc - 1, argv + 1);
+    fprintf(stderr, "usage: wideep-bench engine [--model-path DIR | --random NAME] [options]\n"
+                    "       wideep-bench ep [--ranks R] [--tokens N] [--mode normal|low_latency] "
+                    "[--transport shm|ucx] [options]\n");
     return 2;
 }

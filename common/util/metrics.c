@@ -81,7 +81,8 @@ int wd_metrics_register(struct wd_metrics *r, const char *name, const char *help
     snprintf(f->label, sizeof(f->label), "%s", label ? label : "");
     f->kind = kind;
     f->n_bounds = kind == WD_METRIC_HISTOGRAM ? n_buckets : 0;
-    memcpy(f->bounds, buckets, sizeof(double) * (size_t)f->n_bounds);
+    if (f->n_bounds > 0)
+        memcpy(f->bounds, buckets, sizeof(double) * (size_t)f->n_bounds);
     return r->n_fam++;
 }
 

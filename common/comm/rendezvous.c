@@ -79,10 +79,17 @@ enum wd_status wd_rdzv_parse_addr(const char *addr, char *host, size_t host_cap,
     }
     if (hlen == 0 || hlen >= host_cap)
         goto bad;
-    char *end;
-    errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (colon[1] == 0 || *end || errno || port < 1 || port > 65535)
+    /* Digits only: strtol would take signs and leading blanks. */
+    long port = 0;
+    const char *p = colon + 1;
+    if (!*p)
+        goto bad;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9' || port > 65535)
+            goto bad;
+        port = port * 10 + (*p - '0');
+    }
+    if (port < 1 || port > 65535)
         goto bad;
     memcpy(host, h, hlen);
     host[hlen] = 0;

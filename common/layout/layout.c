@@ -8,6 +8,8 @@
  */
 #include "common/layout/layout.h"
 
+#include "common/comm/rendezvous.h"
+
 #include <jansson.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -31,45 +33,13 @@ const int *wd_group_set_members(const struct wd_group_set *set, int g)
     return set->ranks + (size_t)g * (size_t)set->group_size;
 }
 
-/* "host:port" or "[v6]:port" -> host, port. SGLang splits on ':' and asserts two parts,
- * so a bare IPv6 address without brackets is refused here as there. */
+/* --dist-init-addr: host:port, [v6addr]:port (the rendezvous' parser), with SGLang's
+ * message when it is not one. */
 static enum wd_status parse_dist_init_addr(const char *addr, char *host, size_t host_cap,
                                            int *port_p, struct wd_error *err)
 {
-    const char *colon;
-    const char *h = addr;
-    size_t hlen;
-    if (addr[0] == '[') {
-        const char *close = strchr(addr, ']');
-        if (!close || close[1] != ':')
-            goto bad;
-        h = addr + 1;
-        hlen = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strchr(addr, ':');
-        if (!colon || strchr(colon + 1, ':'))
-            goto bad;
-        hlen = (size_t)(colon - addr);
-    }
-    if (hlen == 0 || hlen >= host_cap)
-        goto bad;
-    const char *p = colon + 1;
-    long port = 0;
-    if (!*p)
-        goto bad;
-    for (; *p; p++) {
-        if (*p < '0' || *p > '9' || port > 65535)
-            goto bad;
-        port = port * 10 + (*p - '0');
-    }
-    if (port < 1 || port > 65535)
-        goto bad;
-    memcpy(host, h, hlen);
-    host[hlen] = 0;
-    *port_p = (int)port;
-    return WD_OK;
-bad:
+    if (wd_rdzv_parse_addr(addr, host, host_cap, port_p, NULL) == WD_OK)
+        return WD_OK;
     return wd_error_set(err, WD_ERR_INVALID,
                         "please provide --dist-init-addr as host:port of head node (got '%s')",
                         addr);

@@ -459,18 +459,27 @@ static enum wd_status combine_impl(struct wd_ep_buffer *b, const struct wd_ep_ha
     const float *cw = (const float *)(const void *)(t->window + b->reg.n_cw);
     for (int i = 0; i < h->n_tokens; i++) {
         float *o = out + (size_t)i * H;
-        memset(o, 0, sizeof(float) * (size_t)H);
+        int first = 1;
         if (out_topk_w)
             memset(out_topk_w + (size_t)i * K, 0, sizeof(float) * (size_t)K);
         for (int j = 0; j < R; j++) {
             int32_t pos = h->send_pos[(size_t)i * R + j];
             if (pos < 0)
                 continue;
-            wd_ep_payload_axpy(&p, 1.0f, cx + ((size_t)j * N + (size_t)pos) * crow, o);
+            /* The first contribution is decoded straight into the row (0 + x == x exactly),
+             * saving a zeroing pass and a read-modify-write of the output. */
+            const uint8_t *row = cx + ((size_t)j * N + (size_t)pos) * crow;
+            if (first)
+                wd_ep_payload_decode(&p, row, o);
+            else
+                wd_ep_payload_axpy(&p, 1.0f, row, o);
+            first = 0;
             if (out_topk_w)
                 for (int k = 0; k < K; k++)
                     out_topk_w[(size_t)i * K + k] += cw[((size_t)j * N + (size_t)pos) * K + k];
         }
+        if (first) /* no rank sent anything for this token */
+            memset(o, 0, sizeof(float) * (size_t)H);
         /* Tested once per row, not per element: without biases this is no pass at all. */
         if (a->bias0)
             for (int c = 0; c < H; c++)

@@ -40,6 +40,8 @@ bench: build
 	@$(BUILD)/bin/wideep-bench engine --random qwen3-moe-mid
 	@$(BUILD)/bin/wideep-bench ep --ranks 4 --tokens 4096 --hidden 7168 --topk 8 --experts 256 \
 		--mode normal --transport shm
+	@$(BUILD)/bin/wideep-bench ep --ranks 4 --tokens 4096 --hidden 7168 --topk 8 --experts 256 \
+		--mode normal --transport shm --zero-copy
 	@$(BUILD)/bin/wideep-bench ep --ranks 4 --tokens 128 --hidden 7168 --topk 8 --experts 256 \
 		--mode low_latency --transport shm
 

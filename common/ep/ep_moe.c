@@ -14,6 +14,8 @@ struct wd_ep_moe {
     float *in;       /* [rows, H] */
     float *y;        /* [rows, H] */
     float *comb;     /* [R * N, H] normal: weighted partial per received row */
+    float **comb_at; /* [R * N] where each received row's partial goes (zero-copy: the
+                        source's window; else rows of comb) */
     float *ll_x;     /* [L, R * M, H] LL: expert outputs in the slab layout */
     int32_t *row_of; /* [rows] */
     float *w_of;     /* [rows] */
@@ -39,8 +41,9 @@ enum wd_status wd_ep_moe_create(const struct wd_ep_buffer *b, struct wd_ep_moe *
     m->comb = malloc(sizeof(float) * (rn * H + 1));
     m->ll_x = malloc(sizeof(float) * (L * rm * H + 1));
     m->row_of = malloc(sizeof(int32_t) * (m->rows + 1));
+    m->comb_at = malloc(sizeof(float *) * (rn + 1));
     m->w_of = malloc(sizeof(float) * (m->rows + 1));
-    if (!m->in || !m->y || !m->comb || !m->ll_x || !m->row_of || !m->w_of) {
+    if (!m->in || !m->y || !m->comb || !m->ll_x || !m->row_of || !m->w_of || !m->comb_at) {
         wd_ep_moe_destroy(m);
         return wd_error_set(err, WD_ERR_NOMEM, "ep moe: no memory for %zu rows", m->rows);
     }
@@ -58,6 +61,7 @@ void wd_ep_moe_destroy(struct wd_ep_moe *m)
     free(m->ll_x);
     free(m->row_of);
     free(m->w_of);
+    free(m->comb_at);
     free(m);
 }
 
@@ -75,7 +79,15 @@ enum wd_status wd_ep_moe_normal(struct wd_ep_moe *m, struct wd_ep_buffer *b, str
     struct wd_ep_recv rv;
     WD_CHECK(wd_ep_dispatch(b, &da, h, &rv, err));
     int H = m->H, K = m->K;
-    memset(m->comb, 0, sizeof(float) * (size_t)rv.n_recv * H);
+    /* Zero-copy combine when the windows are mapped and the combine travels as f32: the
+     * weighted expert outputs are summed straight into the source ranks' windows. */
+    int in_place = a->combine_payload == WD_EP_PAYLOAD_F32 &&
+                   wd_ep_combine_in_place_rows(b, h, m->comb_at, NULL) == WD_OK;
+    if (!in_place)
+        for (int r = 0; r < rv.n_recv; r++)
+            m->comb_at[r] = m->comb + (size_t)r * H;
+    for (int r = 0; r < rv.n_recv; r++)
+        memset(m->comb_at[r], 0, sizeof(float) * (size_t)H);
     for (int l = 0; l < m->L; l++) {
         int n = 0;
         for (int r = 0; r < rv.n_recv; r++) {
@@ -100,13 +112,14 @@ enum wd_status wd_ep_moe_normal(struct wd_ep_moe *m, struct wd_ep_buffer *b, str
             continue;
         WD_CHECK(ex->run(ex->ctx, l, m->in, n, m->y, err));
         for (int q = 0; q < n; q++) {
-            float *c = m->comb + (size_t)m->row_of[q] * H;
+            float *c = m->comb_at[m->row_of[q]];
             const float *y = m->y + (size_t)q * H;
             for (int j = 0; j < H; j++)
                 c[j] += m->w_of[q] * y[j];
         }
     }
-    struct wd_ep_combine_args ca = {.x = m->comb, .payload = a->combine_payload};
+    struct wd_ep_combine_args ca = {
+        .x = m->comb, .payload = a->combine_payload, .x_in_place = in_place};
     return wd_ep_combine(b, h, &ca, out, NULL, err);
 }
 

@@ -379,8 +379,11 @@ static enum wd_status combine_check(struct wd_ep_buffer *b, const struct wd_ep_h
         return wd_error_set(err, WD_ERR_INVALID,
                             "f32 combine rows do not fit a buffer sized "
                             "for max_payload below f32");
-    if ((h->n_recv > 0 && !a->x) || (h->n_tokens > 0 && !out))
+    if ((h->n_recv > 0 && !a->x && !a->x_in_place) || (h->n_tokens > 0 && !out))
         return wd_error_set(err, WD_ERR_INVALID, "combine without x or out");
+    if (a->x_in_place && (a->payload != WD_EP_PAYLOAD_F32 || !all_mapped(b->t)))
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "zero-copy combine needs an f32 payload and mapped peer windows");
     if (!a->topk_w != !out_topk_w)
         return wd_error_set(err, WD_ERR_INVALID, "topk_w and out_topk_w go together");
     return WD_OK;
@@ -397,6 +400,33 @@ static void combine_rows_mapped(struct wd_ep_buffer *b, const float *x,
                   (size_t)b->rank * (size_t)b->N * crow;
     for (int32_t r = 0; r < cnt; r++)
         wd_ep_payload_encode(p, x + (size_t)(begin + r) * H, to + (size_t)r * crow);
+}
+
+enum wd_status wd_ep_combine_in_place_rows(struct wd_ep_buffer *b, const struct wd_ep_handle *h,
+                                           float **rows, struct wd_error *err)
+{
+    if (!all_mapped(b->t))
+        return wd_error_set(
+            err, WD_ERR_UNSUPPORTED,
+            "zero-copy combine needs mapped peer windows (the %s executor has none)",
+            b->t->kind ? b->t->kind : "current");
+    if (!h || !h->is_valid || b->last_was_combine)
+        return wd_error_set(err, WD_ERR_INVALID, "zero-copy combine rows need a fresh dispatch");
+    struct wd_ep_payload p = {.kind = WD_EP_PAYLOAD_F32, .hidden = b->H};
+    size_t crow = wd_ep_payload_row_bytes(&p);
+    if (crow > b->reg.crow_bytes)
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "f32 combine rows do not fit a buffer sized for max_payload below f32");
+    int R = b->R, N = b->N, rank = b->rank;
+    for (int d = 0; d < R; d++) {
+        int32_t begin = d ? h->rank_prefix[(d - 1) * R + rank] : 0;
+        int32_t cnt = h->rank_prefix[d * R + rank] - begin;
+        uint8_t *to = (uint8_t *)b->t->ops->peer_window(b->t, d) + b->reg.n_cx +
+                      (size_t)rank * (size_t)N * crow;
+        for (int32_t r = 0; r < cnt; r++)
+            rows[begin + r] = (float *)(void *)(to + (size_t)r * crow);
+    }
+    return WD_OK;
 }
 
 static enum wd_status combine_impl(struct wd_ep_buffer *b, const struct wd_ep_handle *h,
@@ -426,7 +456,7 @@ static enum wd_status combine_impl(struct wd_ep_buffer *b, const struct wd_ep_ha
     ep_header_fill(want, &p, K, round, FLAG_COMBINE | (a->topk_w ? FLAG_WEIGHTS : 0));
     const uint8_t *xsrc = (const uint8_t *)a->x;
     int is_mapped = all_mapped(t); /* then rows go straight into the peers' windows */
-    if (p.kind != WD_EP_PAYLOAD_F32 && !is_mapped) {
+    if (p.kind != WD_EP_PAYLOAD_F32 && !is_mapped && !a->x_in_place) {
         for (int r = 0; r < h->n_recv; r++)
             wd_ep_payload_encode(&p, a->x + (size_t)r * H, b->stage_cx + (size_t)r * crow);
         xsrc = b->stage_cx;
@@ -436,7 +466,9 @@ static enum wd_status combine_impl(struct wd_ep_buffer *b, const struct wd_ep_ha
         int32_t begin = d ? h->rank_prefix[(d - 1) * R + rank] : 0;
         int32_t cnt = h->rank_prefix[d * R + rank] - begin;
         if (cnt > 0) {
-            if (is_mapped)
+            if (a->x_in_place)
+                ; /* the experts wrote the rows into d's window already */
+            else if (is_mapped)
                 combine_rows_mapped(b, a->x, &p, d, begin, cnt);
             else
                 WD_CHECK(wd_transport_put(t, d, b->reg.n_cx + (size_t)rank * N * crow,

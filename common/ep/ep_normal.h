@@ -112,7 +112,22 @@ struct wd_ep_combine_args {
     const float *bias0;              /* [n_tokens, hidden] f32 or NULL, added once per token */
     const float *bias1;              /* [n_tokens, hidden] f32 or NULL */
     enum wd_ep_payload_kind payload; /* F32 or BF16 on the wire */
+    /* Zero-copy: the rows are already in place (written through the pointers from
+     * wd_ep_combine_in_place_rows); x is ignored and nothing is copied to send them. */
+    int x_in_place;
 };
+
+/*
+ * Zero-copy combine (DeepEP's zero_copy): rows[r] ([n_recv] pointers, each [hidden] f32) is
+ * where combine places received row r's result in its source rank's window, so the experts
+ * can write their weighted outputs there directly and combine skips the sending pass. Only
+ * when every peer's window is mapped (shm) and with an F32 combine payload; the pointers are
+ * valid from this rank's dispatch until its combine (pass x_in_place = 1). Peers only read
+ * those rows after that combine's signal, and write them only after this rank's next
+ * dispatch, so nothing races. WD_ERR_UNSUPPORTED on an executor without mapped windows.
+ */
+enum wd_status wd_ep_combine_in_place_rows(struct wd_ep_buffer *b, const struct wd_ep_handle *h,
+                                           float **rows, struct wd_error *err);
 
 /*
  * Combines; collective, with the handle of this rank's matching dispatch. out:

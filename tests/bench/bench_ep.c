@@ -45,7 +45,7 @@
 
 struct ep_opts {
     int ranks, tokens, hidden, topk, experts, iters, warmup, seed;
-    int is_ll, is_ucx;
+    int is_ll, is_ucx, zero_copy;
     enum wd_ep_payload_kind dkind, ckind;
 };
 
@@ -246,7 +246,7 @@ static enum wd_status setup(const struct ep_opts *o, const struct wd_rank_info *
                                .n_experts = E,
                                .max_tokens = o->is_ll ? 0 : N,
                                .ll_max_tokens = o->is_ll ? N : 0,
-                               .max_payload = o->dkind,
+                               .max_payload = o->zero_copy ? WD_EP_PAYLOAD_F32 : o->dkind,
                                .timeout_ms = 60000};
     WD_CHECK(wd_ep_config_check(&cfg, err));
     int *members = malloc(sizeof(int) * (size_t)R);
@@ -371,6 +371,19 @@ static enum wd_status run_rank(const struct ep_opts *o, const struct wd_rank_inf
             lca.x = rs->cx;
         }
 
+        if (o->zero_copy) {
+            /* Zero-copy: the experts' outputs go straight into the source ranks' windows.
+             * That write is the experts' (untimed here, as in DeepEP's zero-copy runs). */
+            float **rows = malloc(sizeof(float *) * ((size_t)nr.n_recv + 1));
+            if (!rows)
+                return wd_error_set(err, WD_ERR_NOMEM, "bench ep: out of memory");
+            enum wd_status zs = wd_ep_combine_in_place_rows(rs->b, rs->h, rows, err);
+            for (int r = 0; zs == WD_OK && r < nr.n_recv; r++)
+                memcpy(rows[r], rs->cx + (size_t)r * o->hidden, sizeof(float) * (size_t)o->hidden);
+            free(rows);
+            WD_CHECK(zs);
+            ca.x_in_place = 1;
+        }
         WD_CHECK(barrier(rs, err));
         t0 = wd_bench_now();
         if (o->is_ll)
@@ -535,12 +548,14 @@ int wd_bench_ep(int argc, char **argv)
         {"payload", NULL, WD_FLAG_STRING, &payload, 1, 0,
          "dispatch row encoding (combine: f32 for f32, else bf16)", "f32,bf16,fp8", 0},
         {"seed", NULL, WD_FLAG_INT, &o.seed, 0, 1 << 30, "routing and data seed", NULL, 0},
+        {"zero-copy", NULL, WD_FLAG_BOOL, &o.zero_copy, 1, 0,
+         "normal mode, shm: experts write combine rows into the windows (f32 combine)", NULL, 0},
     };
     int nf = (int)(sizeof(flags) / sizeof(flags[0])), help = 0;
     struct wd_error err = {0};
     const char *usage = "usage: wideep-bench ep [--ranks R] [--tokens N] [--hidden H] [--topk K] "
                         "[--experts E] [--mode normal|low_latency] [--transport shm|ucx] "
-                        "[--iters I] [--payload f32|bf16|fp8]";
+                        "[--iters I] [--payload f32|bf16|fp8] [--zero-copy]";
     if (wd_flags_parse(flags, nf, argc, argv, &help, &err) != WD_OK) {
         fprintf(stderr, "wideep-bench ep: %s\n", err.msg);
         return 2;
@@ -554,7 +569,11 @@ int wd_bench_ep(int argc, char **argv)
     o.dkind = strcmp(payload, "f32") == 0   ? WD_EP_PAYLOAD_F32
               : strcmp(payload, "fp8") == 0 ? WD_EP_PAYLOAD_FP8
                                             : WD_EP_PAYLOAD_BF16;
-    o.ckind = o.dkind == WD_EP_PAYLOAD_F32 ? WD_EP_PAYLOAD_F32 : WD_EP_PAYLOAD_BF16;
+    o.ckind = o.dkind == WD_EP_PAYLOAD_F32 || o.zero_copy ? WD_EP_PAYLOAD_F32 : WD_EP_PAYLOAD_BF16;
+    if (o.zero_copy && (o.is_ll || o.is_ucx)) {
+        fprintf(stderr, "wideep-bench ep: --zero-copy is for --mode normal --transport shm\n");
+        return 2;
+    }
     if (o.experts % o.ranks != 0 || o.topk > o.experts) {
         fprintf(stderr,
                 "wideep-bench ep: --experts %d must be a multiple of --ranks %d and at "
@@ -575,7 +594,7 @@ int wd_bench_ep(int argc, char **argv)
                               .n_experts = o.experts,
                               .max_tokens = o.is_ll ? 0 : o.tokens,
                               .ll_max_tokens = o.is_ll ? o.tokens : 0,
-                              .max_payload = o.dkind};
+                              .max_payload = o.zero_copy ? WD_EP_PAYLOAD_F32 : o.dkind};
     struct statvfs sv;
     double need = (double)wd_ep_window_bytes(&wc) * o.ranks;
     if (statvfs("/dev/shm", &sv) == 0 && need > (double)sv.f_bavail * (double)sv.f_frsize)

@@ -36,6 +36,14 @@ if timeout 60 "$bench" ep "${size[@]}" --payload fp8 >"$tmp/out" 2>"$tmp/err" &&
 else
     fail=$((fail + 1)); echo "FAIL fp8 payload"; cat "$tmp/out"; tail -5 "$tmp/err"
 fi
+# Zero-copy combine (the experts write into the source ranks' windows).
+if timeout 60 "$bench" ep "${size[@]}" --zero-copy >"$tmp/out" 2>"$tmp/err" &&
+   grep -q "(combine f32)" "$tmp/out" && grep -q "^combine: .* x memcpy" "$tmp/out" &&
+   grep -q "^check: " "$tmp/out"; then
+    passed=$((passed + 1)); echo "ok   zero-copy combine"
+else
+    fail=$((fail + 1)); echo "FAIL zero-copy combine"; cat "$tmp/out"; tail -5 "$tmp/err"
+fi
 if ! "$bench" ep --ranks 3 --experts 16 >"$tmp/out" 2>"$tmp/err" && grep -q "multiple of --ranks" "$tmp/err"
 then
     passed=$((passed + 1)); echo "ok   bad layout refused"

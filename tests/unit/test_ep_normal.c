@@ -321,6 +321,8 @@ static void test_dispatch_order_and_handle(void)
 
 static enum wd_ep_payload_kind g_comb_kind;
 
+static int g_zero_copy; /* first combine through wd_ep_combine_in_place_rows */
+
 static void rank_identity_combine(int r, void *arg)
 {
     struct world *wd = arg;
@@ -344,10 +346,22 @@ static void rank_identity_combine(int r, void *arg)
                                        .bias0 = wd->bias[r],
                                        .bias1 = wd->x2[r],
                                        .payload = g_comb_kind};
-        wd->st[r] = wd_ep_combine(wd->b[r], wd->h[r], &c, wd->out[r], wd->out_w[r], &err);
-        /* The same combine again, right after a combine (the n_sync path), must give the
-         * same bits: the reduction order is fixed. */
+        float **rows = NULL;
+        if (g_zero_copy) {
+            /* Zero-copy: write the rows where combine will read them, send nothing. */
+            rows = malloc(sizeof(float *) * ((size_t)rv.n_recv + 1));
+            wd->st[r] = wd_ep_combine_in_place_rows(wd->b[r], wd->h[r], rows, &err);
+            for (int k = 0; wd->st[r] == WD_OK && k < rv.n_recv; k++)
+                memcpy(rows[k], back + (size_t)k * H, sizeof(float) * (size_t)H);
+            c.x_in_place = 1;
+        }
+        if (wd->st[r] == WD_OK)
+            wd->st[r] = wd_ep_combine(wd->b[r], wd->h[r], &c, wd->out[r], wd->out_w[r], &err);
+        free(rows);
+        /* The same combine again, right after a combine (the n_sync path; copying the rows
+         * even when the first was zero-copy), must give the same bits. */
         c.topk_w = NULL;
+        c.x_in_place = 0;
         if (wd->st[r] == WD_OK)
             wd->st[r] = wd_ep_combine(wd->b[r], wd->h[r], &c, wd->out2[r], NULL, &err);
     }
@@ -390,6 +404,15 @@ static void combine_case(int R, enum wd_ep_payload_kind dkind, enum wd_ep_payloa
         WD_EXPECT(memcmp(wd.out[r], wd.out2[r], sizeof(float) * (size_t)wd.n[r] * H) == 0);
     }
     world_destroy(&wd);
+}
+
+static void test_combine_zero_copy(void)
+{
+    g_zero_copy = 1;
+    for (int R = 1; R <= 4; R++)
+        combine_case(R, WD_EP_PAYLOAD_F32, WD_EP_PAYLOAD_F32, 900 + R);
+    combine_case(3, WD_EP_PAYLOAD_BF16, WD_EP_PAYLOAD_F32, 77);
+    g_zero_copy = 0;
 }
 
 static void test_combine_identity(void)
@@ -818,6 +841,7 @@ int main(void)
 {
     WD_RUN(test_dispatch_order_and_handle);
     WD_RUN(test_combine_identity);
+    WD_RUN(test_combine_zero_copy);
     WD_RUN(test_moe_end_to_end);
     WD_RUN(test_two_outstanding_dispatches);
     WD_RUN(test_views_survive_fast_peers);

@@ -64,6 +64,20 @@ for fam in tiny-qwen3-moe tiny-deepseek-v3; do
             ok "$fam eplb $lay"
         else ko "$fam eplb $lay"; fi
     done
+    # --init-expert-location FILE: a non-trivial placement (physical_to_logical_map) with
+    # redundant experts, reversed so every expert moves off its trivial rank.
+    python3 - "$m/config.json" "$tmp/loc.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+L, E = c["num_hidden_layers"], c.get("n_routed_experts") or c.get("num_experts")
+P = E + 4
+json.dump({"physical_to_logical_map": [[(P - 1 - p) % E for p in range(P)] for _ in range(L)]},
+          open(sys.argv[2], "w"))
+PY
+    if timeout 120 "$gen" --model-path "$m" "${common[@]}" --tp 4 --ep 4 --ep-num-redundant-experts 4 \
+           --init-expert-location "$tmp/loc.json" >"$tmp/out" 2>"$tmp/err" &&
+       same "$tmp/base" "$tmp/out"; then ok "$fam --init-expert-location FILE"
+    else ko "$fam --init-expert-location FILE"; fi
     # Balancedness in the metrics (Prometheus text) after rebalancing.
     if timeout 120 "$gen" --model-path "$m" "${common[@]}" --tp 4 --ep 4 --enable-eplb \
            --ep-num-redundant-experts 4 --eplb-rebalance-num-iterations 3 \

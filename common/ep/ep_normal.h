@@ -29,8 +29,8 @@
  * engine's dtype) and the wire carries f32, bf16 or fp8 rows (ep_payload.h; fp8
  * is quantized by dispatch itself rather than passed in pre-quantized); one flat
  * hop (no NVLink/RDMA two-level forwarding: the transport reaches every rank);
- * worst-case receive regions instead of chunked ring buffers; num_worst_tokens
- * is not implemented (the count exchange is cheap and the receive rows are
+ * worst-case receive regions instead of chunked ring buffers; DeepEP's num_worst_tokens
+ * option is left out (the count exchange is cheap and the receive rows are
  * views anyway); topk ids are int32 as the router produces them.
  */
 #ifndef WD_EP_NORMAL_H

@@ -23,7 +23,7 @@ enum wd_deepep_mode { WD_DEEPEP_AUTO = 0, WD_DEEPEP_NORMAL, WD_DEEPEP_LOW_LATENC
 /* The layout flags as given on the command line (before SGLang's adjustments). */
 struct wd_parallel_args {
     int tp_size, dp_size, ep_size;
-    int pp_size; /* must be 1: pipeline parallelism is not implemented */
+    int pp_size; /* must be 1: wideep has no pipeline parallelism (other values refused) */
     int nnodes, node_rank;
     int enable_dp_attention; /* bool */
     int moe_dense_tp_size;   /* 0 = unset (SGLang's None) or 1 */

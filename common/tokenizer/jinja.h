@@ -9,7 +9,7 @@
  * (plain, namespace attribute, block), break/continue, generation blocks, raw, comments,
  * Python-like expressions (arithmetic, comparison chains, in/not in, and/or/not, ternary,
  * slicing, attribute/item access), the common filters, tests and str/dict methods.
- * Not implemented: macros, call blocks, includes/inheritance, custom filters; they are
+ * Outside the subset: macros, call blocks, includes/inheritance, custom filters; they are
  * refused at parse time.
  *
  * Memory: a parsed template owns its AST (one arena). A render allocates values in a

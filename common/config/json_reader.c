@@ -1,5 +1,6 @@
 /* Typed, first-error-wins reads from a jansson object, and whole-file reads with a size cap. */
 #include "common/config/json_reader.h"
+#include "common/util/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -198,28 +199,15 @@ enum wd_status wd_json_reader_parse(const char *text, size_t len, const char *wh
 enum wd_status wd_json_reader_read_file(const char *path, size_t max_len, char **text_p,
                                         size_t *len_p, struct wd_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        return wd_error_set(err, e == ENOENT ? WD_ERR_NOT_FOUND : WD_ERR_IO, "%s: %s", path,
-                            strerror(e));
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return wd_error_set(err, WD_ERR_IO, "%s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return wd_error_set(err, WD_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((unsigned long long)sb.st_size > max_len) {
+    int fd;
+    size_t file_size;
+    WD_CHECK(wd_file_open_regular(path, &fd, &file_size, err));
+    if (file_size > max_len) {
         close(fd);
         return wd_error_set(err, WD_ERR_FORMAT, "%s: %lld bytes, larger than the %zu byte limit",
-                            path, (long long)sb.st_size, max_len);
+                            path, (long long)file_size, max_len);
     }
-    size_t len = (size_t)sb.st_size;
+    size_t len = file_size;
     char *text = malloc(len + 1);
     if (!text) {
         close(fd);

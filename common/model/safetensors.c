@@ -11,6 +11,7 @@
  * entries of all files end up in one array sorted by name, so find is a bsearch.
  */
 #include "common/model/safetensors.h"
+#include "common/util/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -321,23 +322,10 @@ out_root:
 /* Maps path read-only. An empty file gets no mapping (mmap refuses length 0). */
 static enum wd_status map_file(const char *path, void **map_p, size_t *len_p, struct wd_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        return wd_error_set(err, e == ENOENT ? WD_ERR_NOT_FOUND : WD_ERR_IO, "%s: %s", path,
-                            strerror(e));
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return wd_error_set(err, WD_ERR_IO, "%s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return wd_error_set(err, WD_ERR_IO, "%s: not a regular file", path);
-    }
-    size_t len = (size_t)sb.st_size;
+    int fd;
+    size_t file_size;
+    WD_CHECK(wd_file_open_regular(path, &fd, &file_size, err));
+    size_t len = file_size;
     void *map = NULL;
     if (len > 0) {
         map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -125,6 +125,23 @@ static const int32_t *to_physical(struct wd_model *m, int layer, const int32_t *
     return phys;
 }
 
+/* The router of layer L on n rows: logits, then the family's top-k (Qwen3: softmax;
+ * DeepSeek-V3: sigmoid, bias-corrected grouped choice, scaled weights) into ws->topk_*. */
+static void gate(struct wd_model *m, const struct wd_layer_weights *L, const float *in, int64_t n)
+{
+    const struct wd_model_config *c = &m->cfg;
+    struct wd_model_workspace *ws = m->ws;
+    int E = c->n_routed_experts, K = c->num_experts_per_tok;
+    linear(m, &L->router, in, n, ws->router);
+    if (c->arch == WD_ARCH_DEEPSEEK_V3)
+        wd_moe_gate_sigmoid_grouped_ref(ws->router, n, E, K, c->n_group, c->topk_group,
+                                        L->router_bias, c->norm_topk_prob,
+                                        (float)c->routed_scaling_factor, ws->topk_idx, ws->topk_w);
+    else
+        wd_moe_gate_softmax_topk_ref(ws->router, n, E, K, c->norm_topk_prob, ws->topk_idx,
+                                     ws->topk_w);
+}
+
 /* Routed experts (+ shared experts) for the n rows of ws->h into ws->out. On a sharded
  * model each rank adds its experts' (and its slice's) share and the MoE group sums them;
  * shared experts split over the same group join that sum, whole ones are added after. */
@@ -134,18 +151,10 @@ static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_
     const struct wd_layer_weights *L = &m->layers[layer];
     const struct wd_model_config *c = &m->cfg;
     struct wd_model_workspace *ws = m->ws;
-    int E = c->n_routed_experts, K = c->num_experts_per_tok;
-    (void)E;
+    int K = c->num_experts_per_tok;
     size_t H = (size_t)c->hidden_size;
 
-    linear(m, &L->router, in, n, ws->router);
-    if (c->arch == WD_ARCH_DEEPSEEK_V3)
-        wd_moe_gate_sigmoid_grouped_ref(ws->router, n, E, K, c->n_group, c->topk_group,
-                                        L->router_bias, c->norm_topk_prob,
-                                        (float)c->routed_scaling_factor, ws->topk_idx, ws->topk_w);
-    else
-        wd_moe_gate_softmax_topk_ref(ws->router, n, E, K, c->norm_topk_prob, ws->topk_idx,
-                                     ws->topk_w);
+    gate(m, L, in, n);
     if (m->opt.recorder)
         wd_expert_recorder_add(m->opt.recorder, layer, ws->topk_idx, n);
     const int32_t *route = to_physical(m, layer, ws->topk_idx, n, blocks, ws->phys_idx);
@@ -292,16 +301,9 @@ static enum wd_status moe_a2a(struct wd_model *m, int layer, int64_t n, struct w
     struct wd_model_workspace *ws = m->ws;
     const struct wd_model_shard *sh = &m->shard;
     size_t H = (size_t)c->hidden_size;
-    int E = c->n_routed_experts, K = c->num_experts_per_tok;
+    int K = c->num_experts_per_tok;
 
-    linear(m, &L->router, ws->h, n, ws->router);
-    if (c->arch == WD_ARCH_DEEPSEEK_V3)
-        wd_moe_gate_sigmoid_grouped_ref(ws->router, n, E, K, c->n_group, c->topk_group,
-                                        L->router_bias, c->norm_topk_prob,
-                                        (float)c->routed_scaling_factor, ws->topk_idx, ws->topk_w);
-    else
-        wd_moe_gate_softmax_topk_ref(ws->router, n, E, K, c->norm_topk_prob, ws->topk_idx,
-                                     ws->topk_w);
+    gate(m, L, ws->h, n);
     const int32_t *route = to_physical(m, layer, ws->topk_idx, n, NULL, ws->phys_idx);
 
     int64_t n_sub = 0;

@@ -131,7 +131,6 @@ static int run_prefill(struct engine *e, const struct golden *g, int first, int 
         base[i] = acc;
         acc += (size_t)g->len[i];
     }
-    int npages = 0;
     for (int s = 0; s < count; s++) {
         int need = (g->len[first + s] + 15) / 16;
         /* Take pages in reverse so page order differs from slot order. */
@@ -142,7 +141,6 @@ static int run_prefill(struct engine *e, const struct golden *g, int first, int 
             pages[s][a] = pages[s][b];
             pages[s][b] = t;
         }
-        npages += need;
     }
     int ok = 0;
     int32_t *ids = malloc((size_t)g->total * sizeof(int32_t) * 3);
@@ -196,7 +194,6 @@ static int run_prefill(struct engine *e, const struct golden *g, int first, int 
     }
     for (int s = 0; s < count; s++)
         wd_kv_pool_free(e->kv, pages[s], (g->len[first + s] + 15) / 16);
-    (void)npages;
     free(ids);
     free(rows);
     free(logits);

@@ -42,7 +42,7 @@ int jj_test_known(const char *name)
     return known(TESTS, name);
 }
 
-static void put(struct jj_render *r, struct tok_buf *b, const char *s, size_t n)
+void jj_scratch_put(struct jj_render *r, struct tok_buf *b, const char *s, size_t n)
 {
     if (tok_buf_put(b, s, n)) {
         free(b->p);
@@ -50,7 +50,7 @@ static void put(struct jj_render *r, struct tok_buf *b, const char *s, size_t n)
     }
 }
 
-static struct jj_value take(struct jj_render *r, struct tok_buf *b)
+struct jj_value jj_scratch_take(struct jj_render *r, struct tok_buf *b)
 {
     struct jj_value v = jj_str(r->arena, b->p ? b->p : "", b->n);
     free(b->p);
@@ -185,7 +185,7 @@ static struct jj_value replace(struct jj_render *r, struct jj_value s, struct jj
     if (!old.u.str.n) { /* Python inserts new between every character */
         for (size_t k = 0; k <= n;) {
             if (count < 0 || (int64_t)done < count) {
-                put(r, &b, new_.u.str.s, new_.u.str.n);
+                jj_scratch_put(r, &b, new_.u.str.s, new_.u.str.n);
                 done++;
             }
             if (k == n)
@@ -193,23 +193,23 @@ static struct jj_value replace(struct jj_render *r, struct jj_value s, struct jj
             size_t e = k + 1;
             while (e < n && ((unsigned char)s.u.str.s[e] & 0xC0) == 0x80)
                 e++;
-            put(r, &b, s.u.str.s + k, e - k);
+            jj_scratch_put(r, &b, s.u.str.s + k, e - k);
             k = e;
         }
-        return take(r, &b);
+        return jj_scratch_take(r, &b);
     }
     while (i < n) {
         if ((count < 0 || (int64_t)done < count) && i + old.u.str.n <= n &&
             memcmp(s.u.str.s + i, old.u.str.s, old.u.str.n) == 0) {
-            put(r, &b, new_.u.str.s, new_.u.str.n);
+            jj_scratch_put(r, &b, new_.u.str.s, new_.u.str.n);
             i += old.u.str.n;
             done++;
         } else {
-            put(r, &b, s.u.str.s + i, 1);
+            jj_scratch_put(r, &b, s.u.str.s + i, 1);
             i++;
         }
     }
-    return take(r, &b);
+    return jj_scratch_take(r, &b);
 }
 
 /* mode 0 lower, 1 upper, 2 capitalize, 3 title */
@@ -234,9 +234,9 @@ static struct jj_value recase(struct jj_render *r, struct jj_value s, int mode)
                      pr->category == UTF8PROC_CATEGORY_LT;
         first = 0;
         char u[4];
-        put(r, &b, u, (size_t)tok_utf8_put(u, out));
+        jj_scratch_put(r, &b, u, (size_t)tok_utf8_put(u, out));
     }
-    return take(r, &b);
+    return jj_scratch_take(r, &b);
 }
 
 static int64_t len_of(struct jj_render *r, struct jj_value v)
@@ -427,10 +427,10 @@ struct jj_value jj_call_method(struct jj_render *r, struct jj_value self, const 
                 jj_fail(r, "join() expects strings");
             }
             if (i)
-                put(r, &b, self.u.str.s, self.u.str.n);
-            put(r, &b, items->v[i].u.str.s, items->v[i].u.str.n);
+                jj_scratch_put(r, &b, self.u.str.s, self.u.str.n);
+            jj_scratch_put(r, &b, items->v[i].u.str.s, items->v[i].u.str.n);
         }
-        return take(r, &b);
+        return jj_scratch_take(r, &b);
     }
     if (!strcmp(name, "isdigit"))
         return jj_bool(all_chars(self, 0));
@@ -539,9 +539,9 @@ struct jj_value jj_filter(struct jj_render *r, const char *name, struct jj_value
                               : c == '"'  ? "&#34;"
                               : c == '\'' ? "&#39;"
                                           : NULL;
-            put(r, &b, rep ? rep : &c, rep ? strlen(rep) : 1);
+            jj_scratch_put(r, &b, rep ? rep : &c, rep ? strlen(rep) : 1);
         }
-        return take(r, &b);
+        return jj_scratch_take(r, &b);
     }
     if (!strcmp(name, "join")) {
         struct jj_list *items = jj_iterable(r, v);
@@ -551,12 +551,12 @@ struct jj_value jj_filter(struct jj_render *r, const char *name, struct jj_value
         struct tok_buf b = {0};
         for (size_t i = 0; i < items->n; i++) {
             if (i)
-                put(r, &b, sep.u.str.s, sep.u.str.n);
+                jj_scratch_put(r, &b, sep.u.str.s, sep.u.str.n);
             struct jj_value x =
                 attr.type != JJ_NONE ? attr_path(r, items->v[i], attr) : items->v[i];
             jj_to_str(r, x, &b);
         }
-        return take(r, &b);
+        return jj_scratch_take(r, &b);
     }
     if (!strcmp(name, "first") || !strcmp(name, "last")) {
         struct jj_list *items = jj_iterable(r, v);
@@ -569,8 +569,8 @@ struct jj_value jj_filter(struct jj_render *r, const char *name, struct jj_value
         if (name[0] == 'r' && v.type == JJ_STR) {
             struct tok_buf b = {0};
             for (size_t i = items->n; i-- > 0;)
-                put(r, &b, items->v[i].u.str.s, items->v[i].u.str.n);
-            return take(r, &b);
+                jj_scratch_put(r, &b, items->v[i].u.str.s, items->v[i].u.str.n);
+            return jj_scratch_take(r, &b);
         }
         struct jj_value out = jj_list_new(r->arena);
         for (size_t i = 0; i < items->n; i++) {
@@ -674,33 +674,33 @@ struct jj_value jj_filter(struct jj_render *r, const char *name, struct jj_value
         int blank = jj_truthy(arg(args, n, 2, kw, kv, n_kw, "blank"));
         struct tok_buf pad = {0}, b = {0};
         if (w.type == JJ_STR)
-            put(r, &pad, w.u.str.s, w.u.str.n);
+            jj_scratch_put(r, &pad, w.u.str.s, w.u.str.n);
         else
             for (int64_t k = 0; k < (w.type == JJ_INT ? (w.u.i > 256 ? 256 : w.u.i) : 4); k++)
-                put(r, &pad, " ", 1);
+                jj_scratch_put(r, &pad, " ", 1);
         if (first)
-            put(r, &b, pad.p ? pad.p : "", pad.n);
+            jj_scratch_put(r, &b, pad.p ? pad.p : "", pad.n);
         size_t st = 0;
         int line = 0;
         for (size_t i = 0; i < s.u.str.n; i++) {
             if (s.u.str.s[i] != '\n')
                 continue;
             if (line++ > 0) {
-                put(r, &b, "\n", 1);
+                jj_scratch_put(r, &b, "\n", 1);
                 if (blank || i > st)
-                    put(r, &b, pad.p ? pad.p : "", pad.n);
+                    jj_scratch_put(r, &b, pad.p ? pad.p : "", pad.n);
             }
-            put(r, &b, s.u.str.s + st, i - st);
+            jj_scratch_put(r, &b, s.u.str.s + st, i - st);
             st = i + 1;
         }
         if (line > 0) {
-            put(r, &b, "\n", 1);
+            jj_scratch_put(r, &b, "\n", 1);
             if (blank || st < s.u.str.n)
-                put(r, &b, pad.p ? pad.p : "", pad.n);
+                jj_scratch_put(r, &b, pad.p ? pad.p : "", pad.n);
         }
-        put(r, &b, s.u.str.s + st, s.u.str.n - st);
+        jj_scratch_put(r, &b, s.u.str.s + st, s.u.str.n - st);
         free(pad.p);
-        return take(r, &b);
+        return jj_scratch_take(r, &b);
     }
     jj_fail(r, "filter '%s' is not supported", name);
 }

@@ -162,6 +162,10 @@ extern const char *const jj_func_names[F_COUNT];
 
 int jj_truthy(struct jj_value v);
 int jj_equal(struct jj_value a, struct jj_value b);
+/* A filter's scratch string: append (on out-of-memory the buffer is freed and the render
+ * fails), and turn it into an arena string (the buffer is freed and reset). */
+void jj_scratch_put(struct jj_render *r, struct tok_buf *b, const char *s, size_t n);
+struct jj_value jj_scratch_take(struct jj_render *r, struct tok_buf *b);
 /* str(v) as Python/Jinja print it, appended to out. */
 void jj_to_str(struct jj_render *r, struct jj_value v, struct tok_buf *out);
 struct jj_value jj_str_of(struct jj_render *r, struct jj_value v);

@@ -9,23 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void put(struct jj_render *r, struct tok_buf *b, const char *s, size_t n)
-{
-    if (tok_buf_put(b, s, n)) {
-        free(b->p);
-        longjmp(r->jmp, 2);
-    }
-}
-
-static struct jj_value take(struct jj_render *r, struct tok_buf *b)
-{
-    struct jj_value v = jj_str(r->arena, b->p ? b->p : "", b->n);
-    free(b->p);
-    b->p = NULL;
-    b->n = b->cap = 0;
-    return v;
-}
-
 /* ---- json.dumps ---- */
 
 struct json_opts {
@@ -36,14 +19,14 @@ struct json_opts {
 
 static void json_str(struct jj_render *r, struct tok_buf *b, const char *s, size_t n)
 {
-    put(r, b, "\"", 1);
+    jj_scratch_put(r, b, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         char esc[8];
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
-            put(r, b, esc, 2);
+            jj_scratch_put(r, b, esc, 2);
         } else if (c < 0x20) {
             const char *named = c == '\n'   ? "\\n"
                                 : c == '\r' ? "\\r"
@@ -52,22 +35,22 @@ static void json_str(struct jj_render *r, struct tok_buf *b, const char *s, size
                                 : c == '\f' ? "\\f"
                                             : NULL;
             if (named)
-                put(r, b, named, 2);
+                jj_scratch_put(r, b, named, 2);
             else
-                put(r, b, esc, (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c));
+                jj_scratch_put(r, b, esc, (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c));
         } else {
-            put(r, b, s + i, 1);
+            jj_scratch_put(r, b, s + i, 1);
         }
     }
-    put(r, b, "\"", 1);
+    jj_scratch_put(r, b, "\"", 1);
 }
 
 static void json_newline(struct jj_render *r, struct tok_buf *b, const struct json_opts *o,
                          int depth)
 {
-    put(r, b, "\n", 1);
+    jj_scratch_put(r, b, "\n", 1);
     for (int k = 0; k < o->indent * depth; k++)
-        put(r, b, " ", 1);
+        jj_scratch_put(r, b, " ", 1);
 }
 
 static void json_dump(struct jj_render *r, struct tok_buf *b, struct jj_value v,
@@ -77,19 +60,19 @@ static void json_dump(struct jj_render *r, struct tok_buf *b, struct jj_value v,
         jj_fail(r, "tojson: nesting too deep");
     switch (v.type) {
     case JJ_NONE:
-        put(r, b, "null", 4);
+        jj_scratch_put(r, b, "null", 4);
         return;
     case JJ_BOOL:
-        put(r, b, v.u.b ? "true" : "false", v.u.b ? 4 : 5);
+        jj_scratch_put(r, b, v.u.b ? "true" : "false", v.u.b ? 4 : 5);
         return;
     case JJ_INT:
         jj_to_str(r, v, b);
         return;
     case JJ_FLOAT:
         if (v.u.f != v.u.f)
-            put(r, b, "NaN", 3);
+            jj_scratch_put(r, b, "NaN", 3);
         else if (v.u.f > 1e308 || v.u.f < -1e308)
-            put(r, b, v.u.f > 0 ? "Infinity" : "-Infinity", v.u.f > 0 ? 8 : 9);
+            jj_scratch_put(r, b, v.u.f > 0 ? "Infinity" : "-Infinity", v.u.f > 0 ? 8 : 9);
         else
             jj_to_str(r, v, b);
         return;
@@ -97,17 +80,17 @@ static void json_dump(struct jj_render *r, struct tok_buf *b, struct jj_value v,
         json_str(r, b, v.u.str.s, v.u.str.n);
         return;
     case JJ_LIST:
-        put(r, b, "[", 1);
+        jj_scratch_put(r, b, "[", 1);
         for (size_t i = 0; i < v.u.list->n; i++) {
             if (i)
-                put(r, b, o->item_sep, strlen(o->item_sep));
+                jj_scratch_put(r, b, o->item_sep, strlen(o->item_sep));
             if (o->indent >= 0)
                 json_newline(r, b, o, depth + 1);
             json_dump(r, b, v.u.list->v[i], o, depth + 1);
         }
         if (o->indent >= 0 && v.u.list->n)
             json_newline(r, b, o, depth);
-        put(r, b, "]", 1);
+        jj_scratch_put(r, b, "]", 1);
         return;
     case JJ_DICT: {
         size_t n = v.u.dict->n;
@@ -127,11 +110,11 @@ static void json_dump(struct jj_render *r, struct tok_buf *b, struct jj_value v,
                 order[j - 1] = t;
             }
         }
-        put(r, b, "{", 1);
+        jj_scratch_put(r, b, "{", 1);
         for (size_t i = 0; i < n; i++) {
             struct jj_value k = v.u.dict->keys[order[i]];
             if (i)
-                put(r, b, o->item_sep, strlen(o->item_sep));
+                jj_scratch_put(r, b, o->item_sep, strlen(o->item_sep));
             if (o->indent >= 0)
                 json_newline(r, b, o, depth + 1);
             if (k.type == JJ_STR)
@@ -145,12 +128,12 @@ static void json_dump(struct jj_render *r, struct tok_buf *b, struct jj_value v,
             } else {
                 jj_fail(r, "tojson: keys must be str, int, float, bool or None");
             }
-            put(r, b, o->key_sep, strlen(o->key_sep));
+            jj_scratch_put(r, b, o->key_sep, strlen(o->key_sep));
             json_dump(r, b, v.u.dict->vals[order[i]], o, depth + 1);
         }
         if (o->indent >= 0 && n)
             json_newline(r, b, o, depth);
-        put(r, b, "}", 1);
+        jj_scratch_put(r, b, "}", 1);
         return;
     }
     default:
@@ -186,7 +169,7 @@ struct jj_value jj_tojson(struct jj_render *r, struct jj_value v, struct jj_valu
     }
     struct tok_buf b = {0};
     json_dump(r, &b, v, &o, 0);
-    return take(r, &b);
+    return jj_scratch_take(r, &b);
 }
 
 struct jj_value jj_percent_format(struct jj_render *r, struct jj_value fmt, struct jj_value args)
@@ -198,7 +181,7 @@ struct jj_value jj_percent_format(struct jj_render *r, struct jj_value fmt, stru
     for (size_t i = 0; i < fmt.u.str.n; i++) {
         char c = fmt.u.str.s[i];
         if (c != '%') {
-            put(r, &b, &c, 1);
+            jj_scratch_put(r, &b, &c, 1);
             continue;
         }
         if (++i >= fmt.u.str.n) {
@@ -207,7 +190,7 @@ struct jj_value jj_percent_format(struct jj_render *r, struct jj_value fmt, stru
         }
         char conv = fmt.u.str.s[i];
         if (conv == '%') {
-            put(r, &b, "%", 1);
+            jj_scratch_put(r, &b, "%", 1);
             continue;
         }
         if (k >= av->n || !strchr("sdir", conv)) {
@@ -230,5 +213,5 @@ struct jj_value jj_percent_format(struct jj_render *r, struct jj_value fmt, stru
         free(b.p);
         jj_fail(r, "not all arguments converted during string formatting");
     }
-    return take(r, &b);
+    return jj_scratch_take(r, &b);
 }

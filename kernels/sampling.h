@@ -25,6 +25,9 @@ struct wd_sampling_params {
     float min_p;       /* <= 0: off */
 };
 
+/* splitmix64: the next value of a 64-bit counter-based stream (advances *state). Seeds
+ * xoshiro below; also the one small generator tests and benchmarks use. */
+uint64_t wd_splitmix64(uint64_t *state);
 /* Seeds the 256-bit xoshiro256** state from one 64-bit seed (splitmix64). */
 void wd_rng_seed(uint64_t rng[4], uint64_t seed);
 /* Next 64 random bits; advances rng. */

@@ -13,14 +13,18 @@ static uint64_t rotl(uint64_t x, int k)
     return (x << k) | (x >> (64 - k));
 }
 
+uint64_t wd_splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 void wd_rng_seed(uint64_t rng[4], uint64_t seed)
 {
-    for (int i = 0; i < 4; i++) {
-        uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        rng[i] = z ^ (z >> 31);
-    }
+    for (int i = 0; i < 4; i++)
+        rng[i] = wd_splitmix64(&seed);
 }
 
 uint64_t wd_rng_next(uint64_t rng[4])

@@ -1,4 +1,5 @@
 /* Random checkpoints in memory: tensor list -> safetensors header -> random bf16 data. */
+#include "kernels/sampling.h"
 #include "tests/bench/random_model.h"
 
 #include <jansson.h>
@@ -96,14 +97,6 @@ static void add_tensor(void *ctx, const char *name, int n_dims, const int64_t *s
     l->offset += count * 2;
 }
 
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 enum wd_status wd_bench_random_model(const struct wd_model_config *cfg,
                                      const struct wd_model_options *opt, uint64_t seed,
                                      struct wd_model **model_p, uint8_t **blob_p,
@@ -143,7 +136,7 @@ enum wd_status wd_bench_random_model(const struct wd_model_config *cfg,
             /* Uniform in +-sqrt(3/cols): unit-variance outputs for unit-variance inputs. */
             float a = sqrtf(3.0f / (float)(l.items[i].cols ? l.items[i].cols : 1));
             for (size_t j = 0; j < n; j += 4) {
-                uint64_t r = splitmix(&s);
+                uint64_t r = wd_splitmix64(&s);
                 for (size_t k = 0; k < 4 && j + k < n; k++) {
                     float u = (float)((r >> (16 * k)) & 0xffff) / 65535.0f * 2.0f - 1.0f;
                     dst[j + k] = wd_f32_to_bf16(u * a);

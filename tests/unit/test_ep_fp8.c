@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/sampling.h"
 #include "common/comm/transport_inproc.h"
 #include "common/ep/ep_buffer.h"
 #include "common/ep/ep_fp8.h"
@@ -19,17 +20,9 @@
 
 #define MAXR 4
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static float rng_unit(uint64_t *s) /* [-1, 1) */
 {
-    return (float)((double)(rng_next(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+    return (float)((double)(wd_splitmix64(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 
 /* ---- the reference, from the SPEC text ---- */
@@ -125,7 +118,7 @@ static void make_row(uint64_t *s, int hidden, float *x)
             x[j] = j % 5 == 0 ? 0.0f : (j % 37 == 3 ? 1.5e4f : u * 0.01f);
             break;
         default:
-            x[j] = ldexpf(j % 2 ? -1.0f : 1.0f, (int)(rng_next(s) % 20) - 10);
+            x[j] = ldexpf(j % 2 ? -1.0f : 1.0f, (int)(wd_splitmix64(s) % 20) - 10);
         }
     }
 }
@@ -147,7 +140,7 @@ static void test_e4m3_against_search(void)
     }
     uint64_t s = 1;
     for (int q = 0; q < 20000; q++) {
-        float v = ldexpf(rng_unit(&s), (int)(rng_next(&s) % 30) - 18);
+        float v = ldexpf(rng_unit(&s), (int)(wd_splitmix64(&s) % 30) - 18);
         bad += wd_f32_to_e4m3(v) != ref_e4m3(v);
     }
     float edge[] = {0.0f, -0.0f, 448.0f, 449.0f, 463.9f, 1e30f, -1e30f, 1e-30f};
@@ -309,9 +302,9 @@ static void world_create(struct world *wd, int R, int H, int K, int E, int M, ui
             make_row(&s, H, wd->x[r] + (size_t)i * H);
             for (int k = 0; k < K; k++) {
                 /* Distinct experts: k-th pick from a per-token rotation. */
-                int32_t e = (int32_t)((rng_next(&s) % (uint64_t)(E / K)) * K + (uint64_t)k);
-                wd->idx[r][(size_t)i * K + k] = rng_next(&s) % 5 == 0 ? -1 : e;
-                wd->w[r][(size_t)i * K + k] = (float)(1 + rng_next(&s) % 4) / 4.0f;
+                int32_t e = (int32_t)((wd_splitmix64(&s) % (uint64_t)(E / K)) * K + (uint64_t)k);
+                wd->idx[r][(size_t)i * K + k] = wd_splitmix64(&s) % 5 == 0 ? -1 : e;
+                wd->w[r][(size_t)i * K + k] = (float)(1 + wd_splitmix64(&s) % 4) / 4.0f;
             }
         }
     }

@@ -4,16 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/sampling.h"
 #include "common/ep/ep_layout.h"
 #include "tests/unit/wd_test.h"
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* Random routing: distinct experts per token, about a fifth of the slots -1, and
  * every 7th token with no valid slot at all. */
@@ -24,7 +17,7 @@ static void random_topk(uint64_t *s, int n, int k, int e, int32_t *idx)
             int32_t v;
             int dup;
             do {
-                v = (int32_t)(rng_next(s) % (uint64_t)e);
+                v = (int32_t)(wd_splitmix64(s) % (uint64_t)e);
                 dup = 0;
                 for (int q = 0; q < j; q++)
                     dup |= idx[i * k + q] == v;
@@ -32,7 +25,7 @@ static void random_topk(uint64_t *s, int n, int k, int e, int32_t *idx)
             idx[i * k + j] = v;
         }
         for (int j = 0; j < k; j++)
-            if (i % 7 == 3 || rng_next(s) % 5 == 0)
+            if (i % 7 == 3 || wd_splitmix64(s) % 5 == 0)
                 idx[i * k + j] = -1;
     }
 }

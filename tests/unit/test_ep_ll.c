@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/sampling.h"
 #include "common/comm/transport_inproc.h"
 #include "common/ep/ep_buffer.h"
 #include "common/ep/ep_ll.h"
@@ -17,14 +18,6 @@
 #include "tests/unit/wd_test.h"
 
 #define MAXR 8
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 struct world {
     int R, H, K, E, L, M;
@@ -47,7 +40,7 @@ static void fill_routing(uint64_t *s, int n, int K, int E, int32_t *idx, float *
 {
     for (int i = 0; i < n; i++) {
         for (int k = 0; k < K; k++) {
-            w[(size_t)i * K + k] = (float)(1 + rng_next(s) % 8) / 8.0f;
+            w[(size_t)i * K + k] = (float)(1 + wd_splitmix64(s) % 8) / 8.0f;
             if (k >= E) {
                 idx[(size_t)i * K + k] = -1;
                 continue;
@@ -55,7 +48,7 @@ static void fill_routing(uint64_t *s, int n, int K, int E, int32_t *idx, float *
             int32_t v;
             int dup;
             do {
-                v = (int32_t)(rng_next(s) % (uint64_t)E);
+                v = (int32_t)(wd_splitmix64(s) % (uint64_t)E);
                 dup = 0;
                 for (int q = 0; q < k; q++)
                     dup |= idx[(size_t)i * K + q] == v;
@@ -63,7 +56,7 @@ static void fill_routing(uint64_t *s, int n, int K, int E, int32_t *idx, float *
             idx[(size_t)i * K + k] = v;
         }
         for (int k = 0; k < K; k++)
-            if (i % 7 == 2 || rng_next(s) % 4 == 0)
+            if (i % 7 == 2 || wd_splitmix64(s) % 4 == 0)
                 idx[(size_t)i * K + k] = -1;
     }
 }
@@ -87,7 +80,7 @@ static void world_create(struct world *wd, int R, int H, int K, int E, int M, in
         WD_EXPECT_EQ_INT(
             wd_ep_buffer_create(&wd->cfg, wd_inproc_group_transport(wd->g, r), &wd->b[r], NULL),
             WD_OK);
-        int n = r == zero_rank ? 0 : r == 0 ? M : (int)(rng_next(&s) % (uint64_t)(M + 1));
+        int n = r == zero_rank ? 0 : r == 0 ? M : (int)(wd_splitmix64(&s) % (uint64_t)(M + 1));
         wd->n[r] = n;
         size_t nh = (size_t)n * H + 1, nk = (size_t)n * K + 1;
         wd->x[r] = malloc(sizeof(float) * nh);
@@ -377,7 +370,7 @@ static void moe_case(int R, int E, int K, enum wd_ep_payload_kind dk, enum wd_ep
     uint64_t s = seed * 3 + 7;
     g_W = malloc(sizeof(float) * (size_t)E * 16 * 16);
     for (size_t q = 0; q < (size_t)E * 16 * 16; q++)
-        g_W[q] = ((float)(rng_next(&s) % 2001) - 1000.0f) / 4000.0f;
+        g_W[q] = ((float)(wd_splitmix64(&s) % 2001) - 1000.0f) / 4000.0f;
     g_payload = (struct wd_ep_payload){.kind = dk};
     g_comb = ck;
     g_mixed = mixed;

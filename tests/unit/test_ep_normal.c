@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/sampling.h"
 #include "common/comm/transport_inproc.h"
 #include "common/ep/ep_buffer.h"
 #include "common/ep/ep_layout.h"
@@ -17,14 +18,6 @@
 #include "tests/unit/wd_test.h"
 
 #define MAXR 8
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* A world: R ranks, their buffers and one handle each (two for overlap tests). */
 struct world {
@@ -60,7 +53,7 @@ static void world_create(struct world *wd, int R, int H, int K, int E, int N, ui
             WD_OK);
         WD_EXPECT_EQ_INT(wd_ep_handle_create(wd->b[r], &wd->h[r], NULL), WD_OK);
         WD_EXPECT_EQ_INT(wd_ep_handle_create(wd->b[r], &wd->h2[r], NULL), WD_OK);
-        int n = r == zero_rank ? 0 : (int)(rng_next(&s) % (uint64_t)(N + 1));
+        int n = r == zero_rank ? 0 : (int)(wd_splitmix64(&s) % (uint64_t)(N + 1));
         if (r == 0 && zero_rank != 0)
             n = N; /* one full rank */
         wd->n[r] = n;
@@ -90,13 +83,13 @@ static void world_create(struct world *wd, int R, int H, int K, int E, int N, ui
             for (int k = 0; k < K; k++) {
                 int32_t v;
                 int dup;
-                wd->w[r][(size_t)i * K + k] = (float)(1 + rng_next(&s) % 8) / 8.0f;
+                wd->w[r][(size_t)i * K + k] = (float)(1 + wd_splitmix64(&s) % 8) / 8.0f;
                 if (k >= E) { /* fewer experts than slots: the rest select nothing */
                     wd->idx[r][(size_t)i * K + k] = -1;
                     continue;
                 }
                 do {
-                    uint64_t u = rng_next(&s);
+                    uint64_t u = wd_splitmix64(&s);
                     v = (int32_t)(u % 3 ? (u >> 8) % (uint64_t)(E / 2 > 0 ? E / 2 : 1)
                                         : (u >> 8) % (uint64_t)E);
                     dup = 0;
@@ -106,7 +99,7 @@ static void world_create(struct world *wd, int R, int H, int K, int E, int N, ui
                 wd->idx[r][(size_t)i * K + k] = v;
             }
             for (int k = 0; k < K; k++)
-                if (i % 9 == 4 || rng_next(&s) % 4 == 0)
+                if (i % 9 == 4 || wd_splitmix64(&s) % 4 == 0)
                     wd->idx[r][(size_t)i * K + k] = -1;
         }
     }
@@ -490,9 +483,9 @@ static void moe_case(int R, int E, enum wd_ep_payload_kind dkind, enum wd_ep_pay
     g_W = malloc(sizeof(float) * (size_t)E * H * H);
     g_bv = malloc(sizeof(float) * (size_t)E * H);
     for (size_t q = 0; q < (size_t)E * H * H; q++)
-        g_W[q] = ((float)(rng_next(&s) % 2001) - 1000.0f) / 8000.0f;
+        g_W[q] = ((float)(wd_splitmix64(&s) % 2001) - 1000.0f) / 8000.0f;
     for (size_t q = 0; q < (size_t)E * H; q++)
-        g_bv[q] = ((float)(rng_next(&s) % 201) - 100.0f) / 100.0f;
+        g_bv[q] = ((float)(wd_splitmix64(&s) % 201) - 100.0f) / 100.0f;
     g_payload = (struct wd_ep_payload){.kind = dkind};
     g_comb_kind = ckind;
     world_run(&wd, rank_moe);

@@ -32,6 +32,34 @@ PY
 }
 
 ok() { passed=$((passed + 1)); echo "ok   $1"; }
+
+# A loopback port nobody listens on now (the kernel picks it).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# two_nodes NAME LAYOUT...: node 1 and node 0 launchers on one machine sharing a rendezvous,
+# UCX over TCP between them; node 0's output must match the single rank. A port taken
+# between picking and binding is retried with another one.
+two_nodes() {
+    local name=$1 try
+    shift
+    for try in 1 2 3; do
+        local port
+        port=$(free_port)
+        UCX_TLS=tcp,self timeout 120 "$gen" --model-path "$m" "${common[@]}" "$@" --nnodes 2 \
+            --node-rank 1 --dist-init-addr "127.0.0.1:$port" >"$tmp/n1" 2>"$tmp/n1err" &
+        local n1=$!
+        if UCX_TLS=tcp,self timeout 120 "$gen" --model-path "$m" "${common[@]}" "$@" --nnodes 2 \
+               --node-rank 0 --dist-init-addr "127.0.0.1:$port" >"$tmp/out" 2>"$tmp/err" &&
+           wait $n1 && same "$tmp/base" "$tmp/out"; then
+            ok "$name"
+            return
+        fi
+        wait $n1 2>/dev/null
+        grep -q "Address already in use" "$tmp/err" || break
+    done
+    ko "$name"
+    tail -3 "$tmp/n1err"
+}
 ko() { fail=$((fail + 1)); echo "FAIL $1"; [ -f "$tmp/err" ] && tail -5 "$tmp/err"; }
 # Segments of one launch are named /dev/shm/wd-<launcher pid>x<random>-...
 shm_of() { ls /dev/shm 2>/dev/null | grep -c "^wd-$1x" ; }
@@ -106,24 +134,9 @@ PY
         then ok "$fam recorder dump ($backend)"; else ko "$fam recorder dump ($backend)"; fi
     done
     # Two nodes of two ranks: node 1's launcher joins node 0's rendezvous; UCX over TCP.
-    port=$((20000 + RANDOM % 30000))
-    UCX_TLS=tcp,self timeout 120 "$gen" --model-path "$m" "${common[@]}" --tp 4 --ep 4 --nnodes 2 \
-        --node-rank 1 --dist-init-addr "127.0.0.1:$port" >"$tmp/n1" 2>"$tmp/n1err" &
-    n1=$!
-    if UCX_TLS=tcp,self timeout 120 "$gen" --model-path "$m" "${common[@]}" --tp 4 --ep 4 \
-           --nnodes 2 --node-rank 0 --dist-init-addr "127.0.0.1:$port" >"$tmp/out" 2>"$tmp/err" &&
-       wait $n1 && same "$tmp/base" "$tmp/out"; then ok "$fam 2 nodes x 2 ranks over ucx"
-    else ko "$fam 2 nodes x 2 ranks over ucx"; cat "$tmp/n1err" | tail -3; fi
-    port=$((20000 + RANDOM % 30000))
-    UCX_TLS=tcp,self timeout 120 "$gen" --model-path "$m" "${common[@]}" --tp 4 --dp 4 \
-        --enable-dp-attention --moe-a2a-backend deepep --nnodes 2 --node-rank 1 \
-        --dist-init-addr "127.0.0.1:$port" >"$tmp/n1" 2>"$tmp/n1err" &
-    n1=$!
-    if UCX_TLS=tcp,self timeout 120 "$gen" --model-path "$m" "${common[@]}" --tp 4 --dp 4 \
-           --enable-dp-attention --moe-a2a-backend deepep --nnodes 2 --node-rank 0 \
-           --dist-init-addr "127.0.0.1:$port" >"$tmp/out" 2>"$tmp/err" &&
-       wait $n1 && same "$tmp/base" "$tmp/out"; then ok "$fam 2 nodes x 2 ranks deepep auto over ucx"
-    else ko "$fam 2 nodes x 2 ranks deepep auto over ucx"; tail -3 "$tmp/n1err"; fi
+    two_nodes "$fam 2 nodes x 2 ranks over ucx" --tp 4 --ep 4
+    two_nodes "$fam 2 nodes x 2 ranks deepep auto over ucx" --tp 4 --dp 4 --enable-dp-attention \
+        --moe-a2a-backend deepep
 done
 
 # A rank that dies mid-run: the run fails naming it; no orphans, no segments left.

@@ -39,7 +39,8 @@ struct mla_job {
     const float *q;
     const int32_t *tok_seq, *tok_pos;
     const struct wd_attn_seq *seqs;
-    const float *cache;
+    const void *cache;
+    enum wd_dtype dtype;
     int page_size, n_heads, lora, nope, rope, v;
     const struct wd_weight *kv_b;
     const float *uk_t;
@@ -50,7 +51,7 @@ struct mla_job {
 
 static void mla_pair(const struct mla_job *j, int64_t pair)
 {
-    float q_lat[WD_MLA_MAX_RANK], o_lat[WD_MLA_MAX_RANK];
+    float q_lat[WD_MLA_MAX_RANK], o_lat[WD_MLA_MAX_RANK], buf[WD_MLA_MAX_RANK + 1024];
     int64_t t = pair / j->n_heads;
     int h = (int)(pair % j->n_heads), row = j->lora + j->rope;
     const struct wd_attn_seq *seq = &j->seqs[j->tok_seq[t]];
@@ -67,14 +68,16 @@ static void mla_pair(const struct mla_job *j, int64_t pair)
 
     float m = -INFINITY;
     for (int32_t s = 0; s <= last; s++) {
-        const float *lat = j->cache + wd_attn_slot(seq, s, j->page_size) * row;
+        const float *lat =
+            wd_kv_row_f32(j->cache, j->dtype, wd_attn_slot(seq, s, j->page_size) * row, row, buf);
         float sc = (dot(q_lat, lat, j->lora) + dot(q_pe, lat + j->lora, j->rope)) * j->scale;
         m = sc > m ? sc : m;
     }
     float l = 0.0f;
     memset(o_lat, 0, sizeof(float) * (size_t)j->lora);
     for (int32_t s = 0; s <= last; s++) {
-        const float *lat = j->cache + wd_attn_slot(seq, s, j->page_size) * row;
+        const float *lat =
+            wd_kv_row_f32(j->cache, j->dtype, wd_attn_slot(seq, s, j->page_size) * row, row, buf);
         float sc = (dot(q_lat, lat, j->lora) + dot(q_pe, lat + j->lora, j->rope)) * j->scale;
         float p = expf(sc - m);
         l += p;
@@ -100,16 +103,18 @@ static void mla_task(void *arg, int idx, int n_tasks)
 
 void wd_attention_mla_cpu(const float *q, int64_t n_tokens, const int32_t *tok_seq,
                           const int32_t *tok_pos, const struct wd_attn_seq *seqs,
-                          const float *latent_cache, int page_size, int n_heads, int kv_lora_rank,
-                          int nope_dim, int rope_dim, int v_dim, const struct wd_weight *kv_b,
-                          const float *uk_t, float scale, float *out, struct wd_threadpool *tp)
+                          const void *latent_cache, enum wd_dtype dtype, int page_size, int n_heads,
+                          int kv_lora_rank, int nope_dim, int rope_dim, int v_dim,
+                          const struct wd_weight *kv_b, const float *uk_t, float scale, float *out,
+                          struct wd_threadpool *tp)
 {
-    WD_ASSERT(kv_lora_rank <= WD_MLA_MAX_RANK);
+    WD_ASSERT(kv_lora_rank <= WD_MLA_MAX_RANK && rope_dim <= 1024);
     struct mla_job job = {.q = q,
                           .tok_seq = tok_seq,
                           .tok_pos = tok_pos,
                           .seqs = seqs,
                           .cache = latent_cache,
+                          .dtype = dtype,
                           .page_size = page_size,
                           .n_heads = n_heads,
                           .lora = kv_lora_rank,

@@ -25,8 +25,9 @@ void wd_mla_uk_transpose(const struct wd_weight *kv_b, int n_heads, int nope_dim
  * and a pool (NULL = this thread). */
 void wd_attention_mla_cpu(const float *q, int64_t n_tokens, const int32_t *tok_seq,
                           const int32_t *tok_pos, const struct wd_attn_seq *seqs,
-                          const float *latent_cache, int page_size, int n_heads, int kv_lora_rank,
-                          int nope_dim, int rope_dim, int v_dim, const struct wd_weight *kv_b,
-                          const float *uk_t, float scale, float *out, struct wd_threadpool *tp);
+                          const void *latent_cache, enum wd_dtype dtype, int page_size, int n_heads,
+                          int kv_lora_rank, int nope_dim, int rope_dim, int v_dim,
+                          const struct wd_weight *kv_b, const float *uk_t, float scale, float *out,
+                          struct wd_threadpool *tp);
 
 #endif

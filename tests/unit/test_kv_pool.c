@@ -11,11 +11,12 @@ static void test_geometry(void)
     WD_EXPECT_EQ_INT(wd_kv_pool_bytes(&cfg), 3 * 20 * 8 * 4);
     /* Layer views do not overlap and stay inside the one block. */
     float *k0 = wd_kv_pool_k(pool, 0), *k2 = wd_kv_pool_k(pool, 2), *v0 = wd_kv_pool_v(pool, 0);
+    float *v2 = wd_kv_pool_v(pool, 2);
     WD_EXPECT(k2 - k0 == 2 * 20 * 6);
     WD_EXPECT(v0 - k0 == 3 * 20 * 6);
-    WD_EXPECT(wd_kv_pool_v(pool, 2) - v0 == 2 * 20 * 2);
+    WD_EXPECT(v2 - v0 == 2 * 20 * 2);
     k2[20 * 6 - 1] = 1.0f; /* last K element of the last layer */
-    wd_kv_pool_v(pool, 2)[20 * 2 - 1] = 2.0f;
+    v2[20 * 2 - 1] = 2.0f;
     wd_kv_pool_destroy(pool);
 
     struct wd_kv_pool_config mla = {.n_layers = 2, .page_size = 2, .n_pages = 2, .k_row = 3};

@@ -93,7 +93,7 @@ static void run(const struct gqa_case *c, int tail, const char *what)
                 tpos[t] = (int32_t)p;
                 t++;
             }
-    wd_kv_write_ref(k, v, n_tok, tseq, tpos, seqs, PAGE_SIZE, row, kc, vc);
+    wd_kv_write_ref(k, v, n_tok, tseq, tpos, seqs, PAGE_SIZE, WD_DTYPE_F32, row, row, kc, vc);
 
     /* Select the query tokens: all, or the last `tail` of each sequence. */
     int64_t n_q = 0;
@@ -108,8 +108,8 @@ static void run(const struct gqa_case *c, int tail, const char *what)
         n_q++;
     }
     float *out = malloc(sizeof(float) * (size_t)(n_q * qrow));
-    wd_attention_gqa_ref(q, n_q, tseq, tpos, seqs, kc, vc, PAGE_SIZE, c->n_heads, c->n_kv,
-                         c->head_dim, c->scale, out);
+    wd_attention_gqa_ref(q, n_q, tseq, tpos, seqs, kc, vc, WD_DTYPE_F32, PAGE_SIZE, c->n_heads,
+                         c->n_kv, c->head_dim, c->scale, out);
     wd_expect_close(what, out, want, n_q * qrow, 2e-6, 2e-5);
     free(kc);
     free(vc);
@@ -147,27 +147,28 @@ static void test_hand(void)
         kc[i] = vc[i] = NAN;
     float k[2] = {0.0f, 2.0f}, v[2] = {10.0f, 20.0f};
     int32_t tseq[2] = {0, 0}, tpos[2] = {0, 1};
-    wd_kv_write_ref(k, v, 2, tseq, tpos, &seq, 1, 1, kc, vc);
+    wd_kv_write_ref(k, v, 2, tseq, tpos, &seq, 1, WD_DTYPE_F32, 1, 1, kc, vc);
     WD_EXPECT(kc[5] == 0.0f && kc[2] == 2.0f && vc[5] == 10.0f && vc[2] == 20.0f);
     float q[2] = {1.0f, -1.0f}, out[2];
     int32_t dpos = 1;
-    wd_attention_gqa_ref(q, 1, tseq, &dpos, &seq, kc, vc, 1, 2, 1, 1, 1.0f, out);
+    wd_attention_gqa_ref(q, 1, tseq, &dpos, &seq, kc, vc, WD_DTYPE_F32, 1, 2, 1, 1, 1.0f, out);
     double p1 = 1.0 / (1.0 + exp(-2.0)), p2 = 1.0 / (1.0 + exp(2.0));
     WD_EXPECT_NEAR(out[0], 10 * (1 - p1) + 20 * p1, 1e-5);
     WD_EXPECT_NEAR(out[1], 10 * (1 - p2) + 20 * p2, 1e-5);
     /* Position 0 sees only itself. */
-    wd_attention_gqa_ref(q, 1, tseq, tpos, &seq, kc, vc, 1, 2, 1, 1, 1.0f, out);
+    wd_attention_gqa_ref(q, 1, tseq, tpos, &seq, kc, vc, WD_DTYPE_F32, 1, 2, 1, 1, 1.0f, out);
     WD_EXPECT(out[0] == 10.0f && out[1] == 10.0f);
     /* n_tokens 0: nothing read or written; MLA-style write without V. */
-    wd_attention_gqa_ref(NULL, 0, NULL, NULL, NULL, NULL, NULL, 1, 2, 1, 1, 1.0f, NULL);
+    wd_attention_gqa_ref(NULL, 0, NULL, NULL, NULL, NULL, NULL, WD_DTYPE_F32, 1, 2, 1, 1, 1.0f,
+                         NULL);
     float lat[2] = {7.0f, 8.0f};
-    wd_kv_write_ref(lat, NULL, 2, tseq, tpos, &seq, 1, 1, kc, NULL);
+    wd_kv_write_ref(lat, NULL, 2, tseq, tpos, &seq, 1, WD_DTYPE_F32, 1, 0, kc, NULL);
     WD_EXPECT(kc[5] == 7.0f && kc[2] == 8.0f);
     /* Large scores stay finite thanks to the max subtraction. */
     float big_k[2] = {1000.0f, 1001.0f};
-    wd_kv_write_ref(big_k, v, 2, tseq, tpos, &seq, 1, 1, kc, vc);
+    wd_kv_write_ref(big_k, v, 2, tseq, tpos, &seq, 1, WD_DTYPE_F32, 1, 1, kc, vc);
     float qq[2] = {1.0f, 1.0f};
-    wd_attention_gqa_ref(qq, 1, tseq, &dpos, &seq, kc, vc, 1, 2, 1, 1, 1.0f, out);
+    wd_attention_gqa_ref(qq, 1, tseq, &dpos, &seq, kc, vc, WD_DTYPE_F32, 1, 2, 1, 1, 1.0f, out);
     double pe = 1.0 / (1.0 + exp(-1.0));
     WD_EXPECT_NEAR(out[0], 10 * (1 - pe) + 20 * pe, 1e-4);
 }

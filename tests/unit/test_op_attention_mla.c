@@ -47,7 +47,8 @@ static void run(struct wd_fixture *fx, enum wd_dtype kv_b_dtype, int decode_only
         tseq[t] = t / len;
         tpos[t] = t % len;
     }
-    wd_kv_write_ref(lat, NULL, 2 * len, tseq, tpos, seqs, PAGE_SIZE, row, cache, NULL);
+    wd_kv_write_ref(lat, NULL, 2 * len, tseq, tpos, seqs, PAGE_SIZE, WD_DTYPE_F32, row, 0, cache,
+                    NULL);
 
     /* kv_b in the requested dtype; the golden used f32, so bf16 gets its own f32 oracle. */
     uint16_t *kvb16 = malloc(sizeof(uint16_t) * (size_t)kvb_n);
@@ -80,7 +81,7 @@ static void run(struct wd_fixture *fx, enum wd_dtype kv_b_dtype, int decode_only
     }
     float *out = malloc(sizeof(float) * (size_t)n_q * orow);
     wd_attention_mla_ref(qs, n_q, decode_only ? sseq : tseq, decode_only ? spos : tpos, seqs, cache,
-                         PAGE_SIZE, h, rank, nope, rope, vd, &w, scale, out);
+                         WD_DTYPE_F32, PAGE_SIZE, h, rank, nope, rope, vd, &w, scale, out);
     char what[64];
     snprintf(what, sizeof(what), "mla %s kv_b %s", decode_only ? "decode" : "prefill",
              wd_dtype_name(kv_b_dtype));
@@ -92,8 +93,8 @@ static void run(struct wd_fixture *fx, enum wd_dtype kv_b_dtype, int decode_only
     WD_EXPECT_EQ_INT(wd_threadpool_create(2, &tp), WD_OK);
     for (int pass = 0; pass < 2; pass++) {
         wd_attention_mla_cpu(qs, n_q, decode_only ? sseq : tseq, decode_only ? spos : tpos, seqs,
-                             cache, PAGE_SIZE, h, rank, nope, rope, vd, &w, uk_t, scale, fast,
-                             pass ? tp : NULL);
+                             cache, WD_DTYPE_F32, PAGE_SIZE, h, rank, nope, rope, vd, &w, uk_t,
+                             scale, fast, pass ? tp : NULL);
         wd_expect_close(what, fast, out, (int64_t)n_q * orow, 1e-5, 1e-5);
     }
     wd_threadpool_destroy(tp);
@@ -106,7 +107,8 @@ static void run(struct wd_fixture *fx, enum wd_dtype kv_b_dtype, int decode_only
          * widening), and loosely with the f32 golden. */
         float *ref = malloc(sizeof(float) * (size_t)n_q * orow);
         wd_attention_mla_ref(qs, n_q, decode_only ? sseq : tseq, decode_only ? spos : tpos, seqs,
-                             cache, PAGE_SIZE, h, rank, nope, rope, vd, &wr, scale, ref);
+                             cache, WD_DTYPE_F32, PAGE_SIZE, h, rank, nope, rope, vd, &wr, scale,
+                             ref);
         WD_EXPECT(memcmp(ref, out, sizeof(float) * (size_t)n_q * orow) == 0);
         wd_expect_close(what, out, decode_only ? wsel : want, (int64_t)n_q * orow, 0.05, 0.05);
         free(ref);
@@ -138,13 +140,16 @@ static void test_hand(void)
     struct wd_attn_seq seq = {.page_table = &page, .n_ctx = 2};
     float cache[6] = {3, 4, 0.5f, /* pos 1: */ 1, -2, 1};
     float q[2] = {2.0f, 1.0f}, out = 0;
-    wd_attention_mla_ref(q, 1, &seq0, &pos0, &seq, cache, 4, 1, 2, 1, 1, 1, &w, 1.0f, &out);
+    wd_attention_mla_ref(q, 1, &seq0, &pos0, &seq, cache, WD_DTYPE_F32, 4, 1, 2, 1, 1, 1, &w, 1.0f,
+                         &out);
     WD_EXPECT_NEAR(out, 4.0, 1e-6);
     /* Two positions: scores 2*3 + 1*0.5 = 6.5 and 2*1 + 1*1 = 3. */
-    wd_attention_mla_ref(q, 1, &seq0, &pos1, &seq, cache, 4, 1, 2, 1, 1, 1, &w, 1.0f, &out);
+    wd_attention_mla_ref(q, 1, &seq0, &pos1, &seq, cache, WD_DTYPE_F32, 4, 1, 2, 1, 1, 1, &w, 1.0f,
+                         &out);
     double p0 = 1.0 / (1.0 + exp(3.0 - 6.5));
     WD_EXPECT_NEAR(out, 4.0 * p0 + (-2.0) * (1.0 - p0), 1e-5);
-    wd_attention_mla_ref(NULL, 0, NULL, NULL, NULL, NULL, 4, 1, 2, 1, 1, 1, &w, 1.0f, NULL);
+    wd_attention_mla_ref(NULL, 0, NULL, NULL, NULL, NULL, WD_DTYPE_F32, 4, 1, 2, 1, 1, 1, &w, 1.0f,
+                         NULL);
 }
 
 int main(void)

@@ -256,6 +256,13 @@ enum wd_status wd_msg_decode(const void *buf, size_t len, struct wd_msg *m, stru
  * caller-built message (frees nothing of the caller's) and on NULL. */
 void wd_msg_free(struct wd_msg *m);
 
+/* The kind of a frame's body, read from its top-level fields only: nothing else is decoded
+ * or checked, and a frame of another protocol version answers too (body field numbers are
+ * never reused). WD_MSG_NONE when no body is found before the bytes stop parsing. zsock
+ * uses it to never answer a refused Error with an Error (two peers of different versions
+ * would otherwise bounce Errors forever). */
+enum wd_msg_kind wd_msg_peek_kind(const void *buf, size_t len);
+
 /* "register", "heartbeat", ... for logs; "none" for WD_MSG_NONE, "unknown" otherwise. */
 const char *wd_msg_kind_str(enum wd_msg_kind kind);
 

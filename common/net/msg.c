@@ -13,6 +13,8 @@
 
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "wideep.pb-c.h"
 
 /* protobuf-c sizes its allocations from the input, so a hostile frame can ask for much
@@ -777,27 +779,22 @@ void wd_msg_free(struct wd_msg *m)
 
 const char *wd_msg_kind_str(enum wd_msg_kind kind)
 {
-    switch (kind) {
-    case WD_MSG_NONE:
-        return "none";
-    case WD_MSG_REGISTER:
-        return "register";
-    case WD_MSG_REGISTER_ACK:
-        return "register_ack";
-    case WD_MSG_REGISTER_REFUSE:
-        return "register_refuse";
-    case WD_MSG_HEARTBEAT:
-        return "heartbeat";
-    case WD_MSG_DRAIN:
-        return "drain";
-    case WD_MSG_GENERATE:
-        return "generate";
-    case WD_MSG_TOKEN_CHUNK:
-        return "token_chunk";
-    case WD_MSG_ABORT:
-        return "abort";
-    case WD_MSG_ERROR:
-        return "error";
-    }
-    return "unknown";
+    static const char *const names[] = {
+        [WD_MSG_NONE] = "none",
+        [WD_MSG_REGISTER] = "register",
+        [WD_MSG_REGISTER_ACK] = "register_ack",
+        [WD_MSG_REGISTER_REFUSE] = "register_refuse",
+        [WD_MSG_HEARTBEAT] = "heartbeat",
+        [WD_MSG_DRAIN] = "drain",
+        [WD_MSG_GENERATE] = "generate",
+        [WD_MSG_TOKEN_CHUNK] = "token_chunk",
+        [WD_MSG_ABORT] = "abort",
+        [WD_MSG_ERROR] = "error",
+    };
+    return (unsigned)kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "unknown";
+}
+
+uint64_t wd_msg_config_hash(const void *data, size_t len)
+{
+    return XXH3_64bits(data, len);
 }

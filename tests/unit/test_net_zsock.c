@@ -96,19 +96,30 @@ static void make_register(struct wd_msg *m, struct wd_msg_dp_capacity *cap)
     strcpy(p->deepep_mode, "auto");
 }
 
+/* A pair whose DEALER ("worker-a") has registered: *got is the Register the ROUTER
+ * received (the caller frees it), *peer its sender. */
+static int pair_open_registered(struct pair *p, struct wd_zsock_peer *peer, struct wd_msg *got)
+{
+    struct wd_error err = {0};
+    struct wd_msg m;
+    struct wd_msg_dp_capacity cap = {64, 8};
+    if (pair_open(p, "worker-a"))
+        return -1;
+    make_register(&m, &cap);
+    WD_EXPECT_MSG(send_retry(p->dealer, &m, &err) == WD_OK, "send: %s", err.msg);
+    enum wd_status st = wd_zsock_recv_from(p->router, 5000, peer, got, &err);
+    WD_EXPECT_MSG(st == WD_OK, "router recv: %s", err.msg);
+    return 0;
+}
+
 static void test_both_ways(void)
 {
     struct pair p;
     struct wd_error err = {0};
     struct wd_msg m, got;
     struct wd_zsock_peer peer;
-    struct wd_msg_dp_capacity cap = {64, 8};
-    if (pair_open(&p, "worker-a"))
+    if (pair_open_registered(&p, &peer, &got))
         return;
-    make_register(&m, &cap);
-    WD_EXPECT_MSG(send_retry(p.dealer, &m, &err) == WD_OK, "send: %s", err.msg);
-    enum wd_status st = wd_zsock_recv_from(p.router, 5000, &peer, &got, &err);
-    WD_EXPECT_MSG(st == WD_OK, "router recv: %s", err.msg);
     char name[64];
     WD_EXPECT(peer.len == 8 && memcmp(peer.id, "worker-a", 8) == 0);
     WD_EXPECT(strcmp(wd_zsock_peer_str(&peer, name, sizeof(name)), "worker-a") == 0);
@@ -119,7 +130,7 @@ static void test_both_ways(void)
     wd_msg_init(&m, WD_MSG_REGISTER_ACK);
     m.reg_ack = (struct wd_msg_register_ack){7, 1000, 5000};
     WD_EXPECT_MSG(wd_zsock_send_to(p.router, &peer, &m, &err) == WD_OK, "%s", err.msg);
-    st = wd_zsock_recv(p.dealer, 5000, &got, &err);
+    enum wd_status st = wd_zsock_recv(p.dealer, 5000, &got, &err);
     WD_EXPECT_MSG(st == WD_OK, "dealer recv: %s", err.msg);
     WD_EXPECT(got.kind == WD_MSG_REGISTER_ACK && got.reg_ack.worker_id == 7);
     wd_msg_free(&got);
@@ -297,13 +308,11 @@ static void test_handover(void)
     struct wd_msg m, got;
     struct wd_zsock_peer peer;
     struct wd_msg_dp_capacity cap = {64, 8};
-    if (pair_open(&p, "worker-a"))
+    if (pair_open_registered(&p, &peer, &got))
         return;
-    make_register(&m, &cap);
-    WD_EXPECT(send_retry(p.dealer, &m, &err) == WD_OK);
-    WD_EXPECT(wd_zsock_recv_from(p.router, 5000, &peer, &got, &err) == WD_OK);
     wd_msg_free(&got);
 
+    make_register(&m, &cap);
     void *restarted = NULL;
     WD_EXPECT(wd_zsock_dealer_connect(p.ctx, p.endpoint, "worker-a", &restarted, &err) == WD_OK);
     WD_EXPECT(send_retry(restarted, &m, &err) == WD_OK);

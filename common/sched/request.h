@@ -12,7 +12,7 @@
 
 #include "kernels/sampling.h"
 
-#define WD_MAX_STOP_IDS 16
+#define WD_MAX_STOP_IDS 32
 /* Most top logprobs a request may ask for per token (OpenAI's limit is 20). */
 #define WD_MAX_TOP_LOGPROBS 20
 

@@ -11,7 +11,7 @@ BUILD := build-sanitize
 CMAKE_FLAGS += -DWIDEEP_SANITIZE=ON
 endif
 
-.PHONY: all deps build test demo bench fuzz clean
+.PHONY: all deps build test demo stop bench fuzz clean
 
 all: build
 
@@ -33,6 +33,11 @@ test: build fuzz
 
 demo: build
 	@bash deploy/demo.sh $(BUILD)
+
+# Stops a running `make demo` (its router and decode worker drain and exit).
+stop:
+	@if [ -s $(BUILD)/demo/pids ]; then kill -TERM $$(cat $(BUILD)/demo/pids) 2>/dev/null; \
+		echo "stopped"; else echo "no demo running"; fi
 
 # The ep lines are issue 3's configuration (normal mode, about 6 GB of memory over the four
 # ranks, ~15 s here) and DeepEP's low-latency size (128 tokens per rank).

@@ -120,7 +120,8 @@ static enum wd_status register_metrics(struct wd_worker *w, struct wd_error *err
                                         "requests this worker ended, by outcome", WD_METRIC_COUNTER,
                                         "outcome", NULL, 0);
     w->m_tokens = wd_metrics_register(m, "wideep:worker_generated_tokens_total",
-                                      "tokens sent to the router", WD_METRIC_COUNTER, NULL, NULL, 0);
+                                      "tokens sent to the router", WD_METRIC_COUNTER, "dp_rank",
+                                      NULL, 0);
     w->m_running = wd_metrics_register(m, "wideep:worker_running_requests",
                                        "requests in the running batch", WD_METRIC_GAUGE, "dp_rank",
                                        NULL, 0);

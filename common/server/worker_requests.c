@@ -227,7 +227,9 @@ static void send_chunk(struct wd_worker *w, struct wd_worker_req *r)
     c->finish = msg_finish(r->finish);
     c->n_prompt_tokens = r->n_prompt;
     c->matched_stop = r->finish == WD_FINISH_STOP && r->n > 0 ? r->ids[r->n - 1] : -1;
-    wd_metrics_add(w->metrics, w->m_tokens, NULL, r->n);
+    char dp[16];
+    snprintf(dp, sizeof(dp), "%d", r->dp);
+    wd_metrics_add(w->metrics, w->m_tokens, dp, r->n);
     enum wd_status st = wd_worker_send(w, &m);
     r->n = 0;
     r->is_dirty = 0;

@@ -12,8 +12,8 @@
  * Content-Length or the bytes read so far exceed the cap, never buffered whole). The
  * handler answers at once (wd_http_respond), or keeps the connection (wd_http_defer) and
  * answers later, or streams (wd_http_stream_*). A kept connection is suspended in MHD, so
- * nothing polls it; http watches it for a client hang-up (EPOLLRDHUP) so a client that goes
- * away is noticed at once, not at the next write.
+ * nothing polls it; http watches it for a client hang-up (EPOLLRDHUP) once it has waited
+ * 10 ms, so a client that goes away is noticed within that, not at the next write.
  *
  * Errors found from the headers alone (401, 404, 405, 413 by Content-Length) are answered
  * before the body is read, through the pre-check callback.
@@ -82,8 +82,9 @@ int wd_http_poll_fd(const struct wd_http *h);
 int wd_http_hangup_fd(const struct wd_http *h);
 /* Milliseconds until MHD needs wd_http_run even without I/O; -1 for no deadline. */
 long wd_http_timeout_ms(struct wd_http *h);
-/* Does MHD's pending work and reports hang-ups. Never blocks. */
-void wd_http_run(struct wd_http *h);
+/* Does MHD's pending work and, when the hang-up fd polled readable, reports hang-ups.
+ * Never blocks. */
+void wd_http_run(struct wd_http *h, int hangup_ready);
 
 /* Handler side. Answers a request. In on_request, directly; on a deferred connection, from
  * any later point on the loop (the connection is resumed). Takes ownership of resp->body. */

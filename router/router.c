@@ -223,7 +223,7 @@ enum wd_status wd_router_run(struct wd_router *r, struct wd_error *err)
         if (zmq_poll(items, 4, ms) < 0 && errno != EINTR)
             return wd_error_set(err, WD_ERR_IO, "zmq_poll: %s", zmq_strerror(errno));
         drain_link(r);
-        wd_http_run(r->http);
+        wd_http_run(r->http, items[2].revents & ZMQ_POLLIN);
     }
     uint64_t v;
     ssize_t n = read(r->wake_fd, &v, sizeof(v));

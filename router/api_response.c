@@ -27,53 +27,68 @@ enum wd_status wd_api_sse_event(struct wd_buf *out, const char *payload, size_t 
     return wd_buf_append(out, "\n\n", 2);
 }
 
-char *wd_api_dump(json_t *root, size_t *len_p)
+enum wd_status wd_api_sse_frame(struct wd_buf *out, size_t from)
 {
-    char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
-    json_decref(root);
-    if (s && len_p)
-        *len_p = strlen(s);
+    WD_CHECK(wd_buf_reserve(out, 8));
+    memmove(out->p + from + 6, out->p + from, out->len - from);
+    memcpy(out->p + from, "data: ", 6);
+    out->len += 6;
+    return wd_buf_append(out, "\n\n", 2);
+}
+
+enum wd_status wd_api_usage_json(const struct wd_api_response_ctx *cx, const struct wd_output *o,
+                                 struct wd_buf *out)
+{
+    WD_CHECK(wd_buf_appendf(out,
+                            "{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d",
+                            cx->prompt_tokens, o->n, cx->prompt_tokens + o->n));
+    if (cx->cached_tokens > 0)
+        WD_CHECK(wd_buf_appendf(out, ",\"prompt_tokens_details\":{\"cached_tokens\":%d}",
+                                cx->cached_tokens));
+    return wd_buf_append(out, "}", 1);
+}
+
+/* The token's decoded text, malloc'd (NULL on failure: treated as ""). */
+static char *decode_one(const struct wd_api_response_ctx *cx, int32_t id, size_t *len_p)
+{
+    char *s = NULL;
+    struct wd_error err;
+    if (wd_tokenizer_decode_len(cx->tok, &id, 1, 0, &s, len_p, &err) != WD_OK) {
+        *len_p = 0;
+        return NULL;
+    }
     return s;
 }
 
-enum wd_status wd_api_sse_json(struct wd_buf *out, json_t *root)
+enum wd_status wd_api_token_text(const struct wd_api_response_ctx *cx, int32_t id,
+                                 struct wd_buf *out, size_t *len_p)
 {
     size_t len;
-    char *s = wd_api_dump(root, &len);
-    if (!s)
-        return WD_ERR_NOMEM;
-    enum wd_status st = wd_api_sse_event(out, s, len);
+    char *s = decode_one(cx, id, &len);
+    enum wd_status st = wd_jw_string(out, s ? s : "", len);
     free(s);
+    if (len_p)
+        *len_p = len;
     return st;
 }
 
-json_t *wd_api_usage_json(const struct wd_api_response_ctx *cx, const struct wd_output *o)
+enum wd_status wd_api_token_bytes(const struct wd_api_response_ctx *cx, int32_t id,
+                                  struct wd_buf *out)
 {
-    json_t *u = json_pack("{s:i, s:i, s:i}", "prompt_tokens", cx->prompt_tokens,
-                          "completion_tokens", o->n, "total_tokens", cx->prompt_tokens + o->n);
-    if (u && cx->cached_tokens > 0)
-        json_object_set_new(u, "prompt_tokens_details",
-                            json_pack("{s:i}", "cached_tokens", cx->cached_tokens));
-    return u;
-}
-
-json_t *wd_api_token_text(const struct wd_api_response_ctx *cx, int32_t id)
-{
-    char *s = NULL;
-    size_t len = 0;
-    struct wd_error err;
-    if (wd_tokenizer_decode_len(cx->tok, &id, 1, 0, &s, &len, &err) != WD_OK)
-        return json_string("");
-    json_t *j = json_stringn(s, len); /* NULL only for a NUL-containing decode: fall back */
+    size_t len;
+    char *s = decode_one(cx, id, &len);
+    enum wd_status st = wd_buf_append(out, "[", 1);
+    for (size_t i = 0; i < len && st == WD_OK; i++)
+        st = wd_buf_appendf(out, i ? ",%u" : "%u", (unsigned char)s[i]);
     free(s);
-    return j ? j : json_string("");
+    return st == WD_OK ? wd_buf_append(out, "]", 1) : st;
 }
 
-char *wd_api_response_full(const struct wd_api_response_ctx *cx, const struct wd_output *o,
-                           size_t *len_p)
+enum wd_status wd_api_response_full(const struct wd_api_response_ctx *cx, const struct wd_output *o,
+                                    struct wd_buf *out)
 {
-    return cx->req->kind == WD_API_GENERATE ? wd_api_sglang_full(cx, o, len_p)
-                                            : wd_api_openai_full(cx, o, len_p);
+    return cx->req->kind == WD_API_GENERATE ? wd_api_sglang_full(cx, o, out)
+                                            : wd_api_openai_full(cx, o, out);
 }
 
 enum wd_status wd_api_response_stream(const struct wd_api_response_ctx *cx, struct wd_output *o,

@@ -38,9 +38,9 @@ struct wd_api_stream_state {
     int is_finished; /* the finish event went out */
 };
 
-/* The whole answer of a finished request, malloc'd JSON (NULL when out of memory). */
-char *wd_api_response_full(const struct wd_api_response_ctx *cx, const struct wd_output *o,
-                           size_t *len_p);
+/* Appends the whole answer of a finished request (JSON) to out. */
+enum wd_status wd_api_response_full(const struct wd_api_response_ctx *cx, const struct wd_output *o,
+                                    struct wd_buf *out);
 
 /* Appends the SSE events for what the output gained since the last call (nothing when it
  * gained nothing to show), marks the text sent, and when the output is finished the finish

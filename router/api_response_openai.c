@@ -3,7 +3,6 @@
  * Besides OpenAI's fields a choice carries SGLang's "matched_stop" (the stop string or
  * token id that ended it, null otherwise); clients ignore fields they do not know.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "router/api_response_internal.h"
@@ -13,156 +12,182 @@ static int is_chat(const struct wd_api_response_ctx *cx)
     return cx->req->kind == WD_API_CHAT;
 }
 
-static json_t *matched_stop(const struct wd_api_response_ctx *cx, const struct wd_output *o)
+static enum wd_status matched_stop(const struct wd_api_response_ctx *cx, const struct wd_output *o,
+                                   struct wd_buf *b)
 {
+    WD_CHECK(wd_jw_raw(b, ",\"matched_stop\":"));
     if (o->finish == WD_OUTPUT_STOP_STRING)
-        return json_stringn(cx->req->stop[o->stop_string], cx->req->stop_len[o->stop_string]);
+        return wd_jw_string(b, cx->req->stop[o->stop_string], cx->req->stop_len[o->stop_string]);
     if (o->finish == WD_OUTPUT_STOP_TOKEN && o->stop_token >= 0)
-        return json_integer(o->stop_token);
-    return json_null();
+        return wd_jw_int(b, o->stop_token);
+    return wd_jw_raw(b, "null");
 }
 
-static json_t *finish_json(const struct wd_output *o)
+static enum wd_status finish_reason(const struct wd_output *o, int is_final, struct wd_buf *b)
 {
-    const char *r = wd_api_finish_reason(o);
-    return r ? json_string(r) : json_null();
+    const char *r = is_final ? wd_api_finish_reason(o) : NULL;
+    WD_CHECK(wd_jw_raw(b, ",\"finish_reason\":"));
+    return r ? wd_jw_string(b, r, strlen(r)) : wd_jw_raw(b, "null");
 }
 
-/* chat: {"token", "logprob", "bytes", "top_logprobs": [...]} for tokens [from, to). */
-static json_t *chat_logprobs(const struct wd_api_response_ctx *cx, const struct wd_output *o,
-                             int from, int to)
+/* chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]} for [from, to). */
+static enum wd_status chat_logprobs(const struct wd_api_response_ctx *cx, const struct wd_output *o,
+                                    int from, int to, struct wd_buf *b)
 {
-    json_t *content = json_array();
     int k = o->cfg.top_logprobs;
-    for (int t = from; t < to && content; t++) {
-        json_t *tok = wd_api_token_text(cx, o->ids[t]);
-        json_t *bytes = json_array();
-        const char *s = json_string_value(tok);
-        for (size_t b = 0; s && b < json_string_length(tok); b++)
-            json_array_append_new(bytes, json_integer((unsigned char)s[b]));
-        json_t *tops = json_array();
+    WD_CHECK(wd_jw_raw(b, "{\"content\":["));
+    for (int t = from; t < to; t++) {
+        WD_CHECK(wd_jw_raw(b, t > from ? ",{\"token\":" : "{\"token\":"));
+        WD_CHECK(wd_api_token_text(cx, o->ids[t], b, NULL));
+        WD_CHECK(wd_jw_raw(b, ",\"logprob\":"));
+        WD_CHECK(wd_jw_double(b, o->lps[t]));
+        WD_CHECK(wd_jw_raw(b, ",\"bytes\":"));
+        WD_CHECK(wd_api_token_bytes(cx, o->ids[t], b));
+        WD_CHECK(wd_jw_raw(b, ",\"top_logprobs\":["));
+        int n = 0;
         for (int j = 0; j < k; j++) {
             int32_t id = o->top_ids[(size_t)t * k + j];
             if (id < 0)
                 continue;
-            json_t *tt = wd_api_token_text(cx, id);
-            json_t *tb = json_array();
-            const char *ts = json_string_value(tt);
-            for (size_t b = 0; ts && b < json_string_length(tt); b++)
-                json_array_append_new(tb, json_integer((unsigned char)ts[b]));
-            json_array_append_new(tops,
-                                  json_pack("{s:o, s:f, s:o}", "token", tt, "logprob",
-                                            (double)o->top_lps[(size_t)t * k + j], "bytes", tb));
+            WD_CHECK(wd_jw_raw(b, n++ ? ",{\"token\":" : "{\"token\":"));
+            WD_CHECK(wd_api_token_text(cx, id, b, NULL));
+            WD_CHECK(wd_jw_raw(b, ",\"logprob\":"));
+            WD_CHECK(wd_jw_double(b, o->top_lps[(size_t)t * k + j]));
+            WD_CHECK(wd_jw_raw(b, ",\"bytes\":"));
+            WD_CHECK(wd_api_token_bytes(cx, id, b));
+            WD_CHECK(wd_jw_raw(b, "}"));
         }
-        json_array_append_new(content,
-                              json_pack("{s:o, s:f, s:o, s:o}", "token", tok, "logprob",
-                                        (double)o->lps[t], "bytes", bytes, "top_logprobs", tops));
+        WD_CHECK(wd_jw_raw(b, "]}"));
     }
-    return content ? json_pack("{s:o}", "content", content) : NULL;
+    return wd_jw_raw(b, "]}");
 }
 
 /* completions: {"tokens", "token_logprobs", "top_logprobs", "text_offset"} for [from, to);
- * text offsets count from base (the bytes of completion text before token `from`). */
-static json_t *completion_logprobs(const struct wd_api_response_ctx *cx, const struct wd_output *o,
-                                   int from, int to, size_t *base)
+ * text offsets count from base (the completion text's bytes before token `from`). */
+static enum wd_status completion_logprobs(const struct wd_api_response_ctx *cx,
+                                          const struct wd_output *o, int from, int to, size_t base,
+                                          struct wd_buf *b)
 {
-    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
     int k = o->cfg.top_logprobs;
-    for (int t = from; t < to; t++) {
-        json_t *tok = wd_api_token_text(cx, o->ids[t]);
-        json_array_append_new(offs, json_integer((json_int_t)*base));
-        *base += json_string_length(tok);
-        json_array_append_new(tokens, tok);
-        json_array_append_new(lps, json_real(o->lps[t]));
-        if (k == 0) {
-            json_array_append_new(tops, json_null());
-            continue;
-        }
-        json_t *d = json_object();
-        for (int j = 0; j < k; j++) {
+    size_t tok_len = 0;
+    WD_CHECK(wd_jw_raw(b, "{\"tokens\":["));
+    /* The offsets need each token's length: remembered while writing the tokens. */
+    struct wd_buf offs;
+    wd_buf_init(&offs);
+    enum wd_status st = WD_OK;
+    for (int t = from; t < to && st == WD_OK; t++) {
+        st = wd_buf_appendf(&offs, t > from ? ",%zu" : "%zu", base);
+        if (st == WD_OK && t > from)
+            st = wd_jw_raw(b, ",");
+        if (st == WD_OK)
+            st = wd_api_token_text(cx, o->ids[t], b, &tok_len);
+        base += tok_len;
+    }
+    if (st == WD_OK)
+        st = wd_jw_raw(b, "],\"token_logprobs\":[");
+    for (int t = from; t < to && st == WD_OK; t++) {
+        if (t > from)
+            st = wd_jw_raw(b, ",");
+        if (st == WD_OK)
+            st = wd_jw_double(b, o->lps[t]);
+    }
+    if (st == WD_OK)
+        st = wd_jw_raw(b, "],\"top_logprobs\":[");
+    for (int t = from; t < to && st == WD_OK; t++) {
+        st = wd_jw_raw(b, t > from ? (k ? ",{" : ",null") : (k ? "{" : "null"));
+        int n = 0;
+        for (int j = 0; j < k && st == WD_OK; j++) {
             int32_t id = o->top_ids[(size_t)t * k + j];
             if (id < 0)
                 continue;
-            json_t *tt = wd_api_token_text(cx, id);
-            json_object_set_new(d, json_string_value(tt), json_real(o->top_lps[(size_t)t * k + j]));
-            json_decref(tt);
+            if (n++)
+                st = wd_jw_raw(b, ",");
+            if (st == WD_OK)
+                st = wd_api_token_text(cx, id, b, NULL);
+            if (st == WD_OK)
+                st = wd_jw_raw(b, ":");
+            if (st == WD_OK)
+                st = wd_jw_double(b, o->top_lps[(size_t)t * k + j]);
         }
-        json_array_append_new(tops, d);
+        if (st == WD_OK && k)
+            st = wd_jw_raw(b, "}");
     }
-    return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", lps,
-                     "top_logprobs", tops, "text_offset", offs);
+    if (st == WD_OK)
+        st = wd_jw_raw(b, "],\"text_offset\":[");
+    if (st == WD_OK)
+        st = wd_buf_append(b, offs.p ? offs.p : "", offs.len);
+    wd_buf_cleanup(&offs);
+    return st == WD_OK ? wd_jw_raw(b, "]}") : st;
 }
 
-static json_t *envelope(const struct wd_api_response_ctx *cx, const char *object)
+/* {"id": ..., "object": ..., "created": ..., "model": ..., */
+static enum wd_status envelope(const struct wd_api_response_ctx *cx, const char *object,
+                               struct wd_buf *b)
 {
-    return json_pack("{s:s, s:s, s:I, s:s}", "id", cx->id, "object", object, "created",
-                     (json_int_t)cx->created, "model", cx->model);
+    WD_CHECK(wd_jw_raw(b, "{\"id\":"));
+    WD_CHECK(wd_jw_string(b, cx->id, strlen(cx->id)));
+    WD_CHECK(
+        wd_buf_appendf(b, ",\"object\":\"%s\",\"created\":%lld,\"model\":", object, cx->created));
+    return wd_jw_string(b, cx->model, strlen(cx->model));
 }
 
-char *wd_api_openai_full(const struct wd_api_response_ctx *cx, const struct wd_output *o,
-                         size_t *len_p)
+enum wd_status wd_api_openai_full(const struct wd_api_response_ctx *cx, const struct wd_output *o,
+                                  struct wd_buf *b)
 {
-    json_t *root = envelope(cx, is_chat(cx) ? "chat.completion" : "text_completion");
-    json_t *text = json_stringn(o->text.p ? o->text.p : "", o->released);
-    json_t *choice;
-    size_t base = 0;
-    json_t *lp = !o->cfg.logprobs ? json_null()
-                 : is_chat(cx)    ? chat_logprobs(cx, o, 0, o->n)
-                                  : completion_logprobs(cx, o, 0, o->n, &base);
-    if (is_chat(cx))
-        choice = json_pack("{s:i, s:{s:s, s:o}, s:o, s:o, s:o}", "index", 0, "message", "role",
-                           "assistant", "content", text, "logprobs", lp, "finish_reason",
-                           finish_json(o), "matched_stop", matched_stop(cx, o));
-    else
-        choice = json_pack("{s:i, s:o, s:o, s:o, s:o}", "index", 0, "text", text, "logprobs", lp,
-                           "finish_reason", finish_json(o), "matched_stop", matched_stop(cx, o));
-    if (!root || !choice) {
-        json_decref(root);
-        json_decref(choice);
-        return NULL;
+    const char *text = o->text.p ? o->text.p : "";
+    WD_CHECK(envelope(cx, is_chat(cx) ? "chat.completion" : "text_completion", b));
+    if (is_chat(cx)) {
+        WD_CHECK(wd_jw_raw(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                              "\"content\":"));
+        WD_CHECK(wd_jw_string(b, text, o->released));
+        WD_CHECK(wd_jw_raw(b, "},\"logprobs\":"));
+        WD_CHECK(o->cfg.logprobs ? chat_logprobs(cx, o, 0, o->n, b) : wd_jw_raw(b, "null"));
+    } else {
+        WD_CHECK(wd_jw_raw(b, ",\"choices\":[{\"index\":0,\"text\":"));
+        WD_CHECK(wd_jw_string(b, text, o->released));
+        WD_CHECK(wd_jw_raw(b, ",\"logprobs\":"));
+        WD_CHECK(o->cfg.logprobs ? completion_logprobs(cx, o, 0, o->n, 0, b)
+                                 : wd_jw_raw(b, "null"));
     }
-    json_object_set_new(root, "choices", json_pack("[o]", choice));
-    json_object_set_new(root, "usage", wd_api_usage_json(cx, o));
-    return wd_api_dump(root, len_p);
+    WD_CHECK(finish_reason(o, 1, b));
+    WD_CHECK(matched_stop(cx, o, b));
+    WD_CHECK(wd_jw_raw(b, "}],\"usage\":"));
+    WD_CHECK(wd_api_usage_json(cx, o, b));
+    return wd_jw_raw(b, "}");
 }
 
 /* One chunk event with the delta text (and logprobs of tokens [from, to)). */
 static enum wd_status chunk(const struct wd_api_response_ctx *cx, struct wd_output *o,
                             const char *text, size_t len, int with_role, int from, int to,
-                            int is_final, struct wd_buf *out)
+                            int is_final, struct wd_buf *b)
 {
-    json_t *root = envelope(cx, is_chat(cx) ? "chat.completion.chunk" : "text_completion");
-    json_t *lp = json_null();
-    if (o->cfg.logprobs && to > from) {
-        json_decref(lp);
-        size_t base = o->sent - len;
-        lp = is_chat(cx) ? chat_logprobs(cx, o, from, to)
-                         : completion_logprobs(cx, o, from, to, &base);
-    }
-    json_t *choice;
+    size_t start = b->len;
+    WD_CHECK(envelope(cx, is_chat(cx) ? "chat.completion.chunk" : "text_completion", b));
+    WD_CHECK(wd_jw_raw(b, ",\"choices\":[{\"index\":0,"));
     if (is_chat(cx)) {
-        json_t *delta = json_object();
+        WD_CHECK(wd_jw_raw(b, "\"delta\":{"));
         if (with_role)
-            json_object_set_new(delta, "role", json_string("assistant"));
-        if (len > 0 || with_role)
-            json_object_set_new(delta, "content", json_stringn(text, len));
-        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "logprobs", lp,
-                           "finish_reason", is_final ? finish_json(o) : json_null());
+            WD_CHECK(wd_jw_raw(b, "\"role\":\"assistant\","));
+        if (len > 0 || with_role) { /* the first chunk has "content": "", as OpenAI's */
+            WD_CHECK(wd_jw_raw(b, "\"content\":"));
+            WD_CHECK(wd_jw_string(b, text, len));
+        }
+        WD_CHECK(wd_jw_raw(b, "}"));
     } else {
-        choice = json_pack("{s:i, s:s%, s:o, s:o}", "index", 0, "text", text, len, "logprobs", lp,
-                           "finish_reason", is_final ? finish_json(o) : json_null());
+        WD_CHECK(wd_jw_raw(b, "\"text\":"));
+        WD_CHECK(wd_jw_string(b, text, len));
     }
-    if (!root || !choice) {
-        json_decref(root);
-        json_decref(choice);
-        return WD_ERR_NOMEM;
-    }
+    WD_CHECK(wd_jw_raw(b, ",\"logprobs\":"));
+    if (o->cfg.logprobs && to > from)
+        WD_CHECK(is_chat(cx) ? chat_logprobs(cx, o, from, to, b)
+                             : completion_logprobs(cx, o, from, to, o->sent - len, b));
+    else
+        WD_CHECK(wd_jw_raw(b, "null"));
+    WD_CHECK(finish_reason(o, is_final, b));
     if (is_final)
-        json_object_set_new(choice, "matched_stop", matched_stop(cx, o));
-    json_object_set_new(root, "choices", json_pack("[o]", choice));
-    if (cx->req->include_usage)
-        json_object_set_new(root, "usage", json_null());
-    return wd_api_sse_json(out, root);
+        WD_CHECK(matched_stop(cx, o, b));
+    WD_CHECK(wd_jw_raw(b, cx->req->include_usage ? "}],\"usage\":null}" : "}]}"));
+    return wd_api_sse_frame(b, start);
 }
 
 enum wd_status wd_api_openai_stream(const struct wd_api_response_ctx *cx, struct wd_output *o,
@@ -187,12 +212,12 @@ enum wd_status wd_api_openai_stream(const struct wd_api_response_ctx *cx, struct
     if (!is_final)
         return WD_OK;
     if (cx->req->include_usage) {
-        json_t *root = envelope(cx, is_chat(cx) ? "chat.completion.chunk" : "text_completion");
-        if (!root)
-            return WD_ERR_NOMEM;
-        json_object_set_new(root, "choices", json_array());
-        json_object_set_new(root, "usage", wd_api_usage_json(cx, o));
-        WD_CHECK(wd_api_sse_json(out, root));
+        size_t start = out->len;
+        WD_CHECK(envelope(cx, is_chat(cx) ? "chat.completion.chunk" : "text_completion", out));
+        WD_CHECK(wd_jw_raw(out, ",\"choices\":[],\"usage\":"));
+        WD_CHECK(wd_api_usage_json(cx, o, out));
+        WD_CHECK(wd_jw_raw(out, "}"));
+        WD_CHECK(wd_api_sse_frame(out, start));
     }
     ss->is_finished = 1;
     return WD_OK;

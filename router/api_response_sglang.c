@@ -6,67 +6,93 @@
  * finish_reason is {"type": "length", "length": n}, {"type": "stop", "matched": id|str}
  * or null while running.
  */
-#include <stdlib.h>
+#include <string.h>
 
 #include "router/api_response_internal.h"
 
-static json_t *finish_reason(const struct wd_api_response_ctx *cx, const struct wd_output *o)
+static enum wd_status finish_reason(const struct wd_api_response_ctx *cx, const struct wd_output *o,
+                                    struct wd_buf *b)
 {
     switch (o->finish) {
     case WD_OUTPUT_LENGTH:
-        return json_pack("{s:s, s:i}", "type", "length", "length", o->n);
+        return wd_buf_appendf(b, "{\"type\":\"length\",\"length\":%d}", o->n);
     case WD_OUTPUT_STOP_STRING:
-        return json_pack("{s:s, s:s%}", "type", "stop", "matched", cx->req->stop[o->stop_string],
-                         cx->req->stop_len[o->stop_string]);
+        WD_CHECK(wd_jw_raw(b, "{\"type\":\"stop\",\"matched\":"));
+        WD_CHECK(wd_jw_string(b, cx->req->stop[o->stop_string], cx->req->stop_len[o->stop_string]));
+        return wd_jw_raw(b, "}");
     case WD_OUTPUT_STOP_TOKEN:
-        return json_pack("{s:s, s:i}", "type", "stop", "matched", (int)o->stop_token);
+        return wd_buf_appendf(b, "{\"type\":\"stop\",\"matched\":%d}", (int)o->stop_token);
     default:
-        return json_null();
+        return wd_jw_raw(b, "null");
     }
 }
 
-static json_t *lp_entry(const struct wd_api_response_ctx *cx, float lp, int32_t id)
+static enum wd_status lp_entry(const struct wd_api_response_ctx *cx, float lp, int32_t id,
+                               struct wd_buf *b)
 {
-    json_t *text = cx->req->return_text_in_logprobs ? wd_api_token_text(cx, id) : json_null();
-    return json_pack("[f, i, o]", (double)lp, (int)id, text);
+    WD_CHECK(wd_jw_raw(b, "["));
+    WD_CHECK(wd_jw_double(b, lp));
+    WD_CHECK(wd_buf_appendf(b, ",%d,", (int)id));
+    WD_CHECK(cx->req->return_text_in_logprobs ? wd_api_token_text(cx, id, b, NULL)
+                                              : wd_jw_raw(b, "null"));
+    return wd_jw_raw(b, "]");
 }
 
-static json_t *body(const struct wd_api_response_ctx *cx, const struct wd_output *o)
+static enum wd_status logprobs(const struct wd_api_response_ctx *cx, const struct wd_output *o,
+                               struct wd_buf *b)
 {
-    json_t *ids = json_array();
-    for (int t = 0; t < o->n; t++)
-        json_array_append_new(ids, json_integer(o->ids[t]));
-    json_t *meta = json_pack("{s:s, s:o, s:i, s:i, s:i}", "id", cx->id, "finish_reason",
-                             finish_reason(cx, o), "prompt_tokens", cx->prompt_tokens,
-                             "completion_tokens", o->n, "cached_tokens", cx->cached_tokens);
-    if (meta && wd_output_is_finished(o))
-        json_object_set_new(meta, "e2e_latency", json_real(cx->e2e_latency));
-    if (meta && o->cfg.logprobs) {
-        json_t *out_lp = json_array(), *out_top = json_array();
-        int k = o->cfg.top_logprobs;
-        for (int t = 0; t < o->n; t++) {
-            json_array_append_new(out_lp, lp_entry(cx, o->lps[t], o->ids[t]));
-            if (k == 0)
+    int k = o->cfg.top_logprobs;
+    WD_CHECK(wd_jw_raw(b, ",\"input_token_logprobs\":[],\"output_token_logprobs\":["));
+    for (int t = 0; t < o->n; t++) {
+        if (t)
+            WD_CHECK(wd_jw_raw(b, ","));
+        WD_CHECK(lp_entry(cx, o->lps[t], o->ids[t], b));
+    }
+    WD_CHECK(wd_jw_raw(b, "],\"output_top_logprobs\":["));
+    for (int t = 0; k > 0 && t < o->n; t++) {
+        WD_CHECK(wd_jw_raw(b, t ? ",[" : "["));
+        int n = 0;
+        for (int j = 0; j < k; j++) {
+            int32_t id = o->top_ids[(size_t)t * k + j];
+            if (id < 0)
                 continue;
-            json_t *tops = json_array();
-            for (int j = 0; j < k; j++)
-                if (o->top_ids[(size_t)t * k + j] >= 0)
-                    json_array_append_new(tops, lp_entry(cx, o->top_lps[(size_t)t * k + j],
-                                                         o->top_ids[(size_t)t * k + j]));
-            json_array_append_new(out_top, tops);
+            if (n++)
+                WD_CHECK(wd_jw_raw(b, ","));
+            WD_CHECK(lp_entry(cx, o->top_lps[(size_t)t * k + j], id, b));
         }
-        json_object_set_new(meta, "input_token_logprobs", json_array());
-        json_object_set_new(meta, "output_token_logprobs", out_lp);
-        json_object_set_new(meta, "output_top_logprobs", out_top);
+        WD_CHECK(wd_jw_raw(b, "]"));
     }
-    return json_pack("{s:s%, s:o, s:o}", "text", o->text.p ? o->text.p : "", o->released,
-                     "output_ids", ids, "meta_info", meta);
+    return wd_jw_raw(b, "]");
 }
 
-char *wd_api_sglang_full(const struct wd_api_response_ctx *cx, const struct wd_output *o,
-                         size_t *len_p)
+static enum wd_status body(const struct wd_api_response_ctx *cx, const struct wd_output *o,
+                           struct wd_buf *b)
 {
-    return wd_api_dump(body(cx, o), len_p);
+    WD_CHECK(wd_jw_raw(b, "{\"text\":"));
+    WD_CHECK(wd_jw_string(b, o->text.p ? o->text.p : "", o->released));
+    WD_CHECK(wd_jw_raw(b, ",\"output_ids\":["));
+    for (int t = 0; t < o->n; t++)
+        WD_CHECK(wd_buf_appendf(b, t ? ",%d" : "%d", (int)o->ids[t]));
+    WD_CHECK(wd_jw_raw(b, "],\"meta_info\":{\"id\":"));
+    WD_CHECK(wd_jw_string(b, cx->id, strlen(cx->id)));
+    WD_CHECK(wd_jw_raw(b, ",\"finish_reason\":"));
+    WD_CHECK(finish_reason(cx, o, b));
+    WD_CHECK(wd_buf_appendf(b,
+                            ",\"prompt_tokens\":%d,\"completion_tokens\":%d,\"cached_tokens\":%d",
+                            cx->prompt_tokens, o->n, cx->cached_tokens));
+    if (wd_output_is_finished(o)) {
+        WD_CHECK(wd_jw_raw(b, ",\"e2e_latency\":"));
+        WD_CHECK(wd_jw_double(b, cx->e2e_latency));
+    }
+    if (o->cfg.logprobs)
+        WD_CHECK(logprobs(cx, o, b));
+    return wd_jw_raw(b, "}}");
+}
+
+enum wd_status wd_api_sglang_full(const struct wd_api_response_ctx *cx, const struct wd_output *o,
+                                  struct wd_buf *out)
+{
+    return body(cx, o, out);
 }
 
 enum wd_status wd_api_sglang_stream(const struct wd_api_response_ctx *cx, struct wd_output *o,
@@ -80,7 +106,9 @@ enum wd_status wd_api_sglang_stream(const struct wd_api_response_ctx *cx, struct
     wd_output_mark_sent(o);
     ss->n_lp_sent = o->n;
     ss->is_started = 1;
-    WD_CHECK(wd_api_sse_json(out, body(cx, o)));
+    size_t start = out->len;
+    WD_CHECK(body(cx, o, out));
+    WD_CHECK(wd_api_sse_frame(out, start));
     if (is_final)
         ss->is_finished = 1;
     return WD_OK;

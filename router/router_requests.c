@@ -202,13 +202,11 @@ static void complete(struct wd_router *r, struct wd_rreq *rq)
     } else {
         struct wd_api_response_ctx cx;
         resp_ctx(r, rq, &cx);
-        struct wd_http_response resp = {.status = 200, .content_type = "application/json"};
-        resp.body = wd_api_response_full(&cx, &rq->out, &resp.body_len);
-        if (resp.body) {
+        wd_buf_reset(&rq->sse);
+        st = wd_api_response_full(&cx, &rq->out, &rq->sse);
+        if (st == WD_OK) {
             wd_http_set_user(rq->conn, NULL);
-            wd_http_respond(rq->conn, &resp);
-        } else {
-            st = WD_ERR_NOMEM;
+            wd_http_respond_text(rq->conn, 200, "application/json", rq->sse.p, rq->sse.len);
         }
     }
     if (st != WD_OK) {

@@ -12,8 +12,10 @@ rl_pass=0 rl_fail=0
 
 rl_cleanup() {
     local p
-    for p in "${RL_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    wait 2>/dev/null
+    {
+        for p in "${RL_PIDS[@]}"; do kill -KILL "$p"; done
+        wait
+    } 2>/dev/null
     rm -rf "$RL_TMP"
 }
 trap rl_cleanup EXIT

@@ -11,6 +11,7 @@
 
 #include "common/tokenizer/tokenizer.h"
 #include "router/api_response.h"
+#include "router/json_writer.h"
 #include "tests/unit/wd_test.h"
 
 static struct wd_tokenizer *g_tok;
@@ -105,10 +106,11 @@ static void test_full_chat(void)
     struct wd_output o;
     make_output(&o, 1, 2);
     push_text(&o, "Hello world", 1);
-    size_t len;
-    char *s = wd_api_response_full(&cx, &o, &len);
-    WD_EXPECT(s && len == strlen(s));
-    json_t *j = json_loads(s, 0, NULL);
+    struct wd_buf b;
+    wd_buf_init(&b);
+    WD_EXPECT(wd_api_response_full(&cx, &o, &b) == WD_OK);
+    WD_EXPECT(b.len == strlen(b.p));
+    json_t *j = json_loads(b.p, 0, NULL);
     WD_EXPECT(j != NULL);
     json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
     WD_EXPECT(strcmp(json_string_value(json_object_get(j, "object")), "chat.completion") == 0);
@@ -128,7 +130,7 @@ static void test_full_chat(void)
     WD_EXPECT_EQ_INT(json_array_size(json_object_get(first, "top_logprobs")), 2);
     WD_EXPECT(json_is_array(json_object_get(first, "bytes")));
     json_decref(j);
-    free(s);
+    wd_buf_cleanup(&b);
     wd_output_cleanup(&o);
 }
 
@@ -138,12 +140,14 @@ static void test_full_completion_and_generate(void)
     struct wd_api_response_ctx cx;
     ctx_for(&cx, &req, WD_API_COMPLETION);
     req.logprobs = 1;
-    req.top_logprobs = 0;
+    req.top_logprobs = 2;
     struct wd_output o;
-    make_output(&o, 1, 0);
+    make_output(&o, 1, 2);
     push_text(&o, "Hi there", 1);
-    char *s = wd_api_response_full(&cx, &o, NULL);
-    json_t *j = json_loads(s, 0, NULL);
+    struct wd_buf b;
+    wd_buf_init(&b);
+    WD_EXPECT(wd_api_response_full(&cx, &o, &b) == WD_OK);
+    json_t *j = json_loads(b.p, 0, NULL);
     json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
     WD_EXPECT(strcmp(json_string_value(json_object_get(j, "object")), "text_completion") == 0);
     WD_EXPECT(strcmp(json_string_value(json_object_get(c0, "text")), "Hi there") == 0);
@@ -151,15 +155,18 @@ static void test_full_completion_and_generate(void)
     WD_EXPECT_EQ_INT(json_array_size(json_object_get(lp, "tokens")), o.n);
     WD_EXPECT_EQ_INT(json_array_size(json_object_get(lp, "text_offset")), o.n);
     WD_EXPECT_EQ_INT(json_integer_value(json_array_get(json_object_get(lp, "text_offset"), 0)), 0);
+    json_t *offs = json_object_get(lp, "text_offset");
+    WD_EXPECT(json_integer_value(json_array_get(offs, o.n - 1)) > 0);
+    WD_EXPECT_EQ_INT(json_object_size(json_array_get(json_object_get(lp, "top_logprobs"), 0)), 2);
     json_decref(j);
-    free(s);
 
     ctx_for(&cx, &req, WD_API_GENERATE);
     cx.id = "rid-7";
     req.logprobs = 1;
     req.return_text_in_logprobs = 1;
-    s = wd_api_response_full(&cx, &o, NULL);
-    j = json_loads(s, 0, NULL);
+    wd_buf_reset(&b);
+    WD_EXPECT(wd_api_response_full(&cx, &o, &b) == WD_OK);
+    j = json_loads(b.p, 0, NULL);
     WD_EXPECT(strcmp(json_string_value(json_object_get(j, "text")), "Hi there") == 0);
     WD_EXPECT_EQ_INT(json_array_size(json_object_get(j, "output_ids")), o.n);
     json_t *meta = json_object_get(j, "meta_info");
@@ -173,7 +180,7 @@ static void test_full_completion_and_generate(void)
     json_t *otl = json_array_get(json_object_get(meta, "output_token_logprobs"), 0);
     WD_EXPECT(json_array_size(otl) == 3 && json_is_string(json_array_get(otl, 2)));
     json_decref(j);
-    free(s);
+    wd_buf_cleanup(&b);
     wd_output_cleanup(&o);
 }
 
@@ -315,6 +322,30 @@ static void test_stream_error(void)
     free(s);
 }
 
+static void test_json_writer(void)
+{
+    struct wd_buf b;
+    wd_buf_init(&b);
+    const char raw[] = "a\"b\\c\n\t\r\x01\x1f\0z \xe6\x97\xa5";
+    WD_EXPECT(wd_jw_string(&b, raw, sizeof(raw) - 1) == WD_OK);
+    WD_EXPECT_MSG(strcmp(b.p, "\"a\\\"b\\\\c\\n\\t\\r\\u0001\\u001f\\u0000z \xe6\x97\xa5\"") == 0,
+                  "%s", b.p);
+    json_t *j = json_loadb(b.p, b.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    WD_EXPECT(j && json_string_length(j) == sizeof(raw) - 1 &&
+              memcmp(json_string_value(j), raw, sizeof(raw) - 1) == 0);
+    json_decref(j);
+    wd_buf_reset(&b);
+    wd_jw_double(&b, -INFINITY);
+    wd_jw_raw(&b, " ");
+    wd_jw_double(&b, NAN);
+    wd_jw_raw(&b, " ");
+    wd_jw_double(&b, -0.25);
+    wd_jw_raw(&b, " ");
+    wd_jw_int(&b, -7);
+    WD_EXPECT_MSG(strcmp(b.p, "-9999.0 null -0.25 -7") == 0, "%s", b.p);
+    wd_buf_cleanup(&b);
+}
+
 static void test_sse_event(void)
 {
     struct wd_buf b;
@@ -332,6 +363,7 @@ int main(void)
         fprintf(stderr, "tokenizer: %s\n", err.msg);
         return 1;
     }
+    WD_RUN(test_json_writer);
     WD_RUN(test_sse_event);
     WD_RUN(test_full_chat);
     WD_RUN(test_full_completion_and_generate);

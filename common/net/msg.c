@@ -13,6 +13,8 @@
 
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "wideep.pb-c.h"
 
 /* protobuf-c sizes its allocations from the input, so a hostile frame can ask for much
@@ -691,6 +693,68 @@ enum wd_status wd_msg_encode(const struct wd_msg *m, void **buf_p, size_t *len_p
     return st;
 }
 
+/* ---- peek ---- */
+
+static int read_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; shift < 64 && *off < len; shift += 7) {
+        uint8_t b = p[(*off)++];
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return 0;
+    }
+    return -1;
+}
+
+enum wd_msg_kind wd_msg_peek_kind(const void *buf, size_t len)
+{
+    static const enum wd_msg_kind by_field[] = {
+        [WIDEEP__FRAME__BODY_REG] = WD_MSG_REGISTER,
+        [WIDEEP__FRAME__BODY_REG_ACK] = WD_MSG_REGISTER_ACK,
+        [WIDEEP__FRAME__BODY_REG_REFUSE] = WD_MSG_REGISTER_REFUSE,
+        [WIDEEP__FRAME__BODY_HEARTBEAT] = WD_MSG_HEARTBEAT,
+        [WIDEEP__FRAME__BODY_DRAIN] = WD_MSG_DRAIN,
+        [WIDEEP__FRAME__BODY_GENERATE] = WD_MSG_GENERATE,
+        [WIDEEP__FRAME__BODY_TOKEN_CHUNK] = WD_MSG_TOKEN_CHUNK,
+        [WIDEEP__FRAME__BODY_ABORT] = WD_MSG_ABORT,
+        [WIDEEP__FRAME__BODY_ERROR] = WD_MSG_ERROR,
+    };
+    const uint8_t *p = buf;
+    size_t off = 0;
+    enum wd_msg_kind kind = WD_MSG_NONE; /* a oneof's last occurrence wins */
+    while (p && off < len) {
+        uint64_t tag, v;
+        if (read_varint(p, len, &off, &tag))
+            break;
+        uint64_t field = tag >> 3;
+        switch (tag & 7) {
+        case 0:
+            if (read_varint(p, len, &off, &v))
+                return kind;
+            continue;
+        case 1:
+            v = 8;
+            break;
+        case 2:
+            if (read_varint(p, len, &off, &v))
+                return kind;
+            if (field < sizeof(by_field) / sizeof(by_field[0]) && by_field[field] != WD_MSG_NONE)
+                kind = by_field[field];
+            break;
+        case 5:
+            v = 4;
+            break;
+        default:
+            return kind;
+        }
+        if (v > len - off)
+            break;
+        off += (size_t)v;
+    }
+    return kind;
+}
+
 /* ---- lifetime ---- */
 
 void wd_msg_init(struct wd_msg *m, enum wd_msg_kind kind)
@@ -715,27 +779,22 @@ void wd_msg_free(struct wd_msg *m)
 
 const char *wd_msg_kind_str(enum wd_msg_kind kind)
 {
-    switch (kind) {
-    case WD_MSG_NONE:
-        return "none";
-    case WD_MSG_REGISTER:
-        return "register";
-    case WD_MSG_REGISTER_ACK:
-        return "register_ack";
-    case WD_MSG_REGISTER_REFUSE:
-        return "register_refuse";
-    case WD_MSG_HEARTBEAT:
-        return "heartbeat";
-    case WD_MSG_DRAIN:
-        return "drain";
-    case WD_MSG_GENERATE:
-        return "generate";
-    case WD_MSG_TOKEN_CHUNK:
-        return "token_chunk";
-    case WD_MSG_ABORT:
-        return "abort";
-    case WD_MSG_ERROR:
-        return "error";
-    }
-    return "unknown";
+    static const char *const names[] = {
+        [WD_MSG_NONE] = "none",
+        [WD_MSG_REGISTER] = "register",
+        [WD_MSG_REGISTER_ACK] = "register_ack",
+        [WD_MSG_REGISTER_REFUSE] = "register_refuse",
+        [WD_MSG_HEARTBEAT] = "heartbeat",
+        [WD_MSG_DRAIN] = "drain",
+        [WD_MSG_GENERATE] = "generate",
+        [WD_MSG_TOKEN_CHUNK] = "token_chunk",
+        [WD_MSG_ABORT] = "abort",
+        [WD_MSG_ERROR] = "error",
+    };
+    return (unsigned)kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "unknown";
+}
+
+uint64_t wd_msg_config_hash(const void *data, size_t len)
+{
+    return XXH3_64bits(data, len);
 }

@@ -51,7 +51,7 @@
 #define WD_MSG_ID_CAP 128   /* instance ids: printable, no spaces (also the ZeroMQ routing id) */
 #define WD_MSG_NAME_CAP 256 /* model names, endpoints: printable UTF-8 */
 #define WD_MSG_TAG_CAP 32   /* dtypes, a2a backend, deepep mode: [A-Za-z0-9_.-]+ */
-#define WD_MSG_TEXT_CAP 512 /* refusal reasons, error messages: UTF-8 without NUL */
+#define WD_MSG_TEXT_CAP 512 /* reasons, error messages: one line of UTF-8 (tab allowed) */
 
 #define WD_MSG_MAX_DP_RANKS 1024
 #define WD_MSG_MAX_STOP_IDS 1024
@@ -255,6 +255,17 @@ enum wd_status wd_msg_decode(const void *buf, size_t len, struct wd_msg *m, stru
 /* Frees what wd_msg_decode allocated (m->storage) and resets m to WD_MSG_NONE. Safe on a
  * caller-built message (frees nothing of the caller's) and on NULL. */
 void wd_msg_free(struct wd_msg *m);
+
+/* The kind of a frame's body, read from its top-level fields only: nothing else is decoded
+ * or checked, and a frame of another protocol version answers too (body field numbers are
+ * never reused). WD_MSG_NONE when no body is found before the bytes stop parsing. zsock
+ * uses it to never answer a refused Error with an Error (two peers of different versions
+ * would otherwise bounce Errors forever). */
+enum wd_msg_kind wd_msg_peek_kind(const void *buf, size_t len);
+
+/* The fingerprint's config_hash of a config.json given as its bytes: XXH3-64, seed 0. Every
+ * worker hashes the file as read from disk, so two copies of one checkpoint agree. */
+uint64_t wd_msg_config_hash(const void *data, size_t len);
 
 /* "register", "heartbeat", ... for logs; "none" for WD_MSG_NONE, "unknown" otherwise. */
 const char *wd_msg_kind_str(enum wd_msg_kind kind);

@@ -12,7 +12,7 @@
 #include <string.h>
 
 enum text_kind {
-    TEXT_UTF8,      /* any UTF-8 without NUL: messages, reasons */
+    TEXT_LINE,      /* one line of UTF-8, tabs allowed: messages, reasons (they get logged) */
     TEXT_PRINTABLE, /* UTF-8 without control characters: names, endpoints */
     TEXT_ID,        /* printable ASCII without spaces: instance ids */
     TEXT_TAG,       /* [A-Za-z0-9_.-]: dtypes, backend names */
@@ -75,7 +75,7 @@ static enum wd_status check_text(const char *s, size_t cap, enum text_kind kind,
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < len;) {
         unsigned c = u[i];
-        if (c >= 0x80 && (kind == TEXT_UTF8 || kind == TEXT_PRINTABLE)) {
+        if (c >= 0x80 && (kind == TEXT_LINE || kind == TEXT_PRINTABLE)) {
             size_t n = utf8_seq(u + i, len - i);
             if (n == 0)
                 return wd_error_set(err, WD_ERR_INVALID, "%s.%s has invalid UTF-8 at offset %zu",
@@ -85,7 +85,7 @@ static enum wd_status check_text(const char *s, size_t cap, enum text_kind kind,
         }
         int is_ok = kind == TEXT_TAG    ? is_tag_char(c)
                     : kind == TEXT_ID   ? c > 0x20 && c < 0x7f
-                    : kind == TEXT_UTF8 ? 1
+                    : kind == TEXT_LINE ? (c >= 0x20 && c != 0x7f) || c == '\t'
                                         : c >= 0x20 && c != 0x7f;
         if (!is_ok)
             return wd_error_set(err, WD_ERR_INVALID,
@@ -325,7 +325,7 @@ enum wd_status wd_msg_validate(const struct wd_msg *m, struct wd_error *err)
         return WD_OK;
     }
     case WD_MSG_REGISTER_REFUSE:
-        return check_text(m->reg_refuse.reason, sizeof(m->reg_refuse.reason), TEXT_UTF8, 1,
+        return check_text(m->reg_refuse.reason, sizeof(m->reg_refuse.reason), TEXT_LINE, 1,
                           "register_refuse", "reason", err);
     case WD_MSG_HEARTBEAT:
         return validate_heartbeat(&m->heartbeat, err);
@@ -343,7 +343,7 @@ enum wd_status wd_msg_validate(const struct wd_msg *m, struct wd_error *err)
     case WD_MSG_ERROR:
         if (m->error.code <= WD_OK || m->error.code > WD_ERR_PEER)
             return bad(err, "error", "code", "%lld is not a wd_status error", m->error.code);
-        return check_text(m->error.message, sizeof(m->error.message), TEXT_UTF8, 0, "error",
+        return check_text(m->error.message, sizeof(m->error.message), TEXT_LINE, 0, "error",
                           "message", err);
     case WD_MSG_NONE:
         break;

@@ -57,7 +57,7 @@ static void make(struct wd_msg *m, enum wd_msg_kind kind)
         m->reg_ack = (struct wd_msg_register_ack){UINT32_MAX, 1, 2};
         break;
     case WD_MSG_REGISTER_REFUSE:
-        strcpy(m->reg_refuse.reason, "page size 64 differs from the pool's 16\n(second line)");
+        strcpy(m->reg_refuse.reason, "page size 64 differs from the pool's 16\t(\xe2\x9c\x97)");
         break;
     case WD_MSG_HEARTBEAT:
         strcpy(m->heartbeat.instance_id, "decode-1");
@@ -397,6 +397,8 @@ static void test_rules_other(void)
     make(&m, WD_MSG_ERROR), m.error.code = WD_OK, REFUSED(&m, "error.code 0 is not");
     make(&m, WD_MSG_ERROR), m.error.code = 99, REFUSED(&m, "error.code 99 is not");
     make(&m, WD_MSG_ERROR), strcpy(m.error.message, "\x80"), REFUSED(&m, "invalid UTF-8");
+    make(&m, WD_MSG_ERROR), strcpy(m.error.message, "two\nlines");
+    REFUSED(&m, "error.message has a disallowed byte 0x0a at offset 3");
     wd_msg_init(&m, WD_MSG_NONE), REFUSED(&m, "message kind 0 is not a message");
     wd_msg_init(&m, (enum wd_msg_kind)77), REFUSED(&m, "message kind 77");
 }
@@ -665,6 +667,15 @@ static void test_wire_register(void)
     DECODES(&out, WD_ERR_FORMAT, "is not a wideep frame");
 }
 
+static void test_config_hash(void)
+{
+    /* XXH3-64 with seed 0, as the reference xxhsum -H3 prints it. */
+    WD_EXPECT(wd_msg_config_hash("", 0) == 0x2d06800538d394c2ull);
+    const char a[] = "{\"model_type\": \"qwen3_moe\"}", b[] = "{\"model_type\": \"qwen3_moE\"}";
+    WD_EXPECT(wd_msg_config_hash(a, sizeof(a) - 1) == wd_msg_config_hash(a, sizeof(a) - 1));
+    WD_EXPECT(wd_msg_config_hash(a, sizeof(a) - 1) != wd_msg_config_hash(b, sizeof(b) - 1));
+}
+
 static void test_limits(void)
 {
     struct wd_msg m;
@@ -782,6 +793,7 @@ int main(void)
     WD_RUN(test_rules_chunk);
     WD_RUN(test_wire_frames);
     WD_RUN(test_wire_register);
+    WD_RUN(test_config_hash);
     WD_RUN(test_limits);
     WD_RUN(test_garbage);
     return wd_test_finish();

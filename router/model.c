@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
 #include "common/config/json_reader.h"
+#include "common/net/msg.h"
 
 static void add_eos(struct wd_router_model *m, int id)
 {
@@ -23,7 +23,7 @@ static enum wd_status hash_config(struct wd_router_model *m, struct wd_error *er
     size_t len = 0;
     snprintf(path, sizeof(path), "%s/config.json", m->path);
     WD_CHECK(wd_json_reader_read_file(path, (size_t)64 << 20, &text, &len, err));
-    m->config_hash = XXH3_64bits(text, len);
+    m->config_hash = wd_msg_config_hash(text, len);
     free(text);
     return WD_OK;
 }

@@ -91,7 +91,6 @@ struct wd_router {
     uint64_t n_admitted; /* numbers response ids */
     double t_start;
     double next_expiry_check;
-    long n_bad_frames;
 };
 
 double wd_router_now(void);

@@ -8,22 +8,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/net/zsock.h"
 #include "common/util/log.h"
 #include "router/router_internal.h"
 
-#define BAD_FRAME_LOG_LIMIT 20 /* warn for the first ones, then only count them */
-
 static void printable_route(const unsigned char *route, size_t len, char *out, size_t cap)
 {
-    size_t k = 0;
-    for (size_t i = 0; i < len && k + 5 < cap; i++) {
-        unsigned char ch = route[i];
-        if (ch >= 0x21 && ch < 0x7f)
-            out[k++] = (char)ch;
-        else
-            k += (size_t)snprintf(out + k, cap - k, "\\x%02x", ch);
-    }
-    out[k] = 0;
+    struct wd_zsock_peer peer;
+    peer.len = len <= WD_ZSOCK_PEER_CAP ? len : WD_ZSOCK_PEER_CAP;
+    memcpy(peer.id, route, peer.len);
+    wd_zsock_peer_str(&peer, out, cap);
 }
 
 enum wd_status wd_router_send(struct wd_router *r, int slot, const struct wd_msg *m,
@@ -40,7 +34,7 @@ static void send_to(struct wd_router *r, const unsigned char *route, size_t rout
 {
     struct wd_error err = {0};
     if (wd_worker_link_send(r->link, route, route_len, m, &err) != WD_OK) {
-        char who[300];
+        char who[2 * WD_ZSOCK_PEER_CAP + 3];
         printable_route(route, route_len, who, sizeof(who));
         wd_log(WD_LOG_WARN, "workers", "reply %s to %s not sent: %s", wd_msg_kind_str(m->kind), who,
                err.msg);
@@ -195,14 +189,14 @@ void wd_router_on_worker_message(struct wd_router *r, const unsigned char *route
         if (m->error.request_id != 0) {
             wd_router_on_request_error(r, route, route_len, &m->error);
         } else {
-            char who[300];
+            char who[2 * WD_ZSOCK_PEER_CAP + 3];
             printable_route(route, route_len, who, sizeof(who));
             wd_log(WD_LOG_WARN, "workers", "worker %s reports: %s (%s)", who, m->error.message,
                    wd_status_str(m->error.code));
         }
         break;
     default: {
-        char who[300];
+        char who[2 * WD_ZSOCK_PEER_CAP + 3];
         printable_route(route, route_len, who, sizeof(who));
         wd_log(WD_LOG_WARN, "workers", "unexpected %s from %s: dropped", wd_msg_kind_str(m->kind),
                who);
@@ -215,15 +209,9 @@ void wd_router_on_worker_message(struct wd_router *r, const unsigned char *route
 void wd_router_on_bad_frame(struct wd_router *r, const unsigned char *route, size_t route_len,
                             const struct wd_error *err)
 {
-    char who[300];
-    printable_route(route, route_len, who, sizeof(who));
-    r->n_bad_frames++;
+    /* common/net answered the sender and logged the line; the router counts it. */
+    (void)route, (void)route_len, (void)err;
     wd_metrics_add(r->m.reg, r->m.bad_frames, NULL, 1);
-    enum wd_log_level lvl = r->n_bad_frames <= BAD_FRAME_LOG_LIMIT ? WD_LOG_WARN : WD_LOG_DEBUG;
-    wd_log(lvl, "workers", "dropped a frame from %s: %s%s", who[0] ? who : "?", err->msg,
-           r->n_bad_frames == BAD_FRAME_LOG_LIMIT ? " (further ones are logged at debug)" : "");
-    if (route_len > 0)
-        send_error(r, route, route_len, WD_ERR_FORMAT, "frame refused: %s", err->msg);
 }
 
 void wd_router_expire_workers(struct wd_router *r, double now)

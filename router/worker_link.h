@@ -1,13 +1,10 @@
 /*
  * wd_worker_link: the router's ZeroMQ ROUTER socket that workers' DEALER sockets connect
- * to. A message is [routing id][frame]: the routing id names the peer (workers set it to
- * their instance id so a reconnect keeps it), the frame is one wd_msg (common/net/msg.h).
- * An empty delimiter frame between the two (a REQ-style peer) is tolerated.
- *
- * ZMQ_ROUTER_MANDATORY is on, so a send to a peer that is gone fails at once with
- * WD_ERR_PEER instead of being dropped silently; ZMQ_MAXMSGSIZE drops an oversized frame
- * inside libzmq before it is buffered. Non-blocking throughout: the router polls the
- * socket (wd_worker_link_socket) in its event loop. One thread.
+ * to, on a ZeroMQ context of its own, through common/net's zsock helpers (one wd_msg per
+ * message after the peer's routing id, which workers set to their instance id; a send to a
+ * peer that is gone fails at once with WD_ERR_PEER; a frame that does not decode is
+ * answered with an Error and logged once by zsock). Non-blocking throughout: the router
+ * polls the socket (wd_worker_link_socket) in its event loop. One thread.
  */
 #ifndef WD_ROUTER_WORKER_LINK_H
 #define WD_ROUTER_WORKER_LINK_H
@@ -31,8 +28,8 @@ int wd_worker_link_port(const struct wd_worker_link *l);
 
 /* Receives one message without blocking. WD_OK: *m decoded (free with wd_msg_free) and
  * route/route_len hold the sender. WD_ERR_TIMEOUT: nothing waiting. WD_ERR_FORMAT /
- * WD_ERR_UNSUPPORTED: a frame that does not decode (err says why; route is filled when
- * the sender is known, so the caller can answer with an Error). */
+ * WD_ERR_UNSUPPORTED: a frame that did not decode (already answered and logged; err says
+ * why, route names the sender). */
 enum wd_status wd_worker_link_recv(struct wd_worker_link *l, unsigned char *route,
                                    size_t *route_len, struct wd_msg *m, struct wd_error *err);
 

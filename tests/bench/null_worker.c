@@ -19,12 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <xxhash.h>
 #include <zmq.h>
 
 #include "common/config/flags.h"
 #include "common/config/json_reader.h"
 #include "common/net/msg.h"
+#include "common/net/zsock.h"
 #include "tests/bench/bench_util.h"
 
 #define MAX_ACTIVE 4096
@@ -77,16 +77,11 @@ static void logf_(struct nw *w, const char *fmt, ...)
 
 static int send_msg(struct nw *w, const struct wd_msg *m)
 {
-    void *buf;
-    size_t len;
     struct wd_error err = {0};
-    if (wd_msg_encode(m, &buf, &len, &err) != WD_OK) {
-        fprintf(stderr, "null-worker: encode %s: %s\n", wd_msg_kind_str(m->kind), err.msg);
-        return -1;
-    }
-    int rc = zmq_send(w->sock, buf, len, ZMQ_DONTWAIT);
-    free(buf);
-    return rc < 0 ? -1 : 0;
+    enum wd_status st = wd_zsock_send(w->sock, m, &err);
+    if (st == WD_ERR_INVALID)
+        fprintf(stderr, "null-worker: %s: %s\n", wd_msg_kind_str(m->kind), err.msg);
+    return st == WD_OK ? 0 : -1;
 }
 
 static void send_register(struct nw *w)
@@ -121,8 +116,8 @@ static void send_register(struct nw *w)
     }
     snprintf(p->a2a_backend, sizeof(p->a2a_backend), "none");
     snprintf(p->deepep_mode, sizeof(p->deepep_mode), "auto");
-    send_msg(w, &m);
-    w->next_register = wd_bench_now() + 1.0;
+    /* Not connected yet (ZMQ_IMMEDIATE): try again soon; no answer: again in a second. */
+    w->next_register = wd_bench_now() + (send_msg(w, &m) == 0 ? 1.0 : 0.05);
 }
 
 static void send_heartbeat(struct nw *w)
@@ -269,21 +264,17 @@ static void on_message(struct nw *w, struct wd_msg *m)
 static void recv_all(struct nw *w)
 {
     for (;;) {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, w->sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&part);
-            return;
-        }
         struct wd_msg m;
         struct wd_error err = {0};
-        if (wd_msg_decode(zmq_msg_data(&part), zmq_msg_size(&part), &m, &err) == WD_OK) {
+        enum wd_status st = wd_zsock_recv(w->sock, 0, &m, &err);
+        if (st == WD_ERR_TIMEOUT || st == WD_ERR_IO)
+            return;
+        if (st == WD_OK) {
             on_message(w, &m);
             wd_msg_free(&m);
         } else {
             logf_(w, "bad frame: %s", err.msg);
         }
-        zmq_msg_close(&part);
     }
 }
 
@@ -328,16 +319,24 @@ static int load_hash(struct nw *w)
         fprintf(stderr, "null-worker: %s\n", err.msg);
         return -1;
     }
-    w->config_hash = XXH3_64bits(text, len);
+    w->config_hash = wd_msg_config_hash(text, len);
     free(text);
     return 0;
 }
 
+/* Raw frames that are not wd_msg frames; waits (bounded) for the connection first, since
+ * the DEALER queues nothing before it is connected. */
 static void send_garbage(struct nw *w)
 {
     static const unsigned char junk[][8] = {{0xff, 0xff, 0xff}, {0x0a, 0x05, 'h', 'e', 'l'}, {0}};
-    for (int i = 0; i < w->garbage; i++)
-        zmq_send(w->sock, junk[i % 3], 3 + (size_t)(i % 3), ZMQ_DONTWAIT);
+    for (int i = 0, tries = 0; i < w->garbage && tries < 200;) {
+        if (zmq_send(w->sock, junk[i % 3], 3 + (size_t)(i % 3), ZMQ_DONTWAIT) >= 0) {
+            i++;
+        } else {
+            tries++;
+            zmq_poll(NULL, 0, 10);
+        }
+    }
 }
 
 int wd_bench_null_worker(int argc, char **argv)
@@ -386,14 +385,9 @@ int wd_bench_null_worker(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     w.ctx = zmq_ctx_new();
-    w.sock = zmq_socket(w.ctx, ZMQ_DEALER);
-    int zero = 0, hwm = 100000;
-    zmq_setsockopt(w.sock, ZMQ_LINGER, &zero, sizeof(zero));
-    zmq_setsockopt(w.sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
-    zmq_setsockopt(w.sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
-    zmq_setsockopt(w.sock, ZMQ_ROUTING_ID, w.instance, strlen(w.instance));
-    if (zmq_connect(w.sock, w.router) != 0) {
-        fprintf(stderr, "null-worker: connect %s: %s\n", w.router, zmq_strerror(errno));
+    if (wd_zsock_dealer_connect(w.ctx, w.router, w.instance, &w.sock, &err) != WD_OK) {
+        fprintf(stderr, "null-worker: %s\n", err.msg);
+        zmq_ctx_term(w.ctx);
         return 2;
     }
     send_garbage(&w);
@@ -413,7 +407,7 @@ int wd_bench_null_worker(int argc, char **argv)
     }
     for (int i = w.n_act - 1; i >= 0; i--)
         finish_active(&w, i);
-    zmq_close(w.sock);
+    wd_zsock_close(w.sock);
     zmq_ctx_term(w.ctx);
     if (w.log)
         fclose(w.log);

@@ -10,12 +10,17 @@ RL_TMP=$(mktemp -d)
 RL_PIDS=()
 rl_pass=0 rl_fail=0
 
-rl_cleanup() {
-    local p
-    {
-        for p in "${RL_PIDS[@]}"; do kill -KILL "$p"; done
-        wait
-    } 2>/dev/null
+rl_cleanup() { # TERM first: the processes exit by themselves (and bash reports nothing)
+    local p i
+    for p in "${RL_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for i in $(seq 30); do
+        local alive=0
+        for p in "${RL_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ $alive = 0 ] && break
+        sleep 0.1
+    done
+    for p in "${RL_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    wait 2>/dev/null
     rm -rf "$RL_TMP"
 }
 trap rl_cleanup EXIT

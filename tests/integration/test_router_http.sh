@@ -71,8 +71,8 @@ rl_check "context error names max_tokens" is_openai_error max_tokens
 # A worker joins (after some garbage frames): everything answers.
 rl_start_worker w1 --garbage 3
 rl_check "worker registers after garbage" rl_wait_workers 1
-rl_check "garbage frames are logged" rl_wait_log "$RL_TMP/r.log" "dropped a frame from w1"
-rl_check "the sender is told" rl_wait_log "$RL_TMP/w1.wlog" "error 0 format: frame refused"
+rl_check "garbage frames are logged" rl_wait_log "$RL_TMP/r.log" "refused a frame from w1"
+rl_check "the sender is told" rl_wait_log "$RL_TMP/w1.wlog" "error 0 format: refused frame"
 
 rl_check "chat 200" [ "$(status POST /v1/chat/completions "${AUTH[@]}" -d "$CHAT")" = 200 ]
 rl_check "chat shape" python3 -c "import json;r=json.load(open('$RL_TMP/body'));\

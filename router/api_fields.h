@@ -29,9 +29,11 @@ struct wd_api_field {
     wd_api_field_fn fn;
 };
 
-/* Runs each key of obj through its handler; an unlisted key is a 400 naming it. */
+/* Runs each key of obj through its handler, looked up in `shared` (fields several endpoints
+ * take; may be NULL) and then `own`; a key in neither is a 400 naming it. */
 enum wd_status wd_api_fields_walk(struct wd_api_ctx *cx, json_t *obj,
-                                  const struct wd_api_field *fields, int n_fields);
+                                  const struct wd_api_field *shared, int n_shared,
+                                  const struct wd_api_field *own, int n_own);
 
 /* Typed readers: write *out on success, or set a 400 naming the field. */
 enum wd_status wd_api_get_bool(struct wd_api_ctx *cx, const char *name, json_t *v, int *out);

@@ -29,21 +29,30 @@ enum wd_status wd_api_unsupported(struct wd_api_ctx *cx, const char *name, const
                             detail ? ": " : "", detail ? detail : "");
 }
 
+static const struct wd_api_field *lookup(const struct wd_api_field *f, int n, const char *key)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(f[i].name, key) == 0)
+            return &f[i];
+    return NULL;
+}
+
 enum wd_status wd_api_fields_walk(struct wd_api_ctx *cx, json_t *obj,
-                                  const struct wd_api_field *fields, int n_fields)
+                                  const struct wd_api_field *shared, int n_shared,
+                                  const struct wd_api_field *own, int n_own)
 {
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v)
     {
-        int i = 0;
-        while (i < n_fields && strcmp(fields[i].name, key) != 0)
-            i++;
-        if (i == n_fields)
+        const struct wd_api_field *f = lookup(shared, n_shared, key);
+        if (!f)
+            f = lookup(own, n_own, key);
+        if (!f)
             return wd_api_unsupported(cx, key, "unknown field");
         if (json_is_null(v))
             continue;
-        WD_CHECK(fields[i].fn(cx, key, v));
+        WD_CHECK(f->fn(cx, key, v));
     }
     return WD_OK;
 }

@@ -154,24 +154,30 @@ static enum wd_status f_messages(struct wd_api_ctx *cx, const char *name, json_t
     return WD_OK;
 }
 
-static enum wd_status f_stream_options(struct wd_api_ctx *cx, const char *name, json_t *v)
+/* An object whose only key may be `key`, a boolean (null: not given): stream_options
+ * {include_usage}, chat_template_kwargs {enable_thinking}. */
+static enum wd_status one_bool_object(struct wd_api_ctx *cx, const char *name, json_t *v,
+                                      const char *key, int *out)
 {
     if (!json_is_object(v))
         return wd_api_error_set(cx->e, 400, name, "'%s' must be an object", name);
-    const char *key;
+    const char *k;
     json_t *x;
-    json_object_foreach(v, key, x)
+    json_object_foreach(v, k, x)
     {
-        if (strcmp(key, "include_usage") == 0) {
-            if (!json_is_null(x))
-                WD_CHECK(wd_api_get_bool(cx, "stream_options.include_usage", x,
-                                         &cx->req->include_usage));
-        } else {
-            char field[96];
-            snprintf(field, sizeof(field), "%s.%s", name, key);
+        char field[96];
+        snprintf(field, sizeof(field), "%s.%s", name, k);
+        if (strcmp(k, key) != 0)
             return wd_api_unsupported(cx, field, NULL);
-        }
+        if (!json_is_null(x))
+            WD_CHECK(wd_api_get_bool(cx, field, x, out));
     }
+    return WD_OK;
+}
+
+static enum wd_status f_stream_options(struct wd_api_ctx *cx, const char *name, json_t *v)
+{
+    WD_CHECK(one_bool_object(cx, name, v, "include_usage", &cx->req->include_usage));
     cx->has_stream_options = 1;
     return WD_OK;
 }
@@ -211,20 +217,7 @@ static enum wd_status f_response_format(struct wd_api_ctx *cx, const char *name,
 
 static enum wd_status f_template_kwargs(struct wd_api_ctx *cx, const char *name, json_t *v)
 {
-    if (!json_is_object(v))
-        return wd_api_error_set(cx->e, 400, name, "'%s' must be an object", name);
-    const char *key;
-    json_t *x;
-    json_object_foreach(v, key, x)
-    {
-        char field[96];
-        snprintf(field, sizeof(field), "%s.%s", name, key);
-        if (strcmp(key, "enable_thinking") != 0)
-            return wd_api_unsupported(cx, field, "only enable_thinking is");
-        if (!json_is_null(x))
-            WD_CHECK(wd_api_get_bool(cx, field, x, &cx->req->enable_thinking));
-    }
-    return WD_OK;
+    return one_bool_object(cx, name, v, "enable_thinking", &cx->req->enable_thinking);
 }
 
 static enum wd_status f_add_generation_prompt(struct wd_api_ctx *cx, const char *name, json_t *v)
@@ -232,13 +225,12 @@ static enum wd_status f_add_generation_prompt(struct wd_api_ctx *cx, const char 
     return wd_api_get_bool(cx, name, v, &cx->req->add_generation_prompt);
 }
 
-static const struct wd_api_field chat_fields[] = {
-    {"messages", f_messages},
+/* The fields chat and completions share. */
+static const struct wd_api_field shared_fields[] = {
     {"model", wd_api_field_model},
     {"stream", wd_api_field_stream},
     {"stream_options", f_stream_options},
     {"max_tokens", wd_api_field_max_tokens},
-    {"max_completion_tokens", f_max_completion_tokens},
     {"temperature", wd_api_field_temperature},
     {"top_p", wd_api_field_top_p},
     {"top_k", wd_api_field_top_k},
@@ -248,27 +240,33 @@ static const struct wd_api_field chat_fields[] = {
     {"stop_token_ids", wd_api_field_stop_ids},
     {"ignore_eos", wd_api_field_ignore_eos},
     {"skip_special_tokens", wd_api_field_skip_special},
-    {"logprobs", f_chat_logprobs},
-    {"top_logprobs", f_top_logprobs},
-    {"chat_template_kwargs", f_template_kwargs},
-    {"add_generation_prompt", f_add_generation_prompt},
     {"n", wd_api_field_only_one},
     {"repetition_penalty", wd_api_field_only_one},
     {"presence_penalty", wd_api_field_only_zero},
     {"frequency_penalty", wd_api_field_only_zero},
     {"min_tokens", wd_api_field_only_zero},
     {"logit_bias", wd_api_field_only_empty},
+    {"echo", wd_api_field_only_false},
+    {"user", wd_api_field_harmless},
+    {"metadata", wd_api_field_harmless},
+    {"store", wd_api_field_harmless},
+    {"service_tier", wd_api_field_harmless},
+};
+#define N_SHARED ((int)(sizeof(shared_fields) / sizeof(shared_fields[0])))
+
+static const struct wd_api_field chat_fields[] = {
+    {"messages", f_messages},
+    {"max_completion_tokens", f_max_completion_tokens},
+    {"logprobs", f_chat_logprobs},
+    {"top_logprobs", f_top_logprobs},
+    {"chat_template_kwargs", f_template_kwargs},
+    {"add_generation_prompt", f_add_generation_prompt},
     {"tools", wd_api_field_only_empty},
     {"functions", wd_api_field_only_empty},
     {"tool_choice", f_choice_none},
     {"function_call", f_choice_none},
     {"response_format", f_response_format},
     {"continue_final_message", wd_api_field_only_false},
-    {"echo", wd_api_field_only_false},
-    {"user", wd_api_field_harmless},
-    {"metadata", wd_api_field_harmless},
-    {"store", wd_api_field_harmless},
-    {"service_tier", wd_api_field_harmless},
     {"parallel_tool_calls", wd_api_field_harmless},
 };
 
@@ -289,7 +287,7 @@ static enum wd_status finish_common(struct wd_api_ctx *cx)
 
 enum wd_status wd_api_parse_chat(struct wd_api_ctx *cx, json_t *root)
 {
-    WD_CHECK(wd_api_fields_walk(cx, root, chat_fields,
+    WD_CHECK(wd_api_fields_walk(cx, root, shared_fields, N_SHARED, chat_fields,
                                 (int)(sizeof(chat_fields) / sizeof(chat_fields[0]))));
     if (cx->has_top_logprobs && cx->req->top_logprobs > 0 && !cx->req->logprobs)
         return set_error(cx, "top_logprobs", "'top_logprobs' needs 'logprobs' set to true");
@@ -329,38 +327,14 @@ static enum wd_status f_completion_logprobs(struct wd_api_ctx *cx, const char *n
 
 static const struct wd_api_field completion_fields[] = {
     {"prompt", f_prompt},
-    {"model", wd_api_field_model},
-    {"stream", wd_api_field_stream},
-    {"stream_options", f_stream_options},
-    {"max_tokens", wd_api_field_max_tokens},
-    {"temperature", wd_api_field_temperature},
-    {"top_p", wd_api_field_top_p},
-    {"top_k", wd_api_field_top_k},
-    {"min_p", wd_api_field_min_p},
-    {"seed", wd_api_field_seed},
-    {"stop", wd_api_field_stop},
-    {"stop_token_ids", wd_api_field_stop_ids},
-    {"ignore_eos", wd_api_field_ignore_eos},
-    {"skip_special_tokens", wd_api_field_skip_special},
     {"logprobs", f_completion_logprobs},
-    {"n", wd_api_field_only_one},
     {"best_of", wd_api_field_only_one},
-    {"repetition_penalty", wd_api_field_only_one},
-    {"presence_penalty", wd_api_field_only_zero},
-    {"frequency_penalty", wd_api_field_only_zero},
-    {"min_tokens", wd_api_field_only_zero},
-    {"logit_bias", wd_api_field_only_empty},
     {"suffix", wd_api_field_only_empty},
-    {"echo", wd_api_field_only_false},
-    {"user", wd_api_field_harmless},
-    {"metadata", wd_api_field_harmless},
-    {"store", wd_api_field_harmless},
-    {"service_tier", wd_api_field_harmless},
 };
 
 enum wd_status wd_api_parse_completion(struct wd_api_ctx *cx, json_t *root)
 {
-    WD_CHECK(wd_api_fields_walk(cx, root, completion_fields,
+    WD_CHECK(wd_api_fields_walk(cx, root, shared_fields, N_SHARED, completion_fields,
                                 (int)(sizeof(completion_fields) / sizeof(completion_fields[0]))));
     return finish_common(cx);
 }

@@ -51,8 +51,9 @@ static enum wd_status f_sampling_params(struct wd_api_ctx *cx, const char *name,
     if (!json_is_object(v))
         return wd_api_error_set(cx->e, 400, name, "'%s' must be an object", name);
     cx->prefix = "sampling_params.";
-    enum wd_status st = wd_api_fields_walk(
-        cx, v, sampling_fields, (int)(sizeof(sampling_fields) / sizeof(sampling_fields[0])));
+    enum wd_status st =
+        wd_api_fields_walk(cx, v, NULL, 0, sampling_fields,
+                           (int)(sizeof(sampling_fields) / sizeof(sampling_fields[0])));
     cx->prefix = "";
     return st;
 }
@@ -146,7 +147,7 @@ static const struct wd_api_field generate_fields[] = {
 
 enum wd_status wd_api_parse_generate(struct wd_api_ctx *cx, json_t *root)
 {
-    WD_CHECK(wd_api_fields_walk(cx, root, generate_fields,
+    WD_CHECK(wd_api_fields_walk(cx, root, NULL, 0, generate_fields,
                                 (int)(sizeof(generate_fields) / sizeof(generate_fields[0]))));
     if (!cx->has_prompt)
         return wd_api_error_set(cx->e, 400, "text", "one of 'text' or 'input_ids' is required");

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/sampling.h"
+
 struct table {
     uint64_t *keys; /* [cap], 0 = empty */
     int n;
@@ -17,15 +19,10 @@ struct wd_prefix_index {
     int young; /* index of the young table */
 };
 
+/* splitmix64's step as a mixer: every input bit reaches every output bit. */
 static uint64_t mix(uint64_t x)
 {
-    /* splitmix64's finalizer: every input bit reaches every output bit. */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
+    return wd_splitmix64(&x);
 }
 
 enum wd_status wd_prefix_index_create(int block_tokens, int max_entries,

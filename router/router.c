@@ -49,7 +49,7 @@ static enum wd_status create_slots(struct wd_router *r, struct wd_error *err)
     for (int i = r->n_slots - 1; i >= 0; i--) {
         r->slots[i].index = i;
         wd_buf_init(&r->slots[i].sse);
-        r->slots[i].q_next = r->free_slots;
+        r->slots[i].q.next = r->free_slots;
         r->free_slots = &r->slots[i];
     }
     return WD_OK;

@@ -33,6 +33,11 @@
 
 enum wd_rreq_state { WD_RREQ_FREE = 0, WD_RREQ_QUEUED, WD_RREQ_RUNNING };
 
+struct wd_rreq;
+struct wd_rreq_link {
+    struct wd_rreq *prev, *next;
+};
+
 /* One generation request from admission to its answer. Slots are preallocated and reused;
  * the wire id ((gen << INDEX_BITS) | index) changes on every dispatch, so a chunk from an
  * attempt that was retried or aborted no longer finds its request. */
@@ -60,8 +65,8 @@ struct wd_rreq {
     double t_arrival, t_dispatch, t_first, t_last, deadline;
     long long created; /* unix seconds for "created" */
     char resp_id[64];
-    struct wd_rreq *q_prev, *q_next; /* waiting queue */
-    struct wd_rreq *a_prev, *a_next; /* live requests in deadline order (one list per kind) */
+    struct wd_rreq_link q; /* waiting queue (free slots: q.next) */
+    struct wd_rreq_link a; /* live requests in deadline order (one list per kind) */
 };
 
 struct wd_rreq_list {
@@ -79,7 +84,7 @@ struct wd_router {
     struct wd_router_metrics m;
     struct wd_rreq *slots; /* [n_slots] */
     int n_slots;
-    struct wd_rreq *free_slots; /* linked through q_next */
+    struct wd_rreq *free_slots; /* linked through q.next */
     struct wd_rreq_list queue;  /* QUEUED, by arrival */
     struct wd_rreq_list live;   /* QUEUED and RUNNING user requests, by arrival = deadline */
     struct wd_rreq_list health; /* /health_generate probes (their own shorter deadline) */

@@ -21,55 +21,40 @@
 
 /* --- lists --- */
 
-static void q_push(struct wd_rreq_list *l, struct wd_rreq *rq)
+/* A request sits in two lists at once (the queue and its deadline list): each has its own
+ * links in the request, picked by `which`. */
+enum { IN_QUEUE = 0, IN_LIVE = 1 };
+
+static struct wd_rreq_link *link_of(struct wd_rreq *rq, int which)
 {
-    rq->q_prev = l->tail;
-    rq->q_next = NULL;
+    return which == IN_QUEUE ? &rq->q : &rq->a;
+}
+
+static void list_push(struct wd_rreq_list *l, struct wd_rreq *rq, int which)
+{
+    struct wd_rreq_link *k = link_of(rq, which);
+    k->prev = l->tail;
+    k->next = NULL;
     if (l->tail)
-        l->tail->q_next = rq;
+        link_of(l->tail, which)->next = rq;
     else
         l->head = rq;
     l->tail = rq;
     l->n++;
 }
 
-static void q_unlink(struct wd_rreq_list *l, struct wd_rreq *rq)
+static void list_unlink(struct wd_rreq_list *l, struct wd_rreq *rq, int which)
 {
-    if (rq->q_prev)
-        rq->q_prev->q_next = rq->q_next;
+    struct wd_rreq_link *k = link_of(rq, which);
+    if (k->prev)
+        link_of(k->prev, which)->next = k->next;
     else
-        l->head = rq->q_next;
-    if (rq->q_next)
-        rq->q_next->q_prev = rq->q_prev;
+        l->head = k->next;
+    if (k->next)
+        link_of(k->next, which)->prev = k->prev;
     else
-        l->tail = rq->q_prev;
-    rq->q_prev = rq->q_next = NULL;
-    l->n--;
-}
-
-static void a_push(struct wd_rreq_list *l, struct wd_rreq *rq)
-{
-    rq->a_prev = l->tail;
-    rq->a_next = NULL;
-    if (l->tail)
-        l->tail->a_next = rq;
-    else
-        l->head = rq;
-    l->tail = rq;
-    l->n++;
-}
-
-static void a_unlink(struct wd_rreq_list *l, struct wd_rreq *rq)
-{
-    if (rq->a_prev)
-        rq->a_prev->a_next = rq->a_next;
-    else
-        l->head = rq->a_next;
-    if (rq->a_next)
-        rq->a_next->a_prev = rq->a_prev;
-    else
-        l->tail = rq->a_prev;
-    rq->a_prev = rq->a_next = NULL;
+        l->tail = k->prev;
+    k->prev = k->next = NULL;
     l->n--;
 }
 
@@ -93,9 +78,9 @@ static void finish(struct wd_router *r, struct wd_rreq *rq, const char *outcome)
         wd_workers_left(r->workers, rq->worker.slot, rq->dp_rank);
         r->n_running--;
     } else if (rq->state == WD_RREQ_QUEUED) {
-        q_unlink(&r->queue, rq);
+        list_unlink(&r->queue, rq, IN_QUEUE);
     }
-    a_unlink(live_list(r, rq), rq);
+    list_unlink(live_list(r, rq), rq, IN_LIVE);
     if (rq->conn)
         wd_http_set_user(rq->conn, NULL);
     if (!rq->is_health)
@@ -112,7 +97,7 @@ static void finish(struct wd_router *r, struct wd_rreq *rq, const char *outcome)
     rq->index = index;
     rq->gen = gen;
     rq->sse = sse;
-    rq->q_next = r->free_slots;
+    rq->q.next = r->free_slots;
     r->free_slots = rq;
     update_gauges(r);
 }
@@ -281,7 +266,7 @@ static int dispatch_once(struct wd_router *r, struct wd_rreq *rq, struct wd_work
     int64_t pages = ((int64_t)ctx.n_tokens + wk->page_size - 1) / wk->page_size;
     wd_workers_placed(r->workers, pick.slot, pick.rank, pages);
     if (rq->state == WD_RREQ_QUEUED)
-        q_unlink(&r->queue, rq);
+        list_unlink(&r->queue, rq, IN_QUEUE);
     if (rq->n_attempts == 0) {
         rq->t_dispatch = now;
         if (!rq->is_health)
@@ -364,8 +349,8 @@ void wd_router_admit(struct wd_router *r, struct wd_http_conn *c, struct wd_api_
         return;
     }
     struct wd_rreq *rq = r->free_slots;
-    r->free_slots = rq->q_next;
-    rq->q_next = NULL;
+    r->free_slots = rq->q.next;
+    rq->q.next = NULL;
     rq->api = *api;
     memset(api, 0, sizeof(*api));
     rq->conn = c;
@@ -399,9 +384,9 @@ void wd_router_admit(struct wd_router *r, struct wd_http_conn *c, struct wd_api_
                                   .no_stop_trim = rq->api.no_stop_trim,
                                   .logprobs = rq->api.logprobs,
                                   .top_logprobs = rq->api.logprobs ? rq->api.top_logprobs : 0};
-    a_push(live_list(r, rq), rq);
+    list_push(live_list(r, rq), rq, IN_LIVE);
     rq->state = WD_RREQ_QUEUED; /* until dispatched; not yet in the queue list */
-    q_push(&r->queue, rq);
+    list_push(&r->queue, rq, IN_QUEUE);
     wd_http_defer(c);
     wd_http_set_user(c, rq);
     if (wd_output_init(&rq->out, &oc) != WD_OK) {
@@ -554,7 +539,7 @@ void wd_router_fail_worker_requests(struct wd_router *r, int slot, const char *r
     for (int l = 0; l < 2; l++) {
         struct wd_rreq *next;
         for (struct wd_rreq *rq = lists[l]->head; rq; rq = next) {
-            next = rq->a_next;
+            next = rq->a.next;
             if (rq->state == WD_RREQ_RUNNING && rq->worker.slot == slot)
                 attempt_failed(r, rq, reason, 1);
         }

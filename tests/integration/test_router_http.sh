@@ -69,7 +69,7 @@ rl_check "prompt over the context is 400" \
 rl_check "context error names max_tokens" is_openai_error max_tokens
 
 # A worker joins (after some garbage frames): everything answers.
-rl_start_worker w1 --garbage 3
+rl_start_worker w1 --garbage 3 --token-interval-ms 20
 rl_check "worker registers after garbage" rl_wait_workers 1
 rl_check "garbage frames are logged" rl_wait_log "$RL_TMP/r.log" "refused a frame from w1"
 rl_check "the sender is told" rl_wait_log "$RL_TMP/w1.wlog" "error 0 format: refused frame"
@@ -102,6 +102,25 @@ rl_check "metrics count successes" bash -c "curl -s '$RL_URL/metrics' |
     grep -qE '^wideep:router_requests_total\{outcome=\"success\"\} [1-9]'"
 rl_check "metrics count the bad frames" bash -c "curl -s '$RL_URL/metrics' |
     grep -qE '^wideep:router_bad_worker_frames_total [1-9]'"
+# 64 concurrent streams (the worker interleaves their tokens): each one complete and right.
+streams=()
+for i in $(seq 64); do
+    curl -sN --max-time 30 "$RL_URL/v1/completions" "${AUTH[@]}" \
+        -d '{"prompt":"Hello world, how are you","max_tokens":10,"stream":true}' \
+        >"$RL_TMP/s$i" &
+    streams+=($!)
+done
+wait "${streams[@]}" # (a bare wait would wait for the router too)
+rl_check "64 concurrent streams all end with [DONE]" \
+    [ "$(grep -l '^data: \[DONE\]' "$RL_TMP"/s[0-9]* | wc -l)" = 64 ]
+rl_check "and each has the whole text" python3 -c "
+import json,glob
+texts=set()
+for f in glob.glob('$RL_TMP/s[0-9]*'):
+    ev=[json.loads(l[6:]) for l in open(f) if l.startswith('data: {')]
+    texts.add(''.join(e['choices'][0]['text'] for e in ev if e['choices']))
+assert len(texts)==1, texts
+t=texts.pop(); assert 'Hello world, how are you'.startswith(t) and len(t)>10, t"
 rl_stop "$RL_RPID"
 RL_KEY=
 

@@ -18,6 +18,7 @@
 #include "kernels/sampling.h"
 
 #define MAX_MSGS_PER_TURN 4096 /* bound one turn so HTTP is not starved by a flood */
+#define SHUTDOWN_FLUSH_SECS 0.2
 
 double wd_router_now(void)
 {
@@ -132,20 +133,11 @@ void wd_router_destroy(struct wd_router *r)
 {
     if (!r)
         return;
-    /* Requests still open get a 503; their workers an Abort. */
-    if (r->http) {
-        while (r->live.head) {
-            struct wd_rreq *rq = r->live.head;
-            if (rq->conn) {
-                struct wd_api_error e;
-                wd_api_error_set(&e, 503, NULL, "the router is shutting down");
-                wd_router_respond_error(rq->conn, &e, 0);
-            }
-            wd_router_client_gone(r, rq);
-        }
-        while (r->health.head)
-            wd_router_client_gone(r, r->health.head);
-    }
+    /* Requests still open get a 503 (an error event when streaming); their workers an
+     * Abort. wd_router_run already did this and sent the answers out. */
+    r->is_stopping = 1;
+    if (r->http)
+        wd_router_fail_all(r, "the router is shutting down");
     wd_http_destroy(r->http);
     wd_worker_link_destroy(r->link);
     for (int i = 0; i < r->n_slots; i++)
@@ -228,6 +220,14 @@ enum wd_status wd_router_run(struct wd_router *r, struct wd_error *err)
     uint64_t v;
     ssize_t n = read(r->wake_fd, &v, sizeof(v));
     (void)n;
-    wd_log(WD_LOG_INFO, "router", "stopping");
+    wd_log(WD_LOG_INFO, "router", "stopping: %d running and %d queued requests get a 503",
+           r->n_running, r->queue.n);
+    wd_router_fail_all(r, "the router is shutting down");
+    /* A moment for those answers to reach their clients before the sockets close. */
+    double until = wd_router_now() + SHUTDOWN_FLUSH_SECS;
+    while (wd_router_now() < until) {
+        zmq_poll(items + 1, 1, 10);
+        wd_http_run(r->http, 0);
+    }
     return WD_OK;
 }

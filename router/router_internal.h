@@ -128,8 +128,11 @@ void wd_router_client_gone(struct wd_router *r, struct wd_rreq *rq);
 void wd_router_fail_worker_requests(struct wd_router *r, int slot, const char *reason);
 /* Deadlines: answers 504 for the requests past theirs; returns seconds to the next one. */
 double wd_router_check_deadlines(struct wd_router *r, double now);
-/* Dispatches queued requests while slots are free. */
+/* Dispatches queued requests while slots are free (nothing once stopping). */
 void wd_router_pump(struct wd_router *r);
+/* Ends every open request with a 503 (an error event when streaming) and aborts it on its
+ * worker: the router is stopping. */
+void wd_router_fail_all(struct wd_router *r, const char *why);
 
 /* router_workers.c */
 void wd_router_on_worker_message(struct wd_router *r, const unsigned char *route, size_t route_len,

@@ -298,6 +298,8 @@ static void dispatch(struct wd_router *r, struct wd_rreq *rq, struct wd_worker_r
 
 void wd_router_pump(struct wd_router *r)
 {
+    if (r->is_stopping)
+        return;
     while (r->queue.head && r->n_running < r->args.max_concurrent_requests)
         dispatch(r, r->queue.head, (struct wd_worker_ref){-1, 0});
 }
@@ -327,8 +329,10 @@ void wd_router_admit(struct wd_router *r, struct wd_http_conn *c, struct wd_api_
     struct wd_api_error e;
     int is_full = !is_health && r->n_running >= r->args.max_concurrent_requests &&
                   r->queue.n >= r->args.queue_size;
-    if (!any_eligible(r, now) || is_full || !r->free_slots) {
-        if (is_full || (r->free_slots == NULL && any_eligible(r, now))) {
+    if (r->is_stopping || !any_eligible(r, now) || is_full || !r->free_slots) {
+        if (r->is_stopping) {
+            wd_api_error_set(&e, 503, NULL, "the router is shutting down");
+        } else if (is_full || (r->free_slots == NULL && any_eligible(r, now))) {
             wd_api_error_set(&e, 429, NULL,
                              "the router is at capacity (%d running, %d queued): retry later",
                              r->n_running, r->queue.n);
@@ -545,6 +549,19 @@ void wd_router_fail_worker_requests(struct wd_router *r, int slot, const char *r
         }
     }
     wd_router_pump(r);
+}
+
+void wd_router_fail_all(struct wd_router *r, const char *why)
+{
+    struct wd_api_error e;
+    wd_api_error_set(&e, 503, NULL, "%s", why);
+    struct wd_rreq_list *lists[2] = {&r->live, &r->health};
+    for (int l = 0; l < 2; l++)
+        while (lists[l]->head) {
+            struct wd_rreq *rq = lists[l]->head;
+            send_abort(r, rq, "shutdown");
+            fail(r, rq, &e, "shutdown");
+        }
 }
 
 static double expire_list(struct wd_router *r, struct wd_rreq_list *l, double now)

@@ -94,5 +94,25 @@ rl_check "the worker registers again after the restart" rl_wait_workers 1
 rl_check "it was told to" grep -q 'error 0 not_found: unknown instance s' "$RL_TMP/s.wlog"
 rl_check "and serves" [ "$(curl -s -o /dev/null -w '%{http_code}' "$RL_URL/v1/completions" \
     -d '{"prompt":"Hello","max_tokens":2}')" = 200 ]
-rl_stop "$RL_RPID"
+
+# --- stopping with requests in flight: each gets an answer, the router exits 0 ---
+curl -sN --max-time 20 "$RL_URL/v1/completions" \
+    -d '{"prompt":"Hello","max_tokens":200,"stream":true}' >"$RL_TMP/stop_stream" &
+c1=$!
+curl -s --max-time 20 "$RL_URL/v1/completions" -d '{"prompt":"Hello","max_tokens":200}' \
+    >"$RL_TMP/stop_plain" &
+c2=$!
+rl_wait_log "$RL_TMP/stop_stream" '"text"' 50
+n_abort=$(grep -c '^abort ' "$RL_TMP/s.wlog")
+kill -TERM "$RL_RPID"
+wait "$RL_RPID"
+rc=$?
+wait "$c1" "$c2"
+rl_check "SIGTERM: the router exits 0" [ $rc = 0 ]
+rl_check "the stream gets an error event and [DONE]" \
+    grep -q '"message":"the router is shutting down"' "$RL_TMP/stop_stream"
+rl_check "the waiting request gets a 503 body" grep -q 'the router is shutting down' \
+    "$RL_TMP/stop_plain"
+rl_check "the worker got both Aborts" bash -c "for i in \$(seq 20); do
+    [ \$(grep -c '^abort ' '$RL_TMP/s.wlog') -ge $((n_abort + 2)) ] && exit 0; sleep 0.1; done; exit 1"
 rl_finish

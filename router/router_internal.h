@@ -141,6 +141,9 @@ void wd_router_on_bad_frame(struct wd_router *r, const unsigned char *route, siz
                             const struct wd_error *err);
 /* Drops workers silent past the heartbeat timeout. */
 void wd_router_expire_workers(struct wd_router *r, double now);
+/* Sends Abort{request_id} to a peer (best effort). */
+void wd_router_send_abort_to(struct wd_router *r, const unsigned char *route, size_t route_len,
+                             uint64_t request_id);
 /* Sends a message to the worker of slot; WD_ERR_PEER when it cannot be reached. */
 enum wd_status wd_router_send(struct wd_router *r, int slot, const struct wd_msg *m,
                               struct wd_error *err);

@@ -457,8 +457,13 @@ void wd_router_on_chunk(struct wd_router *r, const unsigned char *route, size_t 
 {
     struct wd_rreq *rq = lookup(r, ch->request_id, route, route_len);
     if (!rq) {
+        /* Ended here (aborted, timed out, retried) or issued by a router before a restart:
+         * the worker is still generating for nobody, so tell it to stop (an Abort of a
+         * request it already dropped is a no-op there). */
         wd_log(WD_LOG_DEBUG, "request", "token chunk for %llx: no such running request",
                (unsigned long long)ch->request_id);
+        if (ch->finish == WD_MSG_FINISH_NONE)
+            wd_router_send_abort_to(r, route, route_len, ch->request_id);
         return;
     }
     if (ch->finish == WD_MSG_FINISH_ABORT) {

@@ -41,6 +41,17 @@ static void send_to(struct wd_router *r, const unsigned char *route, size_t rout
     }
 }
 
+void wd_router_send_abort_to(struct wd_router *r, const unsigned char *route, size_t route_len,
+                             uint64_t request_id)
+{
+    struct wd_msg m;
+    wd_msg_init(&m, WD_MSG_ABORT);
+    m.abort.request_id = request_id;
+    struct wd_error err = {0};
+    if (wd_worker_link_send(r->link, route, route_len, &m, &err) == WD_OK)
+        wd_metrics_add(r->m.reg, r->m.aborts, "unknown_request", 1);
+}
+
 static void send_error(struct wd_router *r, const unsigned char *route, size_t route_len,
                        enum wd_status code, const char *fmt, const char *arg)
 {

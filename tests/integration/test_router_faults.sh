@@ -8,7 +8,9 @@
 #   - a client that disconnects (streaming or not) makes the router send Abort at once;
 #   - the deadline (--request-timeout-secs): 504, or an SSE error event once streaming, and
 #     an Abort to the worker;
-#   - a router restart on the same ports: the workers register again by themselves.
+#   - a router killed and restarted on the same ports: the workers register again by
+#     themselves, and a request the old router left running is aborted;
+#   - SIGTERM with requests in flight: each gets an answer, the workers Aborts, exit 0.
 . "$(dirname "$0")/router_lib.sh"
 
 metric() { # name{labels} -> value (0 when absent)
@@ -85,13 +87,21 @@ rl_check "deadline while streaming -> error event" grep -q '"type":"timeout_erro
 rl_check "deadline -> Abort to the worker" bash -c "[ \$(grep -c '^abort ' '$RL_TMP/s.wlog') -gt $n_abort ]"
 rl_check "the worker got the deadline" grep -qE '^generate .* deadline_ms=(19[0-9][0-9]|2000) ' "$RL_TMP/s.wlog"
 
-# --- router restart: the workers come back by themselves ---
+# --- router killed mid-stream and restarted: the workers come back by themselves, and
+# the worker is told to stop what it still generates for the old router ---
 RL_FIXED_HTTP=$RL_HTTP RL_FIXED_WP=$RL_WP
-old=$RL_RPID
-rl_stop "$old"
+curl -sN --max-time 20 "$RL_URL/v1/completions" \
+    -d '{"prompt":"Hello","max_tokens":100,"stream":true}' >/dev/null &
+orphan_client=$!
+rl_wait_log "$RL_TMP/s.wlog" "^generate .* max=100 " 50
+orphan=$(grep '^generate .* max=100 ' "$RL_TMP/s.wlog" | tail -1 | cut -d' ' -f2)
+{ kill -KILL "$RL_RPID"; wait "$RL_RPID"; } 2>/dev/null
+wait "$orphan_client"
 rl_start_router c --request-timeout-secs 30 || exit 1
 rl_check "the worker registers again after the restart" rl_wait_workers 1
 rl_check "it was told to" grep -q 'error 0 not_found: unknown instance s' "$RL_TMP/s.wlog"
+rl_check "its orphaned request is aborted by the new router" \
+    rl_wait_log "$RL_TMP/s.wlog" "^abort $orphan\$" 30
 rl_check "and serves" [ "$(curl -s -o /dev/null -w '%{http_code}' "$RL_URL/v1/completions" \
     -d '{"prompt":"Hello","max_tokens":2}')" = 200 ]
 

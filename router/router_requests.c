@@ -257,7 +257,13 @@ static int dispatch_once(struct wd_router *r, struct wd_rreq *rq, struct wd_work
     wd_msg_init(&m, WD_MSG_GENERATE);
     fill_generate(r, rq, &m, now);
     struct wd_error err = {0};
-    if (wd_router_send(r, pick.slot, &m, &err) != WD_OK) {
+    enum wd_status st = wd_router_send(r, pick.slot, &m, &err);
+    if (st == WD_ERR_INVALID) { /* a message the protocol refuses: ours, not the worker's */
+        wd_log(WD_LOG_ERROR, "request", "request %s: %s", rq->resp_id, err.msg);
+        wd_api_error_set(e, 500, NULL, "the router built an invalid request: %s", err.msg);
+        return -1;
+    }
+    if (st != WD_OK) {
         wd_api_error_set(e, 502, NULL, "could not send the request to worker %s: %s",
                          wd_workers_at(r->workers, pick.slot)->name, err.msg);
         return 1; /* that worker is unreachable: another may do */
@@ -293,7 +299,10 @@ static void dispatch(struct wd_router *r, struct wd_rreq *rq, struct wd_worker_r
         rc = dispatch_once(r, rq, rq->worker, &e);
     }
     if (rc != 0)
-        fail(r, rq, &e, e.status == 503 ? "no_worker" : "worker_error");
+        fail(r, rq, &e,
+             e.status == 503   ? "no_worker"
+             : e.status == 500 ? "router_error"
+                               : "worker_error");
 }
 
 void wd_router_pump(struct wd_router *r)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/util/log.h"
+#include "router/buf.h"
 
 #define BODY_KEEP_BYTES (64 * 1024) /* a pooled record keeps a body buffer up to this size */
 #define STREAM_BLOCK 16384
@@ -38,8 +39,7 @@ struct wd_http_conn {
     struct MHD_Connection *mc;
     enum conn_state state;
     struct wd_http_request req;
-    char *body;
-    size_t body_len, body_cap;
+    struct wd_buf body;
     int is_body_too_big;
     int in_handler;                       /* inside on_request: answers are queued directly */
     int is_suspended;                     /* by defer or by the stream reader */
@@ -52,8 +52,8 @@ struct wd_http_conn {
     struct wd_http_response pending;
     int is_stream; /* wd_http_stream_start was called */
     const char *stream_type;
-    char *out; /* stream bytes not yet taken by MHD: out[out_off, out_len) */
-    size_t out_off, out_len, out_cap;
+    struct wd_buf out; /* stream bytes not yet taken by MHD: out.p[out_off, out.len) */
+    size_t out_off;
     int is_out_eof;
     void *user;
     struct wd_http_conn *prev, *next; /* live list (destroy resumes them all) or free list */
@@ -74,11 +74,12 @@ static struct wd_http_conn *conn_get(struct wd_http *h)
     struct wd_http_conn *c = h->free;
     if (c) {
         h->free = c->next;
-        char *body = c->body, *out = c->out;
-        size_t body_cap = c->body_cap, out_cap = c->out_cap;
+        struct wd_buf body = c->body, out = c->out;
         memset(c, 0, sizeof(*c));
-        c->body = body, c->body_cap = body_cap;
-        c->out = out, c->out_cap = out_cap;
+        c->body = body;
+        c->out = out;
+        wd_buf_reset(&c->body);
+        wd_buf_reset(&c->out);
     } else {
         c = calloc(1, sizeof(*c));
         if (!c)
@@ -191,16 +192,10 @@ static void conn_put(struct wd_http *h, struct wd_http_conn *c)
         h->live = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    if (c->body_cap > BODY_KEEP_BYTES) {
-        free(c->body);
-        c->body = NULL;
-        c->body_cap = 0;
-    }
-    if (c->out_cap > BODY_KEEP_BYTES) {
-        free(c->out);
-        c->out = NULL;
-        c->out_cap = 0;
-    }
+    if (c->body.cap > BODY_KEEP_BYTES)
+        wd_buf_cleanup(&c->body);
+    if (c->out.cap > BODY_KEEP_BYTES)
+        wd_buf_cleanup(&c->out);
     c->prev = NULL;
     c->next = h->free;
     h->free = c;
@@ -245,13 +240,15 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     (void)pos;
     if (c->is_gone)
         return MHD_CONTENT_READER_END_WITH_ERROR;
-    if (c->out_off < c->out_len) {
-        size_t n = c->out_len - c->out_off;
+    if (c->out_off < c->out.len) {
+        size_t n = c->out.len - c->out_off;
         n = n < max ? n : max;
-        memcpy(buf, c->out + c->out_off, n);
+        memcpy(buf, c->out.p + c->out_off, n);
         c->out_off += n;
-        if (c->out_off == c->out_len)
-            c->out_off = c->out_len = 0;
+        if (c->out_off == c->out.len) {
+            c->out_off = 0;
+            wd_buf_reset(&c->out);
+        }
         return (ssize_t)n;
     }
     if (c->is_out_eof)
@@ -309,24 +306,12 @@ static enum MHD_Result on_first_call(struct wd_http *h, struct wd_http_conn *c)
 static enum MHD_Result append_body(struct wd_http *h, struct wd_http_conn *c, const char *data,
                                    size_t n)
 {
-    if (c->is_body_too_big || c->body_len + n > h->max_body) {
+    if (c->is_body_too_big || c->body.len + n > h->max_body) {
         /* Over the cap: stop buffering at once; the answer is a 413 at the end. */
         c->is_body_too_big = c->req.is_body_too_big = 1;
         return MHD_YES;
     }
-    if (c->body_len + n + 1 > c->body_cap) {
-        size_t cap = c->body_cap ? c->body_cap : 4096;
-        while (cap < c->body_len + n + 1)
-            cap *= 2;
-        char *b = realloc(c->body, cap);
-        if (!b)
-            return MHD_NO;
-        c->body = b;
-        c->body_cap = cap;
-    }
-    memcpy(c->body + c->body_len, data, n);
-    c->body_len += n;
-    return MHD_YES;
+    return wd_buf_append(&c->body, data, n) == WD_OK ? MHD_YES : MHD_NO;
 }
 
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *mc, const char *url,
@@ -360,10 +345,9 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *mc, cons
     }
     switch (c->state) {
     case ST_NEW:
-        if (c->body_len > 0 && !c->is_body_too_big) {
-            c->body[c->body_len] = 0;
-            c->req.body = c->body;
-            c->req.body_len = c->body_len;
+        if (c->body.len > 0 && !c->is_body_too_big) {
+            c->req.body = c->body.p; /* NUL-terminated by wd_buf */
+            c->req.body_len = c->body.len;
         }
         c->in_handler = 1;
         h->cb.on_request(h->cb.ctx, c, &c->req);
@@ -454,27 +438,11 @@ enum wd_status wd_http_stream_start(struct wd_http_conn *c, const char *content_
 
 enum wd_status wd_http_stream_write(struct wd_http_conn *c, const char *data, size_t len)
 {
-    if (c->out_off > 0 && c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
-    if (c->out_len + len > c->out_cap) {
-        if (c->out_off > 0) { /* slide the unsent tail to the front before growing */
-            memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-            c->out_len -= c->out_off;
-            c->out_off = 0;
-        }
-        size_t cap = c->out_cap ? c->out_cap : 4096;
-        while (cap < c->out_len + len)
-            cap *= 2;
-        if (cap != c->out_cap) {
-            char *o = realloc(c->out, cap);
-            if (!o)
-                return WD_ERR_NOMEM;
-            c->out = o;
-            c->out_cap = cap;
-        }
+    if (c->out_off > 0) { /* drop what MHD already took before growing */
+        wd_buf_consume(&c->out, c->out_off);
+        c->out_off = 0;
     }
-    memcpy(c->out + c->out_len, data, len);
-    c->out_len += len;
+    WD_CHECK(wd_buf_append(&c->out, data, len));
     if (c->state == ST_STREAMING)
         resume(c);
     return WD_OK;
@@ -618,8 +586,8 @@ void wd_http_destroy(struct wd_http *h)
     while (h->free) {
         struct wd_http_conn *c = h->free;
         h->free = c->next;
-        free(c->body);
-        free(c->out);
+        wd_buf_cleanup(&c->body);
+        wd_buf_cleanup(&c->out);
         free(c);
     }
     close(h->hup_fd);

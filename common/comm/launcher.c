@@ -8,7 +8,6 @@
  */
 #include "common/comm/launcher.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -23,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/comm/rendezvous.h"
+#include "common/comm/shm_segment.h"
 #if defined(__SANITIZE_ADDRESS__)
 #define WD_HAVE_LSAN 1
 #elif defined(__has_feature)
@@ -341,20 +341,8 @@ static void signal_ranks(struct wd_launcher *l, int sig)
 static void remove_segments(const char *launch_id)
 {
     char prefix[48];
-    int plen = snprintf(prefix, sizeof(prefix), "wd-%s-", launch_id);
-    DIR *d = opendir("/dev/shm");
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, prefix, (size_t)plen) != 0)
-            continue;
-        char name[300];
-        snprintf(name, sizeof(name), "/%s", de->d_name);
-        if (shm_unlink(name) == 0)
-            wd_log(WD_LOG_DEBUG, "launch", "removed leftover shm segment %s", name);
-    }
-    closedir(d);
+    snprintf(prefix, sizeof(prefix), "wd-%s-", launch_id);
+    wd_shm_segment_remove_prefix(prefix);
 }
 
 static void finish(struct wd_launcher *l, enum wd_status st, const struct wd_error *e)

@@ -1,6 +1,14 @@
 /*
- * shm segments: shm_open + ftruncate + mmap for the creator, shm_open + fstat + mmap for
- * the peers, and a /dev/shm directory sweep for whoever cleans up after a launch.
+ * shm segments: shm_open + ftruncate + posix_fallocate + mmap for the creator, shm_open +
+ * fstat + mmap for the peers, and a /dev/shm directory sweep for whoever cleans up after a
+ * launch.
+ *
+ * Why posix_fallocate: ftruncate alone makes a sparse file, and tmpfs hands out a page only
+ * when it is first touched. When /dev/shm is full at that moment (a container's default
+ * 64 MiB, other jobs' segments), the touching process gets SIGBUS, in the middle of a
+ * collective, with nothing to say why. Reserving every page at creation moves that failure
+ * to one place with a clear error. The price: a window's memory is committed when it is
+ * created, not when it is first written (DeepEP sizes its buffers the same way).
  */
 #include "common/comm/shm_segment.h"
 
@@ -11,11 +19,29 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common/util/log.h"
 
-/* Maps segment name of exactly bytes; is_create makes it (O_EXCL). */
+/* The error for a segment /dev/shm cannot back, with what is free there (after the failed
+ * segment is gone) and how to get more. */
+static enum wd_status no_space(const char *name, size_t bytes, struct wd_error *err)
+{
+    struct statvfs sv;
+    double mib = 1024.0 * 1024.0, avail = 0, total = 0;
+    if (statvfs("/dev/shm", &sv) == 0) {
+        avail = (double)sv.f_bavail * (double)sv.f_frsize / mib;
+        total = (double)sv.f_blocks * (double)sv.f_frsize / mib;
+    }
+    /* Short enough to survive the rank's error prefixes in the launcher's one line. */
+    return wd_error_set(err, WD_ERR_NOMEM,
+                        "shm segment %s: no space in /dev/shm for %zu bytes (%.1f of %.1f MiB "
+                        "free): enlarge /dev/shm (docker --shm-size, k8s emptyDir medium Memory)",
+                        name, bytes, avail, total);
+}
+
+/* Maps segment name of exactly bytes; is_create makes it (O_EXCL) and reserves its pages. */
 static enum wd_status map_segment(const char *name, size_t bytes, int is_create, void **p_p,
                                   struct wd_error *err)
 {
@@ -25,15 +51,24 @@ static enum wd_status map_segment(const char *name, size_t bytes, int is_create,
                             is_create ? "create" : "open", strerror(errno));
     struct stat stbuf;
     const char *what = NULL;
-    if (is_create && ftruncate(fd, (off_t)bytes) != 0)
+    int e = 0;
+    if (is_create && ftruncate(fd, (off_t)bytes) != 0) {
         what = "resize";
-    else if (!is_create && fstat(fd, &stbuf) != 0)
+        e = errno;
+    } else if (is_create) {
+        while ((e = posix_fallocate(fd, 0, (off_t)bytes)) == EINTR) {
+        }
+        what = e ? "reserve" : NULL;
+    } else if (fstat(fd, &stbuf) != 0) {
         what = "stat";
+        e = errno;
+    }
     if (what) {
-        int e = errno;
         close(fd);
         if (is_create)
             shm_unlink(name);
+        if (e == ENOSPC)
+            return no_space(name, bytes, err);
         return wd_error_set(err, WD_ERR_IO, "shm segment %s: %s: %s", name, what, strerror(e));
     }
     if (!is_create && (size_t)stbuf.st_size != bytes) {
@@ -42,7 +77,7 @@ static enum wd_status map_segment(const char *name, size_t bytes, int is_create,
                             name, (long long)stbuf.st_size, bytes);
     }
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    int e = errno;
+    e = errno;
     close(fd);
     if (p == MAP_FAILED) {
         if (is_create)

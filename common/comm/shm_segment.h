@@ -11,9 +11,11 @@
 
 #include "common/util/status.h"
 
-/* Creates segment name (must not exist) of bytes, zeroed, and maps it read-write into
- * *p_p. On failure nothing is left behind (the name is removed again); WD_ERR_IO names the
- * segment, the step and the errno text. */
+/* Creates segment name (must not exist) of bytes, zeroed, with every page reserved, and
+ * maps it read-write into *p_p. WD_ERR_NOMEM ("no space", naming the segment, its size and
+ * what /dev/shm has free, with a hint to enlarge it) when /dev/shm cannot back all of it;
+ * WD_ERR_IO names the segment, the step and the errno text. On failure nothing is left
+ * behind (the name is removed again). */
 enum wd_status wd_shm_segment_create(const char *name, size_t bytes, void **p_p,
                                      struct wd_error *err);
 /* Maps existing segment name read-write; its size must equal bytes (WD_ERR_INVALID). */

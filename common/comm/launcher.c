@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/comm/janitor.h"
 #include "common/comm/rendezvous.h"
 #include "common/comm/shm_segment.h"
 #if defined(__SANITIZE_ADDRESS__)
@@ -68,6 +69,7 @@ struct wd_launcher {
     size_t ctl_bytes;
     struct wd_rdzv_server *srv; /* node 0 */
     struct wd_rdzv *client;     /* other nodes */
+    struct wd_janitor janitor;  /* removes the segments if this process dies first */
     pid_t pgid;
     struct local_rank *ranks; /* [rpn] */
     int n_running;
@@ -350,6 +352,7 @@ static void finish(struct wd_launcher *l, enum wd_status st, const struct wd_err
     if (l->pgid > 0)
         kill(-l->pgid, SIGKILL); /* helpers the ranks left behind */
     remove_segments(l->launch_id);
+    wd_janitor_cleanup(&l->janitor); /* nothing left for it to do */
     l->is_finished = 1;
     l->final_status = st;
     if (e)
@@ -448,6 +451,7 @@ int wd_launcher_rdzv_port(const struct wd_launcher *l)
 
 static void free_launcher(struct wd_launcher *l)
 {
+    wd_janitor_cleanup(&l->janitor);
     wd_rdzv_server_destroy(l->srv);
     wd_rdzv_destroy(l->client);
     if (l->ctl)
@@ -514,8 +518,10 @@ static void rank_process(struct wd_launcher *l, int local, pid_t parent, wd_rank
     snprintf(ri.launch_id, sizeof(ri.launch_id), "%s", l->launch_id);
     ri.timeout_ms = l->cfg.timeout_ms;
     ri.ctl = l->ctl;
-    /* The launcher's sockets and bookkeeping are copies here: drop them, keep the ctl page. */
+    /* The launcher's sockets and bookkeeping are copies here: drop them, keep the ctl page
+     * and the janitor's pipe (its end of file tells the janitor this rank is gone). */
     l->ctl = NULL;
+    wd_janitor_detach(&l->janitor);
     free_launcher(l);
     int rc = fn(ctx, &ri);
     fflush(NULL);
@@ -588,6 +594,14 @@ enum wd_status wd_launcher_start(const struct wd_launch_config *cfg, wd_rank_mai
         return st;
     }
 
+    /* The janitor before any rank: from the first rank on there can be segments. */
+    char prefix[48];
+    snprintf(prefix, sizeof(prefix), "wd-%s-", l->launch_id);
+    st = wd_janitor_init(&l->janitor, prefix, err);
+    if (st != WD_OK) {
+        free_launcher(l);
+        return st;
+    }
     fflush(NULL); /* children must not inherit (and repeat) buffered output */
     pid_t parent = getpid();
     for (int i = 0; i < l->rpn; i++) {
@@ -600,8 +614,10 @@ enum wd_status wd_launcher_start(const struct wd_launch_config *cfg, wd_rank_mai
         }
         if (pid == 0)
             rank_process(l, i, parent, rank_main, ctx);
-        if (l->pgid == 0)
+        if (l->pgid == 0) {
             l->pgid = pid;
+            wd_janitor_set_group(&l->janitor, pid);
+        }
         setpgid(pid, l->pgid); /* both sides set it, so no signal can miss the group */
         l->ranks[i].pid = pid;
         l->ctl->slot[cfg->node_rank * l->rpn + i].pid = pid;

@@ -11,7 +11,9 @@
  * process group of their own (so helpers they fork are killed too) and have
  * PR_SET_PDEATHSIG(SIGKILL), so a launcher that dies takes them along. Every shared-memory
  * segment of a launch is named "/wd-<launch_id>-..." and the launcher unlinks them all at
- * the end, whether the ranks finished, crashed or were killed.
+ * the end, whether the ranks finished, crashed or were killed; when the launcher itself
+ * dies first (SIGKILL, SIGTERM), a janitor process it forked before the ranks does
+ * (common/comm/janitor.h).
  *
  * The launcher is single-threaded and must be started from a single-threaded process
  * (fork). PR_SET_PDEATHSIG follows the thread that forked, so keep it alive while ranks run.

@@ -1,7 +1,8 @@
 /*
  * Rank launcher with real processes: rank identity, and every way a rank can fail (exit
  * early with an error or with success, die by a signal, stall, die during bring-up,
- * leave a helper process or a shm segment behind, overrun the run timeout). For each:
+ * leave a helper process or a shm segment behind, overrun the run timeout), and the
+ * launcher itself killed while its ranks hold segments. For each:
  * the surviving ranks fail within their timeout with an error naming the culprit, the
  * launcher returns an error naming it and how it ended, and afterwards no rank or helper
  * process is alive and /dev/shm holds nothing of the launch. Ranks record what they saw
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +33,7 @@ struct rank_result {
     int pid, helper_pid;
     int rank, world, local_rank, node_rank, rpn, nnodes;
     char launch_id[24];
+    int is_ready; /* body_hold: segment and helper are there */
     int status;
     char msg[WD_ERROR_LEN];
     long elapsed_ms;
@@ -273,6 +276,31 @@ static enum wd_status body_leak(const struct scenario *sc, const struct wd_rank_
     return WD_OK;
 }
 
+/* Every rank holds a named segment of the launch and rank 0 a helper, then waits for the
+ * launcher to be killed (it takes them along). */
+static enum wd_status body_hold(const struct scenario *sc, const struct wd_rank_info *ri,
+                                struct rank_result *res, struct wd_error *err)
+{
+    char what[32], name[128];
+    snprintf(what, sizeof(what), "hold-%d", ri->rank);
+    wd_rank_shm_name(ri, what, name, sizeof(name));
+    int fd = shm_open(name, O_CREAT | O_RDWR, 0600);
+    if (fd < 0)
+        return wd_error_set(err, WD_ERR_IO, "shm_open %s: %s", name, strerror(errno));
+    close(fd);
+    if (ri->rank == 0) {
+        pid_t p = fork();
+        if (p == 0) {
+            sleep(30);
+            _exit(0);
+        }
+        res->helper_pid = p;
+    }
+    __atomic_store_n(&res->is_ready, 1, __ATOMIC_RELEASE);
+    sleep(20);
+    return WD_OK;
+}
+
 static enum wd_status body_sleep(const struct scenario *sc, const struct wd_rank_info *ri,
                                  struct rank_result *res, struct wd_error *err)
 {
@@ -439,6 +467,53 @@ static void test_run_timeout(void)
     expect_clean(&sc, 2);
 }
 
+/* The launcher process itself dies (SIGKILL: no cleanup of its own can run; SIGTERM: not
+ * handled) while its ranks hold named segments: the janitor removes them, and the ranks
+ * and rank 0's helper die too. */
+static void test_launcher_killed(void)
+{
+    static const int sigs[] = {SIGKILL, SIGTERM};
+    for (int v = 0; v < 2; v++) {
+        struct scenario sc = make(body_hold, -1, 0);
+        memset(sc.res, 0, MAX_RANKS * sizeof(*sc.res));
+        fflush(NULL);
+        pid_t launcher = fork();
+        if (launcher == 0) {
+            struct wd_error err;
+            long el;
+            launch(&sc, 2, 0, &el, &err);
+            _exit(0);
+        }
+        int is_ready = 0;
+        for (int i = 0; i < 500 && !is_ready; i++) {
+            is_ready = __atomic_load_n(&sc.res[0].is_ready, __ATOMIC_ACQUIRE) &&
+                       __atomic_load_n(&sc.res[1].is_ready, __ATOMIC_ACQUIRE);
+            usleep(10000);
+        }
+        WD_EXPECT_MSG(is_ready, "signal %d: ranks never got ready", sigs[v]);
+        WD_EXPECT(shm_entries(sc.res[0].launch_id) == 2);
+        kill(launcher, sigs[v]);
+        waitpid(launcher, NULL, 0);
+        int is_clean = 0;
+        for (int i = 0; i < 500 && !is_clean; i++) {
+            is_clean = shm_entries(sc.res[0].launch_id) == 0 && is_gone(sc.res[0].pid) &&
+                       is_gone(sc.res[1].pid) && is_gone(sc.res[0].helper_pid);
+            if (!is_clean)
+                usleep(10000);
+        }
+        WD_EXPECT_MSG(is_clean, "signal %d: %d segment(s) left, rank 0 %s, rank 1 %s, helper %s",
+                      sigs[v], shm_entries(sc.res[0].launch_id),
+                      is_gone(sc.res[0].pid) ? "gone" : "alive",
+                      is_gone(sc.res[1].pid) ? "gone" : "alive",
+                      is_gone(sc.res[0].helper_pid) ? "gone" : "alive");
+        if (!is_clean) { /* do not leave them to the next test */
+            kill(sc.res[0].pid, SIGKILL);
+            kill(sc.res[1].pid, SIGKILL);
+            kill(sc.res[0].helper_pid, SIGKILL);
+        }
+    }
+}
+
 static void test_bad_config(void)
 {
     struct scenario sc = make(body_info, -1, 0);
@@ -484,6 +559,7 @@ int main(void)
     WD_RUN(test_helper_swept);
     WD_RUN(test_shm_swept);
     WD_RUN(test_run_timeout);
+    WD_RUN(test_launcher_killed);
     WD_RUN(test_bad_config);
     munmap(g_res, MAX_RANKS * sizeof(*g_res));
     return wd_test_finish();

@@ -79,6 +79,7 @@ struct wd_launcher {
     int64_t fail_ms, term_ms;
     int is_term_sent, is_kill_sent;
     int is_finished;
+    int64_t n_refused; /* node 0: launchers refused for a node rank that had joined, logged */
     enum wd_status final_status;
     struct wd_error final_err;
 };
@@ -300,6 +301,24 @@ static void mark_node(struct wd_launcher *l, int j, const char *text)
     }
 }
 
+/* Node 0: logs the launchers join_job refused because their node rank had joined (each
+ * one left a count in "wd/join/<k>"). */
+static void note_refused(struct wd_launcher *l)
+{
+    int64_t n = 0;
+    for (int j = 1; j < l->cfg.nnodes; j++) {
+        char key[64];
+        snprintf(key, sizeof(key), "wd/join/%d", j);
+        int64_t c = local_counter(l->srv, key);
+        n += c > 1 ? c - 1 : 0;
+    }
+    if (n > l->n_refused)
+        wd_log(WD_LOG_WARN, "launch",
+               "refused %lld launcher(s) for a node rank that had already joined this job",
+               (long long)(n - l->n_refused));
+    l->n_refused = n;
+}
+
 /* Looks for failures of other nodes; a non-zero node that loses the store treats node 0
  * as failed. */
 static void check_remote(struct wd_launcher *l)
@@ -309,6 +328,7 @@ static void check_remote(struct wd_launcher *l)
     l->next_remote_ms = now_ms() + 100;
     int64_t n_fail = 0;
     if (l->srv) {
+        note_refused(l);
         n_fail = local_counter(l->srv, "wd/nfail");
     } else {
         struct wd_error e;
@@ -516,6 +536,7 @@ static void rank_process(struct wd_launcher *l, int local, pid_t parent, wd_rank
     snprintf(ri.rdzv_host, sizeof(ri.rdzv_host), "%s", l->host);
     ri.rdzv_port = l->port;
     snprintf(ri.launch_id, sizeof(ri.launch_id), "%s", l->launch_id);
+    snprintf(ri.rdzv_token, sizeof(ri.rdzv_token), "%s", l->cfg.dist_init_token);
     ri.timeout_ms = l->cfg.timeout_ms;
     ri.ctl = l->ctl;
     /* The launcher's sockets and bookkeeping are copies here: drop them, keep the ctl page
@@ -548,6 +569,49 @@ static enum wd_status check_config(const struct wd_launch_config *c, struct wd_e
                             "launch: --dist-init-addr is required with --nnodes %d", c->nnodes);
     if (c->timeout_ms <= 0 || c->settle_ms < 0 || c->kill_grace_ms < 0 || c->run_timeout_ms < 0)
         return wd_error_set(err, WD_ERR_INVALID, "launch: timeouts must be positive");
+    if (!memchr(c->dist_init_token, 0, sizeof(c->dist_init_token)))
+        return wd_error_set(err, WD_ERR_INVALID, "launch: token longer than %d bytes",
+                            WD_RDZV_MAX_TOKEN);
+    return WD_OK;
+}
+
+/* Node 0: the job's shape, for joining launchers to compare with their own. */
+static enum wd_status publish_job(struct wd_launcher *l, struct wd_error *err)
+{
+    char job[64];
+    int n = snprintf(job, sizeof(job), "%d %d", l->cfg.world_size, l->cfg.nnodes);
+    return wd_rdzv_server_set(l->srv, "wd/job", job, (size_t)n, err);
+}
+
+/* Node k > 0 (its token already accepted): node 0 must run this launcher's shape, and node
+ * rank k must still be free. The first launcher for it holds it for good, so a second one
+ * (an operator's retry, a stale script) is refused here, before it forks a rank or writes
+ * a key of the job. */
+static enum wd_status join_job(struct wd_launcher *l, struct wd_error *err)
+{
+    const struct wd_launch_config *c = &l->cfg;
+    void *v;
+    size_t len;
+    WD_CHECK(wd_rdzv_get(l->client, "wd/job", c->timeout_ms, &v, &len, err));
+    char job[64];
+    snprintf(job, sizeof(job), "%.*s", (int)(len < sizeof(job) ? len : sizeof(job) - 1),
+             (const char *)v);
+    free(v);
+    int world = 0, nnodes = 0;
+    if (sscanf(job, "%d %d", &world, &nnodes) != 2 || world != c->world_size || nnodes != c->nnodes)
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "the job at %s:%d runs %d rank(s) over %d node(s), this launcher was "
+                            "started for %d over %d",
+                            l->host, l->port, world, nnodes, c->world_size, c->nnodes);
+    char key[64];
+    snprintf(key, sizeof(key), "wd/join/%d", c->node_rank);
+    int64_t n = 0;
+    WD_CHECK(wd_rdzv_add(l->client, key, 1, &n, err));
+    if (n != 1)
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "node rank %d already joined this job at %s:%d; a second launcher "
+                            "for it is refused (the running job is not affected)",
+                            c->node_rank, l->host, l->port);
     return WD_OK;
 }
 
@@ -582,11 +646,16 @@ enum wd_status wd_launcher_start(const struct wd_launch_config *cfg, wd_rank_mai
     else
         snprintf(l->host, sizeof(l->host), "127.0.0.1");
     if (st == WD_OK && cfg->node_rank == 0) {
-        st = wd_rdzv_server_create(l->host, l->port, &l->srv, err);
-        if (st == WD_OK)
+        st = wd_rdzv_server_create(l->host, l->port, cfg->dist_init_token, &l->srv, err);
+        if (st == WD_OK) {
             l->port = wd_rdzv_server_port(l->srv);
+            st = publish_job(l, err);
+        }
     } else if (st == WD_OK) {
-        st = wd_rdzv_create(l->host, l->port, cfg->timeout_ms, &l->client, err);
+        st = wd_rdzv_create(l->host, l->port, cfg->dist_init_token, cfg->timeout_ms, &l->client,
+                            err);
+        if (st == WD_OK)
+            st = join_job(l, err);
     }
     if (st != WD_OK) {
         free_launcher(l);

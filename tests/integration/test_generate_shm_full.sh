@@ -40,7 +40,7 @@ for size in 256k 16m; do
     if [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] &&
        grep -qE 'shm segment /wd-[0-9]+x[0-9a-f]+-[A-Za-z0-9_.-]+: no space in /dev/shm for [0-9]+ bytes' "$tmp/err" &&
        grep -q 'enlarge /dev/shm (docker --shm-size' "$tmp/err" &&
-       ! grep -qiE 'bus error|signal 7' "$tmp/err"; then
+       ! grep -qiE 'bus error|signal 7|Sanitizer|runtime error:' "$tmp/err"; then
         ok "/dev/shm of $size: clear no-space error (rc $rc)"
     else ko "/dev/shm of $size: clear no-space error (rc $rc)"; fi
     if [ ! -s "$tmp/left" ]; then ok "/dev/shm of $size: nothing left behind"

@@ -242,19 +242,38 @@ static enum wd_status body_setup_death(const struct scenario *sc, const struct w
     return run_group(sc, ri, exit_3, err);
 }
 
+/* A sleeping helper process in the rank's process group; its pid goes to res. */
+static void start_helper(struct rank_result *res)
+{
+    pid_t p = fork();
+    if (p == 0) {
+        sleep(30);
+        _exit(0);
+    }
+    res->helper_pid = p;
+}
+
+/* Creates the launch's segment "<what>-<rank>" and leaves it (no unlink). */
+static enum wd_status leave_segment(const struct wd_rank_info *ri, const char *what,
+                                    struct wd_error *err)
+{
+    char seg[32], name[128];
+    snprintf(seg, sizeof(seg), "%s-%d", what, ri->rank);
+    wd_rank_shm_name(ri, seg, name, sizeof(name));
+    int fd = shm_open(name, O_CREAT | O_RDWR, 0600);
+    if (fd < 0)
+        return wd_error_set(err, WD_ERR_IO, "shm_open %s: %s", name, strerror(errno));
+    close(fd);
+    return WD_OK;
+}
+
 /* Rank 0 leaves a sleeping helper in the rank's process group; the culprit (if any)
  * fails. */
 static enum wd_status body_helper(const struct scenario *sc, const struct wd_rank_info *ri,
                                   struct rank_result *res, struct wd_error *err)
 {
-    if (ri->rank == 0) {
-        pid_t p = fork();
-        if (p == 0) {
-            sleep(30);
-            _exit(0);
-        }
-        res->helper_pid = p;
-    }
+    if (ri->rank == 0)
+        start_helper(res);
     if (ri->rank == sc->culprit)
         return wd_error_set(err, WD_ERR_INVALID, "rank %d gives up", ri->rank);
     return WD_OK;
@@ -264,15 +283,7 @@ static enum wd_status body_helper(const struct scenario *sc, const struct wd_ran
 static enum wd_status body_leak(const struct scenario *sc, const struct wd_rank_info *ri,
                                 struct rank_result *res, struct wd_error *err)
 {
-    char name[128];
-    wd_rank_shm_name(ri, "leak", name, sizeof(name));
-    char what[32];
-    snprintf(what, sizeof(what), "leak-%d", ri->rank);
-    wd_rank_shm_name(ri, what, name, sizeof(name));
-    int fd = shm_open(name, O_CREAT | O_RDWR, 0600);
-    if (fd < 0)
-        return wd_error_set(err, WD_ERR_IO, "shm_open %s: %s", name, strerror(errno));
-    close(fd);
+    WD_CHECK(leave_segment(ri, "leak", err));
     if (ri->rank == sc->culprit)
         raise(SIGKILL);
     return WD_OK;
@@ -283,21 +294,9 @@ static enum wd_status body_leak(const struct scenario *sc, const struct wd_rank_
 static enum wd_status body_hold(const struct scenario *sc, const struct wd_rank_info *ri,
                                 struct rank_result *res, struct wd_error *err)
 {
-    char what[32], name[128];
-    snprintf(what, sizeof(what), "hold-%d", ri->rank);
-    wd_rank_shm_name(ri, what, name, sizeof(name));
-    int fd = shm_open(name, O_CREAT | O_RDWR, 0600);
-    if (fd < 0)
-        return wd_error_set(err, WD_ERR_IO, "shm_open %s: %s", name, strerror(errno));
-    close(fd);
-    if (ri->rank == 0) {
-        pid_t p = fork();
-        if (p == 0) {
-            sleep(30);
-            _exit(0);
-        }
-        res->helper_pid = p;
-    }
+    WD_CHECK(leave_segment(ri, "hold", err));
+    if (ri->rank == 0)
+        start_helper(res);
     __atomic_store_n(&res->is_ready, 1, __ATOMIC_RELEASE);
     sleep(20);
     return WD_OK;

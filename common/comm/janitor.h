@@ -32,7 +32,8 @@ struct wd_janitor {
 
 /* Forks the janitor for segments named "/<prefix>...". Call before forking any rank. */
 enum wd_status wd_janitor_init(struct wd_janitor *j, const char *prefix, struct wd_error *err);
-/* Tells the janitor the ranks' process group (killed once the launcher is gone). */
+/* Tells the janitor the ranks' process group (killed once the launcher is gone); 0 once
+ * every rank was reaped, so a group id the kernel may hand out again is never killed. */
 void wd_janitor_set_group(struct wd_janitor *j, pid_t pgid);
 /* In a rank process right after fork: lets go of the launcher's end, keeps the pipe end
  * for the rest of the process's life, and forgets the janitor (this process never stops

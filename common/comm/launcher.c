@@ -252,7 +252,8 @@ static void reap(struct wd_launcher *l)
         if (p == 0 || (p < 0 && errno == EINTR))
             continue;
         r->is_reaped = 1;
-        l->n_running--;
+        if (--l->n_running == 0) /* the group id is free now: the janitor must not kill it */
+            wd_janitor_set_group(&l->janitor, 0);
         int rank = l->cfg.node_rank * l->rpn + i;
         char how[96], why[248];
         if (p < 0)

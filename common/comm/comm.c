@@ -55,7 +55,8 @@ enum wd_status wd_comm_create(const struct wd_rank_info *ri, struct wd_comm **co
         return wd_error_set(err, WD_ERR_NOMEM, "comm: out of memory");
     c->ri = *ri;
     c->timeout_ms = ri->timeout_ms > 0 ? ri->timeout_ms : 60000;
-    enum wd_status st = wd_rdzv_create(ri->rdzv_host, ri->rdzv_port, c->timeout_ms, &c->rdzv, err);
+    enum wd_status st =
+        wd_rdzv_create(ri->rdzv_host, ri->rdzv_port, ri->rdzv_token, c->timeout_ms, &c->rdzv, err);
     if (st != WD_OK) {
         free(c);
         wd_error_prefix(err, "rank %d", ri->rank);

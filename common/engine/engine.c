@@ -462,6 +462,8 @@ void wd_engine_destroy(struct wd_engine *e)
     if (!e->is_broken) {
         wd_comm_groups_destroy(e->groups);
         wd_comm_destroy(e->comm);
+    } else if (!e->groups) {
+        wd_comm_destroy(e->comm); /* failed before any group existed: nothing is mid-round */
     }
     free(e->cmds);
     free(e);

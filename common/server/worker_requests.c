@@ -119,7 +119,8 @@ void wd_worker_on_generate(struct wd_worker *w, const struct wd_msg_generate *g)
         p.seed = g->sampling.seed;
     else if (getrandom(&p.seed, sizeof(p.seed), 0) != (ssize_t)sizeof(p.seed))
         p.seed = (uint64_t)wd_now_us() ^ g->request_id;
-    memcpy(p.stop_ids, g->stop_ids, (size_t)g->n_stop_ids * sizeof(int32_t));
+    if (g->n_stop_ids > 0)
+        memcpy(p.stop_ids, g->stop_ids, (size_t)g->n_stop_ids * sizeof(int32_t));
     struct wd_worker_req *r = calloc(1, sizeof(*r));
     if (!r || wd_u64map_put(&w->reqs, g->request_id, r) != WD_OK) {
         free(r);

@@ -170,8 +170,9 @@ enum wd_status wd_scheduler_add(struct wd_scheduler *s, const struct wd_request_
                                 "request: token id %d at position %d is outside the vocabulary "
                                 "[0, %d)",
                                 p->prompt[i], i, vocab);
-    if (p->sampling.temperature < 0 || p->sampling.top_p <= 0 || p->sampling.top_p > 1 ||
-        p->sampling.min_p < 0 || p->sampling.min_p > 1)
+    /* Written so that NaN fails every test (a request can carry any float bits). */
+    if (!(p->sampling.temperature >= 0) || !(p->sampling.top_p > 0 && p->sampling.top_p <= 1) ||
+        !(p->sampling.min_p >= 0 && p->sampling.min_p <= 1))
         return wd_error_set(err, WD_ERR_INVALID,
                             "request: sampling needs temperature >= 0, 0 < top_p <= 1, "
                             "0 <= min_p <= 1");

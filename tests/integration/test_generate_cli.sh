@@ -39,6 +39,12 @@ for fam in tiny-qwen3-moe tiny-deepseek-v3; do
     if [ "$got" = "$want" ]; then passed=$((passed + 1)); echo "ok   $fam greedy via CLI"
     else fail=$((fail + 1)); echo "FAIL $fam greedy via CLI: got $got want $want"; cat "$tmp/err"; fi
     check "$fam logprobs present" 0 '"logprobs": ?\[' echo "$out"
+    # A temperature too small to divide by (logits / 1e-40 overflow) is greedy.
+    out=$("$gen" --model-path "$model" --input-ids "$ids" --max-new-tokens 32 --temperature 1e-40 \
+          --seed 5 --ignore-eos --json 2>"$tmp/err")
+    got=$(python3 -c "import json,sys;print(json.loads(sys.stdin.readline())['output_ids'])" <<<"$out" 2>/dev/null)
+    if [ "$got" = "$want" ]; then passed=$((passed + 1)); echo "ok   $fam --temperature 1e-40 is greedy"
+    else fail=$((fail + 1)); echo "FAIL $fam --temperature 1e-40: got $got want $want"; cat "$tmp/err"; fi
     check "$fam text prompt" 0 '"text"' "$gen" --model-path "$model" --prompt "Hello world" \
         --max-new-tokens 4 --json
     printf 'first prompt\nsecond prompt\n\nthird\n' >"$tmp/prompts"

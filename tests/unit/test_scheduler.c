@@ -3,6 +3,7 @@
  * reserved and returned, abort of waiting and running requests, bad requests
  * refused with a message, stop ids, and the seeded sampler's determinism.
  */
+#include <math.h>
 #include <string.h>
 
 #include "common/kv/kv_pool.h"
@@ -180,6 +181,13 @@ static void test_bad_requests(void)
     p = params(9, 4);
     p.sampling.top_p = 0;
     WD_EXPECT_EQ_INT(wd_scheduler_add(f.sched, &p, &id, &err), WD_ERR_INVALID);
+    /* NaN passes a plain "< 0" range check; each sampling field must refuse it. */
+    float *fields[] = {&p.sampling.temperature, &p.sampling.top_p, &p.sampling.min_p};
+    for (int k = 0; k < 3; k++) {
+        p = params(9, 4);
+        *fields[k] = NAN;
+        WD_EXPECT_EQ_INT(wd_scheduler_add(f.sched, &p, &id, &err), WD_ERR_INVALID);
+    }
     WD_EXPECT_EQ_INT(wd_scheduler_n_waiting(f.sched), 0);
     teardown(&f);
 }

@@ -1,7 +1,7 @@
 /*
- * Jinja interpreter internals shared by jinja_parse.c (template -> AST),
- * jinja_eval.c (AST -> text) and jinja_builtins.c (filters, tests, methods,
- * conversions). Errors inside parse and render longjmp to the entry point, which
+ * Jinja interpreter internals shared by jinja_lex.c / jinja_parse.c (template -> AST),
+ * jinja_eval.c (AST -> text) and the value code: jinja_builtins.c (semantics, operators,
+ * globals), jinja_print.c (str / repr), jinja_filters.c, jinja_json.c. Errors inside parse and render longjmp to the entry point, which
  * frees the arena: every allocation below lives in an arena, or (a string being built) in
  * a buffer the render owns and frees on that path too, so nothing leaks.
  */
@@ -146,6 +146,7 @@ struct jj_frame {
 #define JJ_MAX_SCRATCH 16             /* strings under construction at once */
 #define JJ_MAX_EVAL_DEPTH 256         /* nested evaluations (expressions, filters) */
 #define JJ_WORK_PER_STEP 64           /* bytes scanned or compared per step charged */
+#define JJ_MAX_NEST 64                /* value nesting that equality / printing follow */
 
 struct jj_render {
     struct jj_arena *arena;
@@ -193,7 +194,7 @@ int jj_equal(struct jj_render *r, struct jj_value a, struct jj_value b);
 /* Whether v can be a dict key: the scalars (Python hashes tuples too; chat templates do not
  * key dicts by them, and a scalar key compares in O(1)). */
 int jj_hashable(struct jj_value v);
-/* str(v) as Python/Jinja print it, appended to out. */
+/* jinja_print.c: str(v) as Python/Jinja print it, appended to out (a render-owned buffer). */
 void jj_to_str(struct jj_render *r, struct jj_value v, struct tok_buf *out);
 struct jj_value jj_str_of(struct jj_render *r, struct jj_value v);
 /* int(f), truncating as Python does; NaN, infinities and values past int64 fail the render

@@ -37,6 +37,12 @@ enum wd_msg_kind wd_msg_peek_kind(const void *buf, size_t len)
         [WIDEEP__FRAME__BODY_TOKEN_CHUNK] = WD_MSG_TOKEN_CHUNK,
         [WIDEEP__FRAME__BODY_ABORT] = WD_MSG_ABORT,
         [WIDEEP__FRAME__BODY_ERROR] = WD_MSG_ERROR,
+        [WIDEEP__FRAME__BODY_DECODE_REQUEST] = WD_MSG_DECODE_REQUEST,
+        [WIDEEP__FRAME__BODY_PREFILL_REQUEST] = WD_MSG_PREFILL_REQUEST,
+        [WIDEEP__FRAME__BODY_KV_TARGET] = WD_MSG_KV_TARGET,
+        [WIDEEP__FRAME__BODY_KV_DONE] = WD_MSG_KV_DONE,
+        [WIDEEP__FRAME__BODY_KV_DESCRIPTORS] = WD_MSG_KV_DESCRIPTORS,
+        [WIDEEP__FRAME__BODY_KV_RELEASE] = WD_MSG_KV_RELEASE,
     };
     const uint8_t *p = buf;
     size_t off = 0;
@@ -81,7 +87,7 @@ void wd_msg_init(struct wd_msg *m, enum wd_msg_kind kind)
     m->kind = kind;
     if (kind == WD_MSG_REGISTER)
         m->reg.fp.protocol_version = WD_MSG_PROTOCOL_VERSION;
-    if (kind == WD_MSG_GENERATE)
+    if (kind == WD_MSG_GENERATE || kind == WD_MSG_DECODE_REQUEST || kind == WD_MSG_PREFILL_REQUEST)
         m->generate.sampling.temperature = 1.0f, m->generate.sampling.top_p = 1.0f;
     if (kind == WD_MSG_TOKEN_CHUNK)
         m->chunk.matched_stop = -1;
@@ -108,6 +114,12 @@ const char *wd_msg_kind_str(enum wd_msg_kind kind)
         [WD_MSG_TOKEN_CHUNK] = "token_chunk",
         [WD_MSG_ABORT] = "abort",
         [WD_MSG_ERROR] = "error",
+        [WD_MSG_DECODE_REQUEST] = "decode_request",
+        [WD_MSG_PREFILL_REQUEST] = "prefill_request",
+        [WD_MSG_KV_TARGET] = "kv_target",
+        [WD_MSG_KV_DONE] = "kv_done",
+        [WD_MSG_KV_DESCRIPTORS] = "kv_descriptors",
+        [WD_MSG_KV_RELEASE] = "kv_release",
     };
     return (unsigned)kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "unknown";
 }

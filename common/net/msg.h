@@ -14,6 +14,16 @@
  *   TokenChunk      worker -> router  the next tokens of a request, the last one finishes it
  *   Abort           router -> worker  stop a request (client gone, deadline), free its pages
  *   Error           either way        a request failed (request_id) or a frame was refused (0)
+ * Prefill/decode disaggregation (router <-> workers, and decode <-> prefill over the prefill
+ * worker's bootstrap endpoint, a ROUTER the decode workers' DEALERs connect to):
+ *   DecodeRequest   router -> decode  reserve pages for a request, fetch them from the prefill
+ *                                     worker named in it, decode and stream as Generate does
+ *   PrefillRequest  router -> prefill prefill a request into the decode worker named in it
+ *   KvDescriptors   decode -> prefill once per pair: every decode attention rank's KV region
+ *   KvTarget        decode -> prefill the pages reserved for a request
+ *   KvDone          prefill -> decode the KV is in the pages: first token, its logprob
+ *   KvRelease       prefill -> decode the prefill side will not write this request's pages
+ *                                     again (after a cancel): the pages may be reused
  *
  * Registration and liveness: a worker sends Register when its DEALER connects, and again
  * whenever no RegisterAck came within its retry interval or the router answers with
@@ -70,7 +80,17 @@ enum wd_msg_kind {
     WD_MSG_TOKEN_CHUNK,
     WD_MSG_ABORT,
     WD_MSG_ERROR,
+    WD_MSG_DECODE_REQUEST,
+    WD_MSG_PREFILL_REQUEST,
+    WD_MSG_KV_TARGET,
+    WD_MSG_KV_DONE,
+    WD_MSG_KV_DESCRIPTORS,
+    WD_MSG_KV_RELEASE,
 };
+
+#define WD_MSG_MAX_PAGES (1 << 24)  /* pages in one KvTarget */
+#define WD_MSG_MAX_DESC_RANKS 4096  /* descriptors in one KvDescriptors */
+#define WD_MSG_MAX_DESC_BYTES 65536 /* one descriptor blob */
 
 enum wd_msg_role { WD_MSG_ROLE_DECODE = 1, WD_MSG_ROLE_PREFILL = 2 };
 
@@ -173,6 +193,13 @@ struct wd_msg_sampling {
     int has_seed;
 };
 
+/* The other worker of a disaggregated request's pair. */
+struct wd_msg_pd_peer {
+    char instance_id[WD_MSG_ID_CAP];          /* non-empty */
+    char bootstrap_endpoint[WD_MSG_NAME_CAP]; /* decode request: "tcp://host:port"; else "" */
+    int32_t dp_rank;                          /* >= 0 */
+};
+
 struct wd_msg_generate {
     uint64_t request_id; /* router-assigned, nonzero */
     int32_t n_input_ids; /* >= 1 */
@@ -186,6 +213,9 @@ struct wd_msg_generate {
     int32_t dp_rank;      /* >= 0; the worker checks it against its own DP size */
     int is_return_logprobs;
     int32_t n_top_logprobs; /* 0..WD_MSG_MAX_TOP_LOGPROBS; > 0 needs is_return_logprobs */
+    /* DECODE_REQUEST: the prefill worker; PREFILL_REQUEST: the decode worker; GENERATE:
+     * unused (zero). */
+    struct wd_msg_pd_peer peer;
 };
 
 struct wd_msg_token_chunk {
@@ -211,6 +241,44 @@ struct wd_msg_error {
     char message[WD_MSG_TEXT_CAP]; /* one line */
 };
 
+struct wd_msg_kv_target {
+    uint64_t request_id; /* nonzero */
+    char decode_instance_id[WD_MSG_ID_CAP];
+    int32_t decode_dp_rank;  /* >= 0 */
+    int32_t n_pages;         /* 1..WD_MSG_MAX_PAGES */
+    int32_t *page_ids;       /* [n_pages], each >= 0 */
+    uint64_t descriptors_id; /* nonzero */
+};
+
+struct wd_msg_kv_desc {
+    int32_t dp_rank, attn_tp_rank; /* >= 0 */
+    uint32_t len;                  /* 1..WD_MSG_MAX_DESC_BYTES */
+    const uint8_t *blob;           /* [len] */
+};
+
+struct wd_msg_kv_descriptors {
+    char decode_instance_id[WD_MSG_ID_CAP];
+    uint64_t descriptors_id; /* nonzero */
+    int32_t n;               /* 1..WD_MSG_MAX_DESC_RANKS */
+    struct wd_msg_kv_desc *ranks;
+};
+
+struct wd_msg_kv_done {
+    uint64_t request_id; /* nonzero */
+    int32_t first_token; /* >= 0 */
+    float logprob;       /* finite or -inf */
+    int32_t n_top;       /* 0..WD_MSG_MAX_TOP_LOGPROBS */
+    int32_t top_ids[WD_MSG_MAX_TOP_LOGPROBS];
+    float top_logprobs[WD_MSG_MAX_TOP_LOGPROBS];
+    int32_t n_prompt_tokens; /* > 0 */
+    uint64_t kv_bytes;
+    uint32_t transfer_us, wait_target_us;
+};
+
+struct wd_msg_kv_release {
+    uint64_t request_id; /* nonzero */
+};
+
 struct wd_msg {
     enum wd_msg_kind kind;
     union {
@@ -219,10 +287,14 @@ struct wd_msg {
         struct wd_msg_register_refuse reg_refuse;
         struct wd_msg_heartbeat heartbeat;
         struct wd_msg_drain drain;
-        struct wd_msg_generate generate;
+        struct wd_msg_generate generate; /* GENERATE, DECODE_REQUEST, PREFILL_REQUEST */
         struct wd_msg_token_chunk chunk;
         struct wd_msg_abort abort;
         struct wd_msg_error error;
+        struct wd_msg_kv_target kv_target;
+        struct wd_msg_kv_descriptors kv_descriptors;
+        struct wd_msg_kv_done kv_done;
+        struct wd_msg_kv_release kv_release;
     };
     void *storage; /* decode's one block holding every array; NULL when the caller owns them */
 };

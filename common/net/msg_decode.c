@@ -7,6 +7,7 @@
  * returns points into the generated types. Pure functions; errors are returned, never
  * logged (the caller decides).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -328,6 +329,120 @@ static enum wd_status from_chunk(const Wideep__TokenChunk *w, struct wd_msg *m,
     return WD_OK;
 }
 
+static enum wd_status from_peer(const Wideep__PdPeer *w, const char *what, struct wd_msg_pd_peer *p,
+                                struct wd_error *err)
+{
+    char field[64];
+    snprintf(field, sizeof(field), "%s.peer", what);
+    WD_CHECK(need(w != NULL, field, err));
+    snprintf(field, sizeof(field), "%s.peer.instance_id", what);
+    WD_CHECK(get_text(w->has_instance_id, w->instance_id, 1, p->instance_id, sizeof(p->instance_id),
+                      field, err));
+    snprintf(field, sizeof(field), "%s.peer.bootstrap_endpoint", what);
+    WD_CHECK(get_text(w->has_bootstrap_endpoint, w->bootstrap_endpoint, 0, p->bootstrap_endpoint,
+                      sizeof(p->bootstrap_endpoint), field, err));
+    snprintf(field, sizeof(field), "%s.peer.dp_rank", what);
+    return get_i32(w->has_dp_rank, w->dp_rank, 1, field, &p->dp_rank, err);
+}
+
+/* DecodeRequest / PrefillRequest: a GenerateRequest and the pair's other worker. */
+static enum wd_status from_pd_request(const Wideep__GenerateRequest *req,
+                                      const Wideep__PdPeer *peer, const char *what,
+                                      struct wd_msg *m, struct wd_error *err)
+{
+    char field[64];
+    snprintf(field, sizeof(field), "%s.request", what);
+    WD_CHECK(need(req != NULL, field, err));
+    WD_CHECK(from_generate(req, m, err));
+    return from_peer(peer, what, &m->generate.peer, err);
+}
+
+static enum wd_status from_kv_target(const Wideep__KvTarget *w, struct wd_msg *m,
+                                     struct wd_error *err)
+{
+    struct wd_msg_kv_target *t = &m->kv_target;
+    WD_CHECK(need(w->has_request_id, "kv_target.request_id", err));
+    t->request_id = w->request_id;
+    WD_CHECK(get_text(w->has_decode_instance_id, w->decode_instance_id, 1, t->decode_instance_id,
+                      sizeof(t->decode_instance_id), "kv_target.decode_instance_id", err));
+    WD_CHECK(get_i32(w->has_decode_dp_rank, w->decode_dp_rank, 1, "kv_target.decode_dp_rank",
+                     &t->decode_dp_rank, err));
+    WD_CHECK(need(w->has_descriptors_id, "kv_target.descriptors_id", err));
+    t->descriptors_id = w->descriptors_id;
+    if (w->n_page_ids > WD_MSG_MAX_PAGES)
+        return wd_error_set(err, WD_ERR_FORMAT, "kv_target has %zu pages, over %d", w->n_page_ids,
+                            WD_MSG_MAX_PAGES);
+    t->n_pages = (int32_t)w->n_page_ids;
+    WD_CHECK(alloc_storage(m, w->n_page_ids * sizeof(int32_t), err));
+    t->page_ids = m->storage;
+    return get_ids(w->page_ids, w->n_page_ids, t->page_ids, "kv_target.page_ids", err);
+}
+
+static enum wd_status from_kv_descriptors(const Wideep__KvDescriptors *w, struct wd_msg *m,
+                                          struct wd_error *err)
+{
+    struct wd_msg_kv_descriptors *d = &m->kv_descriptors;
+    WD_CHECK(get_text(w->has_decode_instance_id, w->decode_instance_id, 1, d->decode_instance_id,
+                      sizeof(d->decode_instance_id), "kv_descriptors.decode_instance_id", err));
+    WD_CHECK(need(w->has_descriptors_id, "kv_descriptors.descriptors_id", err));
+    d->descriptors_id = w->descriptors_id;
+    if (w->n_ranks > WD_MSG_MAX_DESC_RANKS)
+        return wd_error_set(err, WD_ERR_FORMAT, "kv_descriptors has %zu ranks, over %d", w->n_ranks,
+                            WD_MSG_MAX_DESC_RANKS);
+    size_t bytes = align8(w->n_ranks * sizeof(*d->ranks));
+    for (size_t i = 0; i < w->n_ranks; i++) {
+        WD_CHECK(need(w->ranks[i]->has_blob, "kv_descriptors.ranks.blob", err));
+        if (w->ranks[i]->blob.len > WD_MSG_MAX_DESC_BYTES)
+            return wd_error_set(err, WD_ERR_FORMAT, "kv_descriptors.ranks.blob of %zu bytes",
+                                w->ranks[i]->blob.len);
+        bytes += align8(w->ranks[i]->blob.len);
+    }
+    d->n = (int32_t)w->n_ranks;
+    WD_CHECK(alloc_storage(m, bytes, err));
+    d->ranks = m->storage;
+    uint8_t *blob = (uint8_t *)m->storage + align8(w->n_ranks * sizeof(*d->ranks));
+    for (size_t i = 0; i < w->n_ranks; i++) {
+        const Wideep__KvDescriptor *r = w->ranks[i];
+        struct wd_msg_kv_desc *o = &d->ranks[i];
+        WD_CHECK(get_i32(r->has_dp_rank, r->dp_rank, 1, "kv_descriptors.ranks.dp_rank", &o->dp_rank,
+                         err));
+        WD_CHECK(get_i32(r->has_attn_tp_rank, r->attn_tp_rank, 1,
+                         "kv_descriptors.ranks.attn_tp_rank", &o->attn_tp_rank, err));
+        o->len = (uint32_t)r->blob.len;
+        if (r->blob.len)
+            memcpy(blob, r->blob.data, r->blob.len);
+        o->blob = blob;
+        blob += align8(r->blob.len);
+    }
+    return WD_OK;
+}
+
+static enum wd_status from_kv_done(const Wideep__KvDone *w, struct wd_msg *m, struct wd_error *err)
+{
+    struct wd_msg_kv_done *d = &m->kv_done;
+    WD_CHECK(need(w->has_request_id, "kv_done.request_id", err));
+    d->request_id = w->request_id;
+    WD_CHECK(get_i32(w->has_first_token, w->first_token, 1, "kv_done.first_token", &d->first_token,
+                     err));
+    WD_CHECK(need(w->has_logprob, "kv_done.logprob", err));
+    d->logprob = w->logprob;
+    WD_CHECK(get_i32(w->has_n_top, w->n_top, 0, "kv_done.n_top", &d->n_top, err));
+    if (d->n_top > WD_MSG_MAX_TOP_LOGPROBS || w->n_top_ids != (size_t)d->n_top ||
+        w->n_top_logprobs != (size_t)d->n_top)
+        return wd_error_set(err, WD_ERR_FORMAT,
+                            "kv_done.n_top %d with %zu top ids and %zu top logprobs", (int)d->n_top,
+                            w->n_top_ids, w->n_top_logprobs);
+    WD_CHECK(get_ids(w->top_ids, w->n_top_ids, d->top_ids, "kv_done.top_ids", err));
+    if (w->n_top_logprobs)
+        memcpy(d->top_logprobs, w->top_logprobs, w->n_top_logprobs * sizeof(float));
+    WD_CHECK(get_i32(w->has_n_prompt_tokens, w->n_prompt_tokens, 1, "kv_done.n_prompt_tokens",
+                     &d->n_prompt_tokens, err));
+    d->kv_bytes = w->has_kv_bytes ? w->kv_bytes : 0;
+    d->transfer_us = w->has_transfer_us ? w->transfer_us : 0;
+    d->wait_target_us = w->has_wait_target_us ? w->wait_target_us : 0;
+    return WD_OK;
+}
+
 static enum wd_status from_frame(const Wideep__Frame *f, struct wd_msg *m, struct wd_error *err)
 {
     if (!f->has_protocol_version)
@@ -383,6 +498,28 @@ static enum wd_status from_frame(const Wideep__Frame *f, struct wd_msg *m, struc
         m->error.code = (enum wd_status)f->error->code;
         return get_text(f->error->has_message, f->error->message, 0, m->error.message,
                         sizeof(m->error.message), "error.message", err);
+    case WIDEEP__FRAME__BODY_DECODE_REQUEST:
+        m->kind = WD_MSG_DECODE_REQUEST;
+        return from_pd_request(f->decode_request->request, f->decode_request->prefill,
+                               "decode_request", m, err);
+    case WIDEEP__FRAME__BODY_PREFILL_REQUEST:
+        m->kind = WD_MSG_PREFILL_REQUEST;
+        return from_pd_request(f->prefill_request->request, f->prefill_request->decode,
+                               "prefill_request", m, err);
+    case WIDEEP__FRAME__BODY_KV_TARGET:
+        m->kind = WD_MSG_KV_TARGET;
+        return from_kv_target(f->kv_target, m, err);
+    case WIDEEP__FRAME__BODY_KV_DESCRIPTORS:
+        m->kind = WD_MSG_KV_DESCRIPTORS;
+        return from_kv_descriptors(f->kv_descriptors, m, err);
+    case WIDEEP__FRAME__BODY_KV_DONE:
+        m->kind = WD_MSG_KV_DONE;
+        return from_kv_done(f->kv_done, m, err);
+    case WIDEEP__FRAME__BODY_KV_RELEASE:
+        m->kind = WD_MSG_KV_RELEASE;
+        WD_CHECK(need(f->kv_release->has_request_id, "kv_release.request_id", err));
+        m->kv_release.request_id = f->kv_release->request_id;
+        return WD_OK;
     default:
         break;
     }

@@ -31,6 +31,17 @@ struct wire {
         Wideep__TokenChunk chunk;
         Wideep__Abort abort;
         Wideep__Error error;
+        struct {
+            Wideep__GenerateRequest gen;
+            Wideep__Sampling sampling;
+            Wideep__PdPeer peer;
+            Wideep__DecodeRequest dec;
+            Wideep__PrefillRequest pre;
+        } pd;
+        Wideep__KvTarget target;
+        Wideep__KvDescriptors descs;
+        Wideep__KvDone done;
+        Wideep__KvRelease release;
     };
     void *scratch; /* repeated submessages: [n] structs then [n] pointers */
 };
@@ -145,6 +156,97 @@ static void to_generate(const struct wd_msg_generate *g, struct wire *w)
     w->frame.generate = o;
 }
 
+/* DecodeRequest / PrefillRequest: the GenerateRequest (built as for Generate, in the pd
+ * slots) and the peer. */
+static void to_pd_request(const struct wd_msg *m, struct wire *w)
+{
+    struct wire g;
+    to_generate(&m->generate, &g);
+    w->pd.gen = g.g.gen;
+    w->pd.sampling = g.g.sampling;
+    w->pd.gen.sampling = &w->pd.sampling;
+    const struct wd_msg_pd_peer *p = &m->generate.peer;
+    Wideep__PdPeer *o = &w->pd.peer;
+    wideep__pd_peer__init(o);
+    o->has_instance_id = 1, o->instance_id = wd_msg_text_bytes(p->instance_id);
+    o->has_bootstrap_endpoint = p->bootstrap_endpoint[0] != '\0';
+    o->bootstrap_endpoint = wd_msg_text_bytes(p->bootstrap_endpoint);
+    o->has_dp_rank = 1, o->dp_rank = (uint32_t)p->dp_rank;
+    if (m->kind == WD_MSG_DECODE_REQUEST) {
+        wideep__decode_request__init(&w->pd.dec);
+        w->pd.dec.request = &w->pd.gen, w->pd.dec.prefill = o;
+        w->frame.body_case = WIDEEP__FRAME__BODY_DECODE_REQUEST;
+        w->frame.decode_request = &w->pd.dec;
+    } else {
+        wideep__prefill_request__init(&w->pd.pre);
+        w->pd.pre.request = &w->pd.gen, w->pd.pre.decode = o;
+        w->frame.body_case = WIDEEP__FRAME__BODY_PREFILL_REQUEST;
+        w->frame.prefill_request = &w->pd.pre;
+    }
+}
+
+static void to_kv(const struct wd_msg *m, struct wire *w)
+{
+    switch (m->kind) {
+    case WD_MSG_KV_TARGET: {
+        const struct wd_msg_kv_target *t = &m->kv_target;
+        Wideep__KvTarget *o = &w->target;
+        wideep__kv_target__init(o);
+        o->has_request_id = 1, o->request_id = t->request_id;
+        o->has_decode_instance_id = 1;
+        o->decode_instance_id = wd_msg_text_bytes(t->decode_instance_id);
+        o->has_decode_dp_rank = 1, o->decode_dp_rank = (uint32_t)t->decode_dp_rank;
+        o->n_page_ids = (size_t)t->n_pages, o->page_ids = wd_msg_as_u32(t->page_ids);
+        o->has_descriptors_id = 1, o->descriptors_id = t->descriptors_id;
+        w->frame.body_case = WIDEEP__FRAME__BODY_KV_TARGET, w->frame.kv_target = o;
+        break;
+    }
+    case WD_MSG_KV_DESCRIPTORS: {
+        const struct wd_msg_kv_descriptors *d = &m->kv_descriptors;
+        Wideep__KvDescriptors *o = &w->descs;
+        wideep__kv_descriptors__init(o);
+        o->has_decode_instance_id = 1;
+        o->decode_instance_id = wd_msg_text_bytes(d->decode_instance_id);
+        o->has_descriptors_id = 1, o->descriptors_id = d->descriptors_id;
+        Wideep__KvDescriptor *r = w->scratch;
+        Wideep__KvDescriptor **ptrs = (Wideep__KvDescriptor **)(r + d->n);
+        for (int32_t i = 0; i < d->n; i++) {
+            wideep__kv_descriptor__init(&r[i]);
+            r[i].has_dp_rank = 1, r[i].dp_rank = (uint32_t)d->ranks[i].dp_rank;
+            r[i].has_attn_tp_rank = 1, r[i].attn_tp_rank = (uint32_t)d->ranks[i].attn_tp_rank;
+            r[i].has_blob = 1;
+            r[i].blob.len = d->ranks[i].len, r[i].blob.data = (uint8_t *)d->ranks[i].blob;
+            ptrs[i] = &r[i];
+        }
+        o->n_ranks = (size_t)d->n, o->ranks = ptrs;
+        w->frame.body_case = WIDEEP__FRAME__BODY_KV_DESCRIPTORS, w->frame.kv_descriptors = o;
+        break;
+    }
+    case WD_MSG_KV_DONE: {
+        const struct wd_msg_kv_done *d = &m->kv_done;
+        Wideep__KvDone *o = &w->done;
+        wideep__kv_done__init(o);
+        o->has_request_id = 1, o->request_id = d->request_id;
+        o->has_first_token = 1, o->first_token = (uint32_t)d->first_token;
+        o->has_logprob = 1, o->logprob = d->logprob;
+        o->has_n_top = d->n_top != 0, o->n_top = (uint32_t)d->n_top;
+        o->n_top_ids = o->n_top_logprobs = (size_t)d->n_top;
+        o->top_ids = wd_msg_as_u32(d->top_ids), o->top_logprobs = (float *)d->top_logprobs;
+        o->has_n_prompt_tokens = 1, o->n_prompt_tokens = (uint32_t)d->n_prompt_tokens;
+        o->has_kv_bytes = 1, o->kv_bytes = d->kv_bytes;
+        o->has_transfer_us = 1, o->transfer_us = d->transfer_us;
+        o->has_wait_target_us = 1, o->wait_target_us = d->wait_target_us;
+        w->frame.body_case = WIDEEP__FRAME__BODY_KV_DONE, w->frame.kv_done = o;
+        break;
+    }
+    default: /* WD_MSG_KV_RELEASE */
+        wideep__kv_release__init(&w->release);
+        w->release.has_request_id = 1, w->release.request_id = m->kv_release.request_id;
+        w->frame.body_case = WIDEEP__FRAME__BODY_KV_RELEASE, w->frame.kv_release = &w->release;
+        break;
+    }
+}
+
 static void to_chunk(const struct wd_msg_token_chunk *c, struct wire *w)
 {
     Wideep__TokenChunk *o = &w->chunk;
@@ -220,6 +322,16 @@ static void to_wire(const struct wd_msg *m, struct wire *w)
         w->error.message = wd_msg_text_bytes(m->error.message);
         w->frame.body_case = WIDEEP__FRAME__BODY_ERROR, w->frame.error = &w->error;
         break;
+    case WD_MSG_DECODE_REQUEST:
+    case WD_MSG_PREFILL_REQUEST:
+        to_pd_request(m, w);
+        break;
+    case WD_MSG_KV_TARGET:
+    case WD_MSG_KV_DESCRIPTORS:
+    case WD_MSG_KV_DONE:
+    case WD_MSG_KV_RELEASE:
+        to_kv(m, w);
+        break;
     case WD_MSG_NONE:
         WD_ASSERT(!"validated message of kind NONE");
     }
@@ -238,6 +350,8 @@ enum wd_status wd_msg_encode(const struct wd_msg *m, void **buf_p, size_t *len_p
         n_sub = (size_t)m->reg.n_dp_ranks, sub_size = sizeof(Wideep__DpCapacity);
     else if (m->kind == WD_MSG_HEARTBEAT)
         n_sub = (size_t)m->heartbeat.n_dp_ranks, sub_size = sizeof(Wideep__DpLoad);
+    else if (m->kind == WD_MSG_KV_DESCRIPTORS)
+        n_sub = (size_t)m->kv_descriptors.n, sub_size = sizeof(Wideep__KvDescriptor);
     if (n_sub) {
         w.scratch = malloc(n_sub * (sub_size + sizeof(void *)));
         if (!w.scratch)

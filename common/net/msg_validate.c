@@ -257,6 +257,85 @@ static enum wd_status validate_generate(const struct wd_msg_generate *g, struct 
     return WD_OK;
 }
 
+/* The pair peer of a disaggregated request: an instance id, and for a decode request the
+ * prefill worker's bootstrap endpoint (tcp://host:port). */
+static enum wd_status validate_peer(const struct wd_msg_pd_peer *p, const char *what,
+                                    int needs_endpoint, struct wd_error *err)
+{
+    WD_CHECK(check_text(p->instance_id, sizeof(p->instance_id), TEXT_ID, 1, what,
+                        "peer.instance_id", err));
+    WD_CHECK(check_text(p->bootstrap_endpoint, sizeof(p->bootstrap_endpoint), TEXT_ID,
+                        needs_endpoint, what, "peer.bootstrap_endpoint", err));
+    if (needs_endpoint && strncmp(p->bootstrap_endpoint, "tcp://", 6) != 0)
+        return wd_error_set(err, WD_ERR_INVALID, "%s.peer.bootstrap_endpoint '%s' is not tcp://",
+                            what, p->bootstrap_endpoint);
+    return check_range(p->dp_rank, 0, WD_MSG_MAX_DP_RANKS - 1, what, "peer.dp_rank", err);
+}
+
+static enum wd_status validate_kv(const struct wd_msg *m, struct wd_error *err)
+{
+    switch (m->kind) {
+    case WD_MSG_KV_TARGET: {
+        const struct wd_msg_kv_target *t = &m->kv_target;
+        if (t->request_id == 0 || t->descriptors_id == 0)
+            return wd_error_set(err, WD_ERR_INVALID,
+                                "kv_target: request_id or descriptors_id "
+                                "is 0");
+        WD_CHECK(check_text(t->decode_instance_id, sizeof(t->decode_instance_id), TEXT_ID, 1,
+                            "kv_target", "decode_instance_id", err));
+        WD_CHECK(check_range(t->decode_dp_rank, 0, WD_MSG_MAX_DP_RANKS - 1, "kv_target",
+                             "decode_dp_rank", err));
+        WD_CHECK(check_range(t->n_pages, 1, WD_MSG_MAX_PAGES, "kv_target", "n_pages", err));
+        return check_ids(t->page_ids, t->n_pages, "kv_target", "page_ids", err);
+    }
+    case WD_MSG_KV_DESCRIPTORS: {
+        const struct wd_msg_kv_descriptors *d = &m->kv_descriptors;
+        if (d->descriptors_id == 0)
+            return wd_error_set(err, WD_ERR_INVALID, "kv_descriptors.descriptors_id is 0");
+        WD_CHECK(check_text(d->decode_instance_id, sizeof(d->decode_instance_id), TEXT_ID, 1,
+                            "kv_descriptors", "decode_instance_id", err));
+        WD_CHECK(check_range(d->n, 1, WD_MSG_MAX_DESC_RANKS, "kv_descriptors", "n", err));
+        if (!d->ranks)
+            return wd_error_set(err, WD_ERR_INVALID, "kv_descriptors.ranks is NULL");
+        for (int32_t i = 0; i < d->n; i++) {
+            const struct wd_msg_kv_desc *r = &d->ranks[i];
+            WD_CHECK(check_range(r->dp_rank, 0, WD_MSG_MAX_DP_RANKS - 1, "kv_descriptors",
+                                 "ranks.dp_rank", err));
+            WD_CHECK(check_range(r->attn_tp_rank, 0, WD_MSG_MAX_DESC_RANKS - 1, "kv_descriptors",
+                                 "ranks.attn_tp_rank", err));
+            WD_CHECK(
+                check_range(r->len, 1, WD_MSG_MAX_DESC_BYTES, "kv_descriptors", "ranks.len", err));
+            if (!r->blob)
+                return wd_error_set(err, WD_ERR_INVALID, "kv_descriptors.ranks.blob is NULL");
+        }
+        return WD_OK;
+    }
+    case WD_MSG_KV_DONE: {
+        const struct wd_msg_kv_done *d = &m->kv_done;
+        if (d->request_id == 0)
+            return wd_error_set(err, WD_ERR_INVALID, "kv_done.request_id is 0");
+        WD_CHECK(check_range(d->first_token, 0, WD_MSG_MAX_INT, "kv_done", "first_token", err));
+        if (isnan(d->logprob) || d->logprob == INFINITY)
+            return wd_error_set(err, WD_ERR_INVALID, "kv_done.logprob is %g", (double)d->logprob);
+        WD_CHECK(check_range(d->n_top, 0, WD_MSG_MAX_TOP_LOGPROBS, "kv_done", "n_top", err));
+        WD_CHECK(check_ids(d->top_ids, d->n_top, "kv_done", "top_ids", err));
+        for (int32_t i = 0; i < d->n_top; i++)
+            if (isnan(d->top_logprobs[i]) || d->top_logprobs[i] == INFINITY)
+                return wd_error_set(err, WD_ERR_INVALID, "kv_done.top_logprobs[%d] is %g", (int)i,
+                                    (double)d->top_logprobs[i]);
+        return check_range(d->n_prompt_tokens, 1, WD_MSG_MAX_INT, "kv_done", "n_prompt_tokens",
+                           err);
+    }
+    case WD_MSG_KV_RELEASE:
+        if (m->kv_release.request_id == 0)
+            return wd_error_set(err, WD_ERR_INVALID, "kv_release.request_id is 0");
+        return WD_OK;
+    default:
+        return wd_error_set(err, WD_ERR_INVALID, "message kind %d is not a KV message",
+                            (int)m->kind);
+    }
+}
+
 /* A logprob is <= 0 in exact arithmetic; -inf is legitimate (a masked token), NaN and +inf
  * mean a broken kernel upstream. */
 static enum wd_status check_logprobs(const float *v, size_t n, const char *field,
@@ -334,6 +413,17 @@ enum wd_status wd_msg_validate(const struct wd_msg *m, struct wd_error *err)
                           "instance_id", err);
     case WD_MSG_GENERATE:
         return validate_generate(&m->generate, err);
+    case WD_MSG_DECODE_REQUEST:
+        WD_CHECK(validate_generate(&m->generate, err));
+        return validate_peer(&m->generate.peer, "decode_request", 1, err);
+    case WD_MSG_PREFILL_REQUEST:
+        WD_CHECK(validate_generate(&m->generate, err));
+        return validate_peer(&m->generate.peer, "prefill_request", 0, err);
+    case WD_MSG_KV_TARGET:
+    case WD_MSG_KV_DESCRIPTORS:
+    case WD_MSG_KV_DONE:
+    case WD_MSG_KV_RELEASE:
+        return validate_kv(m, err);
     case WD_MSG_TOKEN_CHUNK:
         return validate_chunk(&m->chunk, err);
     case WD_MSG_ABORT:

@@ -26,6 +26,9 @@ static int32_t g_tokens[2] = {42, WD_MSG_MAX_INT};
 static float g_logprobs[2] = {-0.25f, -INFINITY};
 static int32_t g_top_ids[2 * WD_MSG_MAX_TOP_LOGPROBS];
 static float g_top_lp[2 * WD_MSG_MAX_TOP_LOGPROBS];
+static int32_t g_pages[3] = {7, 0, WD_MSG_MAX_INT};
+static const uint8_t g_blob_a[5] = {1, 2, 3, 0, 255}, g_blob_b[1] = {9};
+static struct wd_msg_kv_desc g_descs[2] = {{0, 0, 5, g_blob_a}, {3, 1, 1, g_blob_b}};
 
 static void make(struct wd_msg *m, enum wd_msg_kind kind)
 {
@@ -100,6 +103,40 @@ static void make(struct wd_msg *m, enum wd_msg_kind kind)
         m->error.request_id = UINT64_MAX;
         m->error.code = WD_ERR_PEER;
         strcpy(m->error.message, "prefill worker p-3 vanished");
+        break;
+    case WD_MSG_DECODE_REQUEST:
+    case WD_MSG_PREFILL_REQUEST:
+        make(m, WD_MSG_GENERATE);
+        m->kind = kind;
+        strcpy(m->generate.peer.instance_id, kind == WD_MSG_DECODE_REQUEST ? "prefill-0" : "d-1");
+        if (kind == WD_MSG_DECODE_REQUEST)
+            strcpy(m->generate.peer.bootstrap_endpoint, "tcp://10.0.0.7:5600");
+        m->generate.peer.dp_rank = 3;
+        break;
+    case WD_MSG_KV_TARGET:
+        m->kv_target.request_id = 5;
+        strcpy(m->kv_target.decode_instance_id, "decode-2");
+        m->kv_target.decode_dp_rank = 1;
+        m->kv_target.n_pages = 3, m->kv_target.page_ids = g_pages;
+        m->kv_target.descriptors_id = UINT64_MAX;
+        break;
+    case WD_MSG_KV_DESCRIPTORS:
+        strcpy(m->kv_descriptors.decode_instance_id, "decode-2");
+        m->kv_descriptors.descriptors_id = 77;
+        m->kv_descriptors.n = 2, m->kv_descriptors.ranks = g_descs;
+        break;
+    case WD_MSG_KV_DONE:
+        m->kv_done.request_id = 5;
+        m->kv_done.first_token = 151643;
+        m->kv_done.logprob = -INFINITY;
+        m->kv_done.n_top = 2;
+        m->kv_done.top_ids[0] = 1, m->kv_done.top_ids[1] = 151643;
+        m->kv_done.top_logprobs[0] = -0.5f, m->kv_done.top_logprobs[1] = -1.5f;
+        m->kv_done.n_prompt_tokens = 900;
+        m->kv_done.kv_bytes = UINT64_MAX, m->kv_done.transfer_us = 123;
+        break;
+    case WD_MSG_KV_RELEASE:
+        m->kv_release.request_id = 9;
         break;
     case WD_MSG_NONE:
         break;
@@ -552,7 +589,7 @@ static void test_wire_frames(void)
     DECODES(&f, WD_ERR_FORMAT, "frame has no protocol_version");
     f.n = 0, pb_u(&f, 1, WD_MSG_PROTOCOL_VERSION);
     DECODES(&f, WD_ERR_FORMAT, "frame has no body");
-    pb_frame(&f, WD_MSG_PROTOCOL_VERSION, 11, &g); /* a reserved body: a newer peer's */
+    pb_frame(&f, WD_MSG_PROTOCOL_VERSION, 17, &g); /* a reserved body: a newer peer's */
     DECODES(&f, WD_ERR_FORMAT, "frame has no body, or one protocol version 1 does not define");
     f.n = 0, pb_u(&f, 99, 1), pb_u(&f, 1, 1), pb_sub(&f, 7, &g); /* unknown fields skipped */
     DECODES(&f, WD_OK, NULL);
@@ -739,9 +776,11 @@ static void decode_any(const void *buf, size_t len)
 
 static void test_garbage(void)
 {
-    enum wd_msg_kind kinds[] = {WD_MSG_REGISTER,    WD_MSG_REGISTER_ACK, WD_MSG_REGISTER_REFUSE,
-                                WD_MSG_HEARTBEAT,   WD_MSG_DRAIN,        WD_MSG_GENERATE,
-                                WD_MSG_TOKEN_CHUNK, WD_MSG_ABORT,        WD_MSG_ERROR};
+    enum wd_msg_kind kinds[] = {
+        WD_MSG_REGISTER,       WD_MSG_REGISTER_ACK,   WD_MSG_REGISTER_REFUSE, WD_MSG_HEARTBEAT,
+        WD_MSG_DRAIN,          WD_MSG_GENERATE,       WD_MSG_TOKEN_CHUNK,     WD_MSG_ABORT,
+        WD_MSG_ERROR,          WD_MSG_DECODE_REQUEST, WD_MSG_PREFILL_REQUEST, WD_MSG_KV_TARGET,
+        WD_MSG_KV_DESCRIPTORS, WD_MSG_KV_DONE,        WD_MSG_KV_RELEASE};
     int n_truncated_ok = 0;
     for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
         struct wd_msg m, d;
@@ -781,8 +820,88 @@ static void test_garbage(void)
     }
 }
 
+/* The disaggregation messages: every field survives, and each rule is refused. */
+static void test_pd_messages(void)
+{
+    struct wd_msg m, d;
+    struct wd_error err = {0};
+    make(&m, WD_MSG_DECODE_REQUEST);
+    if (round_trip(&m, &d) == 0) {
+        WD_EXPECT_EQ_INT(d.generate.n_input_ids, 4);
+        WD_EXPECT(strcmp(d.generate.peer.bootstrap_endpoint, "tcp://10.0.0.7:5600") == 0);
+        WD_EXPECT(strcmp(d.generate.peer.instance_id, "prefill-0") == 0);
+        WD_EXPECT_EQ_INT(d.generate.peer.dp_rank, 3);
+        wd_msg_free(&d);
+    }
+    make(&m, WD_MSG_PREFILL_REQUEST);
+    if (round_trip(&m, &d) == 0) {
+        WD_EXPECT(strcmp(d.generate.peer.instance_id, "d-1") == 0);
+        WD_EXPECT(d.generate.peer.bootstrap_endpoint[0] == 0);
+        wd_msg_free(&d);
+    }
+    make(&m, WD_MSG_KV_TARGET);
+    if (round_trip(&m, &d) == 0) {
+        WD_EXPECT(memcmp(d.kv_target.page_ids, g_pages, sizeof(g_pages)) == 0);
+        WD_EXPECT(d.kv_target.descriptors_id == UINT64_MAX);
+        wd_msg_free(&d);
+    }
+    make(&m, WD_MSG_KV_DESCRIPTORS);
+    if (round_trip(&m, &d) == 0) {
+        WD_EXPECT_EQ_INT(d.kv_descriptors.n, 2);
+        WD_EXPECT(d.kv_descriptors.ranks[0].len == 5 &&
+                  memcmp(d.kv_descriptors.ranks[0].blob, g_blob_a, 5) == 0);
+        WD_EXPECT(d.kv_descriptors.ranks[1].dp_rank == 3 && d.kv_descriptors.ranks[1].blob[0] == 9);
+        wd_msg_free(&d);
+    }
+    make(&m, WD_MSG_KV_DONE);
+    if (round_trip(&m, &d) == 0) {
+        WD_EXPECT_EQ_INT(d.kv_done.first_token, 151643);
+        WD_EXPECT(isinf(d.kv_done.logprob) && d.kv_done.n_top == 2 &&
+                  d.kv_done.top_ids[1] == 151643);
+        WD_EXPECT(d.kv_done.kv_bytes == UINT64_MAX && d.kv_done.transfer_us == 123);
+        wd_msg_free(&d);
+    }
+    make(&m, WD_MSG_KV_RELEASE);
+    if (round_trip(&m, &d) == 0)
+        wd_msg_free(&d);
+    void *buf;
+    size_t len;
+    make(&m, WD_MSG_DECODE_REQUEST);
+    m.generate.peer.bootstrap_endpoint[0] = 0; /* a decode request must say where to go */
+    WD_EXPECT_EQ_INT(wd_msg_encode(&m, &buf, &len, &err), WD_ERR_INVALID);
+    WD_EXPECT(strstr(err.msg, "decode_request.peer.bootstrap_endpoint") != NULL);
+    strcpy(m.generate.peer.bootstrap_endpoint, "udp://x:1");
+    WD_EXPECT_EQ_INT(wd_msg_encode(&m, &buf, &len, &err), WD_ERR_INVALID);
+    make(&m, WD_MSG_PREFILL_REQUEST);
+    m.generate.peer.instance_id[0] = 0;
+    WD_EXPECT_EQ_INT(wd_msg_encode(&m, &buf, &len, &err), WD_ERR_INVALID);
+    make(&m, WD_MSG_KV_TARGET);
+    m.kv_target.n_pages = 0;
+    WD_EXPECT_EQ_INT(wd_msg_encode(&m, &buf, &len, &err), WD_ERR_INVALID);
+    make(&m, WD_MSG_KV_TARGET);
+    g_pages[1] = -1;
+    WD_EXPECT_EQ_INT(wd_msg_encode(&m, &buf, &len, &err), WD_ERR_INVALID);
+    g_pages[1] = 0;
+    make(&m, WD_MSG_KV_DESCRIPTORS);
+    g_descs[1].len = 0;
+    WD_EXPECT_EQ_INT(wd_msg_encode(&m, &buf, &len, &err), WD_ERR_INVALID);
+    g_descs[1].len = 1;
+    m.kv_descriptors.descriptors_id = 0;
+    WD_EXPECT_EQ_INT(wd_msg_encode(&m, &buf, &len, &err), WD_ERR_INVALID);
+    make(&m, WD_MSG_KV_DONE);
+    m.kv_done.logprob = NAN;
+    WD_EXPECT_EQ_INT(wd_msg_encode(&m, &buf, &len, &err), WD_ERR_INVALID);
+    make(&m, WD_MSG_KV_DONE);
+    m.kv_done.n_prompt_tokens = 0;
+    WD_EXPECT_EQ_INT(wd_msg_encode(&m, &buf, &len, &err), WD_ERR_INVALID);
+    make(&m, WD_MSG_KV_RELEASE);
+    m.kv_release.request_id = 0;
+    WD_EXPECT_EQ_INT(wd_msg_encode(&m, &buf, &len, &err), WD_ERR_INVALID);
+}
+
 int main(void)
 {
+    WD_RUN(test_pd_messages);
     WD_RUN(test_round_trip_register);
     WD_RUN(test_round_trip_small);
     WD_RUN(test_round_trip_generate);

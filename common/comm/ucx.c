@@ -206,12 +206,15 @@ enum wd_status wd_ucx_ep_create(struct wd_ucx *u, const void *addr, ucp_err_hand
     return WD_OK;
 }
 
-void wd_ucx_ep_close(struct wd_ucx *u, ucp_ep_h ep, int is_force, int timeout_ms,
-                     wd_ucx_check_fn check, void *check_arg, const struct wd_ucx_who *who)
+enum wd_status wd_ucx_ep_close(struct wd_ucx *u, ucp_ep_h ep, int is_force, int timeout_ms,
+                               wd_ucx_check_fn check, void *check_arg, const struct wd_ucx_who *who)
 {
     struct wd_error e;
     ucp_request_param_t prm = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
                                .flags = is_force ? UCP_EP_CLOSE_FLAG_FORCE : 0};
-    if (wd_ucx_wait(u, ucp_ep_close_nbx(ep, &prm), timeout_ms, check, check_arg, who, &e) != WD_OK)
+    enum wd_status st =
+        wd_ucx_wait(u, ucp_ep_close_nbx(ep, &prm), timeout_ms, check, check_arg, who, &e);
+    if (st != WD_OK)
         wd_log(WD_LOG_WARN, "ucx", "%s", e.msg);
+    return st;
 }

@@ -89,8 +89,10 @@ enum wd_status wd_ucx_ep_create(struct wd_ucx *u, const void *addr, ucp_err_hand
                                 void *cb_arg, ucp_ep_h *ep_p, int *is_unguarded_p,
                                 const struct wd_ucx_who *who, struct wd_error *err);
 /* Closes ep: forced (pending operations dropped, no message to the peer) or flushing,
- * waiting at most timeout_ms (check as in wd_ucx_wait); a failure is logged as a warning. */
-void wd_ucx_ep_close(struct wd_ucx *u, ucp_ep_h ep, int is_force, int timeout_ms,
-                     wd_ucx_check_fn check, void *check_arg, const struct wd_ucx_who *who);
+ * waiting at most timeout_ms (check as in wd_ucx_wait). A failure is logged as a warning
+ * (nobody above can do more) and returned: the endpoint may then still call back. */
+enum wd_status wd_ucx_ep_close(struct wd_ucx *u, ucp_ep_h ep, int is_force, int timeout_ms,
+                               wd_ucx_check_fn check, void *check_arg,
+                               const struct wd_ucx_who *who);
 
 #endif

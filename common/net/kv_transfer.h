@@ -81,6 +81,8 @@ int wd_kv_heads_overlap(const struct wd_kv_heads *local, const struct wd_kv_head
 struct wd_kv_desc {
     uint32_t version;
     uint64_t id;               /* random per wd_kv_transfer: a restarted peer has a new one */
+    uint64_t host;             /* hash of the boot id and pid namespace of the remote process */
+    uint64_t pid;              /* its pid: a writer on the same host checks that it lives */
     struct wd_kv_geometry geo; /* the remote pool's geometry */
     struct wd_kv_heads heads;  /* the heads the remote pool holds */
     uint64_t base;             /* the remote region's address in its own process */
@@ -103,6 +105,8 @@ struct wd_kv_transfer_config {
     struct wd_kv_heads heads;  /* which KV heads it holds (wd_kv_heads_for_rank) */
     const char *name;          /* this rank in messages, e.g. "prefill rank 1"; copied */
     int is_progress_thread;    /* progress the worker from a thread the object owns */
+    int connect_timeout_ms;    /* bound on connect's reachability check; 0 = 10000 */
+    int op_timeout_ms;         /* bound on a put waiting for room in UCX's queue; 0 = 30000 */
 };
 
 struct wd_kv_transfer;

@@ -3,6 +3,7 @@
 #include "tests/unit/wd_kv_world.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -445,6 +446,7 @@ int kv_world_run(const struct kv_world *w, kv_world_spawn_fn spawn, void *spawn_
         WD_ASSERT(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv[i]) == 0);
         mine[i] = sv[i][0];
         theirs[i] = sv[i][1];
+        fcntl(mine[i], F_SETFD, FD_CLOEXEC); /* a rank started by exec keeps only its end */
     }
     fflush(stdout); /* or the children print it again */
     /* Ranks 0..D-1 are decode, D..N-1 prefill (decode first: they must be listening). */

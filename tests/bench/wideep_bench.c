@@ -1,4 +1,4 @@
-/* wideep-bench: micro-benchmarks (engine step; ep dispatch/combine). Figures are printed
+/* wideep-bench: micro-benchmarks (engine step; ep dispatch/combine; kv transfer). Figures are printed
  * beside a baseline measured in the same run (memcpy or raw UCX put bandwidth), because
  * shared machines are noisy. */
 #include <stdio.h>
@@ -8,6 +8,7 @@
 
 int wd_bench_engine(int argc, char **argv);
 int wd_bench_ep(int argc, char **argv);
+int wd_bench_kv(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
@@ -17,8 +18,12 @@ int main(int argc, char **argv)
         return wd_bench_engine(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "ep") == 0)
         return wd_bench_ep(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "kv") == 0)
+        return wd_bench_kv(argc - 1, argv + 1);
     fprintf(stderr, "usage: wideep-bench engine [--model-path DIR | --random NAME] [options]\n"
                     "       wideep-bench ep [--ranks R] [--tokens N] [--mode normal|low_latency] "
-                    "[--transport shm|ucx] [options]\n");
+                    "[--transport shm|ucx] [options]\n"
+                    "       wideep-bench kv [--layers L] [--tokens 1,16,...] "
+                    "[--layouts whole,gather,split] [options]\n");
     return 2;
 }

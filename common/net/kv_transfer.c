@@ -36,11 +36,12 @@
 #include "common/net/kv_transfer_internal.h"
 #include "common/util/log.h"
 
-#define MAX_INFLIGHT 4096     /* queued put requests per peer before a put waits */
-#define LIVENESS_MS 20        /* how often a wait looks at a same-host peer's pid */
-#define CLOSE_TIMEOUT_MS 2000 /* endpoint close on disconnect */
-#define IDLE_POLL_MS 100      /* progress thread: longest sleep between stop checks */
-#define IDLE_NAP_NS 20000     /* progress thread without an event fd: idle nap */
+#define MAX_INFLIGHT 4096             /* queued put requests per peer before a put waits */
+#define LIVENESS_MS 20                /* how often a wait looks at a same-host peer's pid */
+#define CLOSE_TIMEOUT_MS 2000         /* endpoint close on disconnect */
+#define IDLE_POLL_MS 100              /* progress thread: longest sleep between stop checks */
+#define IDLE_NAP_NS 20000             /* progress thread without an event fd: idle nap */
+#define STAGE_BYTES ((size_t)4 << 20) /* default packing buffer per packed peer */
 
 struct flush_req {
     ucs_status_ptr_t req;
@@ -60,7 +61,11 @@ struct wd_kv_peer {
     char failure_msg[128]; /* set when we decided (dead pid), else empty */
     int n_heads, h0;       /* heads moved: [h0, h0 + n_heads) */
     int is_whole;          /* every head of both rows: page runs merge */
-    int n_inflight;        /* queued put requests */
+    int is_packed;         /* the remote row is exactly the moved heads, ours holds more */
+    uint8_t *stage;        /* [stage_bytes] packed slices waiting for their puts (is_packed) */
+    size_t stage_bytes, stage_used;
+    int n_stage_inflight; /* queued puts reading from stage */
+    int n_inflight;       /* queued put requests */
     uint64_t flush_issued, flush_done;
     struct flush_req *flushes; /* [n_flushes] pending */
     int n_flushes, cap_flushes;
@@ -74,6 +79,7 @@ struct wd_kv_transfer {
     struct wd_kv_geometry geo;
     struct wd_kv_heads heads;
     int connect_timeout_ms, op_timeout_ms;
+    size_t stage_bytes;
     struct wd_ucx *u;
     ucp_mem_h memh;
     uint8_t *desc;
@@ -191,6 +197,13 @@ static void put_done(void *request, ucs_status_t status, void *user_data)
     ucp_request_free(request);
 }
 
+static void staged_put_done(void *request, ucs_status_t status, void *user_data)
+{
+    struct wd_kv_peer *p = user_data;
+    p->n_stage_inflight--;
+    put_done(request, status, user_data);
+}
+
 /* --- the object ------------------------------------------------------------------------ */
 
 static void *progress_main(void *arg)
@@ -280,6 +293,7 @@ enum wd_status wd_kv_transfer_create(const struct wd_kv_transfer_config *cfg,
     t->heads = cfg->heads;
     t->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 10000;
     t->op_timeout_ms = cfg->op_timeout_ms > 0 ? cfg->op_timeout_ms : 30000;
+    t->stage_bytes = cfg->stage_bytes > 0 ? cfg->stage_bytes : STAGE_BYTES;
     t->stop_fd = -1;
     t->host = host_id();
     if (getrandom(&t->id, sizeof(t->id), 0) != (ssize_t)sizeof(t->id))
@@ -338,6 +352,7 @@ void wd_kv_transfer_destroy(struct wd_kv_transfer *t)
     while (t->zombies) {
         struct wd_kv_peer *p = t->zombies;
         t->zombies = p->next;
+        free(p->stage);
         free(p->flushes);
         free(p);
     }
@@ -506,6 +521,17 @@ enum wd_status wd_kv_transfer_connect(struct wd_kv_transfer *t, const void *desc
     p->h0 = b;
     p->is_whole =
         b == t->heads.begin && e == t->heads.end && b == d.heads.begin && e == d.heads.end;
+    /* Prefill tp1 into decode tp2: the remote rows are contiguous, ours are not, so the
+     * slices are packed into a buffer and a run of remote pages is one put. */
+    p->is_packed = p->n_heads > 0 && !p->is_whole && b == d.heads.begin && e == d.heads.end;
+    if (p->is_packed) {
+        p->stage_bytes = t->stage_bytes;
+        p->stage = malloc(p->stage_bytes);
+        if (!p->stage) {
+            free(p);
+            return wd_error_set(err, WD_ERR_NOMEM, "%s: out of memory", t->scope);
+        }
+    }
     p->is_same_host = t->host != 0 && d.host == t->host;
     struct wd_ucx_who who = who_of(p, "endpoint");
     pthread_mutex_lock(&t->mu);
@@ -513,6 +539,7 @@ enum wd_status wd_kv_transfer_connect(struct wd_kv_transfer *t, const void *desc
         wd_ucx_ep_create(t->u, d.worker_addr, ep_error_cb, p, &p->ep, &p->is_unguarded, &who, err);
     if (st != WD_OK) {
         pthread_mutex_unlock(&t->mu);
+        free(p->stage);
         free(p);
         return st;
     }
@@ -577,6 +604,7 @@ static void close_peer(struct wd_kv_transfer *t, struct wd_kv_peer *p)
     }
     if (p->rkey)
         ucp_rkey_destroy(p->rkey);
+    free(p->stage);
     free(p->flushes);
     free(p);
 }
@@ -599,11 +627,13 @@ void wd_kv_transfer_disconnect(struct wd_kv_peer *p)
 
 /* --- puts and flushes ------------------------------------------------------------------ */
 
-/* Progresses until at most `target` puts are queued (lock held). */
-static enum wd_status drain(struct wd_kv_peer *p, int target, struct wd_error *err)
+/* Progresses until *count (queued puts, or those reading the stage) is at most target
+ * (lock held). */
+static enum wd_status drain(struct wd_kv_peer *p, const int *count, int target,
+                            struct wd_error *err)
 {
     int64_t deadline = now_ms() + p->t->op_timeout_ms;
-    for (unsigned iter = 0; p->n_inflight > target; iter++) {
+    for (unsigned iter = 0; *count > target; iter++) {
         ucp_worker_progress(p->t->u->worker);
         if (iter % 64 != 63)
             continue;
@@ -616,11 +646,11 @@ static enum wd_status drain(struct wd_kv_peer *p, int target, struct wd_error *e
 }
 
 static enum wd_status put_bytes(struct wd_kv_peer *p, const uint8_t *src, uint64_t dst, size_t len,
-                                struct wd_error *err)
+                                int is_staged, struct wd_error *err)
 {
     ucp_request_param_t prm = {.op_attr_mask =
                                    UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
-                               .cb.send = put_done,
+                               .cb.send = is_staged ? staged_put_done : put_done,
                                .user_data = p};
     ucs_status_ptr_t r = ucp_put_nbx(p->ep, src, len, dst, p->rkey, &prm);
     if (UCS_PTR_IS_ERR(r)) {
@@ -629,8 +659,10 @@ static enum wd_status put_bytes(struct wd_kv_peer *p, const uint8_t *src, uint64
     }
     p->stats.n_puts++;
     p->stats.n_bytes += len;
+    if (r != NULL && is_staged)
+        p->n_stage_inflight++;
     if (r != NULL && ++p->n_inflight >= MAX_INFLIGHT)
-        return drain(p, MAX_INFLIGHT / 2, err);
+        return drain(p, &p->n_inflight, MAX_INFLIGHT / 2, err);
     return WD_OK;
 }
 
@@ -643,22 +675,57 @@ struct rows {
     size_t lhead0, rhead0; /* byte offset of the first moved head inside a row */
 };
 
+/* Packed slices (the remote row is exactly the moved heads): a run of tokens on
+ * consecutive remote pages, at most `per` of them, is gathered into the stage and put as
+ * one block. The stage is reused once no queued put reads it. */
+static enum wd_status put_packed(struct wd_kv_peer *p, const struct rows *r,
+                                 const struct wd_kv_span *sp, size_t seg, int per,
+                                 struct wd_error *err)
+{
+    int ps = p->t->geo.page_size;
+    const int32_t *lp = sp->local_pages, *rp = sp->remote_pages;
+    for (int tok = sp->tok_begin; tok < sp->tok_end;) {
+        int end = tok + 1;
+        while (end < sp->tok_end && end - tok < per &&
+               (end % ps != 0 || rp[end / ps] == rp[end / ps - 1] + 1))
+            end++;
+        size_t need = (size_t)(end - tok) * seg;
+        if (p->stage_used + need > p->stage_bytes) {
+            WD_CHECK(drain(p, &p->n_stage_inflight, 0, err));
+            p->stage_used = 0;
+        }
+        uint8_t *buf = p->stage + p->stage_used;
+        for (int k = tok; k < end; k++) {
+            int i = k / ps, s = k % ps;
+            memcpy(buf + (size_t)(k - tok) * seg,
+                   r->src + (size_t)lp[i] * r->lpage + (size_t)s * r->lslot + r->lhead0, seg);
+        }
+        uint64_t dst = r->dst + (uint64_t)rp[tok / ps] * r->rpage + (uint64_t)(tok % ps) * r->rslot;
+        WD_CHECK(put_bytes(p, buf, dst, need, 1, err));
+        p->stage_used += need;
+        tok = end;
+    }
+    return WD_OK;
+}
+
 static enum wd_status put_rows(struct wd_kv_peer *p, const struct rows *r,
                                const struct wd_kv_span *sp, struct wd_error *err)
 {
     int ps = p->t->geo.page_size;
     int first = sp->tok_begin / ps, last = (sp->tok_end - 1) / ps;
     const int32_t *lp = sp->local_pages, *rp = sp->remote_pages;
+    size_t seg = (size_t)p->n_heads * r->head_w;
+    if (p->is_packed && p->stage_bytes / seg > 0)
+        return put_packed(p, r, sp, seg, (int)(p->stage_bytes / seg), err);
     if (!p->is_whole) {
         /* Sliced heads: a slot's moved heads are contiguous on both sides, but the next
          * slot's are a row further on at least one side. */
-        size_t seg = (size_t)p->n_heads * r->head_w;
         for (int tok = sp->tok_begin; tok < sp->tok_end; tok++) {
             int i = tok / ps, s = tok % ps;
             const uint8_t *src =
                 r->src + (size_t)lp[i] * r->lpage + (size_t)s * r->lslot + r->lhead0;
             uint64_t dst = r->dst + (uint64_t)rp[i] * r->rpage + (uint64_t)s * r->rslot + r->rhead0;
-            WD_CHECK(put_bytes(p, src, dst, seg, err));
+            WD_CHECK(put_bytes(p, src, dst, seg, 0, err));
         }
         return WD_OK;
     }
@@ -672,7 +739,7 @@ static enum wd_status put_rows(struct wd_kv_peer *p, const struct rows *r,
         size_t n_slots = (size_t)(j - i) * (size_t)ps + (size_t)(s1 - s0);
         const uint8_t *src = r->src + (size_t)lp[i] * r->lpage + (size_t)s0 * r->lslot;
         uint64_t dst = r->dst + (uint64_t)rp[i] * r->rpage + (uint64_t)s0 * r->rslot;
-        WD_CHECK(put_bytes(p, src, dst, n_slots * r->lslot, err));
+        WD_CHECK(put_bytes(p, src, dst, n_slots * r->lslot, 0, err));
         i = j + 1;
     }
     return WD_OK;
@@ -712,6 +779,8 @@ enum wd_status wd_kv_transfer_put(struct wd_kv_peer *p, const struct wd_kv_span 
         pthread_mutex_unlock(&t->mu);
         return st;
     }
+    if (p->n_stage_inflight == 0)
+        p->stage_used = 0;
     const uint8_t *base = t->region;
     size_t lh = (size_t)(p->h0 - t->heads.begin), rh = (size_t)(p->h0 - p->desc.heads.begin);
     struct rows k = {.src = base + lg->k_offset + (size_t)layer * lg->layer_stride_k,

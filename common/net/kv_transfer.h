@@ -107,6 +107,8 @@ struct wd_kv_transfer_config {
     int is_progress_thread;    /* progress the worker from a thread the object owns */
     int connect_timeout_ms;    /* bound on connect's reachability check; 0 = 10000 */
     int op_timeout_ms;         /* bound on a put waiting for room in UCX's queue; 0 = 30000 */
+    size_t stage_bytes;        /* packing buffer of a peer whose rows hold fewer heads than
+                                  ours (see wd_kv_transfer_put); 0 = 4 MiB */
 };
 
 struct wd_kv_transfer;
@@ -153,16 +155,22 @@ struct wd_kv_span {
 
 /*
  * Puts the span's tokens of one layer (K, and V for GQA) for the heads of the pair into the
- * remote pages, non-blocking (the local pages must stay unchanged until a flush of p
- * returns). Only the span's slots move: a partly filled last page (or the pages of one
- * prefill chunk) costs only its tokens.
+ * remote pages, non-blocking: it waits only when UCX already holds thousands of queued puts
+ * for p (or the stage is full), then for room, at most op_timeout_ms. Only the span's slots
+ * move: a partly filled last page (or the pages of one prefill chunk) costs only its
+ * tokens.
  *
- * Puts per layer: when the pair moves every head of both rows, consecutive page ids on
- * both sides merge into one put per run (the run's slots are contiguous on both sides);
- * when either side holds heads the other does not (prefill tp2 into a DP-attention decode
- * rank, prefill tp1 into decode tp2), each slot is its own put of n_heads * head_dim
- * elements, because the pool stores a slot's heads side by side and UCX RMA takes one
- * contiguous range per put. That costs one UCX operation per token, layer and K/V.
+ * Puts per layer, from the pool's layout (a slot's heads side by side; UCX RMA takes one
+ * contiguous range per put):
+ *  - every head of both rows (same head range on both sides): page ids consecutive on
+ *    both sides merge into one put per run;
+ *  - the remote holds exactly the moved heads, this rank more (prefill tp1 into decode
+ *    tp2): the slices are packed into the peer's stage buffer (a memcpy) and a run of
+ *    consecutive remote pages is one put;
+ *  - the remote holds heads this rank does not (prefill tp2 into a DP-attention decode
+ *    rank): the destination is strided, so each slot is its own put of n_heads * head_dim
+ *    elements: one UCX operation per token, layer and K/V.
+ * The local pages (and the stage) must stay unchanged until a flush of p returns.
  *
  * WD_ERR_INVALID for a page id out of either pool's range or a bad span or layer,
  * WD_ERR_PEER once the peer failed.

@@ -213,7 +213,8 @@ static void test_mla_latent_into_two_decode_ranks(void)
 }
 
 /* Whole heads on both sides (tp2 -> tp2 GQA): consecutive pages on both sides make one put
- * per request, layer and K/V; scattered pages one per page. Sliced heads: one per token. */
+ * per request, layer and K/V; scattered pages one per page. Packed slices (tp1 -> tp2): one
+ * per run of remote pages. Strided destination (tp2 -> tp1): one per token. */
 static void test_page_runs_merge(void)
 {
     struct kv_world w = base_world(WD_KV_GQA, 2, 2);
@@ -227,6 +228,19 @@ static void test_page_runs_merge(void)
     WD_EXPECT_MSG(res.n_puts > (uint64_t)(2 * 3 * 3 * 2) &&
                       res.n_puts <= (uint64_t)(2 * pages * 3 * 2),
                   "scattered: %llu puts", (unsigned long long)res.n_puts);
+    /* Decode tp2 (each rank half the heads) from prefill tp1: the slices are packed, a run
+     * of consecutive remote pages is one put per peer; with a stage of 100 bytes (three
+     * 32-byte slices) each put holds at most three tokens and the stage is reused between
+     * them, the payload still exact. */
+    w = base_world(WD_KV_GQA, 1, 2);
+    WD_EXPECT(kv_world_run(&w, NULL, NULL, &res) == 0);
+    WD_EXPECT_EQ_INT(res.n_puts, 2 * 3 * 3 * 2);
+    w.stage_bytes = 100;
+    w.is_scattered = 1;
+    run_expect_ok("gqa tp1 -> tp2, 100-byte stage", &w);
+    WD_EXPECT(kv_world_run(&w, NULL, NULL, &res) == 0);
+    WD_EXPECT_MSG(res.n_puts >= (uint64_t)(2 * ((13 + 2) / 3 + 1 + 24 / 3) * 3 * 2),
+                  "100-byte stage: %llu puts", (unsigned long long)res.n_puts);
     /* Decode with every head: each prefill rank's slot piece is its own put. */
     w = base_world(WD_KV_GQA, 2, 1);
     WD_EXPECT(kv_world_run(&w, NULL, NULL, &res) == 0);

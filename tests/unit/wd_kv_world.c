@@ -344,8 +344,11 @@ static int prefill_main(const struct kv_world *w, int rank, int fd)
     page_order(w, 0, rank, lorder);
     fill_pattern(pool->region, pool->geo.region_bytes, 0x5Au + (uint32_t)rank);
     write_rows(w, pool->region, &pool->geo, &h, lorder);
-    struct wd_kv_transfer_config tc = {
-        .region = pool->region, .geo = pool->geo, .heads = h, .name = name};
+    struct wd_kv_transfer_config tc = {.region = pool->region,
+                                       .geo = pool->geo,
+                                       .heads = h,
+                                       .name = name,
+                                       .stage_bytes = w->stage_bytes};
     if (wd_kv_transfer_create(&tc, &t, &err) != WD_OK) {
         send_msg(fd, 'e', err.msg, strlen(err.msg) + 1);
         return 1;

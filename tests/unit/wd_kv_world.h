@@ -36,6 +36,7 @@ struct kv_world {
     int decode_page_size;  /* != 0: decode's pool uses another page size (refused pair) */
     int kill_after_layer;  /* >= 0: decode rank 0 is killed after this layer of request 0 */
     int flush_timeout_ms;
+    size_t stage_bytes; /* prefill's packing buffer per peer (0: the default) */
 };
 
 struct kv_world_result {

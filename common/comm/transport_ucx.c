@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util/le.h"
 #include "common/util/log.h"
 
 struct ucx_peer {
@@ -245,17 +246,6 @@ fail:
     return st;
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 enum wd_status wd_transport_ucx_local_info(struct wd_transport *t, void **blob_p, size_t *len_p,
                                            struct wd_error *err)
 {
@@ -267,10 +257,10 @@ enum wd_status wd_transport_ucx_local_info(struct wd_transport *t, void **blob_p
     uint8_t *b = malloc(len);
     if (b) {
         uint64_t base = (uint64_t)(uintptr_t)t->window;
-        put_u32(b, (uint32_t)base);
-        put_u32(b + 4, (uint32_t)(base >> 32));
-        put_u32(b + 8, (uint32_t)l.addr_len);
-        put_u32(b + 12, (uint32_t)l.rkey_len);
+        wd_le_put32(b, (uint32_t)base);
+        wd_le_put32(b + 4, (uint32_t)(base >> 32));
+        wd_le_put32(b + 8, (uint32_t)l.addr_len);
+        wd_le_put32(b + 12, (uint32_t)l.rkey_len);
         memcpy(b + 16, l.addr, l.addr_len);
         memcpy(b + 16 + l.addr_len, l.rkey, l.rkey_len);
     }
@@ -298,12 +288,12 @@ enum wd_status wd_transport_ucx_connect(struct wd_transport *t, int peer, const 
     if (peer < 0 || peer >= t->n_ranks || peer == t->rank || x->peer[peer].ep)
         return wd_error_set(err, WD_ERR_INVALID, "%s: cannot connect peer %d", x->peers.name, peer);
     int grank = wd_peers_global(&x->peers, peer);
-    if (len < 16 || get_u32(b + 8) == 0 || get_u32(b + 12) == 0 ||
-        (uint64_t)get_u32(b + 8) + get_u32(b + 12) != len - 16)
+    if (len < 16 || wd_le_get32(b + 8) == 0 || wd_le_get32(b + 12) == 0 ||
+        (uint64_t)wd_le_get32(b + 8) + wd_le_get32(b + 12) != len - 16)
         return wd_error_set(err, WD_ERR_FORMAT, "%s: malformed ucx address from rank %d",
                             x->peers.name, grank);
     struct ucx_peer *pp = &x->peer[peer];
-    uint32_t addr_len = get_u32(b + 8);
+    uint32_t addr_len = wd_le_get32(b + 8);
     /* Only transports without peer-failure detection (UCX_TLS=posix, sysv) come back
      * unguarded: the launcher's liveness page still reports a dead peer. */
     struct wd_ucx_who who = who_of(&x->peers, peer, "endpoint");
@@ -321,7 +311,7 @@ enum wd_status wd_transport_ucx_connect(struct wd_transport *t, int peer, const 
         who.what = "unpack rkey";
         return wd_ucx_error(err, s, &who);
     }
-    pp->base = (uint64_t)get_u32(b) | (uint64_t)get_u32(b + 4) << 32;
+    pp->base = (uint64_t)wd_le_get32(b) | (uint64_t)wd_le_get32(b + 4) << 32;
     return WD_OK;
 }
 

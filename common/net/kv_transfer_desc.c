@@ -13,6 +13,7 @@
 
 #include "common/net/kv_transfer.h"
 #include "common/net/kv_transfer_internal.h"
+#include "common/util/le.h"
 
 #define DESC_MAGIC 0x564b4457u /* bytes "WDKV" */
 #define DESC_HEAD 8
@@ -112,20 +113,6 @@ int wd_kv_heads_overlap(const struct wd_kv_heads *local, const struct wd_kv_head
     return e - b;
 }
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 size_t wd_kv_desc_bytes(size_t addr_len, size_t rkey_len)
 {
     return DESC_HEAD + 8 * (size_t)DESC_N_FIELDS + addr_len + rkey_len;
@@ -168,9 +155,9 @@ void wd_kv_desc_encode(const struct wd_kv_desc *d, uint8_t *out)
         [F_ADDR_LEN] = d->worker_addr_len,
         [F_RKEY_LEN] = d->rkey_len,
     };
-    put_u64(out, DESC_MAGIC | (uint64_t)WD_KV_DESC_VERSION << 32);
+    wd_le_put64(out, DESC_MAGIC | (uint64_t)WD_KV_DESC_VERSION << 32);
     for (int i = 0; i < DESC_N_FIELDS; i++)
-        put_u64(out + DESC_HEAD + 8 * (size_t)i, f[i]);
+        wd_le_put64(out + DESC_HEAD + 8 * (size_t)i, f[i]);
     uint8_t *blob = out + DESC_HEAD + 8 * (size_t)DESC_N_FIELDS;
     memcpy(blob, d->worker_addr, d->worker_addr_len);
     memcpy(blob + d->worker_addr_len, d->rkey, d->rkey_len);
@@ -199,7 +186,7 @@ enum wd_status wd_kv_desc_parse(const void *buf, size_t len, struct wd_kv_desc *
     const uint8_t *b = buf;
     if (!buf || len < DESC_HEAD)
         return wd_error_set(err, WD_ERR_FORMAT, "kv descriptor: %zu bytes, too short", len);
-    uint64_t head = get_u64(b);
+    uint64_t head = wd_le_get64(b);
     if ((uint32_t)head != DESC_MAGIC)
         return wd_error_set(err, WD_ERR_FORMAT, "kv descriptor: bad magic");
     if (head >> 32 != WD_KV_DESC_VERSION)
@@ -210,7 +197,7 @@ enum wd_status wd_kv_desc_parse(const void *buf, size_t len, struct wd_kv_desc *
         return wd_error_set(err, WD_ERR_FORMAT, "kv descriptor: %zu bytes, too short", len);
     uint64_t f[DESC_N_FIELDS];
     for (int i = 0; i < DESC_N_FIELDS; i++)
-        f[i] = get_u64(b + DESC_HEAD + 8 * (size_t)i);
+        f[i] = wd_le_get64(b + DESC_HEAD + 8 * (size_t)i);
     if (f[F_ADDR_LEN] == 0 || f[F_ADDR_LEN] > DESC_MAX_BLOB || f[F_RKEY_LEN] == 0 ||
         f[F_RKEY_LEN] > DESC_MAX_BLOB || wd_kv_desc_bytes(f[F_ADDR_LEN], f[F_RKEY_LEN]) != len)
         return wd_error_set(err, WD_ERR_FORMAT,

@@ -675,6 +675,35 @@ struct rows {
     size_t lhead0, rhead0; /* byte offset of the first moved head inside a row */
 };
 
+/* The K (is_v 0) or V strides of a geometry. */
+struct kv_strides {
+    size_t off, layer, page, slot, head;
+};
+
+static struct kv_strides strides_of(const struct wd_kv_geometry *g, int is_v)
+{
+    if (is_v)
+        return (struct kv_strides){g->v_offset, g->layer_stride_v, g->page_stride_v,
+                                   g->slot_stride_v, g->head_stride_v};
+    return (struct kv_strides){g->k_offset, g->layer_stride_k, g->page_stride_k, g->slot_stride_k,
+                               g->head_stride_k};
+}
+
+static struct rows rows_of(const struct wd_kv_peer *p, int layer, int is_v)
+{
+    struct kv_strides l = strides_of(&p->t->geo, is_v), r = strides_of(&p->desc.geo, is_v);
+    size_t lh = (size_t)(p->h0 - p->t->heads.begin), rh = (size_t)(p->h0 - p->desc.heads.begin);
+    return (struct rows){.src = (const uint8_t *)p->t->region + l.off + (size_t)layer * l.layer,
+                         .dst = p->desc.base + r.off + (uint64_t)layer * r.layer,
+                         .lpage = l.page,
+                         .lslot = l.slot,
+                         .rpage = r.page,
+                         .rslot = r.slot,
+                         .head_w = l.head,
+                         .lhead0 = lh * l.head,
+                         .rhead0 = rh * r.head};
+}
+
 /* Packed slices (the remote row is exactly the moved heads): a run of tokens on
  * consecutive remote pages, at most `per` of them, is gathered into the stage and put as
  * one block. The stage is reused once no queued put reads it. */
@@ -771,7 +800,6 @@ enum wd_status wd_kv_transfer_put(struct wd_kv_peer *p, const struct wd_kv_span 
                                   struct wd_error *err)
 {
     struct wd_kv_transfer *t = p->t;
-    const struct wd_kv_geometry *lg = &t->geo, *rg = &p->desc.geo;
     WD_CHECK(check_span(p, span, layer, err));
     pthread_mutex_lock(&t->mu);
     enum wd_status st = peer_check(p, err);
@@ -781,28 +809,10 @@ enum wd_status wd_kv_transfer_put(struct wd_kv_peer *p, const struct wd_kv_span 
     }
     if (p->n_stage_inflight == 0)
         p->stage_used = 0;
-    const uint8_t *base = t->region;
-    size_t lh = (size_t)(p->h0 - t->heads.begin), rh = (size_t)(p->h0 - p->desc.heads.begin);
-    struct rows k = {.src = base + lg->k_offset + (size_t)layer * lg->layer_stride_k,
-                     .dst = p->desc.base + rg->k_offset + (uint64_t)layer * rg->layer_stride_k,
-                     .lpage = lg->page_stride_k,
-                     .lslot = lg->slot_stride_k,
-                     .rpage = rg->page_stride_k,
-                     .rslot = rg->slot_stride_k,
-                     .head_w = lg->head_stride_k,
-                     .lhead0 = lh * lg->head_stride_k,
-                     .rhead0 = rh * rg->head_stride_k};
+    struct rows k = rows_of(p, layer, 0);
     st = put_rows(p, &k, span, err);
-    if (st == WD_OK && lg->v_row > 0) {
-        struct rows v = {.src = base + lg->v_offset + (size_t)layer * lg->layer_stride_v,
-                         .dst = p->desc.base + rg->v_offset + (uint64_t)layer * rg->layer_stride_v,
-                         .lpage = lg->page_stride_v,
-                         .lslot = lg->slot_stride_v,
-                         .rpage = rg->page_stride_v,
-                         .rslot = rg->slot_stride_v,
-                         .head_w = lg->head_stride_v,
-                         .lhead0 = lh * lg->head_stride_v,
-                         .rhead0 = rh * rg->head_stride_v};
+    if (st == WD_OK && t->geo.v_row > 0) {
+        struct rows v = rows_of(p, layer, 1);
         st = put_rows(p, &v, span, err);
     }
     /* Start moving what UCX queued (TCP sends from the progress call). */

@@ -51,6 +51,7 @@ bench: build
 		--mode normal --transport shm --zero-copy
 	@$(BUILD)/bin/wideep-bench ep --ranks 4 --tokens 128 --hidden 7168 --topk 8 --experts 256 \
 		--mode low_latency --transport shm
+	@$(BUILD)/bin/wideep-bench router --model-path deploy/tiny-model --connections 32
 	@UCX_TLS=sm,self $(BUILD)/bin/wideep-bench kv
 	@UCX_TLS=tcp,self $(BUILD)/bin/wideep-bench kv
 

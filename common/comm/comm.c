@@ -34,6 +34,7 @@ struct wd_comm {
     struct wd_rdzv *rdzv;
     struct wd_ucx *ucx; /* NULL until a group spans nodes (or UCX is forced) */
     int is_ucx_forced;  /* every peer over ucx, same node too (wd_comm_force_ucx) */
+    int is_failed;      /* this rank failed: teardown waits for nobody (wd_comm_mark_failed) */
     struct name_gen *names;
     int n_names;
 };
@@ -56,7 +57,8 @@ enum wd_status wd_comm_create(const struct wd_rank_info *ri, struct wd_comm **co
         return wd_error_set(err, WD_ERR_NOMEM, "comm: out of memory");
     c->ri = *ri;
     c->timeout_ms = ri->timeout_ms > 0 ? ri->timeout_ms : 60000;
-    enum wd_status st = wd_rdzv_create(ri->rdzv_host, ri->rdzv_port, c->timeout_ms, &c->rdzv, err);
+    enum wd_status st =
+        wd_rdzv_create(ri->rdzv_host, ri->rdzv_port, ri->rdzv_token, c->timeout_ms, &c->rdzv, err);
     if (st != WD_OK) {
         free(c);
         wd_error_prefix(err, "rank %d", ri->rank);
@@ -90,6 +92,11 @@ void wd_comm_force_ucx(struct wd_comm *comm, int is_forced)
 struct wd_rdzv *wd_comm_rdzv(struct wd_comm *comm)
 {
     return comm->rdzv;
+}
+
+void wd_comm_mark_failed(struct wd_comm *comm)
+{
+    comm->is_failed = 1;
 }
 
 enum wd_status wd_comm_barrier_world(struct wd_comm *comm, const char *name, struct wd_error *err)
@@ -173,7 +180,7 @@ static void mux_destroy(struct wd_transport *t)
 {
     struct mux *m = t->impl;
     struct wd_error e;
-    if (m->ucx && wd_rank_check_all(&m->comm->ri, &e) == WD_OK) {
+    if (m->ucx && !m->comm->is_failed && wd_rank_check_all(&m->comm->ri, &e) == WD_OK) {
         /* Everything this rank sent is applied at its targets, then nobody closes an
          * endpoint until every member got there (their flushes need this rank's progress).
          * After a failure in the launch nothing is waited for: the launch is ending. */

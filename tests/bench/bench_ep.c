@@ -570,8 +570,8 @@ int wd_bench_ep(int argc, char **argv)
         return 2;
     }
 
-    /* The windows are /dev/shm segments: pages are used only where written (LL slabs are
-     * mostly never touched), but a normal-mode batch writes most of its window. */
+    /* The windows are /dev/shm segments, reserved in full when created: one that does not
+     * fit fails its creation with a "no space" error. Warn before the ranks start. */
     struct wd_ep_config wc = {.n_ranks = o.ranks,
                               .hidden = o.hidden,
                               .top_k = o.topk,
@@ -584,7 +584,7 @@ int wd_bench_ep(int argc, char **argv)
     if (statvfs("/dev/shm", &sv) == 0 && need > (double)sv.f_bavail * (double)sv.f_frsize)
         fprintf(stderr,
                 "wideep-bench ep: warning: the EP windows span %.1f GB, /dev/shm has %.1f GB "
-                "free (ranks die of SIGBUS if they write more than that)\n",
+                "free (the ranks will fail to create them)\n",
                 need / 1e9, (double)sv.f_bavail * (double)sv.f_frsize / 1e9);
 
     /* Results come back through a shared anonymous mapping the ranks inherit. */

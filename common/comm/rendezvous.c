@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "common/comm/rendezvous_wire.h"
+#include "common/util/le.h"
 
 static int64_t now_ms(void)
 {
@@ -33,28 +34,6 @@ static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
 }
 
 enum wd_status wd_rdzv_parse_addr(const char *addr, char *host, size_t host_cap, int *port_p,
@@ -280,10 +259,10 @@ static enum wd_status request(struct wd_rdzv *c, int op, const char *key, const 
     if (!frame)
         return wd_error_set(err, WD_ERR_NOMEM, "rendezvous: out of memory");
     memset(frame, 0, WD_RDZV_HDR);
-    put_u32(frame, WD_RDZV_MAGIC);
+    wd_le_put32(frame, WD_RDZV_MAGIC);
     frame[4] = (uint8_t)op;
-    put_u32(frame + 8, (uint32_t)kl);
-    put_u32(frame + 12, (uint32_t)vl);
+    wd_le_put32(frame + 8, (uint32_t)kl);
+    wd_le_put32(frame + 12, (uint32_t)vl);
     memcpy(frame + WD_RDZV_HDR, key, kl);
     if (vl)
         memcpy(frame + WD_RDZV_HDR + kl, val, vl);
@@ -295,8 +274,8 @@ static enum wd_status request(struct wd_rdzv *c, int op, const char *key, const 
         st = xfer(c, h, WD_RDZV_HDR, 0, deadline, err);
     if (st != WD_OK)
         return st;
-    uint32_t rl = get_u32(h + 8);
-    if (get_u32(h) != WD_RDZV_MAGIC || h[4] > WD_RDZV_REPLY_DENIED || rl > WD_RDZV_MAX_VALUE)
+    uint32_t rl = wd_le_get32(h + 8);
+    if (wd_le_get32(h) != WD_RDZV_MAGIC || h[4] > WD_RDZV_REPLY_DENIED || rl > WD_RDZV_MAX_VALUE)
         return broken(c, WD_ERR_FORMAT, "malformed reply", err);
     uint8_t *rv = malloc(rl ? rl : 1);
     if (!rv)
@@ -370,7 +349,7 @@ enum wd_status wd_rdzv_add(struct wd_rdzv *c, const char *key, int64_t delta, in
                            struct wd_error *err)
 {
     uint8_t buf[8];
-    put_u64(buf, (uint64_t)delta);
+    wd_le_put64(buf, (uint64_t)delta);
     int status;
     void *v;
     size_t len;
@@ -383,7 +362,7 @@ enum wd_status wd_rdzv_add(struct wd_rdzv *c, const char *key, int64_t delta, in
     else if (len != 8)
         st = broken(c, WD_ERR_FORMAT, "malformed counter reply", err);
     else if (value_p)
-        *value_p = (int64_t)get_u64(v);
+        *value_p = (int64_t)wd_le_get64(v);
     free(v);
     return st;
 }

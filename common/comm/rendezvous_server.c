@@ -24,37 +24,13 @@
 #include <unistd.h>
 
 #include "common/comm/rendezvous_wire.h"
+#include "common/util/le.h"
 #include "common/util/log.h"
 
 #define RDZV_MAX_CONNS 8192
 #define RDZV_MAX_KEYS (1u << 20)
 #define RDZV_MAX_BYTES ((size_t)256 << 20)
 #define RDZV_MAX_OUT ((size_t)8 << 20) /* a client that never reads is dropped */
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 /* ---------------------------------------------------------------- store */
 
@@ -200,9 +176,9 @@ static int conn_reply(struct conn *c, int status, const uint8_t *val, uint32_t v
     }
     uint8_t *h = c->out + c->out_len;
     memset(h, 0, WD_RDZV_HDR);
-    put_u32(h, WD_RDZV_MAGIC);
+    wd_le_put32(h, WD_RDZV_MAGIC);
     h[4] = (uint8_t)status;
-    put_u32(h + 8, vl);
+    wd_le_put32(h + 8, vl);
     if (vl)
         memcpy(h + WD_RDZV_HDR, val, vl);
     c->out_len = need;
@@ -248,9 +224,9 @@ static int handle_request(struct wd_rdzv_server *srv, struct conn *c, int op, co
     /* WD_RDZV_OP_ADD: an 8-byte delta on an 8-byte counter; wraps instead of overflowing. */
     if (vl != 8 || (e && e->val_len != 8))
         return conn_reply(c, WD_RDZV_REPLY_BAD, NULL, 0);
-    uint64_t sum = get_u64(val) + (e ? get_u64(e->val) : 0);
+    uint64_t sum = wd_le_get64(val) + (e ? wd_le_get64(e->val) : 0);
     uint8_t buf[8];
-    put_u64(buf, sum);
+    wd_le_put64(buf, sum);
     int status = store_put(st, key, kl, buf, 8);
     return conn_reply(c, status, status == WD_RDZV_REPLY_OK ? buf : NULL,
                       status == WD_RDZV_REPLY_OK ? 8 : 0);
@@ -264,9 +240,9 @@ static int conn_process(struct wd_rdzv_server *srv, struct conn *c)
     int rc = 0;
     while (c->in_len - off >= WD_RDZV_HDR) {
         const uint8_t *h = c->in + off;
-        uint32_t kl = get_u32(h + 8), vl = get_u32(h + 12);
+        uint32_t kl = wd_le_get32(h + 8), vl = wd_le_get32(h + 12);
         int op = h[4];
-        if (get_u32(h) != WD_RDZV_MAGIC || op < WD_RDZV_OP_SET || op > WD_RDZV_OP_HELLO ||
+        if (wd_le_get32(h) != WD_RDZV_MAGIC || op < WD_RDZV_OP_SET || op > WD_RDZV_OP_HELLO ||
             (h[5] | h[6] | h[7]) || kl == 0 || kl > WD_RDZV_MAX_KEY || vl > WD_RDZV_MAX_VALUE) {
             conn_reply(c, WD_RDZV_REPLY_BAD, NULL, 0);
             off = c->in_len;

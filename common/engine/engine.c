@@ -94,16 +94,18 @@ void wd_engine_sched_config(const struct wd_engine_config *cfg, struct wd_schedu
 
 /* ---- events (leader only) ---- */
 
-static void push_event(struct wd_engine *e, const struct wd_engine_event *ev, const void *extra,
-                       size_t extra_len)
+void wd_engine_push_event(struct wd_engine *e, const struct wd_engine_event *ev, const void *extra,
+                          size_t extra_len)
 {
+    if (!e->is_leader)
+        return;
     if (wd_engine_link_push_event(e->link, ev, extra, extra_len) != WD_OK)
         wd_log(WD_LOG_ERROR, "engine", "event of %zu bytes for request %llu does not fit the ring",
                sizeof(*ev) + extra_len, (unsigned long long)ev->id);
     e->events_pushed++;
 }
 
-static void event_error(struct wd_engine *e, uint64_t id, enum wd_status status, const char *msg)
+void wd_engine_event_error(struct wd_engine *e, uint64_t id, enum wd_status status, const char *msg)
 {
     if (!e->is_leader)
         return;
@@ -116,35 +118,48 @@ static void event_error(struct wd_engine *e, uint64_t id, enum wd_status status,
     size_t len = strlen(msg);
     ev.extra = (int32_t)len;
     ev.bytes = (uint32_t)(sizeof(ev) + len);
-    push_event(e, &ev, msg, len);
+    wd_engine_push_event(e, &ev, msg, len);
+}
+
+void wd_engine_token_event(const struct wd_engine *e, const struct wd_request *req, int32_t token,
+                           float logprob, struct wd_engine_event *ev)
+{
+    *ev = (struct wd_engine_event){.kind = WD_ENGINE_EV_TOKEN,
+                                   .bytes = sizeof(*ev),
+                                   .id = req->id,
+                                   .dp_rank = e->me->attn_dp_rank,
+                                   .token = token,
+                                   .logprob = logprob,
+                                   .finish = req->finish,
+                                   .is_prefilled = req->state == WD_REQ_PREFILLED,
+                                   .n_prompt = req->params.n_prompt,
+                                   .n_generated = wd_request_n_generated(req)};
+    if (token >= 0 && req->params.top_logprobs > 0) {
+        ev->n_top = req->params.top_logprobs;
+        memcpy(ev->top_ids, req->top_ids, sizeof(ev->top_ids));
+        memcpy(ev->top_logprobs, req->top_logprobs, sizeof(ev->top_logprobs));
+    }
 }
 
 /* The scheduler's token callback: every rank of the group sees it, the leader reports it. */
 static void on_token(void *ctx, const struct wd_request *req, int32_t token, float logprob)
 {
     struct wd_engine *e = ctx;
+    /* A disaggregated prefill reports after its transfer is flushed (end of the step). */
+    if (wd_engine_pd_defer(e, req, token, logprob))
+        return;
+    if (req->finish != WD_FINISH_NONE)
+        wd_engine_pd_forget(e, req->id);
     if (!e->is_leader)
         return;
     if (req->finish == WD_FINISH_ERROR) {
-        event_error(e, req->id, WD_ERR_INVALID, req->error ? req->error : "request failed");
+        wd_engine_event_error(e, req->id, WD_ERR_INVALID,
+                              req->error ? req->error : "request failed");
         return;
     }
-    struct wd_engine_event ev = {.kind = WD_ENGINE_EV_TOKEN,
-                                 .bytes = sizeof(ev),
-                                 .id = req->id,
-                                 .dp_rank = e->me->attn_dp_rank,
-                                 .token = token,
-                                 .logprob = logprob,
-                                 .finish = req->finish,
-                                 .is_prefilled = req->state == WD_REQ_PREFILLED,
-                                 .n_prompt = req->params.n_prompt,
-                                 .n_generated = wd_request_n_generated(req)};
-    if (token >= 0 && req->params.top_logprobs > 0) {
-        ev.n_top = req->params.top_logprobs;
-        memcpy(ev.top_ids, req->top_ids, sizeof(ev.top_ids));
-        memcpy(ev.top_logprobs, req->top_logprobs, sizeof(ev.top_logprobs));
-    }
-    push_event(e, &ev, NULL, 0);
+    struct wd_engine_event ev;
+    wd_engine_token_event(e, req, token, logprob, &ev);
+    wd_engine_push_event(e, &ev, NULL, 0);
 }
 
 /* ---- commands ---- */
@@ -159,7 +174,14 @@ static void apply_cmd(struct wd_engine *e, const struct wd_engine_cmd *c, const 
     switch (c->kind) {
     case WD_ENGINE_CMD_ADD:
         wd_engine_cmd_to_params(c, prompt, &p);
-        st = wd_scheduler_add(e->sched, &p, &id, &err);
+        /* A disaggregated prefill: its transfer target first, so a refusal adds nothing. */
+        if (c->pd_peer)
+            st = wd_engine_pd_track(e, c->id, c->pd_peer, prompt + c->n_prompt, c->n_remote_pages,
+                                    &err);
+        if (st == WD_OK)
+            st = wd_scheduler_add(e->sched, &p, &id, &err);
+        if (st != WD_OK && c->pd_peer)
+            wd_engine_pd_forget(e, c->id);
         break;
     case WD_ENGINE_CMD_RESERVE:
         wd_engine_cmd_to_params(c, prompt, &p);
@@ -173,24 +195,30 @@ static void apply_cmd(struct wd_engine *e, const struct wd_engine_cmd *c, const 
                                          .n_prompt = r->params.n_prompt,
                                          .extra = r->n_pages};
             ev.bytes = (uint32_t)(sizeof(ev) + (size_t)r->n_pages * sizeof(int32_t));
-            push_event(e, &ev, r->pages, (size_t)r->n_pages * sizeof(int32_t));
+            wd_engine_push_event(e, &ev, r->pages, (size_t)r->n_pages * sizeof(int32_t));
         }
         break;
     case WD_ENGINE_CMD_ACTIVATE:
         st = wd_scheduler_activate(e->sched, c->id, c->first_token, c->first_logprob, &err);
         break;
     case WD_ENGINE_CMD_ABORT:
-        /* Unknown is fine: the request may have finished while the abort was on its way. */
+        /* No page is freed while a put may still read it. Unknown is fine: the request may
+         * have finished while the abort was on its way. */
+        wd_engine_pd_before_free(e, c->id);
         wd_scheduler_abort(e->sched, c->id);
         break;
     case WD_ENGINE_CMD_RELEASE:
         if (wd_scheduler_release(e->sched, c->id) != WD_OK)
             wd_log(WD_LOG_DEBUG, "engine", "release of request %llu: not held",
                    (unsigned long long)c->id);
+        wd_engine_pd_forget(e, c->id);
+        break;
+    case WD_ENGINE_CMD_PD_PEER:
+        wd_engine_pd_define_peer(e, c, (const uint8_t *)prompt);
         break;
     }
     if (st != WD_OK)
-        event_error(e, c->id, st, err.msg);
+        wd_engine_event_error(e, c->id, st, err.msg);
 }
 
 /* Leader: pops queued commands into e->cmds while they fit; returns the bytes taken. */
@@ -325,6 +353,8 @@ enum wd_status wd_engine_run(struct wd_engine *e, struct wd_error *err)
         }
         idle = 0;
         st = wd_scheduler_step(e->sched, NULL, err);
+        if (st == WD_OK)
+            st = wd_engine_pd_after_step(e, err);
         if (st == WD_OK) {
             e->passes++;
             st = wd_engine_eplb_after_pass(e, err);
@@ -356,6 +386,8 @@ static enum wd_status engine_build(struct wd_engine *e, struct wd_error *err)
     struct wd_model_options mopt = {.n_threads = cfg->n_threads,
                                     .shard = shard_of(l, e->me),
                                     .comm = {.ctx = e, .all_reduce = rank_all_reduce}};
+    if (cfg->kv_transfer)
+        mopt.layer_hook = (struct wd_model_layer_hook){.fn = wd_engine_pd_layer_hook, .ctx = e};
     wd_scheduler_model_limits(&sc, cfg->max_prompt_tokens > 0 ? cfg->max_prompt_tokens : 1,
                               &mopt.max_batch_tokens, &mopt.max_logit_rows);
     /* Collective windows sized so one layer's hidden states go through in a few pieces. */
@@ -408,6 +440,8 @@ static enum wd_status engine_build(struct wd_engine *e, struct wd_error *err)
     kc.n_pages = (cfg->max_total_tokens + cfg->page_size - 1) / cfg->page_size;
     WD_CHECK(wd_kv_pool_create(&kc, &e->kv, err));
     WD_CHECK(wd_scheduler_create(&sc, e->model, e->kv, on_token, e, &e->sched, err));
+    if (cfg->kv_transfer)
+        WD_CHECK(wd_engine_pd_create(e, err));
     /* Room for the largest command (a prompt as long as the context) and a batch of
      * small ones. */
     e->cmds_cap = sizeof(struct wd_engine_cmd) + 16 + (size_t)sc.context_length * sizeof(int32_t);
@@ -453,6 +487,7 @@ void wd_engine_destroy(struct wd_engine *e)
     if (e->is_broken && e->comm)
         wd_comm_mark_failed(e->comm);
     wd_scheduler_destroy(e->sched);
+    wd_engine_pd_destroy(e); /* before the KV region it registered */
     wd_kv_pool_destroy(e->kv);
     wd_model_destroy(e->model);
     wd_engine_eplb_destroy(e);

@@ -43,6 +43,8 @@ struct wd_engine_config {
     int idle_wait_ms;         /* how long an idle leader sleeps waiting for commands */
     const char *metrics_file; /* rank 0 writes its Prometheus text here at the end; NULL */
     const char *role;         /* log identity: "generate", "decode", "prefill" */
+    int kv_transfer;          /* disaggregated serving: every attention rank registers its KV
+                                 region for UCX transfer (common/net/kv_transfer.h) */
 };
 
 struct wd_engine;

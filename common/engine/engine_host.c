@@ -17,7 +17,7 @@
 struct pending_cmd {
     struct pending_cmd *next;
     struct wd_engine_cmd cmd;
-    int32_t prompt[]; /* [cmd.n_prompt] */
+    uint8_t tail[]; /* [cmd.bytes - sizeof cmd] */
 };
 
 /* A live request as the host tracks it. */
@@ -216,15 +216,12 @@ int wd_engine_host_ready(const struct wd_engine_host *h)
 
 /* Puts one command on its way to DP rank d: its ring here, or the relay to its node. */
 static enum wd_status push_cmd(struct wd_engine_host *h, int d, const struct wd_engine_cmd *c,
-                               const int32_t *prompt)
+                               const void *tail)
 {
     if (h->links[d])
-        return wd_engine_link_push_cmd(h->links[d], c, prompt);
-    size_t n = c->kind == WD_ENGINE_CMD_ADD || c->kind == WD_ENGINE_CMD_RESERVE
-                   ? (size_t)c->n_prompt * sizeof(int32_t)
-                   : 0;
+        return wd_engine_link_push_cmd(h->links[d], c, tail);
     return wd_engine_relay_send(h->relay, h->leader_node[d], WD_RELAY_CMD, (uint32_t)d, c,
-                                sizeof(*c), prompt, n);
+                                sizeof(*c), tail, c->bytes - sizeof(*c));
 }
 
 /* Wakes every local leader: an idle DP rank must join the others' next forward promptly
@@ -242,7 +239,7 @@ static void flush_pending(struct wd_engine_host *h, int d)
     int pushed = 0;
     while (h->pend_head[d]) {
         struct pending_cmd *p = h->pend_head[d];
-        if (push_cmd(h, d, &p->cmd, p->prompt) != WD_OK)
+        if (push_cmd(h, d, &p->cmd, p->tail) != WD_OK)
             break;
         h->pend_head[d] = p->next;
         if (!h->pend_head[d])
@@ -256,10 +253,10 @@ static void flush_pending(struct wd_engine_host *h, int d)
 
 /* Sends a command to DP rank d: straight into the ring when nothing waits before it. */
 static enum wd_status send_cmd(struct wd_engine_host *h, int d, const struct wd_engine_cmd *c,
-                               const int32_t *prompt, struct wd_error *err)
+                               const void *tail, struct wd_error *err)
 {
     if (!h->pend_head[d]) {
-        enum wd_status st = push_cmd(h, d, c, prompt);
+        enum wd_status st = push_cmd(h, d, c, tail);
         if (st == WD_OK) {
             wake_all(h);
             return WD_OK;
@@ -270,15 +267,14 @@ static enum wd_status send_cmd(struct wd_engine_host *h, int d, const struct wd_
                                 "never fit the command ring",
                                 c->bytes);
     }
-    size_t n =
-        c->kind == WD_ENGINE_CMD_ADD || c->kind == WD_ENGINE_CMD_RESERVE ? (size_t)c->n_prompt : 0;
-    struct pending_cmd *p = malloc(sizeof(*p) + n * sizeof(int32_t));
+    size_t n = c->bytes - sizeof(*c);
+    struct pending_cmd *p = malloc(sizeof(*p) + n);
     if (!p)
         return wd_error_set(err, WD_ERR_NOMEM, "engine host: out of memory");
     p->next = NULL;
     p->cmd = *c;
     if (n)
-        memcpy(p->prompt, prompt, n * sizeof(int32_t));
+        memcpy(p->tail, tail, n);
     if (h->pend_tail[d])
         h->pend_tail[d]->next = p;
     else
@@ -289,7 +285,7 @@ static enum wd_status send_cmd(struct wd_engine_host *h, int d, const struct wd_
 
 static enum wd_status submit_request(struct wd_engine_host *h, enum wd_engine_cmd_kind kind, int dp,
                                      const struct wd_request_params *p, int64_t deadline_ms,
-                                     struct wd_error *err)
+                                     const struct wd_engine_pd_target *pd, struct wd_error *err)
 {
     if (!wd_engine_host_has_dp(h, dp))
         return wd_error_set(err, WD_ERR_INVALID, "engine host: DP rank %d is not served here", dp);
@@ -308,7 +304,23 @@ static enum wd_status submit_request(struct wd_engine_host *h, enum wd_engine_cm
     lr->deadline_ms = deadline_ms;
     struct wd_engine_cmd c;
     wd_engine_cmd_from_params(&c, kind, p);
-    enum wd_status st = send_cmd(h, dp, &c, p->prompt, err);
+    const void *tail = p->prompt;
+    int32_t *both = NULL;
+    if (pd) {
+        /* The decode pages follow the prompt in one tail. */
+        c.pd_peer = pd->peer;
+        c.n_remote_pages = pd->n_pages;
+        c.bytes += (uint32_t)((size_t)pd->n_pages * sizeof(int32_t));
+        both = malloc(((size_t)p->n_prompt + (size_t)pd->n_pages) * sizeof(int32_t) + 1);
+        if (both) {
+            memcpy(both, p->prompt, (size_t)p->n_prompt * sizeof(int32_t));
+            memcpy(both + p->n_prompt, pd->pages, (size_t)pd->n_pages * sizeof(int32_t));
+        }
+        tail = both;
+    }
+    enum wd_status st = pd && !both ? wd_error_set(err, WD_ERR_NOMEM, "engine host: out of memory")
+                                    : send_cmd(h, dp, &c, tail, err);
+    free(both);
     if (st != WD_OK)
         free(wd_u64map_remove(&h->live, p->id));
     return st;
@@ -318,14 +330,42 @@ enum wd_status wd_engine_host_add(struct wd_engine_host *h, int dp,
                                   const struct wd_request_params *params, int64_t deadline_ms,
                                   struct wd_error *err)
 {
-    return submit_request(h, WD_ENGINE_CMD_ADD, dp, params, deadline_ms, err);
+    return submit_request(h, WD_ENGINE_CMD_ADD, dp, params, deadline_ms, NULL, err);
+}
+
+enum wd_status wd_engine_host_add_pd(struct wd_engine_host *h, int dp,
+                                     const struct wd_request_params *params, int64_t deadline_ms,
+                                     const struct wd_engine_pd_target *target, struct wd_error *err)
+{
+    if (target->peer <= 0 || target->n_pages <= 0 || target->n_pages > WD_ENGINE_MAX_PROMPT)
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "engine host: bad transfer target (peer %d, %d "
+                            "pages)",
+                            target->peer, target->n_pages);
+    return submit_request(h, WD_ENGINE_CMD_ADD, dp, params, deadline_ms, target, err);
+}
+
+enum wd_status wd_engine_host_pd_peer(struct wd_engine_host *h, int32_t peer, const void *descs,
+                                      size_t len, struct wd_error *err)
+{
+    if (peer <= 0 || len == 0 || len > ((size_t)1 << 24))
+        return wd_error_set(err, WD_ERR_INVALID, "engine host: bad peer set %d of %zu bytes", peer,
+                            len);
+    struct wd_engine_cmd c = {.kind = WD_ENGINE_CMD_PD_PEER,
+                              .bytes = (uint32_t)(sizeof(c) + len),
+                              .pd_peer = peer,
+                              .n_extra = (int32_t)len};
+    for (int d = 0; d < n_dp(h); d++)
+        if (wd_engine_host_has_dp(h, d))
+            WD_CHECK(send_cmd(h, d, &c, descs, err));
+    return WD_OK;
 }
 
 enum wd_status wd_engine_host_reserve(struct wd_engine_host *h, int dp,
                                       const struct wd_request_params *params, int64_t deadline_ms,
                                       struct wd_error *err)
 {
-    return submit_request(h, WD_ENGINE_CMD_RESERVE, dp, params, deadline_ms, err);
+    return submit_request(h, WD_ENGINE_CMD_RESERVE, dp, params, deadline_ms, NULL, err);
 }
 
 /* A command about a live request (no prompt). */
@@ -485,16 +525,9 @@ static int drain_relay(struct wd_engine_host *h, wd_engine_host_event_fn fn, voi
             }
             struct wd_engine_cmd c;
             memcpy(&c, p, sizeof(c));
-            int32_t *prompt = NULL;
-            if (len > sizeof(c)) {
-                prompt = malloc(len - sizeof(c));
-                if (!prompt)
-                    continue;
-                memcpy(prompt, p + sizeof(c), len - sizeof(c));
-            }
-            if (send_cmd(h, (int)d, &c, prompt, &err) != WD_OK)
+            /* The tail is copied by send_cmd; its alignment does not matter there. */
+            if (send_cmd(h, (int)d, &c, len > sizeof(c) ? p + sizeof(c) : NULL, &err) != WD_OK)
                 wd_log(WD_LOG_ERROR, "host", "relayed command: %s", err.msg);
-            free(prompt);
         } else if (!h->is_root && type == WD_RELAY_FINISH) {
             h->finish_requested = 1;
         } else if (type != WD_RELAY_HELLO) {

@@ -53,6 +53,27 @@ int wd_engine_host_ready(const struct wd_engine_host *h);
 enum wd_status wd_engine_host_add(struct wd_engine_host *h, int dp,
                                   const struct wd_request_params *params, int64_t deadline_ms,
                                   struct wd_error *err);
+/* Where a disaggregated prefill puts a request's KV: a decode peer set (defined with
+ * wd_engine_host_pd_peer) and the decode pages, one per prompt page, in order. */
+struct wd_engine_pd_target {
+    int32_t peer;         /* > 0 */
+    const int32_t *pages; /* [n_pages] */
+    int n_pages;
+};
+
+/* Prefill: queues a request whose prompt KV goes, layer by layer as it is computed, into the
+ * target's decode pages; its first token comes with is_prefilled after the transfer is
+ * flushed (or an ERROR event when it failed), and its pages stay held until release. */
+enum wd_status wd_engine_host_add_pd(struct wd_engine_host *h, int dp,
+                                     const struct wd_request_params *params, int64_t deadline_ms,
+                                     const struct wd_engine_pd_target *target,
+                                     struct wd_error *err);
+/* Prefill: defines (or redefines) peer set `peer` on every DP rank this host feeds: its ranks
+ * connect to the decode attention ranks the descriptors describe (the tail format of
+ * WD_ENGINE_CMD_PD_PEER). Connection failures surface as ERROR events of the requests that
+ * use the set. */
+enum wd_status wd_engine_host_pd_peer(struct wd_engine_host *h, int32_t peer, const void *descs,
+                                      size_t len, struct wd_error *err);
 /* Decode: reserve pages for a request (its RESERVED event lists them); the deadline is the
  * lease. */
 enum wd_status wd_engine_host_reserve(struct wd_engine_host *h, int dp,

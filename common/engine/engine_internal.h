@@ -47,9 +47,40 @@ struct wd_engine {
     /* The step's commands: popped by the leader, broadcast to the group. */
     uint8_t *cmds;
     size_t cmds_cap;
-    int events_pushed; /* events written since the last notify */
-    int is_broken;     /* a collective failed: skip collective teardown */
+    struct wd_engine_pd *pd; /* KV transfer (disaggregated serving), NULL without it */
+    int events_pushed;       /* events written since the last notify */
+    int is_broken;           /* a collective failed: skip collective teardown */
 };
+
+/* engine.c: events to the front-end (leader only; no-ops elsewhere) */
+void wd_engine_push_event(struct wd_engine *e, const struct wd_engine_event *ev, const void *extra,
+                          size_t extra_len);
+void wd_engine_event_error(struct wd_engine *e, uint64_t id, enum wd_status status,
+                           const char *msg);
+/* Fills ev as the TOKEN event of req's token. */
+void wd_engine_token_event(const struct wd_engine *e, const struct wd_request *req, int32_t token,
+                           float logprob, struct wd_engine_event *ev);
+
+/* engine_pd.c: the KV transfer of disaggregated serving */
+struct wd_engine_pd;
+enum wd_status wd_engine_pd_create(struct wd_engine *e, struct wd_error *err);
+void wd_engine_pd_destroy(struct wd_engine *e);
+/* PD_PEER: (re)connects this rank to the decode ranks of peer set c->pd_peer it writes. */
+void wd_engine_pd_define_peer(struct wd_engine *e, const struct wd_engine_cmd *c,
+                              const uint8_t *descs);
+/* An added request's transfer target. */
+enum wd_status wd_engine_pd_track(struct wd_engine *e, uint64_t id, int32_t peer,
+                                  const int32_t *pages, int n_pages, struct wd_error *err);
+/* Before a tracked request's pages are freed (abort): waits for its puts. */
+void wd_engine_pd_before_free(struct wd_engine *e, uint64_t id);
+void wd_engine_pd_forget(struct wd_engine *e, uint64_t id);
+/* The model's layer hook: puts the layer's new KV of every tracked sequence. */
+void wd_engine_pd_layer_hook(void *ctx, int layer, const struct wd_forward_batch *b);
+/* Token callback of a tracked request that just got PREFILLED: 1 when deferred to after the
+ * step (flush, group vote, report). */
+int wd_engine_pd_defer(struct wd_engine *e, const struct wd_request *req, int32_t token,
+                       float logprob);
+enum wd_status wd_engine_pd_after_step(struct wd_engine *e, struct wd_error *err);
 
 /* engine_eplb.c */
 int wd_engine_eplb_wanted(const struct wd_server_args *a);

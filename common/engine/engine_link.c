@@ -88,12 +88,10 @@ static void efd_clear(int fd)
 }
 
 enum wd_status wd_engine_link_push_cmd(struct wd_engine_link *l, const struct wd_engine_cmd *c,
-                                       const int32_t *prompt)
+                                       const void *tail)
 {
-    size_t extra = c->kind == WD_ENGINE_CMD_ADD || c->kind == WD_ENGINE_CMD_RESERVE
-                       ? (size_t)c->n_prompt * sizeof(int32_t)
-                       : 0;
-    return wd_ring_push2(l->cmd, c, sizeof(*c), prompt, extra);
+    WD_ASSERT(c->bytes >= sizeof(*c));
+    return wd_ring_push2(l->cmd, c, sizeof(*c), tail, c->bytes - sizeof(*c));
 }
 
 void wd_engine_link_wake(struct wd_engine_link *l)

@@ -43,10 +43,11 @@ enum wd_status wd_engine_link_create(size_t cmd_cap, size_t ev_cap, struct wd_en
 void wd_engine_link_destroy(struct wd_engine_link *l); /* NULL-safe */
 
 /* ---- front-end side ---- */
-/* Queues a command (prompt may be NULL when c->n_prompt is 0). WD_ERR_NOMEM when the ring
- * is full right now; WD_ERR_INVALID when the record can never fit. Call wake after a batch. */
+/* Queues a command: its head, then tail (c->bytes - sizeof *c bytes; NULL when none).
+ * WD_ERR_NOMEM when the ring is full right now; WD_ERR_INVALID when the record can never
+ * fit. Call wake after a batch. */
 enum wd_status wd_engine_link_push_cmd(struct wd_engine_link *l, const struct wd_engine_cmd *c,
-                                       const int32_t *prompt);
+                                       const void *tail);
 void wd_engine_link_wake(struct wd_engine_link *l);
 /* The next event record into buf (cap bytes); returns its length, 0 when none. */
 size_t wd_engine_link_pop_event(struct wd_engine_link *l, void *buf, size_t cap);

@@ -42,6 +42,22 @@ void wd_engine_cmd_to_params(const struct wd_engine_cmd *c, const int32_t *promp
     p->id = c->id;
 }
 
+/* Bytes that follow a command's head. */
+static size_t cmd_tail(const struct wd_engine_cmd *c)
+{
+    switch (c->kind) {
+    case WD_ENGINE_CMD_ADD:
+        return ((size_t)c->n_prompt + (c->pd_peer ? (size_t)c->n_remote_pages : 0)) *
+               sizeof(int32_t);
+    case WD_ENGINE_CMD_RESERVE:
+        return (size_t)c->n_prompt * sizeof(int32_t);
+    case WD_ENGINE_CMD_PD_PEER:
+        return (size_t)c->n_extra;
+    default:
+        return 0;
+    }
+}
+
 enum wd_status wd_engine_cmd_check(const void *rec, size_t len, struct wd_error *err)
 {
     struct wd_engine_cmd c;
@@ -51,21 +67,19 @@ enum wd_status wd_engine_cmd_check(const void *rec, size_t len, struct wd_error 
     if (c.bytes != len)
         return wd_error_set(err, WD_ERR_FORMAT, "engine command says %u bytes, has %zu", c.bytes,
                             len);
-    if (c.kind < WD_ENGINE_CMD_ADD || c.kind > WD_ENGINE_CMD_RELEASE)
+    if (c.kind < WD_ENGINE_CMD_ADD || c.kind > WD_ENGINE_CMD_PD_PEER)
         return wd_error_set(err, WD_ERR_FORMAT, "engine command kind %u is unknown", c.kind);
-    int has_prompt = c.kind == WD_ENGINE_CMD_ADD || c.kind == WD_ENGINE_CMD_RESERVE;
-    size_t want = sizeof(c);
-    if (has_prompt) {
-        if (c.n_prompt < 0 || c.n_prompt > WD_ENGINE_MAX_PROMPT)
-            return wd_error_set(err, WD_ERR_FORMAT, "engine command prompt of %d tokens",
-                                c.n_prompt);
-        want += (size_t)c.n_prompt * sizeof(int32_t);
-    }
+    if (c.n_prompt < 0 || c.n_prompt > WD_ENGINE_MAX_PROMPT || c.n_remote_pages < 0 ||
+        c.n_remote_pages > WD_ENGINE_MAX_PROMPT || c.n_extra < 0 || c.pd_peer < 0)
+        return wd_error_set(err, WD_ERR_FORMAT,
+                            "engine command counts out of range (prompt %d, pages %d, extra %d)",
+                            c.n_prompt, c.n_remote_pages, c.n_extra);
+    size_t want = sizeof(c) + cmd_tail(&c);
     if (want != len)
         return wd_error_set(err, WD_ERR_FORMAT, "engine command of %zu bytes, expected %zu", len,
                             want);
-    if (c.id == 0)
-        return wd_error_set(err, WD_ERR_FORMAT, "engine command without a request id");
+    if (c.kind == WD_ENGINE_CMD_PD_PEER ? c.pd_peer == 0 : c.id == 0)
+        return wd_error_set(err, WD_ERR_FORMAT, "engine command without a request id or index");
     return WD_OK;
 }
 
@@ -75,7 +89,7 @@ enum wd_status wd_engine_event_check(const void *rec, size_t len, struct wd_erro
     if (len < sizeof(e))
         return wd_error_set(err, WD_ERR_FORMAT, "engine event of %zu bytes is too short", len);
     memcpy(&e, rec, sizeof(e));
-    if (e.bytes != len || e.kind < WD_ENGINE_EV_TOKEN || e.kind > WD_ENGINE_EV_RESERVED ||
+    if (e.bytes != len || e.kind < WD_ENGINE_EV_TOKEN || e.kind > WD_ENGINE_EV_DESCRIPTORS ||
         e.extra < 0 || e.n_top < 0 || e.n_top > WD_MAX_TOP_LOGPROBS || e.finish < 0 ||
         e.finish > WD_FINISH_ERROR)
         return wd_error_set(err, WD_ERR_FORMAT, "engine event is malformed (kind %u, %u bytes)",

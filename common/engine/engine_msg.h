@@ -21,9 +21,13 @@ enum wd_engine_cmd_kind {
     WD_ENGINE_CMD_RESERVE,  /* decode: reserve pages for a request (prompt follows) */
     WD_ENGINE_CMD_ACTIVATE, /* decode: KV landed, first token known */
     WD_ENGINE_CMD_RELEASE,  /* prefill: the KV transfer is flushed, free the pages */
+    WD_ENGINE_CMD_PD_PEER,  /* prefill: connect to a decode DP group's KV regions (descriptors
+                               follow) under a peer-set index later ADDs name */
 };
 
-/* One command; ADD and RESERVE are followed by int32 prompt[n_prompt]. */
+/* One command, then its tail (bytes - sizeof head): ADD and RESERVE carry int32
+ * prompt[n_prompt], an ADD with pd_peer then int32 remote_pages[n_remote_pages]; PD_PEER
+ * carries n_extra bytes of descriptors, each [u32 attn_tp_rank][u32 len][len bytes]. */
 struct wd_engine_cmd {
     uint32_t kind;
     uint32_t bytes; /* the whole record: this head plus the prompt */
@@ -31,16 +35,22 @@ struct wd_engine_cmd {
     uint64_t seed;
     int32_t n_prompt, max_new_tokens, top_k, n_stop_ids, ignore_eos, top_logprobs;
     float temperature, top_p, min_p;
-    int32_t first_token; /* ACTIVATE */
-    float first_logprob; /* ACTIVATE */
+    int32_t first_token;    /* ACTIVATE */
+    float first_logprob;    /* ACTIVATE */
+    int32_t pd_peer;        /* ADD on a prefill rank: the decode peer set to write to (0: none);
+                               PD_PEER: the index being defined (> 0) */
+    int32_t n_remote_pages; /* ADD with pd_peer: the decode pages, one per prompt page */
+    int32_t n_extra;        /* PD_PEER: bytes of descriptors */
     int32_t pad;
     int32_t stop_ids[WD_MAX_STOP_IDS];
 };
 
 enum wd_engine_event_kind {
-    WD_ENGINE_EV_TOKEN = 1, /* a generated token, or a finish without one (token -1) */
-    WD_ENGINE_EV_ERROR,     /* a command was refused or the request failed: message follows */
-    WD_ENGINE_EV_RESERVED,  /* decode: the pages of a reserve, int32 pages[n_pages] follow */
+    WD_ENGINE_EV_TOKEN = 1,   /* a generated token, or a finish without one (token -1) */
+    WD_ENGINE_EV_ERROR,       /* a command was refused or the request failed: message follows */
+    WD_ENGINE_EV_RESERVED,    /* decode: the pages of a reserve, int32 pages[n_pages] follow */
+    WD_ENGINE_EV_DESCRIPTORS, /* at start-up: a DP group's KV region descriptors, extra bytes
+                                 of [u32 attn_tp_rank][u32 len][len bytes] each */
 };
 
 /* One event; ERROR is followed by `extra` bytes of message (no NUL), RESERVED by the page
@@ -60,6 +70,9 @@ struct wd_engine_event {
     int32_t extra;  /* bytes (ERROR) or page ids (RESERVED) that follow */
     int32_t top_ids[WD_MAX_TOP_LOGPROBS];
     float top_logprobs[WD_MAX_TOP_LOGPROBS];
+    uint64_t kv_bytes;    /* prefilled (disaggregated): bytes put to the decode side */
+    uint32_t transfer_us; /* prefilled: first put to the completed flush */
+    uint32_t pad2;
 };
 
 /* Fills an ADD (or RESERVE) command from request params (prompt not copied). */

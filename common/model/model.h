@@ -183,6 +183,8 @@ struct wd_forward_batch {
     int n_logits;
     const int32_t *logit_rows; /* [n_logits] token indices whose logits are wanted */
     int is_decode;             /* every token is a decode step (no prompt chunk) */
+    const uint64_t *seq_ids;   /* [n_seqs] the caller's id of each sequence, or NULL (the
+                                  layer hook uses it to find a sequence's transfer) */
 };
 
 /* Loads config.json and the safetensors of model_dir, checks every tensor's shape, binds

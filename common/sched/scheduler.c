@@ -28,6 +28,7 @@ struct wd_scheduler {
     int max_tokens, max_logits;
     int32_t *ids, *tok_seq, *tok_pos, *logit_rows; /* [max_tokens] x3, [max_logits] */
     struct wd_attn_seq *seqs;                      /* [max_running_requests] */
+    uint64_t *seq_ids;                             /* [max_running_requests] */
     struct wd_request **sampled;                   /* [max_logits] */
     int *take;                                     /* [max_running_requests] */
     float *logits;                                 /* [max_logits, vocab] */
@@ -94,13 +95,15 @@ enum wd_status wd_scheduler_create(const struct wd_scheduler_config *cfg, struct
     s->tok_pos = malloc(T * sizeof(int32_t));
     s->logit_rows = malloc(R * sizeof(int32_t));
     s->seqs = calloc(R, sizeof(*s->seqs));
+    s->seq_ids = calloc(R, sizeof(*s->seq_ids));
     s->sampled = calloc(R, sizeof(*s->sampled));
     s->take = calloc(R, sizeof(int));
     s->logits = malloc(R * V * sizeof(float));
     s->sample_f = malloc(2 * V * sizeof(float));
     s->sample_i = malloc(V * sizeof(int32_t));
     if (st != WD_OK || !s->running || !s->ids || !s->tok_seq || !s->tok_pos || !s->logit_rows ||
-        !s->seqs || !s->sampled || !s->take || !s->logits || !s->sample_f || !s->sample_i) {
+        !s->seqs || !s->seq_ids || !s->sampled || !s->take || !s->logits || !s->sample_f ||
+        !s->sample_i) {
         wd_scheduler_destroy(s);
         return wd_error_set(err, WD_ERR_NOMEM, "scheduler: out of memory");
     }
@@ -201,6 +204,7 @@ void wd_scheduler_destroy(struct wd_scheduler *s)
     free(s->tok_pos);
     free(s->logit_rows);
     free(s->seqs);
+    free(s->seq_ids);
     free(s->sampled);
     free(s->take);
     free(s->logits);
@@ -466,6 +470,7 @@ static void add_to_batch(struct wd_scheduler *s, struct wd_request *r, int i, in
         s->tok_pos[*n_tok] = r->n_cached + j;
         (*n_tok)++;
     }
+    s->seq_ids[n_seq] = r->id;
     s->seqs[n_seq].page_table = r->pages;
     s->seqs[n_seq].n_ctx = r->n_cached + take;
     s->take[n_seq] = i;
@@ -518,6 +523,7 @@ enum wd_status wd_scheduler_step(struct wd_scheduler *s, int *n_active_p, struct
             .n_logits = n_log,
             .logit_rows = s->logit_rows,
             .is_decode = n_prefill == 0,
+            .seq_ids = s->seq_ids,
         };
         WD_CHECK(wd_model_forward(s->model, s->kv, &b, s->logits, err));
         for (int q = 0; q < n_seq; q++)

@@ -45,7 +45,8 @@ static int pages_for(const struct wd_scheduler *s, int n_tokens)
 /* Tokens a request may hold in all: prompt + output, capped by the context length. */
 static int max_total(const struct wd_scheduler *s, const struct wd_request_params *p)
 {
-    long t = (long)p->n_prompt + p->max_new_tokens;
+    /* A prefill-only server computes the prompt and samples one token it never caches. */
+    long t = (long)p->n_prompt + (s->cfg.hold_after_prefill ? 1 : p->max_new_tokens);
     return t > s->cfg.context_length ? s->cfg.context_length : (int)t;
 }
 

@@ -143,6 +143,24 @@ static enum wd_status register_metrics(struct wd_worker *w, struct wd_error *err
     w->m_registrations = wd_metrics_register(
         m, "wideep:worker_registrations_total",
         "Register messages sent (a restarted router asks again)", WD_METRIC_COUNTER, NULL, NULL, 0);
+    static const double secs[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
+                                  0.1,    0.2,   0.5,   1,     2,    5,    10};
+    int nb = (int)(sizeof(secs) / sizeof(secs[0]));
+    w->m_kv_transfer_us = wd_metrics_register(
+        m, "wideep:kv_transfer_seconds",
+        "disaggregated KV transfer of a request: first put to the completed flush",
+        WD_METRIC_HISTOGRAM, NULL, secs, nb);
+    w->m_kv_wait_us = wd_metrics_register(m, "wideep:kv_wait_target_seconds",
+                                          "prefill: request arrival to the decode side's target",
+                                          WD_METRIC_HISTOGRAM, NULL, secs, nb);
+    w->m_kv_bytes = wd_metrics_register(m, "wideep:kv_transfer_bytes_total",
+                                        "KV bytes moved between prefill and decode",
+                                        WD_METRIC_COUNTER, NULL, NULL, 0);
+    w->m_kv_failures =
+        wd_metrics_register(m, "wideep:kv_failures_total", "disaggregated requests failed, by kind",
+                            WD_METRIC_COUNTER, "kind", NULL, 0);
+    if (w->m_kv_transfer_us < 0 || w->m_kv_wait_us < 0 || w->m_kv_bytes < 0 || w->m_kv_failures < 0)
+        return wd_error_set(err, WD_ERR_INVALID, "metrics: cannot register the KV families");
     if (w->m_requests < 0 || w->m_tokens < 0 || w->m_running < 0 || w->m_waiting < 0 ||
         w->m_free < 0 || w->m_total < 0 || w->m_queued < 0 || w->m_draining < 0 ||
         w->m_registered < 0 || w->m_registrations < 0)
@@ -186,22 +204,24 @@ enum wd_status wd_worker_create(const struct wd_worker_args *args, enum wd_worke
         st = make_fingerprint(w, kv_dtype, err);
     }
     if (st == WD_OK) {
-        w->hc.engine =
-            (struct wd_engine_config){.model_path = args->model_path,
-                                      .layout = w->layout,
-                                      .sargs = &w->args.sargs,
-                                      .sched = {.max_running_requests = args->max_running_requests,
-                                                .chunked_prefill_size = args->chunked_prefill_size,
-                                                .context_length = w->context_length,
-                                                .hold_after_prefill = role == WD_WORKER_PREFILL},
-                                      .page_size = args->page_size,
-                                      .max_total_tokens = args->max_total_tokens,
-                                      .kv_dtype = kv_dtype,
-                                      .n_threads = args->threads,
-                                      .timeout_ms = args->dist_timeout_ms,
-                                      .max_prompt_tokens = w->context_length,
-                                      .idle_wait_ms = 5,
-                                      .role = w->role_name};
+        w->hc.engine = (struct wd_engine_config){
+            .model_path = args->model_path,
+            .layout = w->layout,
+            .sargs = &w->args.sargs,
+            .sched = {.max_running_requests = args->max_running_requests,
+                      .chunked_prefill_size = args->chunked_prefill_size,
+                      .context_length = w->context_length,
+                      .hold_after_prefill = role == WD_WORKER_PREFILL},
+            .page_size = args->page_size,
+            .max_total_tokens = args->max_total_tokens,
+            .kv_dtype = kv_dtype,
+            .n_threads = args->threads,
+            .timeout_ms = args->dist_timeout_ms,
+            .max_prompt_tokens = w->context_length,
+            .idle_wait_ms = 5,
+            .role = w->role_name,
+            /* Every worker can be half of a pair: its ranks register their KV regions. */
+            .kv_transfer = 1};
         /* Forks the ranks: before ZeroMQ and libmicrohttpd start their threads. */
         st = wd_engine_host_create(&w->hc, &w->host, err);
     }
@@ -212,6 +232,8 @@ enum wd_status wd_worker_create(const struct wd_worker_args *args, enum wd_worke
     }
     if (st == WD_OK)
         st = register_metrics(w, err);
+    if (st == WD_OK)
+        st = wd_worker_pd_init(w, err);
     if (st == WD_OK && args->metrics_port >= 0)
         st = wd_worker_http_start(args->metrics_host, args->metrics_port, &w->http,
                                   &w->metrics_port, err);
@@ -231,6 +253,7 @@ void wd_worker_destroy(struct wd_worker *w)
         return;
     wd_worker_http_stop(w->http);
     wd_engine_host_destroy(w->host);
+    wd_worker_pd_cleanup(w);
     wd_zsock_close(w->sock);
     if (w->zctx)
         zmq_ctx_term(w->zctx);
@@ -259,6 +282,7 @@ static void send_register(struct wd_worker *w)
                                              .max_running = w->args.max_running_requests};
     r->context_len = w->context_length;
     r->metrics_port = w->metrics_port > 0 ? w->metrics_port : 0;
+    snprintf(r->bootstrap_endpoint, sizeof(r->bootstrap_endpoint), "%s", w->bootstrap_endpoint);
     r->fp = w->fp;
     wd_metrics_add(w->metrics, w->m_registrations, NULL, 1);
     wd_worker_send(w, &m);
@@ -311,6 +335,12 @@ static void on_router_msg(struct wd_worker *w, const struct wd_msg *m)
         break;
     case WD_MSG_GENERATE:
         wd_worker_on_generate(w, &m->generate);
+        break;
+    case WD_MSG_DECODE_REQUEST:
+        wd_worker_pd_on_decode_request(w, &m->generate);
+        break;
+    case WD_MSG_PREFILL_REQUEST:
+        wd_worker_pd_on_prefill_request(w, &m->generate);
         break;
     case WD_MSG_ABORT:
         wd_worker_on_abort(w, m->abort.request_id);
@@ -403,7 +433,8 @@ int wd_worker_run(struct wd_worker *w)
     install_signals();
     int rc = 0, done = 0;
     struct wd_error err = {0};
-    zmq_pollitem_t items[WD_MODEL_MAX_DP + 4];
+    zmq_pollitem_t *items = NULL;
+    int items_cap = 0;
     while (!done) {
         int signals = g_signals;
         advance_drain(w, signals);
@@ -418,9 +449,21 @@ int wd_worker_run(struct wd_worker *w)
             rc = 1;
             break;
         }
+        /* The router, the pairs' sockets, the engine's event fds. */
+        int want = 1 + (w->boot ? 1 : 0) + w->n_conns + WD_MODEL_MAX_DP + 3;
+        if (want > items_cap) {
+            zmq_pollitem_t *grown = realloc(items, (size_t)want * sizeof(*grown));
+            if (!grown) {
+                rc = 1;
+                break;
+            }
+            items = grown;
+            items_cap = want;
+        }
         int n = 0;
         if (w->sock)
             items[n++] = (zmq_pollitem_t){.socket = w->sock, .events = ZMQ_POLLIN};
+        n += wd_worker_pd_poll_items(w, items + n, items_cap - n);
         int fds[WD_MODEL_MAX_DP + 3];
         int k = wd_engine_host_fds(w->host, fds, WD_MODEL_MAX_DP + 3);
         for (int i = 0; i < k; i++)
@@ -434,6 +477,7 @@ int wd_worker_run(struct wd_worker *w)
             on_router_msg(w, &m);
             wd_msg_free(&m);
         }
+        wd_worker_pd_service(w);
         enum wd_status st = wd_engine_host_poll(w->host, 0, wd_worker_on_event, w, &done, &err);
         wd_worker_flush(w);
         if (st != WD_OK) {
@@ -459,6 +503,7 @@ int wd_worker_run(struct wd_worker *w)
         }
         publish(w, ready);
     }
+    free(items);
     if (rc == 0)
         wd_log(WD_LOG_INFO, "worker", "drained; shutting down");
     wd_worker_fail_all(w, WD_ERR_PEER, "worker shut down");

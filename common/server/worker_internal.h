@@ -7,6 +7,7 @@
 #include "common/config/model_config.h"
 #include "common/engine/engine_host.h"
 #include "common/net/msg.h"
+#include "common/net/zsock.h"
 #include "common/server/worker.h"
 #include "common/server/worker_http.h"
 #include "common/util/metrics.h"
@@ -27,6 +28,40 @@ struct wd_worker_req {
     int is_dirty;        /* in w->dirty */
     enum wd_finish_reason finish;
     int n_generated;
+    /* Disaggregation. Decode side: the pair's prefill connection, the reserved pages (the
+     * KvTarget), whether KV landed, a cancel waiting for the prefill side to stop writing.
+     * Prefill side: the decode worker to notify. */
+    int is_pd;
+    int conn;       /* decode: index into w->conns */
+    int32_t *pages; /* decode: [n_pages] reserved */
+    int n_pages;
+    int is_target_unsent; /* decode: KvTarget not sent yet (connection not up) */
+    int is_activated;     /* decode: KvDone came, tokens flow */
+    int is_cancelled;     /* decode: aborted before activation, pages held until release */
+    int64_t cancel_deadline_ms;
+    int64_t t_reserved_ms;            /* decode: pages reserved (pair setup, wait for KV) */
+    struct wd_zsock_peer decode_peer; /* prefill: the decode worker's routing id */
+    uint32_t wait_target_us;          /* prefill: request arrival to target */
+};
+
+/* A decode worker's connection to one prefill worker's bootstrap endpoint (a DEALER whose
+ * routing id is the decode worker's instance id). */
+struct wd_pd_conn {
+    char endpoint[WD_MSG_NAME_CAP];
+    char instance_id[WD_MSG_ID_CAP]; /* the prefill worker */
+    void *sock;
+    int is_described;      /* our KvDescriptors went out on it */
+    int64_t first_fail_ms; /* sends failing since (0: none) */
+};
+
+/* Prefill side: a request waiting for its other half (PrefillRequest or KvTarget). */
+struct wd_pd_pending;
+/* Prefill side: one decode DP group's KV regions, connected under an engine peer index. */
+struct wd_pd_set {
+    char decode_id[WD_MSG_ID_CAP];
+    uint64_t descriptors_id;
+    int dp_rank;
+    int32_t index;
 };
 
 struct wd_worker {
@@ -57,6 +92,19 @@ struct wd_worker {
     struct wd_worker_req **dirty; /* requests with tokens to send */
     int n_dirty, dirty_cap;
 
+    /* disaggregation (worker_pd.c) */
+    uint64_t descriptors_id; /* random per process: a restart makes a new pair */
+    uint8_t **dp_descs;      /* decode: [n_dp] descriptor records from the engine */
+    size_t *dp_desc_len;     /* [n_dp] */
+    void *boot;              /* prefill: the bootstrap ROUTER */
+    char bootstrap_endpoint[WD_MSG_NAME_CAP];
+    struct wd_pd_conn *conns; /* decode: [n_conns] */
+    int n_conns;
+    struct wd_u64map pending; /* prefill: id -> struct wd_pd_pending */
+    struct wd_pd_set *sets;   /* prefill: [n_sets] */
+    int n_sets;
+    int m_kv_transfer_us, m_kv_bytes, m_kv_failures, m_kv_wait_us;
+
     struct wd_worker_http *http;
     int metrics_port;
     struct wd_metrics *metrics;
@@ -64,6 +112,30 @@ struct wd_worker {
         m_registered, m_registrations;
     int64_t next_publish_ms;
 };
+
+/* worker_pd.c */
+enum wd_status wd_worker_pd_init(struct wd_worker *w, struct wd_error *err);
+void wd_worker_pd_cleanup(struct wd_worker *w);
+/* Sockets the serving loop polls for the pairs (written to items; returns the count). */
+int wd_worker_pd_poll_items(struct wd_worker *w, void *items, int cap);
+/* Every loop pass: bootstrap messages, retried sends, cancel and pending timers. */
+void wd_worker_pd_service(struct wd_worker *w);
+void wd_worker_pd_on_decode_request(struct wd_worker *w, const struct wd_msg_generate *g);
+void wd_worker_pd_on_prefill_request(struct wd_worker *w, const struct wd_msg_generate *g);
+/* 1 when the abort concerned a disaggregated request (handled here). */
+int wd_worker_pd_on_abort(struct wd_worker *w, uint64_t id);
+/* 1 when the event is the pairs' business (consumed here). */
+int wd_worker_pd_on_event(struct wd_worker *w, struct wd_worker_req *r,
+                          const struct wd_engine_event *ev, const void *extra);
+void wd_worker_pd_on_engine_descriptors(struct wd_worker *w, const struct wd_engine_event *ev,
+                                        const void *extra);
+/* Request bookkeeping shared with worker_requests.c. */
+struct wd_worker_req *wd_worker_req_new(struct wd_worker *w, const struct wd_msg_generate *g);
+void wd_worker_req_drop(struct wd_worker *w, struct wd_worker_req *r, const char *outcome);
+/* Seed for a request without one. */
+uint64_t wd_worker_seed(const struct wd_msg_generate *g);
+/* The engine params of a request message (prompt and stop ids borrowed from g). */
+void wd_worker_params(const struct wd_msg_generate *g, struct wd_request_params *p);
 
 /* worker_requests.c */
 void wd_worker_on_generate(struct wd_worker *w, const struct wd_msg_generate *g);

@@ -44,6 +44,7 @@ void wd_worker_req_free(struct wd_worker_req *r)
 {
     if (!r)
         return;
+    free(r->pages);
     free(r->ids);
     free(r->logprobs);
     free(r->top_ids);
@@ -65,7 +66,7 @@ static const char *outcome_of(enum wd_finish_reason f)
 }
 
 /* Forgets a request (it is no longer live in the engine). */
-static void drop(struct wd_worker *w, struct wd_worker_req *r, const char *outcome)
+void wd_worker_req_drop(struct wd_worker *w, struct wd_worker_req *r, const char *outcome)
 {
     wd_metrics_add(w->metrics, w->m_requests, outcome, 1);
     for (int i = 0; i < w->n_dirty; i++)
@@ -77,32 +78,19 @@ static void drop(struct wd_worker *w, struct wd_worker_req *r, const char *outco
     wd_worker_req_free(r);
 }
 
-void wd_worker_on_generate(struct wd_worker *w, const struct wd_msg_generate *g)
+uint64_t wd_worker_seed(const struct wd_msg_generate *g)
 {
-    if (w->is_draining) {
-        /* The router retries a request that streamed nothing on another worker. */
-        wd_worker_send_error(w, g->request_id, WD_ERR_PEER, "worker %s is draining",
-                             w->instance_id);
-        return;
-    }
-    if (g->dp_rank >= w->n_dp) {
-        wd_worker_send_error(w, g->request_id, WD_ERR_INVALID,
-                             "dp_rank %d: this worker has %d attention-DP ranks", g->dp_rank,
-                             w->n_dp);
-        return;
-    }
-    if (wd_u64map_get(&w->reqs, g->request_id)) {
-        wd_worker_send_error(w, g->request_id, WD_ERR_INVALID, "request id %llu is already live",
-                             (unsigned long long)g->request_id);
-        return;
-    }
-    if (g->n_stop_ids > WD_MAX_STOP_IDS) {
-        wd_worker_send_error(w, g->request_id, WD_ERR_INVALID,
-                             "%d stop token ids: at most %d (end-of-sequence ids included)",
-                             g->n_stop_ids, WD_MAX_STOP_IDS);
-        return;
-    }
-    struct wd_request_params p = {
+    uint64_t seed;
+    if (g->sampling.has_seed)
+        return g->sampling.seed;
+    if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+        seed = (uint64_t)wd_now_us() ^ g->request_id;
+    return seed;
+}
+
+void wd_worker_params(const struct wd_msg_generate *g, struct wd_request_params *p)
+{
+    *p = (struct wd_request_params){
         .prompt = g->input_ids,
         .n_prompt = g->n_input_ids,
         .max_new_tokens = g->max_new_tokens,
@@ -114,25 +102,66 @@ void wd_worker_on_generate(struct wd_worker *w, const struct wd_msg_generate *g)
         .ignore_eos = g->is_ignore_eos,
         .top_logprobs = g->is_return_logprobs ? g->n_top_logprobs : 0,
         .id = g->request_id,
+        .seed = wd_worker_seed(g),
     };
-    if (g->sampling.has_seed)
-        p.seed = g->sampling.seed;
-    else if (getrandom(&p.seed, sizeof(p.seed), 0) != (ssize_t)sizeof(p.seed))
-        p.seed = (uint64_t)wd_now_us() ^ g->request_id;
     if (g->n_stop_ids > 0)
-        memcpy(p.stop_ids, g->stop_ids, (size_t)g->n_stop_ids * sizeof(int32_t));
+        memcpy(p->stop_ids, g->stop_ids, (size_t)g->n_stop_ids * sizeof(int32_t));
+}
+
+/* Checks a request message against this worker and makes its entry; NULL after an Error
+ * went to the router. */
+struct wd_worker_req *wd_worker_req_new(struct wd_worker *w, const struct wd_msg_generate *g)
+{
+    if (w->is_draining) {
+        /* The router retries a request that streamed nothing on another worker. */
+        wd_worker_send_error(w, g->request_id, WD_ERR_PEER, "worker %s is draining",
+                             w->instance_id);
+        return NULL;
+    }
+    if (g->dp_rank >= w->n_dp) {
+        wd_worker_send_error(w, g->request_id, WD_ERR_INVALID,
+                             "dp_rank %d: this worker has %d attention-DP ranks", g->dp_rank,
+                             w->n_dp);
+        return NULL;
+    }
+    if (wd_u64map_get(&w->reqs, g->request_id)) {
+        wd_worker_send_error(w, g->request_id, WD_ERR_INVALID, "request id %llu is already live",
+                             (unsigned long long)g->request_id);
+        return NULL;
+    }
+    if (g->n_stop_ids > WD_MAX_STOP_IDS) {
+        wd_worker_send_error(w, g->request_id, WD_ERR_INVALID,
+                             "%d stop token ids: at most %d (end-of-sequence ids included)",
+                             g->n_stop_ids, WD_MAX_STOP_IDS);
+        return NULL;
+    }
     struct wd_worker_req *r = calloc(1, sizeof(*r));
     if (!r || wd_u64map_put(&w->reqs, g->request_id, r) != WD_OK) {
         free(r);
         wd_worker_send_error(w, g->request_id, WD_ERR_NOMEM, "worker out of memory");
-        return;
+        return NULL;
     }
     r->id = g->request_id;
     r->dp = g->dp_rank;
     r->n_prompt = g->n_input_ids;
     r->want_logprobs = g->is_return_logprobs;
-    r->n_top = p.top_logprobs;
+    r->n_top = g->is_return_logprobs ? g->n_top_logprobs : 0;
     r->deadline_ms = g->deadline_ms;
+    return r;
+}
+
+void wd_worker_on_generate(struct wd_worker *w, const struct wd_msg_generate *g)
+{
+    if (w->role == WD_WORKER_PREFILL) {
+        wd_worker_send_error(w, g->request_id, WD_ERR_UNSUPPORTED,
+                             "prefill worker %s takes PrefillRequests only", w->instance_id);
+        return;
+    }
+    struct wd_worker_req *r = wd_worker_req_new(w, g);
+    if (!r)
+        return;
+    struct wd_request_params p;
+    wd_worker_params(g, &p);
     int64_t deadline = g->deadline_ms ? wd_now_ms() + g->deadline_ms : 0;
     struct wd_error err = {0};
     if (wd_engine_host_add(w->host, g->dp_rank, &p, deadline, &err) != WD_OK) {
@@ -144,6 +173,8 @@ void wd_worker_on_generate(struct wd_worker *w, const struct wd_msg_generate *g)
 
 void wd_worker_on_abort(struct wd_worker *w, uint64_t id)
 {
+    if (wd_worker_pd_on_abort(w, id))
+        return;
     /* Unknown ids are fine: the request may have finished while the abort travelled. */
     if (wd_u64map_get(&w->reqs, id))
         wd_engine_host_abort(w->host, id);
@@ -248,13 +279,19 @@ void wd_worker_flush(struct wd_worker *w)
 void wd_worker_on_event(void *ctx, const struct wd_engine_event *ev, const void *extra)
 {
     struct wd_worker *w = ctx;
+    if (ev->kind == WD_ENGINE_EV_DESCRIPTORS) {
+        wd_worker_pd_on_engine_descriptors(w, ev, extra);
+        return;
+    }
     struct wd_worker_req *r = wd_u64map_get(&w->reqs, ev->id);
     if (!r)
+        return;
+    if (r->is_pd && wd_worker_pd_on_event(w, r, ev, extra))
         return;
     if (ev->kind == WD_ENGINE_EV_ERROR) {
         wd_worker_send_error(w, r->id, (enum wd_status)ev->status, "%.*s", ev->extra,
                              (const char *)extra);
-        drop(w, r, "error");
+        wd_worker_req_drop(w, r, "error");
         return;
     }
     if (ev->kind != WD_ENGINE_EV_TOKEN)
@@ -262,7 +299,7 @@ void wd_worker_on_event(void *ctx, const struct wd_engine_event *ev, const void 
     if (ev->token >= 0 && append(w, r, ev) != 0) {
         wd_engine_host_abort(w->host, r->id);
         wd_worker_send_error(w, r->id, WD_ERR_NOMEM, "worker out of memory");
-        drop(w, r, "error");
+        wd_worker_req_drop(w, r, "error");
         return;
     }
     if (ev->finish == WD_FINISH_NONE)
@@ -271,12 +308,12 @@ void wd_worker_on_event(void *ctx, const struct wd_engine_event *ev, const void 
         wd_worker_send_error(w, r->id, WD_ERR_TIMEOUT,
                              "deadline of %u ms passed on the worker after %d tokens",
                              r->deadline_ms, r->n_generated);
-        drop(w, r, "timeout");
+        wd_worker_req_drop(w, r, "timeout");
         return;
     }
     r->finish = (enum wd_finish_reason)ev->finish;
     send_chunk(w, r);
-    drop(w, r, outcome_of(r->finish));
+    wd_worker_req_drop(w, r, outcome_of(r->finish));
 }
 
 void wd_worker_fail_all(struct wd_worker *w, enum wd_status code, const char *why)
@@ -286,7 +323,7 @@ void wd_worker_fail_all(struct wd_worker *w, enum wd_status code, const char *wh
         if (!r)
             continue;
         wd_worker_send_error(w, r->id, code, "%s", why);
-        drop(w, r, "error");
+        wd_worker_req_drop(w, r, "error");
         i = (size_t)-1; /* the map shifted: rescan (rare, shutdown only) */
     }
 }

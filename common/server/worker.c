@@ -285,7 +285,9 @@ static void send_register(struct wd_worker *w)
     snprintf(r->bootstrap_endpoint, sizeof(r->bootstrap_endpoint), "%s", w->bootstrap_endpoint);
     r->fp = w->fp;
     wd_metrics_add(w->metrics, w->m_registrations, NULL, 1);
-    wd_worker_send(w, &m);
+    /* While the router is away every retry fails: no log line each second. */
+    struct wd_error err = {0};
+    wd_zsock_send(w->sock, &m, &err);
     w->next_register_ms = wd_now_ms() + REGISTER_RETRY_MS;
 }
 
@@ -315,7 +317,13 @@ static void send_heartbeat(struct wd_worker *w)
             load[d].n_free_pages = 0;
         }
     }
-    wd_worker_send(w, &m);
+    struct wd_error err = {0};
+    if (wd_zsock_send(w->sock, &m, &err) != WD_OK && w->is_registered) {
+        /* The router is gone (or restarting): register again once it answers. */
+        wd_log(WD_LOG_WARN, "worker", "lost the router (%s); registering again", err.msg);
+        w->is_registered = 0;
+        w->next_register_ms = 0;
+    }
 }
 
 static void on_router_msg(struct wd_worker *w, const struct wd_msg *m)

@@ -64,14 +64,15 @@ struct wd_api_request {
     int32_t stop_ids[WD_API_MAX_STOP_IDS];
     int n_stop_ids;
     int ignore_eos;
-    int skip_special_tokens;     /* default 1 */
-    int no_stop_trim;            /* /generate: keep the matched stop string in the text */
-    int logprobs;                /* return the chosen tokens' logprobs */
-    int top_logprobs;            /* and this many alternatives per position */
-    int return_text_in_logprobs; /* /generate */
-    const char *rid;             /* /generate's request id, NULL when not given */
-    void *json;                  /* the parsed body (json_t *), kept for the borrowed strings */
-    char **owned;                /* strings built from content parts */
+    int skip_special_tokens;      /* default 1 */
+    int no_stop_trim;             /* /generate: keep the matched stop string in the text */
+    int logprobs;                 /* return the chosen tokens' logprobs */
+    int top_logprobs;             /* and this many alternatives per position */
+    int return_text_in_logprobs;  /* /generate */
+    int return_kv_transfer_stats; /* /generate: meta_info.kv_transfer (disaggregation) */
+    const char *rid;              /* /generate's request id, NULL when not given */
+    void *json;                   /* the parsed body (json_t *), kept for the borrowed strings */
+    char **owned;                 /* strings built from content parts */
     int n_owned;
 };
 

@@ -1,6 +1,8 @@
 /*
  * SGLang's native /generate body: {"text" | "input_ids", "sampling_params": {...},
- * "stream", "return_logprob", "top_logprobs_num", "return_text_in_logprobs", "rid"}.
+ * "stream", "return_logprob", "top_logprobs_num", "return_text_in_logprobs", "rid",
+ * "return_kv_transfer_stats"} (wideep's own: the KV transfer figures of a disaggregated
+ * request in meta_info.kv_transfer, see api_response_sglang.c).
  *
  * One prompt per request: a batch (a list of texts or of id lists with more than one
  * entry) is a 400. sampling_params: max_new_tokens (default 128, as SGLang), temperature,
@@ -104,6 +106,11 @@ static enum wd_status f_return_text(struct wd_api_ctx *cx, const char *name, jso
     return wd_api_get_bool(cx, name, v, &cx->req->return_text_in_logprobs);
 }
 
+static enum wd_status f_return_kv_stats(struct wd_api_ctx *cx, const char *name, json_t *v)
+{
+    return wd_api_get_bool(cx, name, v, &cx->req->return_kv_transfer_stats);
+}
+
 static enum wd_status f_logprob_start_len(struct wd_api_ctx *cx, const char *name, json_t *v)
 {
     int x;
@@ -127,6 +134,7 @@ static const struct wd_api_field generate_fields[] = {
     {"return_logprob", f_return_logprob},
     {"top_logprobs_num", f_top_logprobs_num},
     {"return_text_in_logprobs", f_return_text},
+    {"return_kv_transfer_stats", f_return_kv_stats},
     {"logprob_start_len", f_logprob_start_len},
     {"rid", f_rid},
     {"log_metrics", wd_api_field_harmless},

@@ -20,6 +20,19 @@
 #include "router/buf.h"
 #include "router/output.h"
 
+/* How a request was prefilled, for /generate's meta_info.kv_transfer. */
+struct wd_api_kv_stats {
+    int is_disaggregated;       /* 0: prefilled on its decode worker (kv_transfer is null) */
+    const char *prefill_worker; /* instance ids; NULL once the worker is gone */
+    const char *decode_worker;
+    int prefill_dp_rank, decode_dp_rank;
+    int has_done; /* the prefill worker's KvDone came: the figures below are set */
+    uint64_t kv_bytes;
+    double transfer_secs;    /* first put to flush, at the prefill worker */
+    double wait_target_secs; /* the prefill worker waited this long for the target pages */
+    double prefill_secs;     /* the router's dispatch to the KvDone */
+};
+
 struct wd_api_response_ctx {
     const struct wd_api_request *req;
     const struct wd_tokenizer *tok;
@@ -27,8 +40,9 @@ struct wd_api_response_ctx {
     const char *model; /* served model name */
     long long created; /* unix seconds */
     int prompt_tokens;
-    int cached_tokens;  /* from the worker, 0 when it does not say */
-    double e2e_latency; /* seconds, /generate's meta_info */
+    int cached_tokens;                /* from the worker, 0 when it does not say */
+    double e2e_latency;               /* seconds, /generate's meta_info */
+    const struct wd_api_kv_stats *kv; /* /generate asked for them; else NULL */
 };
 
 /* Streaming progress of one request. */

@@ -5,6 +5,13 @@
  * "output_token_logprobs" [[logprob, id, text|null]...], "output_top_logprobs"}}.
  * finish_reason is {"type": "length", "length": n}, {"type": "stop", "matched": id|str}
  * or null while running.
+ *
+ * With "return_kv_transfer_stats": meta_info.kv_transfer is null for a request prefilled on
+ * its decode worker, else {"prefill_worker", "prefill_dp_rank", "decode_worker",
+ * "decode_dp_rank"} plus, once the prefill worker's KvDone came, "kv_bytes",
+ * "transfer_latency" (s), "gb_per_second" (null for a zero time), "wait_target_latency" (s,
+ * the prefill worker waiting for decode's target pages) and "prefill_latency" (s, the
+ * router's dispatch to the KvDone).
  */
 #include <string.h>
 
@@ -65,6 +72,37 @@ static enum wd_status logprobs(const struct wd_api_response_ctx *cx, const struc
     return wd_jw_raw(b, "]");
 }
 
+static enum wd_status worker(struct wd_buf *b, const char *role, const char *name, int dp_rank)
+{
+    WD_CHECK(wd_buf_appendf(b, "\"%s_worker\":", role));
+    WD_CHECK(name ? wd_jw_string(b, name, strlen(name)) : wd_jw_raw(b, "null"));
+    return wd_buf_appendf(b, ",\"%s_dp_rank\":%d", role, dp_rank);
+}
+
+static enum wd_status kv_transfer(const struct wd_api_kv_stats *kv, struct wd_buf *b)
+{
+    if (!kv->is_disaggregated)
+        return wd_jw_raw(b, ",\"kv_transfer\":null");
+    WD_CHECK(wd_jw_raw(b, ",\"kv_transfer\":{"));
+    WD_CHECK(worker(b, "prefill", kv->prefill_worker, kv->prefill_dp_rank));
+    WD_CHECK(wd_jw_raw(b, ","));
+    WD_CHECK(worker(b, "decode", kv->decode_worker, kv->decode_dp_rank));
+    if (kv->has_done) {
+        WD_CHECK(wd_buf_appendf(
+            b, ",\"kv_bytes\":%llu,\"transfer_latency\":", (unsigned long long)kv->kv_bytes));
+        WD_CHECK(wd_jw_double(b, kv->transfer_secs));
+        WD_CHECK(wd_jw_raw(b, ",\"gb_per_second\":"));
+        WD_CHECK(kv->transfer_secs > 0
+                     ? wd_jw_double(b, (double)kv->kv_bytes / 1e9 / kv->transfer_secs)
+                     : wd_jw_raw(b, "null"));
+        WD_CHECK(wd_jw_raw(b, ",\"wait_target_latency\":"));
+        WD_CHECK(wd_jw_double(b, kv->wait_target_secs));
+        WD_CHECK(wd_jw_raw(b, ",\"prefill_latency\":"));
+        WD_CHECK(wd_jw_double(b, kv->prefill_secs));
+    }
+    return wd_jw_raw(b, "}");
+}
+
 static enum wd_status body(const struct wd_api_response_ctx *cx, const struct wd_output *o,
                            struct wd_buf *b)
 {
@@ -84,6 +122,8 @@ static enum wd_status body(const struct wd_api_response_ctx *cx, const struct wd
         WD_CHECK(wd_jw_raw(b, ",\"e2e_latency\":"));
         WD_CHECK(wd_jw_double(b, cx->e2e_latency));
     }
+    if (cx->kv)
+        WD_CHECK(kv_transfer(cx->kv, b));
     if (o->cfg.logprobs)
         WD_CHECK(logprobs(cx, o, b));
     return wd_jw_raw(b, "}}");

@@ -90,8 +90,15 @@ enum wd_status wd_router_create(const struct wd_router_args *args, struct wd_rou
         st = wd_router_metrics_create(&r->m, err);
     if (st == WD_OK)
         st = wd_workers_create(&r->workers, err);
-    if (st == WD_OK)
-        st = wd_policy_create(args->policy_kind, &args->tuning, r->boot_nonce, &r->policy, err);
+    if (st == WD_OK) {
+        struct wd_pd_route_config rc = {.local_kind = args->policy_kind,
+                                        .prefill_kind = args->prefill_policy_kind,
+                                        .decode_kind = args->decode_policy_kind,
+                                        .tuning = args->tuning,
+                                        .min_prefill_tokens = args->pd_min_prefill_tokens,
+                                        .seed = r->boot_nonce};
+        st = wd_pd_route_create(&rc, &r->route, err);
+    }
     if (st == WD_OK)
         st = create_slots(r, err);
     if (st == WD_OK) {
@@ -121,10 +128,12 @@ enum wd_status wd_router_create(const struct wd_router_args *args, struct wd_rou
     }
     wd_log(WD_LOG_INFO, "router",
            "serving %s (context %d, vocab %d, config hash %016llx) on http://%s:%d, workers on "
-           "tcp://%s:%d, policy %s",
+           "tcp://%s:%d, policy %s, prefill policy %s, decode policy %s, pd min prefill tokens "
+           "%d",
            r->model->served_name, r->model->context_len, (int)r->model->vocab_size,
            (unsigned long long)r->model->config_hash, args->host, wd_http_port(r->http),
-           args->worker_host, wd_worker_link_port(r->link), args->policy);
+           args->worker_host, wd_worker_link_port(r->link), args->policy, args->prefill_policy,
+           args->decode_policy, args->pd_min_prefill_tokens);
     *r_p = r;
     return WD_OK;
 }
@@ -143,7 +152,7 @@ void wd_router_destroy(struct wd_router *r)
     for (int i = 0; i < r->n_slots; i++)
         wd_buf_cleanup(&r->slots[i].sse);
     free(r->slots);
-    wd_policy_destroy(r->policy);
+    wd_pd_route_destroy(r->route);
     wd_workers_destroy(r->workers);
     wd_router_metrics_destroy(&r->m);
     wd_router_model_destroy(r->model);

@@ -6,6 +6,7 @@
 
 #include "common/config/flags.h"
 #include "common/util/log.h"
+#include "router/pd_route.h"
 
 #define MAX_FLAGS 32
 
@@ -28,7 +29,17 @@ static int build_table(struct wd_router_args *a, struct wd_flag *f)
         {"served-model-name", NULL, WD_FLAG_STRING, &a->served_model_name, 1, 0,
          "the model name clients send (default: --model-path as given)", NULL, 0},
         {"policy", NULL, WD_FLAG_STRING, &a->policy, 1, 0,
-         "how a request picks its worker and DP rank", WD_POLICY_CHOICES, 0},
+         "how a request prefilled on its decode worker picks the worker and DP rank",
+         WD_POLICY_CHOICES, 0},
+        {"prefill-policy", NULL, WD_FLAG_STRING, &a->prefill_policy, 1, 0,
+         "disaggregated: how the prefill worker and its DP rank are picked (by its load)",
+         WD_PD_PREFILL_POLICY_CHOICES, 0},
+        {"decode-policy", NULL, WD_FLAG_STRING, &a->decode_policy, 1, 0,
+         "disaggregated: how the decode worker and its DP rank are picked (among the ranks "
+         "with free KV pages for prompt + max tokens)",
+         WD_PD_DECODE_POLICY_CHOICES, 0},
+        {"pd-min-prefill-tokens", NULL, WD_FLAG_INT, &a->pd_min_prefill_tokens, 0, 1 << 30,
+         "prompts shorter than this are prefilled on the decode worker (no KV transfer)", NULL, 0},
         {"cache-threshold", NULL, WD_FLAG_FLOAT, &a->cache_threshold, 0, 1,
          "cache_aware: share of the prompt a cached prefix must cover", NULL, 0},
         {"balance-abs-threshold", NULL, WD_FLAG_INT, &t->balance_abs_threshold, 0, 1 << 30,
@@ -72,6 +83,8 @@ static void defaults(struct wd_router_args *a)
     a->worker_host = "127.0.0.1";
     a->worker_port = 30001;
     a->policy = "cache_aware";
+    a->prefill_policy = "cache_aware";
+    a->decode_policy = "least_load";
     wd_policy_tuning_defaults(&a->tuning);
     a->cache_threshold = (float)a->tuning.cache_threshold;
     a->balance_rel_threshold = (float)a->tuning.balance_rel_threshold;
@@ -109,6 +122,8 @@ enum wd_status wd_router_args_parse(struct wd_router_args *a, int argc, char **a
     if (a->api_key && !a->api_key[0])
         a->api_key = NULL;
     a->policy_kind = (enum wd_policy_kind)wd_policy_kind_parse(a->policy);
+    a->prefill_policy_kind = (enum wd_policy_kind)wd_policy_kind_parse(a->prefill_policy);
+    a->decode_policy_kind = (enum wd_policy_kind)wd_policy_kind_parse(a->decode_policy);
     a->tuning.cache_threshold = a->cache_threshold;
     a->tuning.balance_rel_threshold = a->balance_rel_threshold;
     a->max_body_bytes = a->max_body_bytes_int;

@@ -2,10 +2,10 @@
  * wd_router_args: the flags of wideep-router, one table (common/config/flags.h) with
  * defaults, bounds and help, SGLang's router names where it has them.
  *
- * The policy fields are per role so the prefill/decode split (the next issue's
- * --prefill-policy / --decode-policy / --pd-min-prefill-tokens) adds entries to the
- * table without changing how the registry or the policies are built. Plain value
- * struct: strings point into argv or the environment; nothing to free.
+ * Three policies (router/pd_route.h): --policy for requests prefilled on their decode
+ * worker, --prefill-policy and --decode-policy for the two sides of a disaggregated
+ * request, and --pd-min-prefill-tokens for the prompts too short to be worth a transfer.
+ * Plain value struct: strings point into argv or the environment; nothing to free.
  */
 #ifndef WD_ROUTER_ARGS_H
 #define WD_ROUTER_ARGS_H
@@ -21,8 +21,13 @@ struct wd_router_args {
     const char *port_file;   /* if set: "http_port worker_port\n" written once bound (tests) */
     const char *model_path;  /* tokenizer.json, tokenizer_config.json, config.json, ... */
     const char *served_model_name; /* NULL: the model path as given, as SGLang does */
-    const char *policy;
+    const char *policy;            /* requests prefilled on a decode worker */
     enum wd_policy_kind policy_kind;
+    const char *prefill_policy; /* disaggregated: the prefill worker and its DP rank */
+    enum wd_policy_kind prefill_policy_kind;
+    const char *decode_policy; /* disaggregated: the decode worker and its DP rank */
+    enum wd_policy_kind decode_policy_kind;
+    int pd_min_prefill_tokens;      /* shorter prompts are prefilled on the decode worker */
     struct wd_policy_tuning tuning; /* cache_aware thresholds */
     int max_concurrent_requests;    /* requests at the workers at once */
     int queue_size;                 /* requests waiting for one of those slots */

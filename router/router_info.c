@@ -51,15 +51,17 @@ static json_t *workers_json(struct wd_router *r)
                           "queued_prefill_tokens", (json_int_t)k->queued_prefill_tokens, "inflight",
                           k->inflight, "load", (json_int_t)wd_worker_rank_load(k)));
         }
-        json_array_append_new(
-            list, json_pack("{s:s, s:s, s:i, s:i, s:I, s:b, s:b, s:f, s:f, s:i, s:I, s:I, s:o}",
-                            "instance_id", wk->name, "role", wd_worker_role_name(wk->role),
-                            "dp_size", wk->n_dp, "page_size", wk->page_size, "kv_pages_per_rank",
-                            (json_int_t)wk->pages_per_rank, "is_draining", wk->is_draining,
-                            "is_cooled_off", now < wk->cooled_until, "registered_secs_ago",
-                            now - wk->registered_at, "last_seen_secs_ago", now - wk->last_seen,
-                            "inflight", wk->inflight, "requests", (json_int_t)wk->n_routed,
-                            "failures", (json_int_t)wk->n_failed, "dp_ranks", ranks));
+        json_t *w = json_pack(
+            "{s:s, s:s, s:i, s:i, s:s, s:I, s:b, s:b, s:f, s:f, s:i, s:I, s:I, s:o}", "instance_id",
+            wk->name, "role", wd_worker_role_name(wk->role), "dp_size", wk->n_dp, "page_size",
+            wk->page_size, "kv_dtype", wk->kv.dtype, "kv_pages_per_rank",
+            (json_int_t)wk->pages_per_rank, "is_draining", wk->is_draining, "is_cooled_off",
+            now < wk->cooled_until, "registered_secs_ago", now - wk->registered_at,
+            "last_seen_secs_ago", now - wk->last_seen, "inflight", wk->inflight, "requests",
+            (json_int_t)wk->n_routed, "failures", (json_int_t)wk->n_failed, "dp_ranks", ranks);
+        if (w && wk->role == WD_WORKER_PREFILL)
+            json_object_set_new(w, "bootstrap_endpoint", json_string(wk->bootstrap));
+        json_array_append_new(list, w);
     }
     return json_pack("{s:o, s:i, s:i}", "workers", list, "running", r->n_running, "queued",
                      r->queue.n);
@@ -69,14 +71,17 @@ static json_t *server_info(struct wd_router *r)
 {
     const struct wd_router_args *a = &r->args;
     return json_pack(
-        "{s:s, s:s, s:s, s:i, s:i, s:s, s:i, s:i, s:i, s:I, s:b, s:i, s:i, s:i, s:i, s:f, s:o}",
+        "{s:s, s:s, s:s, s:i, s:i, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:I, s:b, s:i, s:i, s:i, "
+        "s:i, s:f, s:o}",
         "role", "router", "model_path", a->model_path, "served_model_name", r->model->served_name,
         "port", wd_http_port(r->http), "worker_port", wd_worker_link_port(r->link), "policy",
-        a->policy, "max_concurrent_requests", a->max_concurrent_requests, "queue_size",
-        a->queue_size, "request_timeout_secs", a->request_timeout_secs, "max_body_bytes",
-        (json_int_t)a->max_body_bytes, "api_key_set", a->api_key != NULL, "heartbeat_interval_ms",
-        a->heartbeat_interval_ms, "heartbeat_timeout_ms", a->heartbeat_timeout_ms, "context_length",
-        r->model->context_len, "protocol_version", (int)WD_MSG_PROTOCOL_VERSION, "uptime_secs",
+        a->policy, "prefill_policy", a->prefill_policy, "decode_policy", a->decode_policy,
+        "pd_min_prefill_tokens", a->pd_min_prefill_tokens, "max_concurrent_requests",
+        a->max_concurrent_requests, "queue_size", a->queue_size, "request_timeout_secs",
+        a->request_timeout_secs, "max_body_bytes", (json_int_t)a->max_body_bytes, "api_key_set",
+        a->api_key != NULL, "heartbeat_interval_ms", a->heartbeat_interval_ms,
+        "heartbeat_timeout_ms", a->heartbeat_timeout_ms, "context_length", r->model->context_len,
+        "protocol_version", (int)WD_MSG_PROTOCOL_VERSION, "uptime_secs",
         wd_router_now() - r->t_start, "workers", workers_json(r));
 }
 

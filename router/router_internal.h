@@ -4,7 +4,9 @@
  *   router.c           create / destroy, the event loop, timers
  *   router_http.c      HTTP routing, auth, the generation endpoints' admission
  *   router_info.c      the GET endpoints (models, health, metrics, info, workers)
- *   router_requests.c  a request's life: dispatch, tokens, finish, retry, deadline, abort
+ *   router_requests.c  a request's life: queue, tokens, finish, retry, deadline, abort
+ *   router_dispatch.c  one attempt: placement, the messages to one worker or a pair, the
+ *                      pair's bookkeeping (prefill side, KvDone's figures, aborts)
  *   router_workers.c   worker messages: registration, heartbeats, drain, expiry
  *
  * Everything runs on the event loop thread; nothing here is locked.
@@ -21,6 +23,7 @@
 #include "router/http.h"
 #include "router/model.h"
 #include "router/output.h"
+#include "router/pd_route.h"
 #include "router/policy.h"
 #include "router/router.h"
 #include "router/router_args.h"
@@ -30,10 +33,25 @@
 
 #define WD_RREQ_INDEX_BITS 21 /* request slots per router: up to 2M */
 #define WD_HEALTH_TIMEOUT_SECS 20.0
+/* A disaggregated request whose decode worker finished before its prefill worker's KvDone
+ * reached the router (they travel on two connections) waits this long for it, so that its
+ * figures make the metrics and the answer; then it is answered without them. */
+#define WD_PD_KV_DONE_GRACE_SECS 1.0
 
 enum wd_rreq_state { WD_RREQ_FREE = 0, WD_RREQ_QUEUED, WD_RREQ_RUNNING };
 
 struct wd_rreq;
+/* The two workers of a disaggregated request. */
+enum wd_rreq_side { WD_SIDE_DECODE = 0, WD_SIDE_PREFILL };
+
+/* KvDone's figures. */
+struct wd_rreq_kv {
+    int has_done;
+    uint64_t bytes;
+    uint32_t transfer_us, wait_target_us;
+    double prefill_secs; /* the attempt's dispatch to the KvDone at the router */
+};
+
 struct wd_rreq_link {
     struct wd_rreq *prev, *next;
 };
@@ -56,16 +74,25 @@ struct wd_rreq {
     struct wd_output out;
     int has_out;
     struct wd_api_stream_state ss;
-    int is_http_streaming; /* the 200 and the first events went out */
-    struct wd_buf sse;     /* stream events being built */
-    struct wd_worker_ref worker;
+    int is_http_streaming;       /* the 200 and the first events went out */
+    struct wd_buf sse;           /* stream events being built */
+    struct wd_worker_ref worker; /* the decode worker (the only one when prefilled there) */
     int dp_rank;
+    /* disaggregated (is_pd): the prefill side of the pair */
+    int is_pd;
+    struct wd_worker_ref prefill;
+    int prefill_dp_rank;
+    int is_prefill_live; /* the prefill worker has it: until its KvDone, Error or our Abort */
+    int is_held;         /* finished; the answer waits for the KvDone (router->held) */
+    double held_until;
+    struct wd_rreq_kv kv;
+    double t_attempt; /* this attempt's dispatch */
     int n_attempts;
     int is_health; /* /health_generate's probe */
     double t_arrival, t_dispatch, t_first, t_last, deadline;
     long long created; /* unix seconds for "created" */
     char resp_id[64];
-    struct wd_rreq_link q; /* waiting queue (free slots: q.next) */
+    struct wd_rreq_link q; /* waiting queue or held list (free slots: q.next) */
     struct wd_rreq_link a; /* live requests in deadline order (one list per kind) */
 };
 
@@ -80,7 +107,7 @@ struct wd_router {
     struct wd_http *http;
     struct wd_worker_link *link;
     struct wd_workers *workers;
-    struct wd_policy *policy; /* decode workers (a prefill policy joins it in PD) */
+    struct wd_pd_route *route; /* placement: the policies of both roles */
     struct wd_router_metrics m;
     struct wd_rreq *slots; /* [n_slots] */
     int n_slots;
@@ -88,6 +115,7 @@ struct wd_router {
     struct wd_rreq_list queue;  /* QUEUED, by arrival */
     struct wd_rreq_list live;   /* QUEUED and RUNNING user requests, by arrival = deadline */
     struct wd_rreq_list health; /* /health_generate probes (their own shorter deadline) */
+    struct wd_rreq_list held;   /* finished, waiting for a KvDone, by held_until */
     int n_running;
     int wake_fd;
     volatile sig_atomic_t is_stopping;
@@ -122,6 +150,8 @@ void wd_router_on_chunk(struct wd_router *r, const unsigned char *route, size_t 
                         const struct wd_msg_token_chunk *ch);
 void wd_router_on_request_error(struct wd_router *r, const unsigned char *route, size_t route_len,
                                 const struct wd_msg_error *e);
+void wd_router_on_kv_done(struct wd_router *r, const unsigned char *route, size_t route_len,
+                          const struct wd_msg_kv_done *kd);
 /* The client of rq went away. */
 void wd_router_client_gone(struct wd_router *r, struct wd_rreq *rq);
 /* Fails over (or fails) every request on the worker in slot, which is going away. */
@@ -133,6 +163,30 @@ void wd_router_pump(struct wd_router *r);
 /* Ends every open request with a 503 (an error event when streaming) and aborts it on its
  * worker: the router is stopping. */
 void wd_router_fail_all(struct wd_router *r, const char *why);
+
+/* router_dispatch.c */
+/* One attempt of rq: picks the worker or the pair (leaving out the excluded ones), assigns
+ * a new wire id, sends GenerateRequest, or DecodeRequest then PrefillRequest, and books
+ * the pages placed. Returns 0 when sent; -1 with e filled when the request cannot go
+ * anywhere (e->status 503: no worker; 500: the router's own bug); 1 with e filled when the
+ * picked worker *unreachable_p (on side *side_p) could not be sent to: another may do (a
+ * decode side that got its request was told to Abort). Leaves the request's state alone. */
+int wd_router_dispatch_attempt(struct wd_router *r, struct wd_rreq *rq, struct wd_worker_ref excl_p,
+                               struct wd_worker_ref excl_d, struct wd_api_error *e,
+                               struct wd_worker_ref *unreachable_p, enum wd_rreq_side *side_p);
+/* Sends Abort for rq's current attempt to one side (best effort, counted by reason); the
+ * prefill side only while it is live, and that ends it. */
+void wd_router_abort_side(struct wd_router *r, struct wd_rreq *rq, enum wd_rreq_side side,
+                          const char *reason);
+/* The prefill side's part is over (KvDone, error, abort, loss): its load bookkeeping. */
+void wd_router_prefill_end(struct wd_router *r, struct wd_rreq *rq);
+/* Records a KvDone's figures in rq and the metrics, and ends the prefill side. */
+void wd_router_kv_done_record(struct wd_router *r, struct wd_rreq *rq,
+                              const struct wd_msg_kv_done *kd);
+/* Counts a failed attempt of a disaggregated request. */
+void wd_router_pd_failure(struct wd_router *r, enum wd_pd_failure kind);
+/* What /generate's meta_info.kv_transfer shows for rq. */
+void wd_router_kv_stats(struct wd_router *r, const struct wd_rreq *rq, struct wd_api_kv_stats *s);
 
 /* router_workers.c */
 void wd_router_on_worker_message(struct wd_router *r, const unsigned char *route, size_t route_len,

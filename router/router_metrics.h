@@ -26,7 +26,27 @@ struct wd_router_metrics {
     int retries;                          /* counter */
     int aborts;                           /* counter {reason}: client / deadline / stop */
     int bad_frames;                       /* counter: worker frames that did not decode */
+    /* prefill/decode disaggregation */
+    int pd_requests;       /* counter {mode}: disaggregated / short_prompt / no_prefill */
+    int pd_failures;       /* counter {kind}: prefill_error, decode_error, prefill_lost,
+                              decode_lost, timeout */
+    int kv_transfer_time;  /* histogram: KvDone's transfer_us, seconds */
+    int kv_transfer_bytes; /* histogram: KvDone's kv_bytes */
+    int kv_transfer_rate;  /* histogram: kv_bytes / transfer time, GB/s */
+    int kv_wait_target;    /* histogram: KvDone's wait_target_us, seconds */
+    int pd_prefill_time;   /* histogram: the pair's dispatch to KvDone at the router */
 };
+
+/* The label values of pd_failures, in this order. */
+enum wd_pd_failure {
+    WD_PD_PREFILL_ERROR = 0, /* the prefill worker answered Error */
+    WD_PD_DECODE_ERROR,      /* the decode worker answered Error or aborted it */
+    WD_PD_PREFILL_LOST,      /* the prefill worker dropped (heartbeats) or unreachable */
+    WD_PD_DECODE_LOST,       /* the decode worker dropped or unreachable */
+    WD_PD_TIMEOUT,           /* the deadline passed (at the router or at a worker) */
+    WD_PD_N_FAILURES,
+};
+const char *wd_pd_failure_name(enum wd_pd_failure kind);
 
 enum wd_status wd_router_metrics_create(struct wd_router_metrics *m, struct wd_error *err);
 void wd_router_metrics_destroy(struct wd_router_metrics *m);

@@ -1,10 +1,17 @@
 /*
- * A generation request's life after admission: queue, dispatch to a (worker, DP rank),
- * tokens in, text out (whole or streamed), and every way it can end: finished, stopped by
- * a stop string (the worker gets an Abort), the client gone (Abort), the deadline (504 and
- * Abort), the worker failing (retried once elsewhere when nothing was streamed yet, else a
- * clear error). A request never hangs: each of these ends it, and the deadline ends the
- * rest.
+ * A generation request's life after admission: queue, dispatch (router_dispatch.c: one
+ * worker, or a prefill + decode pair), tokens in, text out (whole or streamed), and every
+ * way it can end: finished, stopped by a stop string (the decode worker gets an Abort),
+ * the client gone (Abort to both workers), the deadline (504 and Abort to both), a worker
+ * failing (retried once elsewhere when nothing was streamed yet, else a clear error). A
+ * request never hangs: each of these ends it, and the deadline ends the rest.
+ *
+ * Pairs fail fast: an Error from either worker of a disaggregated request, or either one
+ * dropped, sends Abort to the other at once (both free their pages), and the retry goes to
+ * a new pair without the failed worker (or to a decode worker alone when no other prefill
+ * worker is eligible). A pair whose decode worker finished before the prefill worker's
+ * KvDone reached the router holds its answer for that KvDone (WD_PD_KV_DONE_GRACE_SECS at
+ * most), so that the transfer's figures reach the metrics and the answer.
  *
  * Re-entrancy: functions that end a request never dispatch queued ones; the entry points
  * called by the loop (chunk, error, client gone, worker failure, deadlines) pump the queue
@@ -63,6 +70,13 @@ static struct wd_rreq_list *live_list(struct wd_router *r, struct wd_rreq *rq)
     return rq->is_health ? &r->health : &r->live;
 }
 
+/* Ends the load bookkeeping of a request on a worker that is still the one it was sent to. */
+static void left_on(struct wd_router *r, struct wd_worker_ref ref, int rank)
+{
+    if (wd_workers_get(r->workers, ref))
+        wd_workers_left(r->workers, ref.slot, rank);
+}
+
 static void update_gauges(struct wd_router *r)
 {
     wd_metrics_set(r->m.reg, r->m.running, NULL, r->n_running);
@@ -75,7 +89,10 @@ static void update_gauges(struct wd_router *r)
 static void finish(struct wd_router *r, struct wd_rreq *rq, const char *outcome)
 {
     if (rq->state == WD_RREQ_RUNNING) {
-        wd_workers_left(r->workers, rq->worker.slot, rq->dp_rank);
+        left_on(r, rq->worker, rq->dp_rank);
+        wd_router_prefill_end(r, rq);
+        if (rq->is_held)
+            list_unlink(&r->held, rq, IN_QUEUE);
         r->n_running--;
     } else if (rq->state == WD_RREQ_QUEUED) {
         list_unlink(&r->queue, rq, IN_QUEUE);
@@ -102,22 +119,17 @@ static void finish(struct wd_router *r, struct wd_rreq *rq, const char *outcome)
     update_gauges(r);
 }
 
+/* Abort to both workers of the attempt (the prefill side while it is live). */
 static void send_abort(struct wd_router *r, struct wd_rreq *rq, const char *reason)
 {
     if (rq->state != WD_RREQ_RUNNING)
         return;
-    struct wd_msg m;
-    wd_msg_init(&m, WD_MSG_ABORT);
-    m.abort.request_id = rq->wire_id;
-    struct wd_error err = {0};
-    if (wd_router_send(r, rq->worker.slot, &m, &err) == WD_OK)
-        wd_metrics_add(r->m.reg, r->m.aborts, reason, 1);
-    else
-        wd_log(WD_LOG_DEBUG, "request", "abort of %llx (%s) not sent: %s",
-               (unsigned long long)rq->wire_id, reason, err.msg);
+    wd_router_abort_side(r, rq, WD_SIDE_DECODE, reason);
+    wd_router_abort_side(r, rq, WD_SIDE_PREFILL, reason);
 }
 
-static void resp_ctx(struct wd_router *r, struct wd_rreq *rq, struct wd_api_response_ctx *cx)
+static void resp_ctx(struct wd_router *r, struct wd_rreq *rq, struct wd_api_response_ctx *cx,
+                     struct wd_api_kv_stats *kv)
 {
     cx->req = &rq->api;
     cx->tok = r->model->tok;
@@ -127,6 +139,11 @@ static void resp_ctx(struct wd_router *r, struct wd_rreq *rq, struct wd_api_resp
     cx->prompt_tokens = rq->n_prompt;
     cx->cached_tokens = 0;
     cx->e2e_latency = wd_router_now() - rq->t_arrival;
+    cx->kv = NULL;
+    if (rq->api.kind == WD_API_GENERATE && rq->api.return_kv_transfer_stats) {
+        wd_router_kv_stats(r, rq, kv);
+        cx->kv = kv;
+    }
 }
 
 /* Answers the client with an error (an SSE error event once the stream began), ends rq. */
@@ -153,7 +170,8 @@ static void fail(struct wd_router *r, struct wd_rreq *rq, const struct wd_api_er
 static enum wd_status flush_stream(struct wd_router *r, struct wd_rreq *rq)
 {
     struct wd_api_response_ctx cx;
-    resp_ctx(r, rq, &cx);
+    struct wd_api_kv_stats kv;
+    resp_ctx(r, rq, &cx, &kv);
     wd_buf_reset(&rq->sse);
     WD_CHECK(wd_api_response_stream(&cx, &rq->out, &rq->ss, &rq->sse));
     if (rq->sse.len == 0)
@@ -165,10 +183,17 @@ static enum wd_status flush_stream(struct wd_router *r, struct wd_rreq *rq)
     return wd_http_stream_write(rq->conn, rq->sse.p, rq->sse.len);
 }
 
-/* The output is finished: the answer goes out and the request ends. */
+/* The output is finished: the answer goes out and the request ends (a pair whose prefill
+ * worker's KvDone has not come yet waits for it in r->held first). */
 static void complete(struct wd_router *r, struct wd_rreq *rq)
 {
     double now = wd_router_now();
+    if (rq->is_prefill_live) {
+        rq->is_held = 1;
+        rq->held_until = now + WD_PD_KV_DONE_GRACE_SECS;
+        list_push(&r->held, rq, IN_QUEUE);
+        return;
+    }
     wd_workers_success(r->workers, rq->worker.slot);
     if (rq->is_health) {
         wd_http_set_user(rq->conn, NULL);
@@ -186,7 +211,8 @@ static void complete(struct wd_router *r, struct wd_rreq *rq)
         }
     } else {
         struct wd_api_response_ctx cx;
-        resp_ctx(r, rq, &cx);
+        struct wd_api_kv_stats kv;
+        resp_ctx(r, rq, &cx, &kv);
         wd_buf_reset(&rq->sse);
         st = wd_api_response_full(&cx, &rq->out, &rq->sse);
         if (st == WD_OK) {
@@ -205,104 +231,58 @@ static void complete(struct wd_router *r, struct wd_rreq *rq)
     finish(r, rq, "success");
 }
 
-/* --- dispatch --- */
-
-static void fill_generate(struct wd_router *r, struct wd_rreq *rq, struct wd_msg *m, double now)
+/* A held answer goes out (its KvDone came, or it will not come). */
+static void release(struct wd_router *r, struct wd_rreq *rq)
 {
-    struct wd_msg_generate *g = &m->generate;
-    g->request_id = rq->wire_id;
-    g->n_input_ids = rq->n_prompt;
-    g->input_ids = rq->prompt;
-    g->sampling.temperature = rq->api.temperature;
-    g->sampling.top_p = rq->api.top_p;
-    g->sampling.top_k = rq->api.top_k;
-    g->sampling.min_p = rq->api.min_p;
-    g->sampling.has_seed = rq->api.has_seed;
-    g->sampling.seed = rq->api.seed;
-    g->n_stop_ids = rq->n_stop_ids;
-    g->stop_ids = rq->stop_ids;
-    g->max_new_tokens = rq->max_tokens;
-    g->is_ignore_eos = rq->api.ignore_eos;
-    double left_ms = (rq->deadline - now) * 1000.0;
-    g->deadline_ms = left_ms < 1 ? 1 : left_ms > 4e9 ? 4000000000u : (uint32_t)left_ms;
-    g->dp_rank = rq->dp_rank;
-    g->is_return_logprobs = rq->api.logprobs;
-    g->n_top_logprobs = rq->api.logprobs ? rq->api.top_logprobs : 0;
-    (void)r;
+    list_unlink(&r->held, rq, IN_QUEUE);
+    rq->is_held = 0;
+    wd_router_prefill_end(r, rq);
+    complete(r, rq);
 }
 
-static int dispatch_once(struct wd_router *r, struct wd_rreq *rq, struct wd_worker_ref exclude,
-                         struct wd_api_error *e)
+/* --- dispatch --- */
+
+static const struct wd_worker_ref no_worker = {-1, 0};
+
+/* Dispatches rq (a first try, or a retry without the excluded workers); on failure answers
+ * and ends it. A worker that cannot be reached is left out once more. */
+static void dispatch(struct wd_router *r, struct wd_rreq *rq, struct wd_worker_ref excl_p,
+                     struct wd_worker_ref excl_d)
 {
-    double now = wd_router_now();
-    struct wd_route_ctx ctx = {.ids = rq->prompt,
-                               .n_ids = rq->n_prompt,
-                               .n_tokens = rq->n_prompt + rq->max_tokens,
-                               .exclude = exclude};
-    struct wd_policy_pick pick;
-    if (wd_policy_pick(r->policy, r->workers, WD_WORKER_DECODE, &ctx, now, &pick) != 0) {
-        int n = wd_workers_count(r->workers, WD_WORKER_DECODE);
-        wd_api_error_set(e, 503, NULL,
-                         n == 0 ? "no compatible worker is registered"
-                                : "no worker can take the request now (%d registered: draining, "
-                                  "cooled off after failures, or the one that just failed)",
-                         n);
-        return -1;
+    struct wd_api_error e;
+    struct wd_worker_ref bad;
+    enum wd_rreq_side side;
+    int rc = wd_router_dispatch_attempt(r, rq, excl_p, excl_d, &e, &bad, &side);
+    if (rc == 1) {
+        wd_log(WD_LOG_WARN, "request", "%s", e.message);
+        if (wd_workers_get(r->workers, bad))
+            wd_workers_failure(r->workers, bad.slot, r->args.worker_fail_threshold,
+                               r->args.worker_cooloff_secs, wd_router_now());
+        if (side == WD_SIDE_PREFILL)
+            excl_p = bad;
+        else
+            excl_d = bad;
+        rc = wd_router_dispatch_attempt(r, rq, excl_p, excl_d, &e, &bad, &side);
     }
-    rq->gen++;
-    rq->wire_id = ((uint64_t)rq->gen << WD_RREQ_INDEX_BITS) | (uint64_t)rq->index;
-    rq->dp_rank = pick.rank;
-    rq->worker = wd_workers_ref(r->workers, pick.slot);
-    struct wd_msg m;
-    wd_msg_init(&m, WD_MSG_GENERATE);
-    fill_generate(r, rq, &m, now);
-    struct wd_error err = {0};
-    enum wd_status st = wd_router_send(r, pick.slot, &m, &err);
-    if (st == WD_ERR_INVALID) { /* a message the protocol refuses: ours, not the worker's */
-        wd_log(WD_LOG_ERROR, "request", "request %s: %s", rq->resp_id, err.msg);
-        wd_api_error_set(e, 500, NULL, "the router built an invalid request: %s", err.msg);
-        return -1;
+    if (rc != 0) {
+        fail(r, rq, &e,
+             e.status == 503   ? "no_worker"
+             : e.status == 500 ? "router_error"
+                               : "worker_error");
+        return;
     }
-    if (st != WD_OK) {
-        wd_api_error_set(e, 502, NULL, "could not send the request to worker %s: %s",
-                         wd_workers_at(r->workers, pick.slot)->name, err.msg);
-        return 1; /* that worker is unreachable: another may do */
-    }
-    struct wd_worker *wk = wd_workers_at(r->workers, pick.slot);
-    int64_t pages = ((int64_t)ctx.n_tokens + wk->page_size - 1) / wk->page_size;
-    wd_workers_placed(r->workers, pick.slot, pick.rank, pages);
     if (rq->state == WD_RREQ_QUEUED)
         list_unlink(&r->queue, rq, IN_QUEUE);
     if (rq->n_attempts == 0) {
-        rq->t_dispatch = now;
+        rq->t_dispatch = rq->t_attempt;
         if (!rq->is_health)
-            wd_metrics_observe(r->m.reg, r->m.queue_time, NULL, now - rq->t_arrival);
+            wd_metrics_observe(r->m.reg, r->m.queue_time, NULL, rq->t_attempt - rq->t_arrival);
         wd_metrics_add(r->m.reg, r->m.prompt_tokens, NULL, rq->n_prompt);
     }
     rq->n_attempts++;
     rq->state = WD_RREQ_RUNNING;
     r->n_running++;
     update_gauges(r);
-    return 0;
-}
-
-/* Dispatches rq (a first try or a retry away from `exclude`); on failure answers and ends
- * it. A worker that cannot be reached is skipped once. */
-static void dispatch(struct wd_router *r, struct wd_rreq *rq, struct wd_worker_ref exclude)
-{
-    struct wd_api_error e;
-    int rc = dispatch_once(r, rq, exclude, &e);
-    if (rc == 1) {
-        wd_log(WD_LOG_WARN, "request", "%s", e.message);
-        wd_workers_failure(r->workers, rq->worker.slot, r->args.worker_fail_threshold,
-                           r->args.worker_cooloff_secs, wd_router_now());
-        rc = dispatch_once(r, rq, rq->worker, &e);
-    }
-    if (rc != 0)
-        fail(r, rq, &e,
-             e.status == 503   ? "no_worker"
-             : e.status == 500 ? "router_error"
-                               : "worker_error");
 }
 
 void wd_router_pump(struct wd_router *r)
@@ -310,7 +290,7 @@ void wd_router_pump(struct wd_router *r)
     if (r->is_stopping)
         return;
     while (r->queue.head && r->n_running < r->args.max_concurrent_requests)
-        dispatch(r, r->queue.head, (struct wd_worker_ref){-1, 0});
+        dispatch(r, r->queue.head, no_worker, no_worker);
 }
 
 static int any_eligible(struct wd_router *r, double now)
@@ -409,15 +389,24 @@ void wd_router_admit(struct wd_router *r, struct wd_http_conn *c, struct wd_api_
     }
     rq->has_out = 1;
     if (is_health || r->n_running < r->args.max_concurrent_requests)
-        dispatch(r, rq, (struct wd_worker_ref){-1, 0});
+        dispatch(r, rq, no_worker, no_worker);
     else
         update_gauges(r);
 }
 
 /* --- events --- */
 
+static int route_is(struct wd_router *r, struct wd_worker_ref ref, const unsigned char *route,
+                    size_t route_len)
+{
+    const struct wd_worker *wk = wd_workers_get(r->workers, ref);
+    return wk && wk->route_id_len == route_len && memcmp(wk->route_id, route, route_len) == 0;
+}
+
+/* The running request wire_id names, when the sender is one of its workers (*side_p: which);
+ * only they may speak for it. */
 static struct wd_rreq *lookup(struct wd_router *r, uint64_t wire_id, const unsigned char *route,
-                              size_t route_len)
+                              size_t route_len, enum wd_rreq_side *side_p)
 {
     uint32_t index = (uint32_t)(wire_id & INDEX_MASK);
     if (index >= (uint32_t)r->n_slots)
@@ -425,21 +414,36 @@ static struct wd_rreq *lookup(struct wd_router *r, uint64_t wire_id, const unsig
     struct wd_rreq *rq = &r->slots[index];
     if (rq->state != WD_RREQ_RUNNING || rq->wire_id != wire_id)
         return NULL;
-    /* Only the worker serving it may speak for it. */
-    struct wd_worker *wk = wd_workers_get(r->workers, rq->worker);
-    if (!wk || wk->route_id_len != route_len || memcmp(wk->route_id, route, route_len) != 0)
+    if (route_is(r, rq->worker, route, route_len))
+        *side_p = WD_SIDE_DECODE;
+    else if (rq->is_pd && route_is(r, rq->prefill, route, route_len))
+        *side_p = WD_SIDE_PREFILL;
+    else
         return NULL;
     return rq;
 }
 
-/* The attempt on rq's worker failed: retry elsewhere when nothing was streamed, else fail. */
-static void attempt_failed(struct wd_router *r, struct wd_rreq *rq, const char *reason,
-                           int counts_against_worker)
+static enum wd_rreq_side other_side(enum wd_rreq_side side)
 {
-    struct wd_worker_ref failed = rq->worker;
+    return side == WD_SIDE_PREFILL ? WD_SIDE_DECODE : WD_SIDE_PREFILL;
+}
+
+/* The attempt failed on one side: the other side of a pair is aborted at once; then a retry
+ * on a new pair (or worker) without the failed one when nothing was streamed, else a clear
+ * error. kind is the pair failure to count (disaggregated requests only). */
+static void attempt_failed(struct wd_router *r, struct wd_rreq *rq, enum wd_rreq_side side,
+                           const char *reason, int counts_against_worker, enum wd_pd_failure kind)
+{
+    struct wd_worker_ref failed = side == WD_SIDE_PREFILL ? rq->prefill : rq->worker;
     struct wd_worker *wk = wd_workers_get(r->workers, failed);
     const char *name = wk ? wk->name : "?";
-    wd_workers_left(r->workers, failed.slot, rq->dp_rank);
+    int is_pd = rq->is_pd;
+    if (is_pd) {
+        wd_router_pd_failure(r, kind);
+        wd_router_abort_side(r, rq, other_side(side), "pair_failed");
+        wd_router_prefill_end(r, rq);
+    }
+    left_on(r, rq->worker, rq->dp_rank);
     r->n_running--;
     rq->state = WD_RREQ_FREE; /* between attempts: in no list but live */
     if (counts_against_worker && wk &&
@@ -449,23 +453,28 @@ static void attempt_failed(struct wd_router *r, struct wd_rreq *rq, const char *
                name, r->args.worker_cooloff_secs, r->args.worker_fail_threshold);
         wd_metrics_add(r->m.reg, r->m.worker_cooloffs, NULL, 1);
     }
+    const char *role = !is_pd ? "" : side == WD_SIDE_PREFILL ? "prefill " : "decode ";
     if (rq->out.n == 0 && !rq->is_http_streaming && rq->n_attempts < 2 && rq->conn) {
-        wd_log(WD_LOG_INFO, "request", "request %s: worker %s failed (%s); retrying elsewhere",
-               rq->resp_id, name, reason);
+        wd_log(WD_LOG_INFO, "request", "request %s: %sworker %s failed (%s); retrying %s",
+               rq->resp_id, role, name, reason, is_pd ? "on a new pair" : "elsewhere");
         wd_metrics_add(r->m.reg, r->m.retries, NULL, 1);
-        dispatch(r, rq, failed);
+        dispatch(r, rq, side == WD_SIDE_PREFILL ? failed : no_worker,
+                 side == WD_SIDE_DECODE ? failed : no_worker);
         return;
     }
     struct wd_api_error e;
-    wd_api_error_set(&e, 502, NULL, "the worker serving this request failed: %s", reason);
+    wd_api_error_set(&e, 502, NULL, "the %sworker serving this request failed: %s", role, reason);
     fail(r, rq, &e, "worker_error");
 }
 
 void wd_router_on_chunk(struct wd_router *r, const unsigned char *route, size_t route_len,
                         const struct wd_msg_token_chunk *ch)
 {
-    struct wd_rreq *rq = lookup(r, ch->request_id, route, route_len);
-    if (!rq) {
+    enum wd_rreq_side side;
+    struct wd_rreq *rq = lookup(r, ch->request_id, route, route_len, &side);
+    if (rq && rq->is_held)
+        return; /* finished here; the decode worker's last words after a stop string */
+    if (!rq || side != WD_SIDE_DECODE) {
         /* Ended here (aborted, timed out, retried) or issued by a router before a restart:
          * the worker is still generating for nobody, so tell it to stop (an Abort of a
          * request it already dropped is a no-op there). */
@@ -476,7 +485,7 @@ void wd_router_on_chunk(struct wd_router *r, const unsigned char *route, size_t 
         return;
     }
     if (ch->finish == WD_MSG_FINISH_ABORT) {
-        attempt_failed(r, rq, "the worker aborted it", 0);
+        attempt_failed(r, rq, WD_SIDE_DECODE, "the worker aborted it", 0, WD_PD_DECODE_ERROR);
         wd_router_pump(r);
         return;
     }
@@ -501,8 +510,8 @@ void wd_router_on_chunk(struct wd_router *r, const unsigned char *route, size_t 
                                        ch->top_logprobs, ch->n_top, ch->n_tokens, wf);
     wd_metrics_add(r->m.reg, r->m.generation_tokens, NULL, rq->out.n - n_before);
     if (st == WD_OK && wd_output_is_finished(&rq->out)) {
-        if (wf == WD_OUTPUT_RUNNING)
-            send_abort(r, rq, "stop"); /* a stop string: the worker would go on */
+        if (wf == WD_OUTPUT_RUNNING) /* a stop string: the decode worker would go on */
+            wd_router_abort_side(r, rq, WD_SIDE_DECODE, "stop");
         complete(r, rq);
     } else if (st == WD_OK && rq->api.is_stream) {
         st = flush_stream(r, rq);
@@ -519,27 +528,63 @@ void wd_router_on_chunk(struct wd_router *r, const unsigned char *route, size_t 
 void wd_router_on_request_error(struct wd_router *r, const unsigned char *route, size_t route_len,
                                 const struct wd_msg_error *we)
 {
-    struct wd_rreq *rq = lookup(r, we->request_id, route, route_len);
+    enum wd_rreq_side side;
+    struct wd_rreq *rq = lookup(r, we->request_id, route, route_len, &side);
     if (!rq)
         return;
+    if (side == WD_SIDE_PREFILL && !rq->is_prefill_live) {
+        wd_log(WD_LOG_DEBUG, "request", "request %s: prefill worker error after its part: %s",
+               rq->resp_id, we->message);
+        return;
+    }
+    if (rq->is_held) { /* the answer is complete: only the prefill side's figures are missing */
+        if (side == WD_SIDE_PREFILL)
+            release(r, rq);
+        wd_router_pump(r);
+        return;
+    }
+    enum wd_pd_failure kind = side == WD_SIDE_PREFILL ? WD_PD_PREFILL_ERROR : WD_PD_DECODE_ERROR;
     struct wd_api_error e;
     switch (we->code) {
     case WD_ERR_INVALID:
     case WD_ERR_UNSUPPORTED:
-        wd_api_error_set(&e, 400, NULL, "the worker refused the request: %s", we->message);
-        fail(r, rq, &e, "bad_request");
-        break;
     case WD_ERR_TIMEOUT:
-        wd_api_error_set(&e, 504, NULL, "the worker hit the deadline: %s", we->message);
-        fail(r, rq, &e, "timeout");
+        if (rq->is_pd) {
+            wd_router_pd_failure(r, we->code == WD_ERR_TIMEOUT ? WD_PD_TIMEOUT : kind);
+            wd_router_abort_side(r, rq, other_side(side), "pair_failed");
+        }
+        if (we->code == WD_ERR_TIMEOUT) {
+            wd_api_error_set(&e, 504, NULL, "the worker hit the deadline: %s", we->message);
+            fail(r, rq, &e, "timeout");
+        } else {
+            wd_api_error_set(&e, 400, NULL, "the worker refused the request: %s", we->message);
+            fail(r, rq, &e, "bad_request");
+        }
         break;
     case WD_ERR_NOMEM:
-        attempt_failed(r, rq, we->message, 0); /* full, not broken */
+        attempt_failed(r, rq, side, we->message, 0, kind); /* full, not broken */
         break;
     default:
-        attempt_failed(r, rq, we->message, 1);
+        attempt_failed(r, rq, side, we->message, 1, kind);
         break;
     }
+    wd_router_pump(r);
+}
+
+void wd_router_on_kv_done(struct wd_router *r, const unsigned char *route, size_t route_len,
+                          const struct wd_msg_kv_done *kd)
+{
+    enum wd_rreq_side side;
+    struct wd_rreq *rq = lookup(r, kd->request_id, route, route_len, &side);
+    if (!rq || side != WD_SIDE_PREFILL || !rq->is_prefill_live) {
+        /* Retried, aborted or ended here: the transfer went to pages already freed. */
+        wd_log(WD_LOG_DEBUG, "request", "kv done for %llx: no such prefill in flight",
+               (unsigned long long)kd->request_id);
+        return;
+    }
+    wd_router_kv_done_record(r, rq, kd);
+    if (rq->is_held)
+        release(r, rq);
     wd_router_pump(r);
 }
 
@@ -558,8 +603,17 @@ void wd_router_fail_worker_requests(struct wd_router *r, int slot, const char *r
         struct wd_rreq *next;
         for (struct wd_rreq *rq = lists[l]->head; rq; rq = next) {
             next = rq->a.next;
-            if (rq->state == WD_RREQ_RUNNING && rq->worker.slot == slot)
-                attempt_failed(r, rq, reason, 1);
+            if (rq->state != WD_RREQ_RUNNING)
+                continue;
+            int is_d = rq->worker.slot == slot && wd_workers_get(r->workers, rq->worker);
+            int is_p = rq->is_prefill_live && rq->prefill.slot == slot &&
+                       wd_workers_get(r->workers, rq->prefill);
+            if (rq->is_held && (is_d || is_p))
+                release(r, rq); /* the answer is complete */
+            else if (is_d)
+                attempt_failed(r, rq, WD_SIDE_DECODE, reason, 1, WD_PD_DECODE_LOST);
+            else if (is_p)
+                attempt_failed(r, rq, WD_SIDE_PREFILL, reason, 1, WD_PD_PREFILL_LOST);
         }
     }
     wd_router_pump(r);
@@ -582,6 +636,12 @@ static double expire_list(struct wd_router *r, struct wd_rreq_list *l, double no
 {
     while (l->head && l->head->deadline <= now) {
         struct wd_rreq *rq = l->head;
+        if (rq->is_held) {
+            release(r, rq); /* complete but for the KvDone's figures */
+            continue;
+        }
+        if (rq->is_pd && rq->state == WD_RREQ_RUNNING)
+            wd_router_pd_failure(r, WD_PD_TIMEOUT);
         struct wd_api_error e;
         wd_api_error_set(&e, 504, NULL, "the request did not finish within %d s",
                          rq->is_health ? (int)WD_HEALTH_TIMEOUT_SECS
@@ -594,10 +654,26 @@ static double expire_list(struct wd_router *r, struct wd_rreq_list *l, double no
     return l->head ? l->head->deadline - now : 1.0;
 }
 
+/* Held answers whose KvDone did not come within the grace go out without its figures. */
+static double expire_held(struct wd_router *r, double now)
+{
+    while (r->held.head && r->held.head->held_until <= now) {
+        struct wd_rreq *rq = r->held.head;
+        wd_log(WD_LOG_INFO, "request",
+               "request %s: no KvDone from its prefill worker %.1f s after the answer; answering "
+               "without the transfer's figures",
+               rq->resp_id, WD_PD_KV_DONE_GRACE_SECS);
+        release(r, rq);
+    }
+    return r->held.head ? r->held.head->held_until - now : 1.0;
+}
+
 double wd_router_check_deadlines(struct wd_router *r, double now)
 {
     double a = expire_list(r, &r->live, now);
     double b = expire_list(r, &r->health, now);
+    double c = expire_held(r, now);
     wd_router_pump(r);
-    return a < b ? a : b;
+    a = a < b ? a : b;
+    return a < c ? a : c;
 }

@@ -1,9 +1,11 @@
 /*
- * Worker messages: Register (checked against the router's own model before any traffic:
- * protocol version, config.json hash, role), Heartbeat (per-DP-rank load; an unknown
- * instance is told to register again), Drain, TokenChunk and Error (to the request table),
- * and the heartbeat-timeout expiry that drops silent workers. Refusals name the mismatch
- * in both logs (the worker gets it in RegisterRefuse).
+ * Worker messages: Register (checked before any traffic: protocol version and config.json
+ * hash against the router's own model; a prefill worker's bootstrap endpoint; the KV
+ * geometry against the workers of the other role, see wd_workers_kv_conflict), Heartbeat
+ * (per-DP-rank load; an unknown instance is told to register again), Drain, TokenChunk,
+ * KvDone and Error (to the request table), and the heartbeat-timeout expiry that drops
+ * silent workers. Refusals name the mismatch in both logs (the worker gets it in
+ * RegisterRefuse).
  */
 #include <stdio.h>
 #include <string.h>
@@ -63,11 +65,42 @@ static void send_error(struct wd_router *r, const unsigned char *route, size_t r
     send_to(r, route, route_len, &m);
 }
 
-/* Why this worker cannot serve with this router, or NULL. */
+static void kv_of(const struct wd_msg_fingerprint *fp, struct wd_worker_kv *kv)
+{
+    memset(kv, 0, sizeof(*kv));
+    snprintf(kv->dtype, sizeof(kv->dtype), "%s", fp->kv_dtype);
+    kv->kind = fp->kv.kind;
+    kv->n_layers = fp->kv.n_layers;
+    kv->n_kv_heads = fp->kv.n_kv_heads;
+    kv->k_head_dim = fp->kv.k_head_dim;
+    kv->v_head_dim = fp->kv.v_head_dim;
+}
+
+/* 1 when a DecodeRequest can name this endpoint (common/net's rule: tcp://, printable ASCII
+ * without spaces). */
+static int is_bootstrap_ok(const char *ep)
+{
+    if (strncmp(ep, "tcp://", 6) != 0 || !ep[6])
+        return 0;
+    for (const unsigned char *c = (const unsigned char *)ep; *c; c++)
+        if (*c <= 0x20 || *c >= 0x7f)
+            return 0;
+    return 1;
+}
+
+static enum wd_worker_role role_of(const struct wd_msg_register *g)
+{
+    return g->role == WD_MSG_ROLE_PREFILL ? WD_WORKER_PREFILL : WD_WORKER_DECODE;
+}
+
+/* Why this worker cannot serve with this router and its workers, or NULL. */
 static const char *incompatible(struct wd_router *r, const struct wd_msg_register *g, char *why,
                                 size_t cap)
 {
     const struct wd_msg_fingerprint *fp = &g->fp;
+    struct wd_worker_kv kv;
+    kv_of(fp, &kv);
+    char pair[WD_MSG_TEXT_CAP - 64];
     if (fp->protocol_version != WD_MSG_PROTOCOL_VERSION)
         snprintf(why, cap, "protocol version %u, the router speaks %u", fp->protocol_version,
                  WD_MSG_PROTOCOL_VERSION);
@@ -77,14 +110,26 @@ static const char *incompatible(struct wd_router *r, const struct wd_msg_registe
                  "%016llx (%s): model or vocabulary differ",
                  (unsigned long long)fp->config_hash, fp->model,
                  (unsigned long long)r->model->config_hash, r->model->path);
-    else if (g->role != WD_MSG_ROLE_DECODE)
-        snprintf(why, cap, "role prefill: this router serves requests on decode workers only");
+    else if (g->role == WD_MSG_ROLE_PREFILL && !is_bootstrap_ok(g->bootstrap_endpoint))
+        snprintf(why, cap,
+                 "bootstrap endpoint '%s' is not tcp://HOST:PORT (decode workers connect to it)",
+                 g->bootstrap_endpoint);
+    else if (wd_workers_kv_conflict(r->workers, role_of(g), g->instance_id, fp->page_size, &kv,
+                                    pair, sizeof(pair)) >= 0)
+        snprintf(why, cap, "cannot be paired: %s", pair);
     else if (g->n_dp_ranks > WD_WORKER_MAX_DP)
         snprintf(why, cap, "%d DP ranks (the router takes at most %d)", g->n_dp_ranks,
                  WD_WORKER_MAX_DP);
     else
         return NULL;
     return why;
+}
+
+static void set_role_gauges(struct wd_router *r)
+{
+    for (int role = 0; role < WD_WORKER_N_ROLES; role++)
+        wd_metrics_set(r->m.reg, r->m.workers, wd_worker_role_name((enum wd_worker_role)role),
+                       wd_workers_count(r->workers, (enum wd_worker_role)role));
 }
 
 static void on_register(struct wd_router *r, const unsigned char *route, size_t route_len,
@@ -112,13 +157,17 @@ static void on_register(struct wd_router *r, const unsigned char *route, size_t 
     int64_t pages = g->dp[0].n_pages;
     for (int i = 1; i < g->n_dp_ranks; i++)
         pages = g->dp[i].n_pages < pages ? g->dp[i].n_pages : pages;
-    struct wd_worker_info info = {.role = WD_WORKER_DECODE,
+    struct wd_worker_kv kv;
+    kv_of(&g->fp, &kv);
+    struct wd_worker_info info = {.role = role_of(g),
                                   .name = g->instance_id,
                                   .route_id = route,
                                   .route_id_len = route_len,
                                   .n_dp = g->n_dp_ranks,
                                   .page_size = g->fp.page_size,
-                                  .pages_per_rank = pages};
+                                  .pages_per_rank = pages,
+                                  .kv = &kv,
+                                  .bootstrap = g->bootstrap_endpoint};
     struct wd_error err = {0};
     int slot;
     if (wd_workers_add(r->workers, &info, wd_router_now(), &slot, &err) != WD_OK) {
@@ -137,13 +186,13 @@ static void on_register(struct wd_router *r, const unsigned char *route, size_t 
     m.reg_ack.heartbeat_timeout_ms = (uint32_t)r->args.heartbeat_timeout_ms;
     send_to(r, route, route_len, &m);
     wd_metrics_add(r->m.reg, r->m.registrations, "accepted", 1);
-    wd_metrics_set(r->m.reg, r->m.workers, "decode",
-                   wd_workers_count(r->workers, WD_WORKER_DECODE));
+    set_role_gauges(r);
     wd_log(WD_LOG_INFO, "workers",
-           "worker %s registered: decode, %d DP rank(s), %lld KV pages of %d tokens per rank, "
-           "tp %d dp %d ep %d, model %s, context %d",
-           g->instance_id, g->n_dp_ranks, (long long)pages, g->fp.page_size, g->fp.parallel.tp,
-           g->fp.parallel.dp, g->fp.parallel.ep, g->fp.model, g->context_len);
+           "worker %s registered: %s%s%s, %d DP rank(s), %lld KV pages of %d tokens per rank "
+           "(kv %s), tp %d dp %d ep %d, model %s, context %d",
+           g->instance_id, wd_worker_role_name(info.role), g->bootstrap_endpoint[0] ? " at " : "",
+           g->bootstrap_endpoint, g->n_dp_ranks, (long long)pages, g->fp.page_size, g->fp.kv_dtype,
+           g->fp.parallel.tp, g->fp.parallel.dp, g->fp.parallel.ep, g->fp.model, g->context_len);
     wd_router_pump(r);
 }
 
@@ -186,6 +235,9 @@ void wd_router_on_worker_message(struct wd_router *r, const unsigned char *route
     switch (m->kind) {
     case WD_MSG_TOKEN_CHUNK:
         wd_router_on_chunk(r, route, route_len, &m->chunk);
+        break;
+    case WD_MSG_KV_DONE:
+        wd_router_on_kv_done(r, route, route_len, &m->kv_done);
         break;
     case WD_MSG_HEARTBEAT:
         on_heartbeat(r, route, route_len, &m->heartbeat);
@@ -239,8 +291,7 @@ void wd_router_expire_workers(struct wd_router *r, double now)
         wd_router_fail_worker_requests(r, s, reason);
         wd_workers_remove(r->workers, s);
         wd_metrics_add(r->m.reg, r->m.worker_drops, "heartbeat", 1);
-        wd_metrics_set(r->m.reg, r->m.workers, "decode",
-                       wd_workers_count(r->workers, WD_WORKER_DECODE));
+        set_role_gauges(r);
     }
 }
 
@@ -259,6 +310,5 @@ void wd_router_update_worker_gauges(struct wd_router *r)
                            (double)wk->ranks[i].free_pages);
         }
     }
-    wd_metrics_set(r->m.reg, r->m.workers, "decode",
-                   wd_workers_count(r->workers, WD_WORKER_DECODE));
+    set_role_gauges(r);
 }

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/net/msg.h"
+
 struct wd_workers {
     struct wd_worker slot[WD_WORKERS_MAX];
 };
@@ -25,6 +27,59 @@ void wd_workers_destroy(struct wd_workers *w)
     for (int i = 0; i < WD_WORKERS_MAX; i++)
         free(w->slot[i].ranks);
     free(w);
+}
+
+static void kv_layout_str(const struct wd_worker_kv *kv, char *out, size_t cap)
+{
+    if (kv->kind == WD_MSG_KV_MLA)
+        snprintf(out, cap, "MLA %d layers x latent %d", kv->n_layers, kv->k_head_dim);
+    else
+        snprintf(out, cap, "GQA %d layers x %d KV heads x K %d / V %d", kv->n_layers,
+                 kv->n_kv_heads, kv->k_head_dim, kv->v_head_dim);
+}
+
+/* Writes how b differs from a into why (a's worker is "the new worker"); 0 when they match. */
+static int kv_differs(int page_a, const struct wd_worker_kv *a, const struct wd_worker *b,
+                      char *why, size_t cap)
+{
+    const char *what = wd_worker_role_name(b->role);
+    if (page_a != b->page_size) {
+        snprintf(why, cap, "page_size %d differs from %s worker %s's %d", page_a, what, b->name,
+                 b->page_size);
+        return 1;
+    }
+    if (strcmp(a->dtype, b->kv.dtype) != 0) {
+        snprintf(why, cap, "kv_dtype %s differs from %s worker %s's %s", a->dtype, what, b->name,
+                 b->kv.dtype);
+        return 1;
+    }
+    if (a->kind != b->kv.kind || a->n_layers != b->kv.n_layers ||
+        a->n_kv_heads != b->kv.n_kv_heads || a->k_head_dim != b->kv.k_head_dim ||
+        a->v_head_dim != b->kv.v_head_dim) {
+        char la[96], lb[96];
+        kv_layout_str(a, la, sizeof(la));
+        kv_layout_str(&b->kv, lb, sizeof(lb));
+        snprintf(why, cap, "KV layout %s differs from %s worker %s's %s", la, what, b->name, lb);
+        return 1;
+    }
+    return 0;
+}
+
+int wd_workers_kv_conflict(const struct wd_workers *w, enum wd_worker_role role, const char *name,
+                           int page_size, const struct wd_worker_kv *kv, char *why, size_t cap)
+{
+    for (int s = 0; s < WD_WORKERS_MAX; s++) {
+        const struct wd_worker *b = &w->slot[s];
+        if (!b->is_used || strcmp(b->name, name) == 0)
+            continue;
+        /* Decode workers pair only with prefill workers; prefill workers with any decode
+         * worker, and every prefill worker with the same decode workers. */
+        if (role == WD_WORKER_DECODE && b->role == WD_WORKER_DECODE)
+            continue;
+        if (kv_differs(page_size, kv, b, why, cap))
+            return s;
+    }
+    return -1;
 }
 
 int wd_workers_find_instance(const struct wd_workers *w, const char *name)
@@ -69,6 +124,10 @@ enum wd_status wd_workers_add(struct wd_workers *w, const struct wd_worker_info 
     wk->n_dp = info->n_dp;
     wk->page_size = info->page_size > 0 ? info->page_size : 1;
     wk->pages_per_rank = info->pages_per_rank;
+    if (info->kv)
+        wk->kv = *info->kv;
+    if (info->bootstrap)
+        snprintf(wk->bootstrap, sizeof(wk->bootstrap), "%s", info->bootstrap);
     wk->ranks = ranks;
     for (int r = 0; r < info->n_dp; r++)
         ranks[r].free_pages = info->pages_per_rank;

@@ -1,8 +1,8 @@
 /*
  * wd_workers: the router's registry of workers and their per-DP-rank load.
  *
- * A worker is one server instance (a decode worker today, a prefill worker next) that
- * registered over the ZeroMQ ROUTER socket. It is known by its instance id (a string,
+ * A worker is one server instance (a decode or a prefill worker) that registered over the
+ * ZeroMQ ROUTER socket. It is known by its instance id (a string,
  * stable across reconnects) and reached through its current ZeroMQ routing id. Each of its DP ranks is a
  * routing target with the load of its last heartbeat plus what the router sent it since,
  * because heartbeats lag the requests the router itself just placed.
@@ -26,6 +26,19 @@
 
 enum wd_worker_role { WD_WORKER_DECODE = 0, WD_WORKER_PREFILL, WD_WORKER_N_ROLES };
 
+/* The KV geometry of a worker's fingerprint besides its page size: what a prefill and a
+ * decode worker must share for one to write the other's pages. */
+struct wd_worker_kv {
+    char dtype[32]; /* --kv-cache-dtype after "auto" is resolved */
+    int kind;       /* common/net's WD_MSG_KV_GQA or WD_MSG_KV_MLA */
+    int n_layers;   /* layers holding KV */
+    int n_kv_heads; /* GQA: the model's KV heads; MLA: 1 */
+    int k_head_dim; /* GQA: K head dim; MLA: the latent row */
+    int v_head_dim; /* GQA: V head dim; MLA: 0 */
+};
+
+#define WD_WORKER_ENDPOINT_MAX 256 /* bootstrap endpoints (common/net's WD_MSG_NAME_CAP) */
+
 /* One DP rank as a routing target. */
 struct wd_worker_rank {
     /* from the last heartbeat */
@@ -45,11 +58,13 @@ struct wd_worker {
     unsigned char route_id[WD_WORKER_ID_MAX];
     size_t route_id_len;
     int n_dp;
-    int page_size;                   /* tokens per KV page, from the fingerprint */
-    int64_t pages_per_rank;          /* total KV pages per DP rank (0: unknown) */
-    struct wd_worker_rank *ranks;    /* [n_dp] */
-    double registered_at, last_seen; /* seconds, monotonic */
-    int is_draining;                 /* takes nothing new */
+    int page_size;                          /* tokens per KV page, from the fingerprint */
+    struct wd_worker_kv kv;                 /* the rest of the KV geometry (zero: unknown) */
+    char bootstrap[WD_WORKER_ENDPOINT_MAX]; /* prefill: where decode workers reach it */
+    int64_t pages_per_rank;                 /* total KV pages per DP rank (0: unknown) */
+    struct wd_worker_rank *ranks;           /* [n_dp] */
+    double registered_at, last_seen;        /* seconds, monotonic */
+    int is_draining;                        /* takes nothing new */
     int consecutive_failures;
     double cooled_until; /* not picked before this time */
     int64_t n_routed, n_failed;
@@ -72,6 +87,8 @@ struct wd_worker_info {
     int n_dp;
     int page_size;
     int64_t pages_per_rank;
+    const struct wd_worker_kv *kv; /* NULL: unknown */
+    const char *bootstrap;         /* prefill: its bootstrap endpoint; NULL or "" otherwise */
 };
 
 enum wd_status wd_workers_create(struct wd_workers **w_p, struct wd_error *err);
@@ -85,6 +102,20 @@ void wd_workers_destroy(struct wd_workers *w);
 enum wd_status wd_workers_add(struct wd_workers *w, const struct wd_worker_info *info, double now,
                               int *slot_p, struct wd_error *err);
 void wd_workers_remove(struct wd_workers *w, int slot);
+
+/* The registered worker that a new worker (instance id name, role, page size and KV
+ * geometry) could not be paired with, so that a mismatched pair is refused at registration
+ * and never found at the first request. A prefill worker must match every registered decode
+ * worker and every other prefill worker (any of them may be paired with any decode worker);
+ * a decode worker must match every registered prefill worker. Decode workers are not
+ * compared with each other: while no prefill worker is registered they prefill their own
+ * requests, as before disaggregation. The first worker of a role, when the other role has
+ * none, is therefore accepted as it is and becomes the reference the other role's workers
+ * are checked against, for as long as one worker of its role stays registered. A worker
+ * registering again under its own instance id is not compared with its old entry. Returns
+ * the slot and writes the difference (one line naming both workers) into why, or -1. */
+int wd_workers_kv_conflict(const struct wd_workers *w, enum wd_worker_role role, const char *name,
+                           int page_size, const struct wd_worker_kv *kv, char *why, size_t cap);
 
 /* Slot of the worker with this instance id, or -1. */
 int wd_workers_find_instance(const struct wd_workers *w, const char *name);

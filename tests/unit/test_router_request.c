@@ -265,6 +265,7 @@ static void test_generate(void)
                               "{\"text\": \"Hi\", \"rid\": \"r1\", \"stream\": true,"
                               " \"return_logprob\": true, \"top_logprobs_num\": 2,"
                               " \"return_text_in_logprobs\": true, \"logprob_start_len\": -1,"
+                              " \"return_kv_transfer_stats\": true,"
                               " \"sampling_params\": {\"max_new_tokens\": 7, \"temperature\": 0,"
                               " \"top_p\": 0.9, \"top_k\": 5, \"min_p\": 0.05, \"stop\": \"x\","
                               " \"stop_token_ids\": [3], \"ignore_eos\": true,"
@@ -276,6 +277,7 @@ static void test_generate(void)
     if (st == WD_OK) {
         WD_EXPECT(r.text && strcmp(r.rid, "r1") == 0 && r.is_stream);
         WD_EXPECT(r.logprobs && r.top_logprobs == 2 && r.return_text_in_logprobs);
+        WD_EXPECT(r.return_kv_transfer_stats);
         WD_EXPECT(r.max_tokens == 7 && r.temperature == 0.0f && r.top_k == 5);
         WD_EXPECT(r.n_stop == 1 && r.n_stop_ids == 1 && r.ignore_eos && !r.skip_special_tokens);
         WD_EXPECT(r.no_stop_trim && r.has_seed && r.seed == 9);
@@ -306,6 +308,12 @@ static void test_generate(void)
     expect_refused(WD_API_GENERATE, "{\"text\": \"a\", \"image_data\": \"x\"}", 400, "image_data");
     expect_refused(WD_API_GENERATE, "{\"text\": \"a\", \"lora_path\": \"x\"}", 400, "lora_path");
     expect_refused(WD_API_GENERATE, "{\"text\": \"a\", \"rid\": \"\"}", 400, "rid");
+    expect_refused(WD_API_GENERATE, "{\"text\": \"a\", \"return_kv_transfer_stats\": 1}", 400,
+                   "return_kv_transfer_stats");
+    expect_refused(WD_API_CHAT,
+                   "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}],"
+                   " \"return_kv_transfer_stats\": true}",
+                   400, "return_kv_transfer_stats");
     expect_refused(WD_API_GENERATE, "{\"text\": \"a\", \"model\": \"tiny\"}", 400, "model");
 }
 

@@ -4,6 +4,8 @@
  * ending with "data: [DONE]\n\n", chat's first event carries the role, include_usage adds
  * "usage": null to every chunk and a final usage event with empty choices, the streamed
  * deltas add up to the whole text, and an error inside a stream is one error event + DONE.
+ * /generate's meta_info.kv_transfer: null for a request prefilled on its decode worker, the
+ * pair before the KvDone, the figures after it.
  */
 #include <jansson.h>
 #include <stdlib.h>
@@ -181,6 +183,77 @@ static void test_full_completion_and_generate(void)
     WD_EXPECT(json_array_size(otl) == 3 && json_is_string(json_array_get(otl, 2)));
     json_decref(j);
     wd_buf_cleanup(&b);
+    wd_output_cleanup(&o);
+}
+
+static json_t *generate_kv(const struct wd_api_kv_stats *kv, struct wd_output *o)
+{
+    struct wd_api_request req;
+    struct wd_api_response_ctx cx;
+    ctx_for(&cx, &req, WD_API_GENERATE);
+    cx.kv = kv;
+    struct wd_buf b;
+    wd_buf_init(&b);
+    WD_EXPECT(wd_api_response_full(&cx, o, &b) == WD_OK);
+    json_t *j = json_loads(b.p, 0, NULL);
+    WD_EXPECT_MSG(j != NULL, "not JSON: %s", b.p);
+    wd_buf_cleanup(&b);
+    json_t *kt = json_incref(json_object_get(json_object_get(j, "meta_info"), "kv_transfer"));
+    json_decref(j);
+    return kt;
+}
+
+static void test_generate_kv_transfer(void)
+{
+    struct wd_output o;
+    make_output(&o, 0, 0);
+    push_text(&o, "Hi there", 1);
+    /* Not asked: no key at all. */
+    struct wd_api_request req;
+    struct wd_api_response_ctx cx;
+    ctx_for(&cx, &req, WD_API_GENERATE);
+    struct wd_buf b;
+    wd_buf_init(&b);
+    WD_EXPECT(wd_api_response_full(&cx, &o, &b) == WD_OK);
+    WD_EXPECT(strstr(b.p, "kv_transfer") == NULL);
+    wd_buf_cleanup(&b);
+    /* Prefilled on the decode worker: null. */
+    struct wd_api_kv_stats kv = {0};
+    json_t *kt = generate_kv(&kv, &o);
+    WD_EXPECT(kt && json_is_null(kt));
+    json_decref(kt);
+    /* A pair before the KvDone: who, no figures; a worker gone shows null. */
+    kv.is_disaggregated = 1;
+    kv.prefill_worker = "p1";
+    kv.prefill_dp_rank = 1;
+    kv.decode_worker = NULL;
+    kv.decode_dp_rank = 3;
+    kt = generate_kv(&kv, &o);
+    WD_EXPECT(strcmp(json_string_value(json_object_get(kt, "prefill_worker")), "p1") == 0);
+    WD_EXPECT_EQ_INT(json_integer_value(json_object_get(kt, "prefill_dp_rank")), 1);
+    WD_EXPECT(json_is_null(json_object_get(kt, "decode_worker")));
+    WD_EXPECT_EQ_INT(json_integer_value(json_object_get(kt, "decode_dp_rank")), 3);
+    WD_EXPECT(json_object_get(kt, "kv_bytes") == NULL);
+    json_decref(kt);
+    /* After it: bytes, seconds and the rate (2e9 bytes in 0.5 s: 4 GB/s). */
+    kv.decode_worker = "d1";
+    kv.has_done = 1;
+    kv.kv_bytes = 2000000000ull;
+    kv.transfer_secs = 0.5;
+    kv.wait_target_secs = 0.25;
+    kv.prefill_secs = 1.5;
+    kt = generate_kv(&kv, &o);
+    WD_EXPECT_EQ_INT(json_integer_value(json_object_get(kt, "kv_bytes")), 2000000000ll);
+    WD_EXPECT_NEAR(json_number_value(json_object_get(kt, "transfer_latency")), 0.5, 1e-9);
+    WD_EXPECT_NEAR(json_number_value(json_object_get(kt, "gb_per_second")), 4.0, 1e-9);
+    WD_EXPECT_NEAR(json_number_value(json_object_get(kt, "wait_target_latency")), 0.25, 1e-9);
+    WD_EXPECT_NEAR(json_number_value(json_object_get(kt, "prefill_latency")), 1.5, 1e-9);
+    json_decref(kt);
+    /* A zero transfer time has no rate. */
+    kv.transfer_secs = 0;
+    kt = generate_kv(&kv, &o);
+    WD_EXPECT(json_is_null(json_object_get(kt, "gb_per_second")));
+    json_decref(kt);
     wd_output_cleanup(&o);
 }
 
@@ -367,6 +440,7 @@ int main(void)
     WD_RUN(test_sse_event);
     WD_RUN(test_full_chat);
     WD_RUN(test_full_completion_and_generate);
+    WD_RUN(test_generate_kv_transfer);
     WD_RUN(test_stream_chat);
     WD_RUN(test_stream_completion_and_generate);
     WD_RUN(test_stream_error);

@@ -20,64 +20,14 @@ client="$src/tests/integration/serving_client.py"
 gen="$bin/wideep-generate"
 printf '%s\n' 1,2,3,4,5 17,99,3,250,7,8,41 640,12,5 9,9,9,9,9,9,9,9,9 300,301,302,303 >"$RL_TMP/prompts"
 
-# sd_start_decode NAME [flags...]: a decode worker; sets SD_PID and SD_MPORT (metrics).
-sd_start_decode() {
-    local name=$1
-    shift
-    "$bin/wideep-decode" --model-path "$RL_MODEL" --router "tcp://127.0.0.1:$RL_WP" \
-        --instance-id "$name" --metrics-port 0 --threads 1 --heartbeat-interval-ms 100 \
-        "$@" >"$RL_TMP/$name.log" 2>&1 &
-    SD_PID=$!
-    RL_PIDS+=("$SD_PID")
-    rl_wait_log "$RL_TMP/$name.log" "health and metrics on" 100 || return 1
-    SD_MPORT=$(sed -nE 's/.*health and metrics on http:\/\/127.0.0.1:([0-9]+).*/\1/p' \
-        "$RL_TMP/$name.log" | head -1)
-}
-
-# Workers of several ranks take a while on two busy cores: up to 60 s.
-wait_workers_long() {
-    local i
-    for i in $(seq 6); do rl_wait_workers "$1" && return 0; done
-    return 1
-}
-
-# wmetric PORT NAME{labels}: a worker metric's value.
-wmetric() {
-    curl -s --max-time 2 "http://127.0.0.1:$1/metrics" |
-        awk -v k="$2" '$1 == k {print $2; f=1} END {if (!f) print -1}'
-}
-
-# idle PORT: no request running and every KV page free on DP rank 0 (and 1 if it has one).
-idle() {
-    local d free total run
-    for d in 0 ${2:-}; do
-        free=$(wmetric "$1" "wideep:worker_kv_free_pages{dp_rank=\"$d\"}")
-        total=$(wmetric "$1" "wideep:worker_kv_total_pages{dp_rank=\"$d\"}")
-        run=$(wmetric "$1" "wideep:worker_running_requests{dp_rank=\"$d\"}")
-        [ "$free" = "$total" ] && [ "$free" != -1 ] && [ "$run" = 0 ] || return 1
-    done
-}
-
-wait_idle() {
-    local i
-    for i in $(seq 100); do idle "$@" && return 0; sleep 0.1; done
-    return 1
+. "$(dirname "$0")/serving_lib.sh"
+sd_start_decode() { # NAME [flags...]: sets SD_PID and SD_MPORT
+    sl_start decode "$@" || return 1
+    SD_PID=$SL_PID SD_MPORT=$SL_MPORT
 }
 
 # The reference: wideep-generate on the same prompts, greedy, 10 tokens.
-python3 - "$RL_TMP/prompts" >"$RL_TMP/ids" <<'PY'
-import sys
-for line in open(sys.argv[1]):
-    print(line.strip())
-PY
-"$gen" --model-path "$RL_MODEL" --prompts-file /dev/null >/dev/null 2>&1
-: >"$RL_TMP/want"
-while read -r ids; do
-    "$gen" --model-path "$RL_MODEL" --input-ids "$ids" --max-new-tokens 10 --temperature 0 \
-        --ignore-eos --json --threads 1 2>/dev/null |
-        python3 -c "import json,sys;print(json.dumps(json.loads(sys.stdin.readline())['output_ids']))" \
-        >>"$RL_TMP/want"
-done <"$RL_TMP/prompts"
+sl_reference "$RL_TMP/prompts" 10 "$RL_TMP/want"
 
 rl_start_router main --policy round_robin || exit 1
 sd_start_decode solo || { cat "$RL_TMP/solo.log"; exit 1; }
@@ -106,8 +56,8 @@ rl_check "both workers served" bash -c "[ \$(curl -s '$RL_URL/workers' | python3
 'import json,sys;print(min(w[\"requests\"] for w in json.load(sys.stdin)[\"workers\"]))') -gt 0 ]"
 rl_check "64 concurrent streams complete and are correct" \
     python3 "$client" concurrent "$RL_URL" "$RL_TMP/prompts" 12 64
-rl_check "pages back to idle on both" bash -c "$(declare -f wmetric idle wait_idle); \
-    wait_idle $ep_m && wait_idle $dpa_m 1"
+both_idle() { wait_idle "$ep_m" && wait_idle "$dpa_m" 1; }
+rl_check "pages back to idle on both" both_idle
 
 # The official openai client against real decode workers (chat and completions, streaming
 # and not, stop, logprobs, usage, error classes); its venv as test_router_openai.sh makes it.
@@ -123,8 +73,7 @@ fi
 
 # A client that leaves mid-stream: the abort reaches the worker, pages return.
 python3 "$client" disconnect "$RL_URL" 1500 >/dev/null 2>&1
-rl_check "disconnect: pages back to idle" bash -c "$(declare -f wmetric idle wait_idle); \
-    wait_idle $ep_m && wait_idle $dpa_m 1"
+rl_check "disconnect: pages back to idle" both_idle
 aborted() { # the most aborted requests either worker counted (-1: none has the series)
     local a b
     a=$(wmetric "$ep_m" 'wideep:worker_requests_total{outcome="aborted"}')

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # make demo: the servers users deploy, on one machine with the tiny model that ships in
-# deploy/tiny-model: wideep-router and one wideep-decode worker (tp 2, ep 2, DeepEP-style
-# dispatch) on 127.0.0.1; one chat request through HTTP with its answer streamed here;
-# then the system keeps serving until Ctrl-C (or `make stop` from another shell).
+# deploy/tiny-model, disaggregated: wideep-router, one wideep-prefill worker (tp 2, ep 2,
+# DeepEP normal mode) and one wideep-decode worker (tp 2, dp 2 with DP attention, ep 2,
+# DeepEP low-latency mode) on 127.0.0.1, the prefill worker writing each request's KV into
+# the decode worker's pages over UCX; one chat request through HTTP with its answer streamed
+# here; then the system keeps serving until Ctrl-C (or `make stop` from another shell).
 set -eu
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,7 +13,7 @@ model="$root/deploy/tiny-model"
 run="$root/$build/demo"
 mkdir -p "$run"
 
-for b in wideep-router wideep-decode; do
+for b in wideep-router wideep-prefill wideep-decode; do
     if [ ! -x "$bin/$b" ]; then
         echo "demo: $bin/$b is missing; run make build" >&2
         exit 1
@@ -26,7 +28,7 @@ pids=()
 stop() {
     trap - INT TERM EXIT
     echo
-    echo "== stopping (the decode worker drains first)"
+    echo "== stopping (the workers drain first)"
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     rm -f "$run/pids"
@@ -41,20 +43,30 @@ for _ in $(seq 100); do [ -s "$run/ports" ] && break; sleep 0.1; done
 if [ ! -s "$run/ports" ]; then echo "demo: the router did not start:"; cat "$run/router.log"; exit 1; fi
 read -r http wport <"$run/ports"
 url="http://127.0.0.1:$http"
-"$bin/wideep-decode" --model-path "$model" --router "tcp://127.0.0.1:$wport" --instance-id demo-decode \
-    --tp 2 --ep 2 --moe-a2a-backend deepep --metrics-port 0 >"$run/decode.log" 2>&1 &
+"$bin/wideep-prefill" --model-path "$model" --router "tcp://127.0.0.1:$wport" \
+    --instance-id demo-prefill --tp 2 --ep 2 --moe-a2a-backend deepep --deepep-mode normal \
+    --metrics-port 0 >"$run/prefill.log" 2>&1 &
+pids+=($!)
+"$bin/wideep-decode" --model-path "$model" --router "tcp://127.0.0.1:$wport" \
+    --instance-id demo-decode --tp 2 --dp 2 --enable-dp-attention --ep 2 \
+    --moe-a2a-backend deepep --deepep-mode low_latency --metrics-port 0 >"$run/decode.log" 2>&1 &
 pids+=($!)
 printf '%s\n' "${pids[@]}" >"$run/pids"
 
 echo "== wideep demo: $model"
-echo "== router $url, one decode worker: tp 2, ep 2, --moe-a2a-backend deepep (logs in $run)"
-for _ in $(seq 300); do
-    curl -s "$url/workers" | grep -q '"instance_id":"demo-decode"' && break
+echo "== router $url (logs in $run)"
+echo "   prefill worker: tp 2, ep 2, deepep normal"
+echo "   decode worker:  tp 2, dp 2 + DP attention, ep 2, deepep low_latency"
+registered() { curl -s "$url/workers" | grep -q "\"instance_id\":\"$1\""; }
+for _ in $(seq 600); do
+    registered demo-decode && registered demo-prefill && break
     sleep 0.1
 done
-if ! curl -s "$url/workers" | grep -q '"instance_id":"demo-decode"'; then
-    echo "demo: the decode worker did not register:"; tail -5 "$run/decode.log"; exit 1
-fi
+for w in prefill decode; do
+    if ! registered "demo-$w"; then
+        echo "demo: the $w worker did not register:"; tail -5 "$run/$w.log"; exit 1
+    fi
+done
 
 question="Tell me my fortune."
 echo "== POST /v1/chat/completions (streaming): $question"
@@ -75,6 +87,8 @@ for line in sys.stdin:
         print(ch.get("delta", {}).get("content") or "", end="", flush=True)
 print()
 '
+bytes=$(curl -s "$url/metrics" | awk '$1 == "wideep:router_kv_transfer_bytes_sum" {print $2}')
+echo "== its KV went from the prefill worker to the decode worker over UCX (${bytes:-0} bytes)"
 cat <<EOT
 
 == still serving. Try:

@@ -50,8 +50,30 @@ stop_all() {
 }
 # A heartbeat timeout well above router_lib's 600 ms: on a loaded machine a worker that is
 # only descheduled must not be dropped in the middle of a check; the kill -9 cases wait for it.
+ASK='{"prompt": "Hello there my good old friend", "max_tokens": 3}'
+# kill9_in_prefill PID OUT PREFILL_WLOG: a request (in the background: body in OUT, status in
+# OUT.code) reaches the prefill worker, then PID is killed; sets ID (its request id), CLIENT.
+kill9_in_prefill() {
+    curl -s --max-time 20 -o "$2" -w '%{http_code}' "$RL_URL/v1/completions" -d "$ASK" \
+        >"$2.code" &
+    CLIENT=$!
+    rl_wait_log "$3" "^prefill " 50
+    ID=$(last_id "$3" prefill)
+    { kill -KILL "$1"; wait "$1"; } 2>/dev/null
+}
 PD_FLAGS=(--prefill-policy round_robin --decode-policy least_load --pd-min-prefill-tokens 4
     --heartbeat-timeout-ms 1500)
+# new_pair ROUTER D "D_FLAGS" P "P_FLAGS" ["ROUTER_FLAGS"]: after stop_all, a fresh router
+# with one decode and one prefill worker (flag strings split on spaces); sets D_PID, P_PID.
+new_pair() {
+    RL_PIDS=()
+    rl_start_router "$1" "${PD_FLAGS[@]}" ${6:-} || exit 1
+    rl_start_worker "$2" $3
+    D_PID=$RL_WPID
+    rl_start_worker "$4" --role prefill $5
+    P_PID=$RL_WPID
+    wait_set "['$2', '$4']"
+}
 
 # --- a pair, short prompts, roles, refusals, a failing prefill worker ---
 rl_start_router a "${PD_FLAGS[@]}" || exit 1
@@ -125,13 +147,8 @@ rl_check "none of them registered" [ "$(rl_n_workers)" = 2 ]
 
 rl_start_worker p_fail --role prefill --fail
 rl_check "a failing prefill worker registers" rl_wait_workers 3
-ok=0
-for i in 1 2 3 4 5 6; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "$RL_URL/v1/completions" \
-        -d '{"prompt": "Hello there my good old friend", "max_tokens": 3}')
-    [ "$code" = 200 ] && ok=$((ok + 1))
-done
-rl_check "every request succeeds (retried on a new pair)" [ $ok = 6 ]
+rl_check "every request succeeds (retried on a new pair)" \
+    [ "$(rl_count_200 6 /v1/completions "$ASK")" = 6 ]
 failed=$(grep -c '^prefill ' "$RL_TMP/p_fail.wlog")
 rl_check "the failing prefill worker got some" [ "$failed" -ge 1 ]
 all_aborted=1
@@ -148,22 +165,12 @@ assert w[\"p_fail\"][\"is_cooled_off\"]'"
 stop_all
 
 # --- kill -9 of the prefill worker before its KvDone (nothing streamed yet) ---
-RL_PIDS=()
-rl_start_router b "${PD_FLAGS[@]}" || exit 1
-rl_start_worker d2 --first-token-delay-ms 5000
-d2_pid=$RL_WPID
-rl_start_worker p2 --role prefill --kv-done-delay-ms 60000
-p2_pid=$RL_WPID
-rl_wait_workers 2
-curl -s --max-time 20 -o "$RL_TMP/lost_p" -w '%{http_code}' "$RL_URL/v1/completions" \
-    -d '{"prompt": "Hello there my good old friend", "max_tokens": 3}' >"$RL_TMP/lost_p.code" &
-client=$!
-rl_wait_log "$RL_TMP/p2.wlog" "^prefill " 50
-id=$(last_id "$RL_TMP/p2.wlog" prefill)
-{ kill -KILL "$p2_pid"; wait "$p2_pid"; } 2>/dev/null
+new_pair b d2 "--first-token-delay-ms 5000" p2 "--kv-done-delay-ms 60000"
+d2_pid=$D_PID
+kill9_in_prefill "$P_PID" "$RL_TMP/lost_p" "$RL_TMP/p2.wlog"
 rl_check "the decode side gets an Abort once the prefill worker is dropped" \
-    wait_abort "$RL_TMP/d2.wlog" "$id" 40
-wait $client
+    wait_abort "$RL_TMP/d2.wlog" "$ID" 40
+wait $CLIENT
 rl_check "the request is retried on the decode worker alone and succeeds" \
     [ "$(cat "$RL_TMP/lost_p.code")" = 200 ]
 rl_check "as a GenerateRequest" [ "$(grep -c '^generate ' "$RL_TMP/d2.wlog")" = 1 ]
@@ -197,21 +204,11 @@ rl_check "within a few seconds" [ $((t1 - t0)) -le 5 ]
 stop_all
 
 # --- kill -9 of the decode worker while the prefill worker works ---
-RL_PIDS=()
-rl_start_router c "${PD_FLAGS[@]}" || exit 1
-rl_start_worker d4 --first-token-delay-ms 60000
-d4_pid=$RL_WPID
-rl_start_worker p4 --role prefill --kv-done-delay-ms 60000
-rl_wait_workers 2
-curl -s --max-time 20 -o "$RL_TMP/lost_d" -w '%{http_code}' "$RL_URL/v1/completions" \
-    -d '{"prompt": "Hello there my good old friend", "max_tokens": 3}' >"$RL_TMP/lost_d.code" &
-client=$!
-rl_wait_log "$RL_TMP/p4.wlog" "^prefill " 50
-id=$(last_id "$RL_TMP/p4.wlog" prefill)
-{ kill -KILL "$d4_pid"; wait "$d4_pid"; } 2>/dev/null
+new_pair c d4 "--first-token-delay-ms 60000" p4 "--kv-done-delay-ms 60000"
+kill9_in_prefill "$D_PID" "$RL_TMP/lost_d" "$RL_TMP/p4.wlog"
 rl_check "the prefill side gets an Abort once the decode worker is dropped" \
-    wait_abort "$RL_TMP/p4.wlog" "$id" 40
-wait $client
+    wait_abort "$RL_TMP/p4.wlog" "$ID" 40
+wait $CLIENT
 rl_check "the client gets a clear error (no decode worker left)" \
     [ "$(cat "$RL_TMP/lost_d.code")" = 503 ]
 rl_check "that says so" grep -q 'no worker can take the request now' "$RL_TMP/lost_d"
@@ -220,18 +217,14 @@ rl_check "decode_lost is counted" \
 stop_all
 
 # --- client gone, deadline: Abort to both sides ---
-RL_PIDS=()
-rl_start_router e "${PD_FLAGS[@]}" --request-timeout-secs 2 || exit 1
-rl_start_worker d5 --first-token-delay-ms 60000
-rl_start_worker p5 --role prefill --kv-done-delay-ms 60000
-rl_wait_workers 2
-curl -s --max-time 1 "$RL_URL/v1/completions" -d '{"prompt": "Hello there my good old friend",
-    "max_tokens": 3}' >/dev/null
+new_pair e d5 "--first-token-delay-ms 60000" p5 "--kv-done-delay-ms 60000" \
+    "--request-timeout-secs 2"
+curl -s --max-time 1 "$RL_URL/v1/completions" -d "$ASK" >/dev/null
 id=$(last_id "$RL_TMP/p5.wlog" prefill)
 rl_check "client gone: Abort to the decode side" wait_abort "$RL_TMP/d5.wlog" "$id" 10
 rl_check "and to the prefill side" wait_abort "$RL_TMP/p5.wlog" "$id" 10
 code=$(curl -s -o "$RL_TMP/late" -w '%{http_code}' --max-time 10 "$RL_URL/v1/completions" \
-    -d '{"prompt": "Hello there my good old friend", "max_tokens": 3}')
+    -d "$ASK")
 id=$(last_id "$RL_TMP/p5.wlog" prefill)
 rl_check "deadline: 504" [ "$code" = 504 ]
 rl_check "deadline: Abort to the decode side" wait_abort "$RL_TMP/d5.wlog" "$id" 10
@@ -242,18 +235,13 @@ rl_check "timeout is counted" [ "$(metric 'wideep:router_pd_failures_total{kind=
 stop_all
 
 # --- a KvDone later than the decode worker's last token ---
-RL_PIDS=()
-rl_start_router f "${PD_FLAGS[@]}" || exit 1
-rl_start_worker d6
-rl_start_worker p6 --role prefill --kv-done-delay-ms 300
-p6_pid=$RL_WPID
-rl_wait_workers 2
+new_pair f d6 "" p6 "--kv-done-delay-ms 300"
 t=$(curl -s -o "$RL_TMP/held" -w '%{time_total}' "$RL_URL/generate" -d '{"input_ids": [5, 6, 7,
     8], "sampling_params": {"max_new_tokens": 2}, "return_kv_transfer_stats": true}')
 rl_check "the answer waits for the KvDone" python3 -c "assert $t >= 0.3"
 rl_check "and carries its figures" [ "$(json "$RL_TMP/held" \
     "j['meta_info']['kv_transfer']['kv_bytes']")" = 16384 ]
-rl_stop "$p6_pid"
+rl_stop "$P_PID"
 wait_set "['d6']"
 rl_start_worker p7 --role prefill --kv-done-delay-ms 5000
 rl_check "a prefill worker that answers late" wait_set "['d6', 'p7']"

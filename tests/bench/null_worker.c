@@ -7,10 +7,19 @@
  * --token-interval-ms the tokens come one chunk each at that pace (streaming, kill -9
  * mid-stream); with 0 they come in one chunk at once (the benchmark).
  *
+ * Disaggregation (--role): a decode worker answers a DecodeRequest as a GenerateRequest
+ * (it has no KV to wait for, so it streams at once, or after --first-token-delay-ms, which
+ * stands for the wait for the prefill side); a prefill worker (--role prefill, registered
+ * with --bootstrap-endpoint, which nothing listens on) answers a PrefillRequest with a
+ * KvDone to the router at once or after --kv-done-delay-ms, with made-up figures
+ * (NULL_KV_BYTES_PER_TOKEN bytes per prompt token).
+ *
  * Fault switches for the integration tests: --fail (answer every request with an Error),
  * --finish stop (end with the first stop id, finish STOP), --garbage N (send N malformed
- * frames, then behave). --log FILE records what it got (generate, abort, ack, refuse,
- * error) one line each, for the tests to check. Nothing in the product starts it.
+ * frames, then behave), --page-size / --kv-dtype (a fingerprint that does not pair).
+ * --log FILE records what it got (generate, decode, prefill, abort, ack, refuse, error) and
+ * the KvDones it sent, one line each, for the tests to check. Nothing in the product starts
+ * it.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -28,18 +37,21 @@
 #include "tests/bench/bench_util.h"
 
 #define MAX_ACTIVE 4096
+#define NULL_KV_BYTES_PER_TOKEN 4096
 
 struct active {
     uint64_t id;
-    int32_t *ids; /* the prompt, replayed */
+    int is_prefill; /* a KvDone due at `next`, not tokens */
+    int32_t *ids;   /* the prompt, replayed */
     int n_ids, max, done, n_top, is_lp;
     int32_t stop_id; /* -1: none */
     double next;
 };
 
 struct nw {
-    const char *router, *model_path, *instance, *log_path, *finish;
+    const char *router, *model_path, *instance, *log_path, *finish, *role, *bootstrap, *kv_dtype;
     int dp, pages, page_size, interval_ms, fail, garbage, verbose;
+    int first_delay_ms, kv_done_delay_ms;
     char config_hash_str[32];
     const char *config_hash_flag;
     uint64_t config_hash;
@@ -90,7 +102,10 @@ static void send_register(struct nw *w)
     wd_msg_init(&m, WD_MSG_REGISTER);
     struct wd_msg_register *g = &m.reg;
     struct wd_msg_dp_capacity dp[64];
-    g->role = WD_MSG_ROLE_DECODE;
+    int is_prefill = strcmp(w->role, "prefill") == 0;
+    g->role = is_prefill ? WD_MSG_ROLE_PREFILL : WD_MSG_ROLE_DECODE;
+    if (is_prefill)
+        snprintf(g->bootstrap_endpoint, sizeof(g->bootstrap_endpoint), "%s", w->bootstrap);
     snprintf(g->instance_id, sizeof(g->instance_id), "%s", w->instance);
     g->n_dp_ranks = w->dp;
     for (int i = 0; i < w->dp; i++) {
@@ -102,7 +117,7 @@ static void send_register(struct nw *w)
     snprintf(g->fp.model, sizeof(g->fp.model), "null-worker");
     g->fp.config_hash = w->config_hash;
     snprintf(g->fp.weight_dtype, sizeof(g->fp.weight_dtype), "bf16");
-    snprintf(g->fp.kv_dtype, sizeof(g->fp.kv_dtype), "bf16");
+    snprintf(g->fp.kv_dtype, sizeof(g->fp.kv_dtype), "%s", w->kv_dtype);
     g->fp.page_size = w->page_size;
     g->fp.kv.kind = WD_MSG_KV_GQA;
     g->fp.kv.n_layers = 1;
@@ -189,11 +204,35 @@ static void emit(struct nw *w, struct active *a, int n)
     free(tlps);
 }
 
-static void on_generate(struct nw *w, const struct wd_msg_generate *g)
+static void send_kv_done(struct nw *w, const struct active *a)
 {
-    logf_(w, "generate %llx dp=%d n_input=%d max=%d deadline_ms=%u top=%d temp=%g",
-          (unsigned long long)g->request_id, g->dp_rank, g->n_input_ids, g->max_new_tokens,
-          g->deadline_ms, g->n_top_logprobs, (double)g->sampling.temperature);
+    struct wd_msg m;
+    wd_msg_init(&m, WD_MSG_KV_DONE);
+    struct wd_msg_kv_done *d = &m.kv_done;
+    d->request_id = a->id;
+    d->first_token = a->ids[0];
+    d->logprob = -0.5f;
+    d->n_prompt_tokens = a->n_ids;
+    d->kv_bytes = (uint64_t)a->n_ids * NULL_KV_BYTES_PER_TOKEN;
+    d->transfer_us = 100 + (uint32_t)a->n_ids;
+    d->wait_target_us = 25;
+    logf_(w, "kv_done %llx", (unsigned long long)a->id);
+    send_msg(w, &m);
+}
+
+/* GenerateRequest, DecodeRequest (both stream tokens) and PrefillRequest (a KvDone). */
+static void on_request(struct nw *w, enum wd_msg_kind kind, const struct wd_msg_generate *g)
+{
+    int is_prefill = kind == WD_MSG_PREFILL_REQUEST;
+    if (kind == WD_MSG_GENERATE)
+        logf_(w, "generate %llx dp=%d n_input=%d max=%d deadline_ms=%u top=%d temp=%g",
+              (unsigned long long)g->request_id, g->dp_rank, g->n_input_ids, g->max_new_tokens,
+              g->deadline_ms, g->n_top_logprobs, (double)g->sampling.temperature);
+    else
+        logf_(w, "%s %llx dp=%d n_input=%d max=%d deadline_ms=%u peer=%s peer_dp=%d bootstrap=%s",
+              is_prefill ? "prefill" : "decode", (unsigned long long)g->request_id, g->dp_rank,
+              g->n_input_ids, g->max_new_tokens, g->deadline_ms, g->peer.instance_id,
+              g->peer.dp_rank, g->peer.bootstrap_endpoint[0] ? g->peer.bootstrap_endpoint : "-");
     if (w->fail) {
         struct wd_msg m;
         wd_msg_init(&m, WD_MSG_ERROR);
@@ -215,9 +254,14 @@ static void on_generate(struct nw *w, const struct wd_msg_generate *g)
     a->is_lp = g->is_return_logprobs;
     a->n_top = g->n_top_logprobs;
     a->stop_id = g->n_stop_ids > 0 ? g->stop_ids[0] : -1;
-    a->next = wd_bench_now() + w->interval_ms / 1000.0;
-    if (w->interval_ms == 0) {
-        emit(w, a, 0);
+    a->is_prefill = is_prefill;
+    int delay_ms = is_prefill ? w->kv_done_delay_ms : w->first_delay_ms + w->interval_ms;
+    a->next = wd_bench_now() + delay_ms / 1000.0;
+    if (delay_ms == 0) {
+        if (is_prefill)
+            send_kv_done(w, a);
+        else
+            emit(w, a, 0);
         finish_active(w, w->n_act - 1);
     }
 }
@@ -226,7 +270,9 @@ static void on_message(struct nw *w, struct wd_msg *m)
 {
     switch (m->kind) {
     case WD_MSG_GENERATE:
-        on_generate(w, &m->generate);
+    case WD_MSG_DECODE_REQUEST:
+    case WD_MSG_PREFILL_REQUEST:
+        on_request(w, m->kind, &m->generate);
         break;
     case WD_MSG_ABORT:
         logf_(w, "abort %llx", (unsigned long long)m->abort.request_id);
@@ -292,7 +338,12 @@ static void tick(struct nw *w, double now)
             i++;
             continue;
         }
-        emit(w, a, 1);
+        if (a->is_prefill) {
+            send_kv_done(w, a);
+            finish_active(w, i);
+            continue;
+        }
+        emit(w, a, w->interval_ms > 0 ? 1 : 0);
         a->next = now + w->interval_ms / 1000.0;
         if (a->done == a->max)
             finish_active(w, i);
@@ -348,6 +399,9 @@ int wd_bench_null_worker(int argc, char **argv)
     w.dp = 1;
     w.pages = 1 << 20;
     w.page_size = 16;
+    w.role = "decode";
+    w.bootstrap = "tcp://127.0.0.1:9";
+    w.kv_dtype = "bf16";
     struct wd_flag flags[] = {
         {"router", NULL, WD_FLAG_STRING, &w.router, 1, 0, "tcp://HOST:PORT of the router", NULL, 0},
         {"model-path", NULL, WD_FLAG_STRING, &w.model_path, 1, 0,
@@ -358,6 +412,15 @@ int wd_bench_null_worker(int argc, char **argv)
         {"dp", NULL, WD_FLAG_INT, &w.dp, 1, 64, "DP ranks", NULL, 0},
         {"pages", NULL, WD_FLAG_INT, &w.pages, 1, 1 << 30, "KV pages per rank", NULL, 0},
         {"page-size", NULL, WD_FLAG_INT, &w.page_size, 1, 4096, "tokens per page", NULL, 0},
+        {"kv-dtype", NULL, WD_FLAG_STRING, &w.kv_dtype, 1, 0, "KV dtype of the fingerprint", NULL,
+         0},
+        {"role", NULL, WD_FLAG_STRING, &w.role, 1, 0, "register as", "decode,prefill", 0},
+        {"bootstrap-endpoint", NULL, WD_FLAG_STRING, &w.bootstrap, 1, 0,
+         "prefill: the endpoint to register (nothing listens there)", NULL, 0},
+        {"kv-done-delay-ms", NULL, WD_FLAG_INT, &w.kv_done_delay_ms, 0, 600000,
+         "prefill: send each KvDone this late", NULL, 0},
+        {"first-token-delay-ms", NULL, WD_FLAG_INT, &w.first_delay_ms, 0, 600000,
+         "decode: hold each request's first token this long (the wait for its KV)", NULL, 0},
         {"token-interval-ms", NULL, WD_FLAG_INT, &w.interval_ms, 0, 600000,
          "one token per chunk at this pace (0: all at once)", NULL, 0},
         {"finish", NULL, WD_FLAG_STRING, &w.finish, 1, 0, "how requests end", "length,stop", 0},

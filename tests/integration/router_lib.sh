@@ -98,6 +98,15 @@ rl_wait_log() {
     return 1
 }
 
+# rl_count_200 N PATH BODY: sends the request N times in a row; prints how many got a 200.
+rl_count_200() {
+    local i ok=0
+    for i in $(seq "$1"); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$RL_URL$2" -d "$3")" = 200 ] && ok=$((ok + 1))
+    done
+    echo $ok
+}
+
 # rl_stop PID: TERM, then KILL after 5 s.
 rl_stop() {
     local i

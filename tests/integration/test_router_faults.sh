@@ -50,13 +50,8 @@ rl_check "drop logged" rl_wait_log "$RL_TMP/a.log" "worker slow dropped: nothing
 rl_start_worker bad --fail
 rl_start_worker good
 rl_check "two workers" rl_wait_workers 2
-ok=0
-for i in 1 2 3 4 5 6; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "$RL_URL/v1/completions" \
-        -d '{"prompt":"Hello","max_tokens":3}')
-    [ "$code" = 200 ] && ok=$((ok + 1))
-done
-rl_check "every request succeeds (retried off the failing worker)" [ $ok = 6 ]
+rl_check "every request succeeds (retried off the failing worker)" \
+    [ "$(rl_count_200 6 /v1/completions '{"prompt":"Hello","max_tokens":3}')" = 6 ]
 rl_check "retries are counted" bash -c "[ \"\$(curl -s '$RL_URL/metrics' | awk '\$1==\"wideep:router_retries_total\"{print \$2}')\" -ge 3 ]"
 rl_check "the failing worker is cooled off" bash -c "curl -s '$RL_URL/workers' | python3 -c \
 'import json,sys;w={x[\"instance_id\"]:x for x in json.load(sys.stdin)[\"workers\"]};assert w[\"bad\"][\"is_cooled_off\"]'"

@@ -18,6 +18,7 @@ int wd_worker_args_parse(struct wd_worker_args *a, const char *role, int argc, c
     a->dist_timeout_ms = 60000;
     a->heartbeat_interval_ms = 1000;
     a->drain_timeout_secs = 60;
+    a->kv_release_timeout_secs = 60;
     a->metrics_port = -1;
     a->kv_cache_dtype = "auto";
     a->metrics_host = "127.0.0.1";
@@ -80,6 +81,18 @@ int wd_worker_args_parse(struct wd_worker_args *a, const char *role, int argc, c
                                       1,
                                       0,
                                       "address the bootstrap endpoint binds and advertises",
+                                      NULL,
+                                      0};
+    } else {
+        flags[n++] = (struct wd_flag){"kv-release-timeout-secs",
+                                      NULL,
+                                      WD_FLAG_INT,
+                                      &a->kv_release_timeout_secs,
+                                      1,
+                                      86400,
+                                      "an aborted request's reserved pages wait this long for "
+                                      "the prefill worker's word that it writes no more; keep "
+                                      "it above the longest prefill step",
                                       NULL,
                                       0};
     }

@@ -22,6 +22,7 @@ struct wd_worker_args {
     int metrics_port;   /* -1 off, 0 the kernel picks (logged and registered) */
     int bootstrap_port; /* prefill: where decode workers reach it (0 = the kernel picks) */
     const char *bootstrap_host;
+    int kv_release_timeout_secs; /* decode: see CANCEL in worker_pd.c */
     struct wd_server_args sargs;
     struct wd_parallel_args pargs;
 };

@@ -24,8 +24,14 @@
 #include "common/util/log.h"
 
 /* Aborted before its KV landed: how long the decode side keeps the pages for a prefill side
- * that says nothing (dead or stopped). Longer than any flush the prefill side waits for. */
-#define CANCEL_QUARANTINE_MS 20000
+ * that says nothing (dead or stopped): --kv-release-timeout-secs. An abort reaches the
+ * prefill ranks only between steps, so this must outlast one prefill step (a long chunk on
+ * a slow CPU takes tens of seconds) plus the flush of its puts: reusing pages a put may
+ * still land in would corrupt another request. */
+static int64_t quarantine_ms(const struct wd_worker *w)
+{
+    return (int64_t)w->args.kv_release_timeout_secs * 1000;
+}
 /* A prefill bootstrap endpoint that takes no message for this long fails its requests. */
 #define CONNECT_TIMEOUT_MS 5000
 
@@ -48,6 +54,9 @@ struct wd_pd_pending {
     int32_t *pages;
     int n_pages;
     int64_t t_target_us;
+    /* Aborted before its KvTarget came: kept (prompt freed) until then, so the decode side
+     * gets KvRelease at once instead of waiting out its quarantine; dropped at the limit. */
+    int is_aborted;
 };
 
 static void pending_free(struct wd_pd_pending *p)
@@ -272,7 +281,7 @@ void wd_worker_pd_on_decode_request(struct wd_worker *w, const struct wd_msg_gen
         wd_worker_params(g, &p);
         /* The lease: the request's deadline, plus the time a cancelled request's pages stay
          * held for a silent prefill side. */
-        int64_t deadline = g->deadline_ms ? wd_now_ms() + g->deadline_ms + CANCEL_QUARANTINE_MS : 0;
+        int64_t deadline = g->deadline_ms ? wd_now_ms() + g->deadline_ms + quarantine_ms(w) : 0;
         st = wd_engine_host_reserve(w->host, g->dp_rank, &p, deadline, &err);
     }
     if (st != WD_OK) {
@@ -295,6 +304,8 @@ static void on_reserved(struct wd_worker *w, struct wd_worker_req *r,
     r->n_pages = ev->extra;
     r->t_reserved_ms = wd_now_ms();
     r->is_target_unsent = 1;
+    wd_log(WD_LOG_DEBUG, "pd", "request %llu: %d pages reserved%s", (unsigned long long)r->id, r->n_pages,
+           r->is_cancelled ? " (cancelled)" : "");
     if (r->is_cancelled) /* aborted while the reserve was on its way: nobody writes */
         wd_engine_host_abort(w->host, r->id);
     else
@@ -309,6 +320,9 @@ static void on_prefill_msg(struct wd_worker *w, int i, const struct wd_msg *m)
                   : m->kind == WD_MSG_ERROR      ? m->error.request_id
                                                  : 0;
     struct wd_worker_req *r = wd_u64map_get(&w->reqs, id);
+    wd_log(WD_LOG_DEBUG, "pd", "request %llu: %s from prefill worker %s%s", (unsigned long long)id,
+           wd_msg_kind_str(m->kind), w->conns[i].instance_id,
+           !r ? " (not here)" : r->is_cancelled ? " (cancelled)" : "");
     if (!r || !r->is_pd || r->conn != i) {
         if (m->kind == WD_MSG_ERROR && id == 0)
             wd_log(WD_LOG_WARN, "pd", "prefill worker %s: %s", w->conns[i].instance_id,
@@ -334,8 +348,13 @@ static void on_prefill_msg(struct wd_worker *w, int i, const struct wd_msg *m)
         }
         break;
     case WD_MSG_KV_RELEASE:
-        if (r->is_cancelled && !r->is_activated)
+        /* The prefill side aborted it (the router's abort or its deadline; the router hears
+         * of both from there) and writes nothing more. It may get here before the router's
+         * abort does: end it now, quietly, or the pages would wait out the quarantine. */
+        if (!r->is_activated) {
+            r->is_cancelled = 1;
             wd_engine_host_abort(w->host, id);
+        }
         break;
     case WD_MSG_ERROR:
         if (w->m_kv_failures >= 0)
@@ -395,6 +414,7 @@ static void boot_error(struct wd_worker *w, const struct wd_zsock_peer *to, uint
 
 static void boot_release(struct wd_worker *w, const struct wd_zsock_peer *to, uint64_t id)
 {
+    wd_log(WD_LOG_DEBUG, "pd", "request %llu: KvRelease to the decode worker", (unsigned long long)id);
     struct wd_msg m;
     wd_msg_init(&m, WD_MSG_KV_RELEASE);
     m.kv_release.request_id = id;
@@ -453,7 +473,12 @@ void wd_worker_pd_on_prefill_request(struct wd_worker *w, const struct wd_msg_ge
         }
         return;
     }
+    wd_log(WD_LOG_DEBUG, "pd", "request %llu: PrefillRequest", (unsigned long long)g->request_id);
     struct wd_pd_pending *p = pending_get(w, g->request_id);
+    if (p && p->is_aborted) { /* an id used again: the old request's marker goes */
+        pending_drop(w, p);
+        p = pending_get(w, g->request_id);
+    }
     if (!p || p->has_request) {
         wd_worker_send_error(w, g->request_id, p ? WD_ERR_INVALID : WD_ERR_NOMEM,
                              p ? "request id already pending" : "worker out of memory");
@@ -540,6 +565,8 @@ static void on_descriptors(struct wd_worker *w, const struct wd_msg_kv_descripto
 static void on_target(struct wd_worker *w, const struct wd_zsock_peer *from,
                       const struct wd_msg_kv_target *t)
 {
+    wd_log(WD_LOG_DEBUG, "pd", "request %llu: KvTarget from %s", (unsigned long long)t->request_id,
+           t->decode_instance_id);
     struct wd_pd_set *s = find_set(w, t->decode_instance_id, t->descriptors_id, t->decode_dp_rank);
     if (!s) {
         boot_error(w, from, t->request_id, WD_ERR_INVALID,
@@ -549,6 +576,11 @@ static void on_target(struct wd_worker *w, const struct wd_zsock_peer *from,
     if (wd_u64map_get(&w->reqs, t->request_id))
         return; /* a duplicate of a running request */
     struct wd_pd_pending *p = pending_get(w, t->request_id);
+    if (p && p->is_aborted) { /* the router aborted it first: nothing will be written */
+        boot_release(w, from, t->request_id);
+        pending_drop(w, p);
+        return;
+    }
     if (!p || p->has_target) {
         boot_error(w, from, t->request_id, WD_ERR_INVALID, "duplicate KvTarget");
         return;
@@ -574,10 +606,22 @@ static void on_target(struct wd_worker *w, const struct wd_zsock_peer *from,
 int wd_worker_pd_on_abort(struct wd_worker *w, uint64_t id)
 {
     struct wd_pd_pending *p = wd_u64map_get(&w->pending, id);
+    struct wd_worker_req *q = wd_u64map_get(&w->reqs, id);
+    wd_log(WD_LOG_DEBUG, "pd", "request %llu: Abort (%s)", (unsigned long long)id,
+           p ? (p->has_target ? "pending with its KvTarget" : "pending") : q ? "running" : "unknown");
     if (p) { /* prefill: never started, nothing was written */
-        if (p->has_target)
+        if (p->has_target) {
             boot_release(w, &p->decode_peer, id);
-        pending_drop(w, p);
+            pending_drop(w, p);
+        } else if (!p->is_aborted) {
+            /* The KvTarget may still be on its way (the decode side reserves first). */
+            free(p->prompt);
+            p->prompt = NULL;
+            p->has_request = 0;
+            p->is_aborted = 1;
+            p->deadline_ms = 0;
+            p->t_arrival_ms = wd_now_ms();
+        }
         return 1;
     }
     struct wd_worker_req *r = wd_u64map_get(&w->reqs, id);
@@ -587,7 +631,7 @@ int wd_worker_pd_on_abort(struct wd_worker *w, uint64_t id)
         /* The prefill side may be writing: keep the pages until it says so. */
         if (!r->is_cancelled) {
             r->is_cancelled = 1;
-            r->cancel_deadline_ms = wd_now_ms() + CANCEL_QUARANTINE_MS;
+            r->cancel_deadline_ms = wd_now_ms() + quarantine_ms(w);
         }
         if (!r->pages) /* not reserved yet: on_reserved aborts */
             return 1;
@@ -630,6 +674,7 @@ int wd_worker_pd_on_event(struct wd_worker *w, struct wd_worker_req *r,
         d->kv_bytes = ev->kv_bytes;
         d->transfer_us = ev->transfer_us;
         d->wait_target_us = r->wait_target_us;
+        wd_log(WD_LOG_DEBUG, "pd", "request %llu: prefilled, KvDone", (unsigned long long)r->id);
         send_boot(w, &r->decode_peer, &m);
         wd_worker_send(w, &m); /* the router: this prefill is done */
         if (w->m_kv_transfer_us >= 0) {
@@ -706,6 +751,11 @@ void wd_worker_pd_service(struct wd_worker *w)
         int64_t limit = p ? (p->deadline_ms ? p->deadline_ms : p->t_arrival_ms + 60000) : 0;
         if (!p || now < limit)
             continue;
+        if (p->is_aborted) {
+            pending_drop(w, p); /* no KvTarget ever came: nobody waits */
+            k = (size_t)-1;
+            continue;
+        }
         if (p->has_request)
             wd_worker_send_error(w, p->id, WD_ERR_TIMEOUT,
                                  "the decode side's KvTarget did not come before the deadline");

@@ -6,7 +6,7 @@
 set -u
 src=${WD_SOURCE_DIR:?} bin=${WD_BIN_DIR:?}
 RL_MODEL="$src/tests/fixtures/tiny-qwen3-moe/bf16"
-RL_TMP=$(mktemp -d)
+RL_TMP=$(mktemp -d) # logs of every process; RL_KEEP_TMP=1 keeps it for a post-mortem
 RL_PIDS=()
 rl_pass=0 rl_fail=0
 
@@ -21,7 +21,7 @@ rl_cleanup() { # TERM first: the processes exit by themselves (and bash reports 
     done
     for p in "${RL_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
     wait 2>/dev/null
-    rm -rf "$RL_TMP"
+    [ -n "${RL_KEEP_TMP:-}" ] && echo "kept $RL_TMP" || rm -rf "$RL_TMP"
 }
 trap rl_cleanup EXIT
 

@@ -73,7 +73,7 @@ sl_start prefill pa || exit 1
 pa=$SL_PID pa_m=$SL_MPORT
 sl_start prefill pb --tp 2 --ep 2 --moe-a2a-backend deepep || exit 1
 pb=$SL_PID pb_m=$SL_MPORT
-sl_start decode da --tp 2 --dp 2 --enable-dp-attention --ep 2 --moe-a2a-backend deepep \
+sl_start decode da --kv-release-timeout-secs 20 --tp 2 --dp 2 --enable-dp-attention --ep 2 --moe-a2a-backend deepep \
     --deepep-mode low_latency || exit 1
 da=$SL_PID da_m=$SL_MPORT
 rl_check "mla 2P1D: three workers register" wait_workers_long 3
@@ -102,7 +102,7 @@ rl_check "mla 2P1D: pages idle everywhere" all_idle
 
 # 1P2D: one prefill worker feeds two decode workers.
 stop_all "$pb"
-sl_start decode db || exit 1
+sl_start decode db --kv-release-timeout-secs 20 || exit 1
 db=$SL_PID db_m=$SL_MPORT
 rl_check "mla 1P2D: the second decode worker registers" wait_workers_long 3
 rl_check "mla 1P2D: greedy equals over both decode workers" greedy_ok 3
@@ -133,19 +133,31 @@ with open(sys.argv[4], "w") as f:
 PY
 }
 
-# Client disconnect during decode, then during prefill (a long prompt): pages return.
+# Client disconnect during decode, then during prefill (a long prompt), then at once (the
+# router's abort can reach the prefill worker before the decode worker's KvTarget does:
+# the prefill side must still release the decode side's pages, not leave them to the
+# quarantine): pages return before the 20 s quarantine given to the decode workers here.
 python3 "$client" disconnect "$RL_URL" 800 >/dev/null 2>&1
 rl_check "disconnect during decode: pages idle everywhere" all_idle
-python3 - "$RL_URL" "$long" <<'PY'
+disconnect_after() { # IDS SECONDS: a streaming prompt, the socket closed after SECONDS
+    python3 - "$RL_URL" "$1" "$2" <<'PY'
 import http.client, json, sys, time, urllib.parse
 u = urllib.parse.urlparse(sys.argv[1])
 c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
 body = {"prompt": [int(x) for x in sys.argv[2].split(",")], "max_tokens": 200, "stream": True}
 c.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
-time.sleep(0.05)  # the prompt is still being prefilled
+time.sleep(float(sys.argv[3]))
 c.sock.close()
 PY
+}
+disconnect_after "$long" 0.05 # the prompt is still being prefilled
+# The abort reaches the prefill ranks after the step that prefills the prompt: a sanitizer
+# build takes ~20 s for it, the pages return when it ends (KvDone to a cancelled request).
+SL_IDLE_TENTHS=400
 rl_check "disconnect during prefill: pages idle everywhere" all_idle
+for _ in 1 2 3; do disconnect_after "$(echo "$long" | cut -d, -f1-200)" 0; done
+rl_check "disconnect before the KvTarget: pages idle everywhere" all_idle
+unset SL_IDLE_TENTHS
 
 # kill -9 of a decode worker mid-stream: an error event, no hang; the prefill side is idle.
 python3 "$client" stream "$RL_URL" 1500 "$RL_TMP/killed" &

@@ -52,6 +52,18 @@ def greedy(url, path, n):
         print(json.dumps(out["output_ids"]))
 
 
+def sse_events(r):
+    """The events of an SSE response, parsed; None for the final [DONE]."""
+    for raw in r:
+        line = raw.decode().strip()
+        if not line.startswith("data: "):
+            continue
+        if line == "data: [DONE]":
+            yield None
+            return
+        yield json.loads(line[6:])
+
+
 def stream_completion(url, ids, n):
     c = conn(url)
     body = {"prompt": ids, "max_tokens": n, "temperature": 0, "ignore_eos": True,
@@ -61,14 +73,10 @@ def stream_completion(url, ids, n):
     if r.status != 200:
         raise RuntimeError(f"HTTP {r.status}")
     text, done = "", False
-    for raw in r:
-        line = raw.decode().strip()
-        if not line.startswith("data: "):
-            continue
-        if line == "data: [DONE]":
+    for ev in sse_events(r):
+        if ev is None:
             done = True
             break
-        ev = json.loads(line[6:])
         if "error" in ev:
             raise RuntimeError(f"error event: {ev}")
         text += ev["choices"][0]["text"]
@@ -147,14 +155,10 @@ def load_one(url, n, i):
         if r.status != 200:
             return f"HTTP {r.status}: {r.read()[:200]!r}"
         text, done = "", False
-        for raw in r:
-            line = raw.decode().strip()
-            if not line.startswith("data: "):
-                continue
-            if line == "data: [DONE]":
+        for ev in sse_events(r):
+            if ev is None:
                 done = True
                 break
-            ev = json.loads(line[6:])
             if "error" in ev:
                 return f"error event: {ev['error'].get('message')}"
             for ch in ev.get("choices", []):

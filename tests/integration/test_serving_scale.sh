@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Scaling a running prefill/decode system under load, on loopback, as Kubernetes does it
+# (a pod is started and registers; a pod is sent SIGTERM and drains): four streaming clients
+# send chat requests one after another the whole time (serving_client.py load), and not one
+# of them may fail.
+#   - 2 prefill + 2 decode workers: SIGTERM a prefill worker, then a decode worker; each
+#     drains (the decode worker with streams in flight) and exits 0, the other pair serves on;
+#   - scale-out: a new decode worker started mid-run registers and takes requests;
+#   - scale-in: a decode worker drained mid-run loses none;
+#   - the router's per-pool gauges (wideep:router_pool_*, what the autoscalers read) follow:
+#     DP ranks per pool, KV in use under load, nothing running and no KV in use at the end;
+#   - every surviving worker's KV pages idle at the end.
+. "$(dirname "$0")/router_lib.sh"
+. "$(dirname "$0")/serving_lib.sh"
+client="$src/tests/integration/serving_client.py"
+RL_MODEL="$src/tests/fixtures/tiny-qwen3-moe/fp32"
+
+router_metric() { # NAME{labels}: the router's value, -1 when absent
+    curl -s --max-time 2 "$RL_URL/metrics" |
+        awk -v k="$1" '$1 == k {print $2; f=1} END {if (!f) print -1}'
+}
+pool() { router_metric "wideep:router_pool_$1{role=\"$2\"}"; }
+pool_is() { # NAME ROLE VALUE, repeated: each gauge wideep:router_pool_NAME{role=ROLE} is VALUE
+    while [ $# -ge 3 ]; do
+        python3 -c "import sys; sys.exit(float('$(pool "$1" "$2")') != $3)" || return 1
+        shift 3
+    done
+}
+# drained PID NAME: waits up to 30 s for a SIGTERMed worker; its status 0 and the drain logged.
+drained() {
+    local i
+    for i in $(seq 300); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    wait "$1" 2>/dev/null && grep -q "drained; shutting down" "$RL_TMP/$2.log"
+}
+streamed() { # PORT: the worker has streamed tokens
+    curl -s --max-time 2 "http://127.0.0.1:$1/metrics" |
+        awk '$1 ~ /^wideep:worker_generated_tokens_total/ {s += $2} END {exit !(s > 0)}'
+}
+wait_streamed() { # PORT: up to 20 s
+    local i
+    for i in $(seq 200); do streamed "$1" && return 0; sleep 0.1; done
+    return 1
+}
+# completed_more N: the load clients finish N more requests (up to 30 s); the summary only
+# comes at the end, so the router's count of finished requests is read.
+finished() { curl -s --max-time 2 "$RL_URL/metrics" |
+    awk '$1 ~ /^wideep:router_requests_total/ {s += $2} END {print s + 0}'; }
+completed_more() {
+    local start i
+    start=$(finished)
+    for i in $(seq 300); do
+        [ "$(finished)" -ge $((start + $1)) ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+rl_start_router scale --prefill-policy round_robin --decode-policy round_robin || exit 1
+sl_start prefill p1 || exit 1
+p1=$SL_PID
+sl_start prefill p2 || exit 1
+p2=$SL_PID p2_m=$SL_MPORT
+sl_start decode d1 || exit 1
+d1=$SL_PID
+sl_start decode d2 || exit 1
+d2=$SL_PID d2_m=$SL_MPORT
+rl_check "2 prefill + 2 decode workers register" wait_workers_long 4
+rl_check "pool gauges: 2 decode and 2 prefill DP ranks" \
+    pool_is dp_ranks decode 2 dp_ranks prefill 2
+
+python3 "$client" load "$RL_URL" 48 4 "$RL_TMP/stop" "$RL_TMP/load.json" \
+    >"$RL_TMP/load.out" 2>&1 &
+load=$!
+RL_PIDS+=("$load")
+rl_check "load: requests complete" completed_more 4
+in_use() { # the decode pool's KV in use (0..1) is above 0 at some point within 5 s
+    local i
+    for i in $(seq 50); do
+        python3 -c "import sys; sys.exit(not 0 < float('$(pool kv_usage decode)') <= 1)" &&
+            return 0
+        sleep 0.1
+    done
+    return 1
+}
+rl_check "pool gauges: the decode pool's KV in use under load" in_use
+
+kill -TERM "$p1"
+rl_check "SIGTERM prefill p1: it drains and exits 0" drained "$p1" p1
+rl_check "load goes on over p2" completed_more 4
+kill -TERM "$d1"
+rl_check "SIGTERM decode d1: it drains and exits 0" drained "$d1" d1
+rl_check "d1 had streams in flight when it drained" \
+    grep -qE "draining: [1-9][0-9]* request" "$RL_TMP/d1.log"
+rl_check "load goes on over d2" completed_more 4
+
+# Scale-out: a decode worker started mid-run joins and takes requests.
+sl_start decode d3 || exit 1
+d3=$SL_PID d3_m=$SL_MPORT
+rl_check "scale-out: d3 registers" wait_workers_long 3
+rl_check "scale-out: d3 takes requests" wait_streamed "$d3_m"
+rl_check "pool gauges: 2 decode DP ranks again, 1 prefill" \
+    pool_is dp_ranks decode 2 dp_ranks prefill 1
+
+# Scale-in: d2 drained mid-run loses none.
+kill -TERM "$d2"
+rl_check "scale-in: d2 drains and exits 0" drained "$d2" d2
+rl_check "load goes on over d3" completed_more 4
+
+touch "$RL_TMP/stop"
+for i in $(seq 300); do kill -0 "$load" 2>/dev/null || break; sleep 0.1; done
+wait "$load"
+rl_check "no request lost: every request of the load completed" [ $? = 0 ]
+summary() { python3 -c "import json; r = json.load(open('$RL_TMP/load.json')); print($1)"; }
+echo "load: $(summary '"%d requests, %d failed" % (r["total"], len(r["failures"]))')"
+rl_check "the load kept going through every step (>= 20 requests)" \
+    [ "$(summary 'r["total"]')" -ge 20 ]
+all_idle() { wait_idle "$p2_m" && wait_idle "$d3_m"; }
+rl_check "pages idle on the workers left" all_idle
+eventually() { # CMD...: true within 3 s (the router sees the heartbeats after the workers)
+    local i
+    for i in $(seq 30); do "$@" && return 0; sleep 0.1; done
+    return 1
+}
+rl_check "pool gauges: nothing running, no KV in use at the end" eventually \
+    pool_is running_requests decode 0 kv_usage decode 0 queued_prefill_tokens prefill 0
+rl_finish

@@ -307,7 +307,7 @@ def check_network(objs, overlay):
 
 def check_autoscaling(objs, overlay):
     rules = yaml.safe_load(open(f"{SRC}/deploy/k8s/prometheus-adapter/rules.yaml"))
-    defined = {r["name"]["as"] for r in rules["externalRules"]}
+    defined = {r["name"]["as"] for r in rules["rules"]["external"]}
     router_src = "".join(open(f"{SRC}/router/{f}").read() for f in os.listdir(f"{SRC}/router")
                          if f.endswith(".c"))
     exported = set(re.findall(r'"(wideep:router_[a-z_]+)"', router_src))
@@ -317,7 +317,7 @@ def check_autoscaling(objs, overlay):
             n = m["external"]["metric"]["name"]
             if n not in defined:
                 probs.append(f"{n} (autoscaler {h['metadata']['name']}) has no adapter rule")
-    for r in rules["externalRules"]:
+    for r in rules["rules"]["external"]:
         for series in re.findall(r"wideep:router_[a-z_]+", r["seriesQuery"] + r["metricsQuery"]):
             if re.sub(r"_(bucket|sum|count)$", "", series) not in exported:
                 probs.append(f"the router exports no {series}")

@@ -7,6 +7,8 @@
 #     drains (the decode worker with streams in flight) and exits 0, the other pair serves on;
 #   - scale-out: a new decode worker started mid-run registers and takes requests;
 #   - scale-in: a decode worker drained mid-run loses none;
+#   - a decode instance over two "nodes" joins, then both nodes get SIGTERM together (a
+#     LeaderWorkerSet group going away): node 1 serves on until node 0 has drained;
 #   - the router's per-pool gauges (wideep:router_pool_*, what the autoscalers read) follow:
 #     DP ranks per pool, KV in use under load, nothing running and no KV in use at the end;
 #   - every surviving worker's KV pages idle at the end.
@@ -104,6 +106,30 @@ rl_check "pool gauges: 2 decode DP ranks again, 1 prefill" \
 # Scale-in: d2 drained mid-run loses none.
 kill -TERM "$d2"
 rl_check "scale-in: d2 drains and exits 0" drained "$d2" d2
+rl_check "load goes on over d3" completed_more 4
+
+# A decode instance over two "nodes", as a LeaderWorkerSet group runs it, joins under load;
+# then both nodes get SIGTERM at once, node 1 first (as when the group is deleted): node 1,
+# whose rank serves node 0's requests, stays until node 0 has drained and stopped the ranks;
+# both exit 0 and nothing is lost.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+for n in 1 0; do
+    UCX_TLS=tcp,self "$bin/wideep-decode" --model-path "$RL_MODEL" \
+        --router "tcp://127.0.0.1:$RL_WP" --instance-id mn --threads 1 --heartbeat-interval-ms 100 \
+        --metrics-port 0 --tp 2 --dp 2 --enable-dp-attention --ep 2 --nnodes 2 --node-rank $n \
+        --dist-init-addr "127.0.0.1:$port" >"$RL_TMP/mn$n.log" 2>&1 &
+    RL_PIDS+=($!)
+    eval "mn$n=\$!"
+done
+rl_check "two-node decode instance registers under load" wait_workers_long 3
+rl_wait_log "$RL_TMP/mn0.log" "health and metrics on" 100
+mn_m=$(sed -nE 's/.*health and metrics on http:\/\/127.0.0.1:([0-9]+).*/\1/p' "$RL_TMP/mn0.log")
+rl_check "two-node decode instance takes requests" wait_streamed "$mn_m"
+kill -TERM "$mn1"
+kill -TERM "$mn0"
+rl_check "two nodes, SIGTERM to both: node 0 drains and exits 0" drained "$mn0" mn0
+node1_stayed() { drained "$mn1" mn1 && grep -q "the ranks stopped" "$RL_TMP/mn1.log"; }
+rl_check "two nodes: node 1 stayed until node 0 stopped the ranks, exits 0" node1_stayed
 rl_check "load goes on over d3" completed_more 4
 
 touch "$RL_TMP/stop"

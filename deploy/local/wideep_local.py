@@ -4,8 +4,9 @@ Kubernetes overlays (deploy/k8s), as processes on 127.0.0.1. Python 3 standard l
 
   wideep_local.py up TOPOLOGY [--bin DIR] [--run DIR] [--timeout SECS]
       starts wideep-router, then every prefill and decode worker (each registers with the
-      router), writes RUN/ready ("URL" once every worker is registered) and RUN/pids, and
-      supervises until SIGINT/SIGTERM: then the workers drain (SIGTERM), the router stops last.
+      router), writes RUN/pids (the launcher's own pid) and RUN/ready (the router's URL, once
+      every worker is registered), and supervises until SIGINT/SIGTERM: then the workers drain
+      (SIGTERM), the router stops last.
       If any process exits by itself, the others are stopped and the exit status is 1.
   wideep_local.py print TOPOLOGY
       the topology as JSON: {role: {"replicas": N, "flags": {flag: value}}} (what the
@@ -92,7 +93,6 @@ class Cluster:
                              **spec["flags"], router=f"tcp://127.0.0.1:{wport}")
                 binary = os.path.join(self.bin, f"wideep-{role}")
                 self.workers.append((name, self.spawn(name, argv(binary, flags))))
-        self.write_pids()
         want = {f"local-{n}" for n, _ in self.workers}
         deadline = time.monotonic() + timeout
         while self.registered() != want:
@@ -112,11 +112,6 @@ class Cluster:
                 return {w["instance_id"] for w in json.load(r)["workers"]}
         except (OSError, ValueError, KeyError):
             return set()
-
-    def write_pids(self):
-        with open(os.path.join(self.run, "children"), "w") as f:
-            for p in [self.router] + [p for _, p in self.workers]:
-                f.write(f"{p.pid}\n")
 
     def stop(self):
         """Workers drain first (they finish what they serve), then the router goes."""
@@ -154,7 +149,7 @@ def up(args):
     bindir = os.path.abspath(opts.get("--bin", os.path.join(ROOT, "build", "bin")))
     rundir = os.path.abspath(opts.get("--run", os.path.join(ROOT, "build", "local")))
     os.makedirs(rundir, exist_ok=True)
-    for f in ("ready", "pids", "children"):
+    for f in ("ready", "pids"):
         if os.path.exists(os.path.join(rundir, f)):
             os.unlink(os.path.join(rundir, f))
     with open(os.path.join(rundir, "pids"), "w") as f:
@@ -175,7 +170,7 @@ def up(args):
         rc = 1
     finally:
         c.stop()
-        for f in ("ready", "pids", "children"):
+        for f in ("ready", "pids"):
             if os.path.exists(os.path.join(rundir, f)):
                 os.unlink(os.path.join(rundir, f))
     return rc

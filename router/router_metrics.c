@@ -42,10 +42,10 @@ static int register_pool(struct wd_router_metrics *m)
     m->pool_waiting = wd_metrics_register(r, "wideep:router_pool_waiting_requests",
                                           "Requests waiting in a pool's queues (last heartbeats)",
                                           WD_METRIC_GAUGE, "role", NULL, 0);
-    m->pool_queued_prefill_tokens = wd_metrics_register(
-        r, "wideep:router_pool_queued_prefill_tokens",
-        "Prompt tokens waiting for prefill in a pool (last heartbeats)", WD_METRIC_GAUGE, "role",
-        NULL, 0);
+    m->pool_queued_prefill_tokens =
+        wd_metrics_register(r, "wideep:router_pool_queued_prefill_tokens",
+                            "Prompt tokens waiting for prefill in a pool (last heartbeats)",
+                            WD_METRIC_GAUGE, "role", NULL, 0);
     m->pool_kv_usage = wd_metrics_register(
         r, "wideep:router_pool_kv_usage",
         "Fraction of a pool's KV pages in use, 0..1 (last heartbeats and placements since)",

@@ -200,8 +200,9 @@ void wd_workers_pool_load(const struct wd_workers *w, enum wd_worker_role role,
             l.queued_prefill_tokens += r->queued_prefill_tokens;
             if (wk->pages_per_rank > 0) {
                 int64_t free = wd_worker_rank_free_pages(r);
-                l.kv_free_pages += free < 0 ? 0 : free > wk->pages_per_rank ? wk->pages_per_rank
-                                                                            : free;
+                l.kv_free_pages += free < 0                    ? 0
+                                   : free > wk->pages_per_rank ? wk->pages_per_rank
+                                                               : free;
                 l.kv_total_pages += wk->pages_per_rank;
             }
         }

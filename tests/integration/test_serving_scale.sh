@@ -114,7 +114,8 @@ rl_check "load goes on over d3" completed_more 4
 # then both nodes get SIGTERM at once, node 1 first (as when the group is deleted): node 1,
 # whose rank serves node 0's requests, stays until node 0 has drained and stopped the ranks;
 # both exit 0 and nothing is lost.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')
 for n in 1 0; do
     UCX_TLS=tcp,self "$bin/wideep-decode" --model-path "$RL_MODEL" \
         --router "tcp://127.0.0.1:$RL_WP" --instance-id mn --threads 1 --heartbeat-interval-ms 100 \
@@ -144,7 +145,7 @@ rl_check "the load kept going through every step (>= 20 requests)" \
     [ "$(summary 'r["total"]')" -ge 20 ]
 all_idle() { wait_idle "$p2_m" && wait_idle "$d3_m"; }
 rl_check "pages idle on the workers left" all_idle
-eventually() { # CMD...: true within 5 s (heartbeats reach the router late; silent workers go at 3 s)
+eventually() { # CMD...: true within 5 s (heartbeats come late; silent workers go at 3 s)
     local i
     for i in $(seq 50); do "$@" && return 0; sleep 0.1; done
     return 1

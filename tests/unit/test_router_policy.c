@@ -266,9 +266,13 @@ static void test_pool_load(void)
     WD_EXPECT(l.n_workers == 0 && l.running == 0 && wd_pool_kv_usage(&l) == 0.0);
     int a = add(w, "a", 2, 100);
     int b = add(w, "b", 1, 50);
-    struct wd_worker_info pi = {.role = WD_WORKER_PREFILL, .name = "p",
-                                .route_id = (const unsigned char *)"p", .route_id_len = 1,
-                                .n_dp = 1, .page_size = 16, .pages_per_rank = 1000};
+    struct wd_worker_info pi = {.role = WD_WORKER_PREFILL,
+                                .name = "p",
+                                .route_id = (const unsigned char *)"p",
+                                .route_id_len = 1,
+                                .n_dp = 1,
+                                .page_size = 16,
+                                .pages_per_rank = 1000};
     int p = -1;
     WD_EXPECT(wd_workers_add(w, &pi, 0.0, &p, &err) == WD_OK);
     wd_workers_heartbeat(w, a, 0, 60, 3, 1, 0, 1.0);

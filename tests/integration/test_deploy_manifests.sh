@@ -92,14 +92,15 @@ for dir in "$src"/deploy/k8s/base "$src"/deploy/k8s/overlays/*/; do
         check "$o: LeaderWorkerSet pod templates valid" validate "$tmp/$o-podtemplates.yaml"
     fi
     skip="$skips_all${skips[$o]:+,${skips[$o]}}"
-    check "$o: checkov Kubernetes checks (skipped: $skip)" "$venv/bin/checkov" --quiet --compact \
-        --framework kubernetes --skip-check "$skip" -f "$tmp/$o-checkov.yaml"
+    check "$o: checkov Kubernetes checks (skipped: $skip)" "$venv/bin/checkov" --quiet \
+        --compact --skip-download --framework kubernetes --skip-check "$skip" \
+        -f "$tmp/$o-checkov.yaml"
 done
 
 check "Dockerfile: hadolint" "$venv/bin/hadolint" --config "$src/deploy/docker/.hadolint.yaml" \
     "$src/deploy/docker/Dockerfile"
 check "Dockerfile: checkov Dockerfile checks" "$venv/bin/checkov" --quiet --compact \
-    --framework dockerfile -f "$src/deploy/docker/Dockerfile"
+    --skip-download --framework dockerfile -f "$src/deploy/docker/Dockerfile"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

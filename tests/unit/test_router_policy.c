@@ -1,9 +1,9 @@
 /*
  * Worker registry and routing policies: registration, replacement and stale references;
- * load bookkeeping and cool-off; then each policy over (worker, DP rank) targets:
- * round_robin visits all in turn, random and power_of_two stay in range and prefer the
- * idle, least_load picks the minimum, cache_aware keeps a prefix on the rank that has it
- * unless the ranks are out of balance, and every policy skips draining, cooled-off,
+ * load bookkeeping and cool-off; the per-pool load sums; then each policy over (worker, DP
+ * rank) targets: round_robin visits all in turn, random and power_of_two stay in range and
+ * prefer the idle, least_load picks the minimum, cache_aware keeps a prefix on the rank that
+ * has it unless the ranks are out of balance, and every policy skips draining, cooled-off,
  * excluded and full ranks.
  */
 #include <string.h>

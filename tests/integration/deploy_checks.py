@@ -190,12 +190,12 @@ def check_references(objs, overlay):
         if ref["name"] not in named(objs, ref["kind"]):
             missing.append(f"{ref['kind']} {ref['name']} (autoscaler {h['metadata']['name']})")
     labels = [tpl["metadata"]["labels"] for _, tpl, _ in pods(objs)]
-    for kind, path in (("Service", ("spec", "selector")),
-                       ("PodDisruptionBudget", ("spec", "selector", "matchLabels"))):
-        for o in named(objs, kind).values():
-            sel = o[path[0]][path[1]] if len(path) == 2 else o["spec"]["selector"]["matchLabels"]
-            if not any(selects(sel, lab) for lab in labels):
-                missing.append(f"pods for {kind} {o['metadata']['name']}")
+    selectors = [(o, o["spec"]["selector"]) for o in named(objs, "Service").values()]
+    selectors += [(o, o["spec"]["selector"]["matchLabels"])
+                  for o in named(objs, "PodDisruptionBudget").values()]
+    for o, sel in selectors:
+        if not any(selects(sel, lab) for lab in labels):
+            missing.append(f"pods for {o['kind']} {o['metadata']['name']}")
     check(f"{overlay}: references resolve", ", ".join(missing))
 
 

@@ -64,6 +64,19 @@ def sse_events(r):
         yield json.loads(line[6:])
 
 
+def read_stream(r, piece):
+    """(text, whether [DONE] came, the first error event or None) of an SSE response;
+    piece(event) is an event's text."""
+    text = ""
+    for ev in sse_events(r):
+        if ev is None:
+            return text, True, None
+        if "error" in ev:
+            return text, False, ev
+        text += piece(ev)
+    return text, False, None
+
+
 def stream_completion(url, ids, n):
     c = conn(url)
     body = {"prompt": ids, "max_tokens": n, "temperature": 0, "ignore_eos": True,
@@ -72,15 +85,10 @@ def stream_completion(url, ids, n):
     r = c.getresponse()
     if r.status != 200:
         raise RuntimeError(f"HTTP {r.status}")
-    text, done = "", False
-    for ev in sse_events(r):
-        if ev is None:
-            done = True
-            break
-        if "error" in ev:
-            raise RuntimeError(f"error event: {ev}")
-        text += ev["choices"][0]["text"]
+    text, done, err = read_stream(r, lambda ev: ev["choices"][0]["text"])
     c.close()
+    if err:
+        raise RuntimeError(f"error event: {err}")
     if not done:
         raise RuntimeError("stream ended without [DONE]")
     return text
@@ -154,15 +162,10 @@ def load_one(url, n, i):
         r = c.getresponse()
         if r.status != 200:
             return f"HTTP {r.status}: {r.read()[:200]!r}"
-        text, done = "", False
-        for ev in sse_events(r):
-            if ev is None:
-                done = True
-                break
-            if "error" in ev:
-                return f"error event: {ev['error'].get('message')}"
-            for ch in ev.get("choices", []):
-                text += ch.get("delta", {}).get("content") or ""
+        text, done, err = read_stream(r, lambda ev: "".join(
+            ch.get("delta", {}).get("content") or "" for ch in ev.get("choices", [])))
+        if err:
+            return f"error event: {err['error'].get('message')}"
         if not done:
             return "stream ended without [DONE]"
         return None if text else "no content"

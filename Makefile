@@ -34,7 +34,8 @@ test: build fuzz
 demo: build
 	@bash deploy/demo.sh $(BUILD)
 
-# Stops a running `make demo` (its router and decode worker drain and exit).
+# Stops a running `make demo`: its launcher (deploy/local/wideep_local.py) drains the workers,
+# then stops the router.
 stop:
 	@if [ -s $(BUILD)/demo/pids ]; then kill -TERM $$(cat $(BUILD)/demo/pids) 2>/dev/null; \
 		echo "stopped"; else echo "no demo running"; fi

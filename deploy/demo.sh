@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # make demo: the servers users deploy, on one machine with the tiny model that ships in
-# deploy/tiny-model, disaggregated: wideep-router, one wideep-prefill worker (tp 2, ep 2,
-# DeepEP normal mode) and one wideep-decode worker (tp 2, dp 2 with DP attention, ep 2,
-# DeepEP low-latency mode) on 127.0.0.1, the prefill worker writing each request's KV into
-# the decode worker's pages over UCX; one chat request through HTTP with its answer streamed
-# here; then the system keeps serving until Ctrl-C (or `make stop` from another shell).
+# deploy/tiny-model, disaggregated: deploy/local/wideep_local.py starts the topology of
+# deploy/local/demo.topology (the Kubernetes overlay deploy/k8s/overlays/cpu on 127.0.0.1):
+# wideep-router, one wideep-prefill worker (tp 2, ep 2, DeepEP normal mode) and one
+# wideep-decode worker (tp 2, dp 2 with DP attention, ep 2, DeepEP low-latency mode), the
+# prefill worker writing each request's KV into the decode worker's pages over UCX; one chat
+# request through HTTP with its answer streamed here; then the system keeps serving until
+# Ctrl-C (or `make stop` from another shell).
 set -eu
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/$build/bin"
-model="$root/deploy/tiny-model"
 run="$root/$build/demo"
+topology="$root/deploy/local/demo.topology"
 mkdir -p "$run"
 
 for b in wideep-router wideep-prefill wideep-decode; do
@@ -20,53 +22,38 @@ for b in wideep-router wideep-prefill wideep-decode; do
     fi
 done
 if [ -s "$run/pids" ] && kill -0 $(cat "$run/pids") 2>/dev/null; then
-    echo "demo: already running (pids $(tr '\n' ' ' <"$run/pids")); stop it with make stop" >&2
+    echo "demo: already running (pid $(cat "$run/pids")); stop it with make stop" >&2
     exit 1
 fi
 
-pids=()
+# The launcher writes its pid to $run/pids (make stop sends it SIGTERM: the workers drain,
+# then the router stops) and $run/ready (the URL) once every worker has registered.
+python3 "$root/deploy/local/wideep_local.py" up "$topology" --bin "$bin" --run "$run" &
+launcher=$!
 stop() {
     trap - INT TERM EXIT
     echo
     echo "== stopping (the workers drain first)"
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -f "$run/pids"
+    kill -TERM "$launcher" 2>/dev/null || true
+    wait "$launcher" 2>/dev/null || true
 }
 trap stop INT TERM EXIT
 
-rm -f "$run/ports"
-"$bin/wideep-router" --model-path "$model" --served-model-name tiny --host 127.0.0.1 --port 0 \
-    --worker-port 0 --port-file "$run/ports" >"$run/router.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$run/ports" ] && break; sleep 0.1; done
-if [ ! -s "$run/ports" ]; then echo "demo: the router did not start:"; cat "$run/router.log"; exit 1; fi
-read -r http wport <"$run/ports"
-url="http://127.0.0.1:$http"
-"$bin/wideep-prefill" --model-path "$model" --router "tcp://127.0.0.1:$wport" \
-    --instance-id demo-prefill --tp 2 --ep 2 --moe-a2a-backend deepep --deepep-mode normal \
-    --metrics-port 0 >"$run/prefill.log" 2>&1 &
-pids+=($!)
-"$bin/wideep-decode" --model-path "$model" --router "tcp://127.0.0.1:$wport" \
-    --instance-id demo-decode --tp 2 --dp 2 --enable-dp-attention --ep 2 \
-    --moe-a2a-backend deepep --deepep-mode low_latency --metrics-port 0 >"$run/decode.log" 2>&1 &
-pids+=($!)
-printf '%s\n' "${pids[@]}" >"$run/pids"
-
-echo "== wideep demo: $model"
-echo "== router $url (logs in $run)"
+echo "== wideep demo: deploy/tiny-model, topology $topology"
 echo "   prefill worker: tp 2, ep 2, deepep normal"
 echo "   decode worker:  tp 2, dp 2 + DP attention, ep 2, deepep low_latency"
-registered() { curl -s "$url/workers" | grep -q "\"instance_id\":\"$1\""; }
-for _ in $(seq 600); do
-    registered demo-decode && registered demo-prefill && break
+for _ in $(seq 1200); do
+    [ -s "$run/ready" ] && break
+    kill -0 "$launcher" 2>/dev/null || break
     sleep 0.1
 done
-for w in prefill decode; do
-    if ! registered "demo-$w"; then
-        echo "demo: the $w worker did not register:"; tail -5 "$run/$w.log"; exit 1
-    fi
-done
+if [ ! -s "$run/ready" ]; then
+    echo "demo: the system did not come up (logs in $run):"
+    tail -n 5 "$run"/*.log
+    exit 1
+fi
+url=$(cat "$run/ready")
+echo "== router $url (logs in $run)"
 
 question="Tell me my fortune."
 echo "== POST /v1/chat/completions (streaming): $question"
@@ -97,4 +84,4 @@ cat <<EOT
    curl $url/workers        curl $url/metrics
 == stop with Ctrl-C here, or: make stop
 EOT
-wait "${pids[0]}"
+wait "$launcher"

@@ -11,7 +11,14 @@ pkgs=(
     libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
     libucx-dev ucx-utils libmicrohttpd-dev libcmocka-dev
     curl
+    yamllint
 )
+# kubectl renders the Kubernetes manifests in the tests (`kubectl kustomize`): Debian's
+# kubernetes-client (1.20; deploy/k8s is written for its kustomize), unless a kubectl from
+# elsewhere is on PATH already (the two packages would both own /usr/bin/kubectl).
+if ! command -v kubectl >/dev/null; then
+    pkgs+=(kubernetes-client)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do

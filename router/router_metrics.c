@@ -28,6 +28,34 @@ const char *wd_pd_failure_name(enum wd_pd_failure kind)
     return failure_names[kind];
 }
 
+/* The per-pool gauges {role} that the autoscalers read (deploy/k8s/prometheus-adapter);
+ * 0 or -1 as wd_metrics_register. */
+static int register_pool(struct wd_router_metrics *m)
+{
+    struct wd_metrics *r = m->reg;
+    m->pool_dp_ranks = wd_metrics_register(r, "wideep:router_pool_dp_ranks",
+                                           "DP ranks of the registered workers of a pool",
+                                           WD_METRIC_GAUGE, "role", NULL, 0);
+    m->pool_running = wd_metrics_register(r, "wideep:router_pool_running_requests",
+                                          "Requests running in a pool (last heartbeats)",
+                                          WD_METRIC_GAUGE, "role", NULL, 0);
+    m->pool_waiting = wd_metrics_register(r, "wideep:router_pool_waiting_requests",
+                                          "Requests waiting in a pool's queues (last heartbeats)",
+                                          WD_METRIC_GAUGE, "role", NULL, 0);
+    m->pool_queued_prefill_tokens =
+        wd_metrics_register(r, "wideep:router_pool_queued_prefill_tokens",
+                            "Prompt tokens waiting for prefill in a pool (last heartbeats)",
+                            WD_METRIC_GAUGE, "role", NULL, 0);
+    m->pool_kv_usage = wd_metrics_register(
+        r, "wideep:router_pool_kv_usage",
+        "Fraction of a pool's KV pages in use, 0..1 (last heartbeats and placements since)",
+        WD_METRIC_GAUGE, "role", NULL, 0);
+    return m->pool_dp_ranks < 0 || m->pool_running < 0 || m->pool_waiting < 0 ||
+                   m->pool_queued_prefill_tokens < 0 || m->pool_kv_usage < 0
+               ? -1
+               : 0;
+}
+
 /* The disaggregation families; 0 or -1 as wd_metrics_register. */
 static int register_pd(struct wd_router_metrics *m)
 {
@@ -135,7 +163,7 @@ enum wd_status wd_router_metrics_create(struct wd_router_metrics *m, struct wd_e
         m->running < 0 || m->queued < 0 || m->prompt_tokens < 0 || m->generation_tokens < 0 ||
         m->worker_load < 0 || m->worker_free_pages < 0 || m->workers < 0 || m->registrations < 0 ||
         m->worker_drops < 0 || m->worker_cooloffs < 0 || m->retries < 0 || m->aborts < 0 ||
-        m->bad_frames < 0 || register_pd(m) != 0) {
+        m->bad_frames < 0 || register_pd(m) != 0 || register_pool(m) != 0) {
         wd_router_metrics_destroy(m);
         return wd_error_set(err, WD_ERR_INVALID, "metrics: a family was refused (name or size)");
     }

@@ -26,6 +26,8 @@ struct wd_router_metrics {
     int retries;                          /* counter */
     int aborts;                           /* counter {reason}: client / deadline / stop */
     int bad_frames;                       /* counter: worker frames that did not decode */
+    /* per pool {role}, from the heartbeats: what the autoscalers scale on */
+    int pool_dp_ranks, pool_running, pool_waiting, pool_queued_prefill_tokens, pool_kv_usage;
     /* prefill/decode disaggregation */
     int pd_requests;       /* counter {mode}: disaggregated / short_prompt / no_prefill */
     int pd_failures;       /* counter {kind}: prefill_error, decode_error, prefill_lost,

@@ -127,9 +127,18 @@ static const char *incompatible(struct wd_router *r, const struct wd_msg_registe
 
 static void set_role_gauges(struct wd_router *r)
 {
-    for (int role = 0; role < WD_WORKER_N_ROLES; role++)
-        wd_metrics_set(r->m.reg, r->m.workers, wd_worker_role_name((enum wd_worker_role)role),
-                       wd_workers_count(r->workers, (enum wd_worker_role)role));
+    for (int role = 0; role < WD_WORKER_N_ROLES; role++) {
+        const char *name = wd_worker_role_name((enum wd_worker_role)role);
+        struct wd_pool_load l;
+        wd_workers_pool_load(r->workers, (enum wd_worker_role)role, &l);
+        wd_metrics_set(r->m.reg, r->m.workers, name, l.n_workers);
+        wd_metrics_set(r->m.reg, r->m.pool_dp_ranks, name, l.n_dp_ranks);
+        wd_metrics_set(r->m.reg, r->m.pool_running, name, (double)l.running);
+        wd_metrics_set(r->m.reg, r->m.pool_waiting, name, (double)l.waiting);
+        wd_metrics_set(r->m.reg, r->m.pool_queued_prefill_tokens, name,
+                       (double)l.queued_prefill_tokens);
+        wd_metrics_set(r->m.reg, r->m.pool_kv_usage, name, wd_pool_kv_usage(&l));
+    }
 }
 
 static void on_register(struct wd_router *r, const unsigned char *route, size_t route_len,

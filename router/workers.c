@@ -183,6 +183,40 @@ int wd_workers_count(const struct wd_workers *w, enum wd_worker_role role)
     return n;
 }
 
+void wd_workers_pool_load(const struct wd_workers *w, enum wd_worker_role role,
+                          struct wd_pool_load *load_p)
+{
+    struct wd_pool_load l = {0};
+    for (int i = 0; i < WD_WORKERS_MAX; i++) {
+        const struct wd_worker *wk = &w->slot[i];
+        if (!wk->is_used || wk->role != role)
+            continue;
+        l.n_workers++;
+        l.n_dp_ranks += wk->n_dp;
+        for (int d = 0; d < wk->n_dp; d++) {
+            const struct wd_worker_rank *r = &wk->ranks[d];
+            l.running += r->running;
+            l.waiting += r->waiting;
+            l.queued_prefill_tokens += r->queued_prefill_tokens;
+            if (wk->pages_per_rank > 0) {
+                int64_t free = wd_worker_rank_free_pages(r);
+                l.kv_free_pages += free < 0                    ? 0
+                                   : free > wk->pages_per_rank ? wk->pages_per_rank
+                                                               : free;
+                l.kv_total_pages += wk->pages_per_rank;
+            }
+        }
+    }
+    *load_p = l;
+}
+
+double wd_pool_kv_usage(const struct wd_pool_load *load)
+{
+    if (load->kv_total_pages <= 0)
+        return 0.0;
+    return 1.0 - (double)load->kv_free_pages / (double)load->kv_total_pages;
+}
+
 void wd_workers_heartbeat(struct wd_workers *w, int slot, int rank, int64_t free_pages, int running,
                           int waiting, int64_t queued_prefill_tokens, double now)
 {

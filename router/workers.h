@@ -127,6 +127,19 @@ struct wd_worker *wd_workers_at(struct wd_workers *w, int slot);
 const struct wd_worker *wd_workers_at_const(const struct wd_workers *w, int slot);
 int wd_workers_count(const struct wd_workers *w, enum wd_worker_role role);
 
+/* One pool's load, as the autoscalers see it through the router's wideep:router_pool_*
+ * gauges: sums over every registered worker of a role (draining ones too: their requests
+ * still run) of its ranks' last heartbeats. Free pages count what the router placed since. */
+struct wd_pool_load {
+    int n_workers, n_dp_ranks;
+    int64_t running, waiting, queued_prefill_tokens;
+    int64_t kv_free_pages, kv_total_pages; /* ranks whose total is known; free never < 0 */
+};
+void wd_workers_pool_load(const struct wd_workers *w, enum wd_worker_role role,
+                          struct wd_pool_load *load_p);
+/* The fraction of a pool's KV pages in use, 0..1 (0 while no total is known). */
+double wd_pool_kv_usage(const struct wd_pool_load *load);
+
 /* A heartbeat's loads for rank r (the router's pages_placed restarts from 0). */
 void wd_workers_heartbeat(struct wd_workers *w, int slot, int rank, int64_t free_pages, int running,
                           int waiting, int64_t queued_prefill_tokens, double now);

@@ -446,8 +446,19 @@ int wd_worker_run(struct wd_worker *w)
     while (!done) {
         int signals = g_signals;
         advance_drain(w, signals);
-        if (w->is_draining && wd_engine_host_n_live(w->host) == 0)
-            break;
+        /* Node 0, the instance's control endpoint, leaves once its requests are done. The
+         * front-end of another node holds no requests of its own, but its ranks serve node 0's:
+         * it stays until node 0's shutdown stops the ranks (`done` below), so that an
+         * orchestrator stopping every node of the instance at once (a LeaderWorkerSet group)
+         * loses nothing, and leaves by itself only at the drain timeout. */
+        if (w->is_draining && wd_engine_host_n_live(w->host) == 0) {
+            if (w->layout->node_rank == 0)
+                break;
+            if (wd_now_ms() >= w->drain_deadline_ms) {
+                wd_log(WD_LOG_WARN, "worker", "drain timeout: node 0 has not stopped the ranks");
+                break;
+            }
+        }
         if (w->is_aborting_all && wd_now_ms() >= w->abort_deadline_ms) {
             wd_log(WD_LOG_ERROR, "worker", "aborted requests did not finish in %d ms",
                    ABORT_GRACE_MS);

@@ -10,11 +10,18 @@ disconnect URL N               starts a streaming request of N tokens, reads unt
                                first token, closes the socket
 stream URL N OUT               one streaming chat request of N tokens; every SSE line to
                                OUT (flushed as it comes), exit 0 when the stream ends
+load URL N C STOP OUT          C clients, each sending streaming chat requests of N tokens
+                               one after another until the file STOP exists (at most 10 min);
+                               every request must end with [DONE] after some content and no
+                               error event; a summary to OUT (JSON: total, ok, failures,
+                               started per second), exit 1 when any request failed or none ran
 """
 import http.client
 import json
+import os
 import sys
 import threading
+import time
 import urllib.parse
 
 
@@ -45,6 +52,31 @@ def greedy(url, path, n):
         print(json.dumps(out["output_ids"]))
 
 
+def sse_events(r):
+    """The events of an SSE response, parsed; None for the final [DONE]."""
+    for raw in r:
+        line = raw.decode().strip()
+        if not line.startswith("data: "):
+            continue
+        if line == "data: [DONE]":
+            yield None
+            return
+        yield json.loads(line[6:])
+
+
+def read_stream(r, piece):
+    """(text, whether [DONE] came, the first error event or None) of an SSE response;
+    piece(event) is an event's text."""
+    text = ""
+    for ev in sse_events(r):
+        if ev is None:
+            return text, True, None
+        if "error" in ev:
+            return text, False, ev
+        text += piece(ev)
+    return text, False, None
+
+
 def stream_completion(url, ids, n):
     c = conn(url)
     body = {"prompt": ids, "max_tokens": n, "temperature": 0, "ignore_eos": True,
@@ -53,19 +85,10 @@ def stream_completion(url, ids, n):
     r = c.getresponse()
     if r.status != 200:
         raise RuntimeError(f"HTTP {r.status}")
-    text, done = "", False
-    for raw in r:
-        line = raw.decode().strip()
-        if not line.startswith("data: "):
-            continue
-        if line == "data: [DONE]":
-            done = True
-            break
-        ev = json.loads(line[6:])
-        if "error" in ev:
-            raise RuntimeError(f"error event: {ev}")
-        text += ev["choices"][0]["text"]
+    text, done, err = read_stream(r, lambda ev: ev["choices"][0]["text"])
     c.close()
+    if err:
+        raise RuntimeError(f"error event: {err}")
     if not done:
         raise RuntimeError("stream ended without [DONE]")
     return text
@@ -128,6 +151,62 @@ def stream(url, n, out):
             f.flush()
 
 
+def load_one(url, n, i):
+    """One streaming chat request; None when it ended well, else the reason."""
+    c = conn(url)
+    body = {"messages": [{"role": "user", "content": f"Story number {i}, please"}],
+            "max_tokens": n, "ignore_eos": True, "stream": True}
+    try:
+        c.request("POST", "/v1/chat/completions", json.dumps(body),
+                  {"Content-Type": "application/json"})
+        r = c.getresponse()
+        if r.status != 200:
+            return f"HTTP {r.status}: {r.read()[:200]!r}"
+        text, done, err = read_stream(r, lambda ev: "".join(
+            ch.get("delta", {}).get("content") or "" for ch in ev.get("choices", [])))
+        if err:
+            return f"error event: {err['error'].get('message')}"
+        if not done:
+            return "stream ended without [DONE]"
+        return None if text else "no content"
+    except Exception as e:  # noqa: BLE001 - a lost request, reported by the caller
+        return f"{type(e).__name__}: {e}"
+    finally:
+        c.close()
+
+
+def load(url, n, c, stop, out):
+    lock = threading.Lock()
+    res = {"total": 0, "ok": 0, "failures": [], "started": []}
+    t0 = time.monotonic()
+
+    def client(k):
+        i = 0
+        while not os.path.exists(stop) and time.monotonic() - t0 < 600:
+            with lock:
+                res["started"].append(round(time.monotonic() - t0, 2))
+            why = load_one(url, n, k * 100000 + i)
+            i += 1
+            with lock:
+                res["total"] += 1
+                if why is None:
+                    res["ok"] += 1
+                else:
+                    res["failures"].append(why)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(c)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with open(out, "w") as f:
+        json.dump(res, f)
+    print(f"load: {res['ok']} of {res['total']} requests complete")
+    for why in res["failures"][:5]:
+        print(f"load: lost: {why}", file=sys.stderr)
+    sys.exit(0 if res["total"] > 0 and not res["failures"] else 1)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "greedy":
@@ -138,5 +217,7 @@ if __name__ == "__main__":
         disconnect(args[0], int(args[1]))
     elif cmd == "stream":
         stream(args[0], int(args[1]), args[2])
+    elif cmd == "load":
+        load(args[0], int(args[1]), int(args[2]), args[3], args[4])
     else:
         sys.exit(f"unknown command {cmd}")

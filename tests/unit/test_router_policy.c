@@ -1,9 +1,9 @@
 /*
  * Worker registry and routing policies: registration, replacement and stale references;
- * load bookkeeping and cool-off; then each policy over (worker, DP rank) targets:
- * round_robin visits all in turn, random and power_of_two stay in range and prefer the
- * idle, least_load picks the minimum, cache_aware keeps a prefix on the rank that has it
- * unless the ranks are out of balance, and every policy skips draining, cooled-off,
+ * load bookkeeping and cool-off; the per-pool load sums; then each policy over (worker, DP
+ * rank) targets: round_robin visits all in turn, random and power_of_two stay in range and
+ * prefer the idle, least_load picks the minimum, cache_aware keeps a prefix on the rank that
+ * has it unless the ranks are out of balance, and every policy skips draining, cooled-off,
  * excluded and full ranks.
  */
 #include <string.h>
@@ -253,6 +253,61 @@ static void test_prefix_index(void)
     wd_prefix_index_destroy(px);
 }
 
+/* The per-pool sums behind wideep:router_pool_*: every worker of the role (draining too),
+ * free pages after the router's placements (never below 0 nor above the total), usage 0 while
+ * no total is known, nothing of the other role. */
+static void test_pool_load(void)
+{
+    struct wd_workers *w;
+    struct wd_error err = {0};
+    WD_EXPECT(wd_workers_create(&w, &err) == WD_OK);
+    struct wd_pool_load l;
+    wd_workers_pool_load(w, WD_WORKER_DECODE, &l);
+    WD_EXPECT(l.n_workers == 0 && l.running == 0 && wd_pool_kv_usage(&l) == 0.0);
+    int a = add(w, "a", 2, 100);
+    int b = add(w, "b", 1, 50);
+    struct wd_worker_info pi = {.role = WD_WORKER_PREFILL,
+                                .name = "p",
+                                .route_id = (const unsigned char *)"p",
+                                .route_id_len = 1,
+                                .n_dp = 1,
+                                .page_size = 16,
+                                .pages_per_rank = 1000};
+    int p = -1;
+    WD_EXPECT(wd_workers_add(w, &pi, 0.0, &p, &err) == WD_OK);
+    wd_workers_heartbeat(w, a, 0, 60, 3, 1, 0, 1.0);
+    wd_workers_heartbeat(w, a, 1, 100, 0, 0, 0, 1.0);
+    wd_workers_heartbeat(w, b, 0, 20, 5, 2, 7, 1.0);
+    wd_workers_heartbeat(w, p, 0, 900, 1, 4, 3000, 1.0);
+    wd_workers_placed(w, a, 1, 30); /* placed since the heartbeat: 70 free */
+    wd_workers_at(w, b)->is_draining = 1;
+    wd_workers_pool_load(w, WD_WORKER_DECODE, &l);
+    WD_EXPECT_EQ_INT(l.n_workers, 2);
+    WD_EXPECT_EQ_INT(l.n_dp_ranks, 3);
+    WD_EXPECT_EQ_INT(l.running, 8);
+    WD_EXPECT_EQ_INT(l.waiting, 3);
+    WD_EXPECT_EQ_INT(l.queued_prefill_tokens, 7);
+    WD_EXPECT_EQ_INT(l.kv_free_pages, 60 + 70 + 20);
+    WD_EXPECT_EQ_INT(l.kv_total_pages, 250);
+    WD_EXPECT_NEAR(wd_pool_kv_usage(&l), 1.0 - 150.0 / 250.0, 1e-12);
+    wd_workers_pool_load(w, WD_WORKER_PREFILL, &l);
+    WD_EXPECT(l.n_workers == 1 && l.queued_prefill_tokens == 3000 && l.waiting == 4);
+    WD_EXPECT_NEAR(wd_pool_kv_usage(&l), 0.1, 1e-12);
+    /* Placements beyond the free pages: the pool is full, not over full. */
+    wd_workers_placed(w, a, 0, 500);
+    wd_workers_pool_load(w, WD_WORKER_DECODE, &l);
+    WD_EXPECT_EQ_INT(l.kv_free_pages, 0 + 70 + 20);
+    /* A worker whose page total is unknown adds load but no pages. */
+    int c = add(w, "c", 1, 0);
+    wd_workers_heartbeat(w, c, 0, 10, 4, 0, 0, 2.0);
+    wd_workers_remove(w, b);
+    wd_workers_pool_load(w, WD_WORKER_DECODE, &l);
+    WD_EXPECT_EQ_INT(l.n_workers, 2);
+    WD_EXPECT_EQ_INT(l.running, 3 + 4);
+    WD_EXPECT_EQ_INT(l.kv_total_pages, 200);
+    wd_workers_destroy(w);
+}
+
 static void test_names(void)
 {
     WD_EXPECT_EQ_INT(wd_policy_kind_parse("cache_aware"), WD_POLICY_CACHE_AWARE);
@@ -268,6 +323,7 @@ int main(void)
     WD_RUN(test_load_policies);
     WD_RUN(test_cache_aware);
     WD_RUN(test_prefix_index);
+    WD_RUN(test_pool_load);
     WD_RUN(test_names);
     return wd_test_finish();
 }

@@ -315,8 +315,8 @@ static void on_reserved(struct wd_worker *w, struct wd_worker_req *r,
     r->n_pages = ev->extra;
     r->t_reserved_ms = wd_now_ms();
     r->is_target_unsent = 1;
-    wd_log(WD_LOG_DEBUG, "pd", "request %llu: %d pages reserved%s", (unsigned long long)r->id, r->n_pages,
-           r->is_cancelled ? " (cancelled)" : "");
+    wd_log(WD_LOG_DEBUG, "pd", "request %llu: %d pages reserved%s", (unsigned long long)r->id,
+           r->n_pages, r->is_cancelled ? " (cancelled)" : "");
     if (r->is_cancelled) /* aborted while the reserve was on its way: nobody writes */
         wd_engine_host_abort(w->host, r->id);
     else
@@ -333,7 +333,9 @@ static void on_prefill_msg(struct wd_worker *w, int i, const struct wd_msg *m)
     struct wd_worker_req *r = wd_u64map_get(&w->reqs, id);
     wd_log(WD_LOG_DEBUG, "pd", "request %llu: %s from prefill worker %s%s", (unsigned long long)id,
            wd_msg_kind_str(m->kind), w->conns[i].instance_id,
-           !r ? " (not here)" : r->is_cancelled ? " (cancelled)" : "");
+           !r                ? " (not here)"
+           : r->is_cancelled ? " (cancelled)"
+                             : "");
     if (!r || !r->is_pd || r->conn != i) {
         if (m->kind == WD_MSG_ERROR && id == 0)
             wd_log(WD_LOG_WARN, "pd", "prefill worker %s: %s", w->conns[i].instance_id,
@@ -422,7 +424,8 @@ static void boot_error(struct wd_worker *w, const struct wd_zsock_peer *to, uint
 
 static void boot_release(struct wd_worker *w, const struct wd_zsock_peer *to, uint64_t id)
 {
-    wd_log(WD_LOG_DEBUG, "pd", "request %llu: KvRelease to the decode worker", (unsigned long long)id);
+    wd_log(WD_LOG_DEBUG, "pd", "request %llu: KvRelease to the decode worker",
+           (unsigned long long)id);
     struct wd_msg m;
     wd_msg_init(&m, WD_MSG_KV_RELEASE);
     m.kv_release.request_id = id;
@@ -641,7 +644,9 @@ int wd_worker_pd_on_abort(struct wd_worker *w, uint64_t id)
     struct wd_pd_pending *p = wd_u64map_get(&w->pending, id);
     struct wd_worker_req *q = wd_u64map_get(&w->reqs, id);
     wd_log(WD_LOG_DEBUG, "pd", "request %llu: Abort (%s)", (unsigned long long)id,
-           p ? (p->has_target ? "pending with its KvTarget" : "pending") : q ? "running" : "unknown");
+           p   ? (p->has_target ? "pending with its KvTarget" : "pending")
+           : q ? "running"
+               : "unknown");
     if (p) { /* prefill: never started, nothing was written */
         if (p->has_target) {
             boot_release(w, &p->decode_peer, id);

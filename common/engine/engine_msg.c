@@ -89,7 +89,7 @@ enum wd_status wd_engine_event_check(const void *rec, size_t len, struct wd_erro
     if (len < sizeof(e))
         return wd_error_set(err, WD_ERR_FORMAT, "engine event of %zu bytes is too short", len);
     memcpy(&e, rec, sizeof(e));
-    if (e.bytes != len || e.kind < WD_ENGINE_EV_TOKEN || e.kind > WD_ENGINE_EV_DESCRIPTORS ||
+    if (e.bytes != len || e.kind < WD_ENGINE_EV_TOKEN || e.kind > WD_ENGINE_EV_PEER_READY ||
         e.extra < 0 || e.n_top < 0 || e.n_top > WD_MAX_TOP_LOGPROBS || e.finish < 0 ||
         e.finish > WD_FINISH_ERROR)
         return wd_error_set(err, WD_ERR_FORMAT, "engine event is malformed (kind %u, %u bytes)",

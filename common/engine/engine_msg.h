@@ -51,6 +51,9 @@ enum wd_engine_event_kind {
     WD_ENGINE_EV_RESERVED,    /* decode: the pages of a reserve, int32 pages[n_pages] follow */
     WD_ENGINE_EV_DESCRIPTORS, /* at start-up: a DP group's KV region descriptors, extra bytes
                                  of [u32 attn_tp_rank][u32 len][len bytes] each */
+    WD_ENGINE_EV_PEER_READY,  /* prefill: every rank of a DP group has applied PD_PEER
+                                 pd_peer (its endpoints wired up); status says whether all
+                                 connected; id 0, nothing follows */
 };
 
 /* One event; ERROR is followed by `extra` bytes of message (no NUL), RESERVED by the page
@@ -72,7 +75,7 @@ struct wd_engine_event {
     float top_logprobs[WD_MAX_TOP_LOGPROBS];
     uint64_t kv_bytes;    /* prefilled (disaggregated): bytes put to the decode side */
     uint32_t transfer_us; /* prefilled: first put to the completed flush */
-    uint32_t pad2;
+    int32_t pd_peer;      /* PEER_READY: the peer set */
 };
 
 /* Fills an ADD (or RESERVE) command from request params (prompt not copied). */

@@ -5,7 +5,8 @@
  * front-end (EV_DESCRIPTORS), which a decode worker sends to prefill workers.
  *
  * On a prefill rank: PD_PEER defines a peer set (one decode DP group) and this rank connects
- * to every rank of it whose heads it writes (wd_kv_heads_overlap). A request added with a peer
+ * to every rank of it whose heads it writes (wd_kv_heads_overlap); the leader then reports
+ * the set ready (EV_PEER_READY) once the whole group has. A request added with a peer
  * set has its prompt KV put layer by layer from the forward's layer hook (the tokens this
  * forward computed, into the decode pages of the same positions). When its first token is
  * sampled, the rank flushes its peers; the group agrees on success (a rank's failure fails
@@ -178,17 +179,16 @@ void wd_engine_pd_destroy(struct wd_engine *e)
     e->pd = NULL;
 }
 
-void wd_engine_pd_define_peer(struct wd_engine *e, const struct wd_engine_cmd *c,
-                              const uint8_t *descs)
+/* Connects this rank to the decode ranks of peer set c->pd_peer it writes; a failure is
+ * kept in the set's error (the requests that use it fail with it). */
+static void connect_set(struct wd_engine_pd *pd, const struct wd_engine_cmd *c,
+                        const uint8_t *descs)
 {
-    struct wd_engine_pd *pd = e->pd;
-    if (!pd)
-        return;
     if (c->pd_peer >= pd->n_sets) {
         int n = c->pd_peer + 1;
         struct pd_set *bigger = realloc(pd->sets, (size_t)n * sizeof(*bigger));
         if (!bigger)
-            return;
+            return; /* the set stays undefined: its requests are refused */
         memset(bigger + pd->n_sets, 0, (size_t)(n - pd->n_sets) * sizeof(*bigger));
         pd->sets = bigger;
         pd->n_sets = n;
@@ -232,6 +232,37 @@ void wd_engine_pd_define_peer(struct wd_engine *e, const struct wd_engine_cmd *c
         set->peers = grown;
         set->peers[set->n++] = peer;
     }
+}
+
+void wd_engine_pd_define_peer(struct wd_engine *e, const struct wd_engine_cmd *c,
+                              const uint8_t *descs)
+{
+    struct wd_engine_pd *pd = e->pd;
+    if (!pd)
+        return;
+    connect_set(pd, c, descs);
+    /* Every rank of the group applies PD_PEER in the same step (the commands are broadcast),
+     * and connect wires its endpoints up before it returns (a flush, not the first put), so
+     * after one vote the set is ready on all of them: the leader says so, for the front-end's
+     * pair-setup time. */
+    float failed = c->pd_peer >= pd->n_sets || pd->sets[c->pd_peer].error[0] ? 1.0f : 0.0f;
+    struct wd_error err = {0};
+    enum wd_status st = WD_OK;
+    if (e->layout->attn_tp_size > 1)
+        st = wd_coll_all_reduce_f32(e->groups->attn_tp->coll, &failed, 1, e->timeout_ms, &err);
+    if (st != WD_OK)
+        wd_log(WD_LOG_ERROR, "pd", "peer set %d: vote: %s", c->pd_peer, err.msg);
+    if (!e->is_leader)
+        return;
+    struct wd_engine_event ev = {.kind = WD_ENGINE_EV_PEER_READY,
+                                 .bytes = sizeof(ev),
+                                 .dp_rank = e->me->attn_dp_rank,
+                                 .token = -1,
+                                 .status = st != WD_OK  ? st
+                                           : failed > 0 ? WD_ERR_PEER
+                                                        : WD_OK,
+                                 .pd_peer = c->pd_peer};
+    wd_engine_push_event(e, &ev, NULL, 0);
 }
 
 enum wd_status wd_engine_pd_track(struct wd_engine *e, uint64_t id, int32_t peer,

@@ -98,7 +98,8 @@ enum wd_status wd_kv_peer_flush_wait(struct wd_kv_peer *p, uint64_t ticket, int 
         WD_CHECK(wd_kv_peer_check(p, err));
         if (wd_kv_now_ms() >= deadline)
             return wd_error_set(err, WD_ERR_TIMEOUT,
-                                "%s: flush to %s not done within %d ms (is it progressing?)",
+                                "%s: flush to %s timed out: not done within %d ms (is it "
+                                "progressing, is the link up?)",
                                 p->t->scope, p->name, timeout_ms);
         sched_yield();
     }

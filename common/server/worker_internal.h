@@ -62,6 +62,9 @@ struct wd_pd_set {
     uint64_t descriptors_id;
     int dp_rank;
     int32_t index;
+    int64_t t_setup_us; /* KvDescriptors received */
+    int n_setup_wait;   /* DP ranks yet to report the set ready (EV_PEER_READY) */
+    int is_setup_failed;
 };
 
 struct wd_worker {
@@ -103,7 +106,7 @@ struct wd_worker {
     struct wd_u64map pending; /* prefill: id -> struct wd_pd_pending */
     struct wd_pd_set *sets;   /* prefill: [n_sets] */
     int n_sets;
-    int m_kv_transfer_us, m_kv_bytes, m_kv_failures, m_kv_wait_us;
+    int m_kv_transfer_us, m_kv_bytes, m_kv_failures, m_kv_wait_us, m_kv_pair_setup, m_kv_rate;
 
     struct wd_worker_http *http;
     int metrics_port;
@@ -129,6 +132,8 @@ int wd_worker_pd_on_event(struct wd_worker *w, struct wd_worker_req *r,
                           const struct wd_engine_event *ev, const void *extra);
 void wd_worker_pd_on_engine_descriptors(struct wd_worker *w, const struct wd_engine_event *ev,
                                         const void *extra);
+/* Prefill: a DP rank has the peer set ready (EV_PEER_READY); the pair-setup time. */
+void wd_worker_pd_on_engine_peer_ready(struct wd_worker *w, const struct wd_engine_event *ev);
 /* Request bookkeeping shared with worker_requests.c. */
 struct wd_worker_req *wd_worker_req_new(struct wd_worker *w, const struct wd_msg_generate *g);
 void wd_worker_req_drop(struct wd_worker *w, struct wd_worker_req *r, const char *outcome);

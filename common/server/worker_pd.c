@@ -116,6 +116,17 @@ int wd_worker_pd_poll_items(struct wd_worker *w, void *items, int cap)
     return n;
 }
 
+/* A KvDone's transfer, on either side: time, bytes and rate (when the time is not 0). */
+static void observe_transfer(struct wd_worker *w, uint64_t bytes, uint32_t transfer_us)
+{
+    if (w->m_kv_transfer_us < 0)
+        return;
+    wd_metrics_observe(w->metrics, w->m_kv_transfer_us, NULL, transfer_us / 1e6);
+    wd_metrics_add(w->metrics, w->m_kv_bytes, NULL, (double)bytes);
+    if (transfer_us > 0)
+        wd_metrics_observe(w->metrics, w->m_kv_rate, NULL, (double)bytes / 1e3 / transfer_us);
+}
+
 void wd_worker_pd_on_engine_descriptors(struct wd_worker *w, const struct wd_engine_event *ev,
                                         const void *extra)
 {
@@ -339,10 +350,7 @@ static void on_prefill_msg(struct wd_worker *w, int i, const struct wd_msg *m)
             break;
         }
         r->is_activated = 1;
-        if (w->m_kv_transfer_us >= 0) {
-            wd_metrics_observe(w->metrics, w->m_kv_transfer_us, NULL, m->kv_done.transfer_us / 1e6);
-            wd_metrics_add(w->metrics, w->m_kv_bytes, NULL, (double)m->kv_done.kv_bytes);
-        }
+        observe_transfer(w, m->kv_done.kv_bytes, m->kv_done.transfer_us);
         if (wd_engine_host_activate(w->host, id, m->kv_done.first_token, m->kv_done.logprob,
                                     &err) != WD_OK) {
             wd_worker_send_error(w, id, err.status, "%s", err.msg);
@@ -519,6 +527,10 @@ static struct wd_pd_set *find_set(struct wd_worker *w, const char *decode_id, ui
 
 static void on_descriptors(struct wd_worker *w, const struct wd_msg_kv_descriptors *d)
 {
+    int64_t t_us = wd_now_us();
+    int n_engine_dp = 0; /* the DP ranks wd_engine_host_pd_peer feeds, each reports ready */
+    for (int dp = 0; dp < w->n_dp; dp++)
+        n_engine_dp += wd_engine_host_has_dp(w->host, dp);
     int max_dp = -1;
     for (int32_t i = 0; i < d->n; i++)
         max_dp = d->ranks[i].dp_rank > max_dp ? d->ranks[i].dp_rank : max_dp;
@@ -555,6 +567,8 @@ static void on_descriptors(struct wd_worker *w, const struct wd_msg_kv_descripto
         s->descriptors_id = d->descriptors_id;
         s->dp_rank = dp;
         s->index = w->n_sets + 1;
+        s->t_setup_us = t_us;
+        s->n_setup_wait = n_engine_dp;
         struct wd_error err = {0};
         if (wd_engine_host_pd_peer(w->host, s->index, tail, len, &err) == WD_OK)
             w->n_sets++;
@@ -563,6 +577,25 @@ static void on_descriptors(struct wd_worker *w, const struct wd_msg_kv_descripto
                    err.msg);
         free(tail);
     }
+}
+
+void wd_worker_pd_on_engine_peer_ready(struct wd_worker *w, const struct wd_engine_event *ev)
+{
+    struct wd_pd_set *s = NULL;
+    for (int i = 0; i < w->n_sets && !s; i++)
+        s = w->sets[i].index == ev->pd_peer ? &w->sets[i] : NULL;
+    if (!s || s->n_setup_wait <= 0)
+        return;
+    s->is_setup_failed |= ev->status != WD_OK;
+    if (--s->n_setup_wait > 0)
+        return;
+    double secs = (double)(wd_now_us() - s->t_setup_us) / 1e6;
+    wd_log(WD_LOG_DEBUG, "pd", "decode %s DP rank %d: pair set up in %.3f s%s", s->decode_id,
+           s->dp_rank, secs, s->is_setup_failed ? " (failed)" : "");
+    if (s->is_setup_failed)
+        wd_metrics_add(w->metrics, w->m_kv_failures, "pair_setup", 1);
+    else
+        wd_metrics_observe(w->metrics, w->m_kv_pair_setup, NULL, secs);
 }
 
 static void on_target(struct wd_worker *w, const struct wd_zsock_peer *from,
@@ -682,10 +715,7 @@ int wd_worker_pd_on_event(struct wd_worker *w, struct wd_worker_req *r,
         wd_log(WD_LOG_DEBUG, "pd", "request %llu: prefilled, KvDone", (unsigned long long)r->id);
         send_boot(w, &r->decode_peer, &m);
         wd_worker_send(w, &m); /* the router: this prefill is done */
-        if (w->m_kv_transfer_us >= 0) {
-            wd_metrics_observe(w->metrics, w->m_kv_transfer_us, NULL, ev->transfer_us / 1e6);
-            wd_metrics_add(w->metrics, w->m_kv_bytes, NULL, (double)ev->kv_bytes);
-        }
+        observe_transfer(w, ev->kv_bytes, ev->transfer_us);
         struct wd_error err = {0};
         wd_engine_host_release(w->host, r->id, &err);
         wd_worker_req_drop(w, r, "finished");

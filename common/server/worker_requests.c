@@ -283,6 +283,10 @@ void wd_worker_on_event(void *ctx, const struct wd_engine_event *ev, const void 
         wd_worker_pd_on_engine_descriptors(w, ev, extra);
         return;
     }
+    if (ev->kind == WD_ENGINE_EV_PEER_READY) {
+        wd_worker_pd_on_engine_peer_ready(w, ev);
+        return;
+    }
     struct wd_worker_req *r = wd_u64map_get(&w->reqs, ev->id);
     if (!r)
         return;

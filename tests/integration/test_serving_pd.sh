@@ -48,6 +48,18 @@ rl_check "gqa: prefill tp2 and decode tp2 dp2 register" wait_workers_long 2
 rl_check "gqa: prefill tp2 (heads split) -> decode DP attention: greedy equals wideep-generate" \
     greedy_ok 2
 rl_check "gqa: the KV moved between the workers" moved
+counted() { # PORT NAME: the worker's histogram NAME has observations
+    python3 -c "import sys; sys.exit(0 if float('$(wmetric "$1" "$2_count")') > 0 else 1)"
+}
+rl_check "gqa: prefill worker: kv_pair_setup_seconds and kv_transfer_gb_per_second counted" \
+    bash -c "$(declare -f wmetric counted); counted $p1_m wideep:kv_pair_setup_seconds &&
+        counted $p1_m wideep:kv_transfer_gb_per_second"
+rl_check "gqa: decode worker: kv_transfer_gb_per_second counted" \
+    bash -c "$(declare -f wmetric counted); counted $d1_m wideep:kv_transfer_gb_per_second"
+echo "     pair setup: $(wmetric "$p1_m" wideep:kv_pair_setup_seconds_sum) s over" \
+    "$(wmetric "$p1_m" wideep:kv_pair_setup_seconds_count) decode DP groups; transfers:" \
+    "$(wmetric "$p1_m" wideep:kv_transfer_gb_per_second_sum) GB/s summed over" \
+    "$(wmetric "$p1_m" wideep:kv_transfer_gb_per_second_count)"
 idle_1() { wait_idle "$p1_m" && wait_idle "$d1_m" 1; }
 rl_check "gqa: pages idle on both" idle_1
 stop_all "$p1" "$d1"

@@ -133,6 +133,12 @@ static void test_record_checks(void)
     ev.extra = 5; /* says 5 message bytes follow, none do */
     ev.kind = WD_ENGINE_EV_ERROR;
     WD_EXPECT_EQ_INT(wd_engine_event_check(&ev, sizeof(ev), &err), WD_ERR_FORMAT);
+    /* A peer set ready (prefill): no request, nothing follows; the next kind is unknown. */
+    ev = (struct wd_engine_event){
+        .kind = WD_ENGINE_EV_PEER_READY, .bytes = sizeof(ev), .token = -1, .pd_peer = 3};
+    WD_EXPECT_EQ_INT(wd_engine_event_check(&ev, sizeof(ev), &err), WD_OK);
+    ev.kind = WD_ENGINE_EV_PEER_READY + 1;
+    WD_EXPECT_EQ_INT(wd_engine_event_check(&ev, sizeof(ev), &err), WD_ERR_FORMAT);
 }
 
 int main(void)

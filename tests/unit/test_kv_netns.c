@@ -6,6 +6,12 @@
  * test_kv_transfer does. So nothing in the transfer may assume one host: not a loopback
  * address, not a shared-memory segment. The namespaces (and with them the veth pair) are
  * removed at the end. Skips (exit 77) where `ip netns` is not permitted.
+ *
+ * Then a UCX endpoint error mid-transfer with both processes alive: the decode namespace's
+ * veth is taken down after layer 0 of a large request. Over TCP nothing tells UCX at once
+ * (no reset, no keepalive within seconds), so the prefill's flush must end it: a timeout
+ * naming the decode rank, within its bound; the decode rank is told of the abort and every
+ * process leaves.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -13,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/unit/wd_kv_world.h"
@@ -26,6 +33,17 @@ struct netns {
 };
 
 static struct netns g_net;
+
+static int link_down(void *arg);
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+#define LINK_FLUSH_MS 3000 /* the link-down world's flush timeout */
 
 /* The worlds run across the namespaces, indexed for the children's command line. */
 static const struct kv_world g_worlds[] = {
@@ -42,7 +60,7 @@ static const struct kv_world g_worlds[] = {
      .n_tokens = {13, 1, 24},
      .chunk = 5,
      .is_scattered = 1,
-     .kill_after_layer = -1,
+     .cut_after_layer = -1,
      .flush_timeout_ms = 20000},
     {.kind = WD_KV_GQA,
      .dtype = WD_DTYPE_F32,
@@ -56,7 +74,7 @@ static const struct kv_world g_worlds[] = {
      .n_requests = 2,
      .n_tokens = {300, 77},
      .is_scattered = 1,
-     .kill_after_layer = -1,
+     .cut_after_layer = -1,
      .flush_timeout_ms = 20000},
     {.kind = WD_KV_MLA,
      .dtype = WD_DTYPE_BF16,
@@ -68,9 +86,26 @@ static const struct kv_world g_worlds[] = {
      .decode_tp = 2,
      .n_requests = 2,
      .n_tokens = {50, 9},
-     .kill_after_layer = -1,
+     .cut_after_layer = -1,
      .flush_timeout_ms = 20000},
+    /* The link-down world: 4 layers of 4096 tokens, 8 MiB of K or V per layer; the decode
+     * side's link goes down after layer 0's puts are issued, 56 MiB still to move. */
+    {.kind = WD_KV_GQA,
+     .dtype = WD_DTYPE_F32,
+     .n_layers = 4,
+     .page_size = 16,
+     .n_pages = 256,
+     .head_dim = 128,
+     .n_kv_heads = 4,
+     .prefill_tp = 1,
+     .decode_tp = 1,
+     .n_requests = 1,
+     .n_tokens = {4096},
+     .cut_after_layer = 0,
+     .cut = link_down,
+     .flush_timeout_ms = LINK_FLUSH_MS},
 };
+#define LINK_WORLD 3
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int sh(const char *fmt, ...)
@@ -126,6 +161,13 @@ static int net_make(void)
     return 0;
 }
 
+/* The cut of the link-down world: the decode end of the veth pair goes down. */
+static int link_down(void *arg)
+{
+    (void)arg;
+    return sh("ip -n %s link set %s down", g_net.ns[1], g_net.veth[1]) == 0 ? 0 : -1;
+}
+
 static pid_t spawn_in_ns(void *arg, int is_decode, int rank, int fd)
 {
     int world = *(int *)arg;
@@ -170,6 +212,38 @@ static void test_mla_across_namespaces(void)
     run_world(2, "mla prefill tp2 -> decode tp2, bf16");
 }
 
+/* The decode namespace's link goes down mid-transfer, both processes alive. */
+static void test_link_down_mid_transfer(void)
+{
+    const struct kv_world *w = &g_worlds[LINK_WORLD];
+    int idx = LINK_WORLD;
+    struct kv_world_result res;
+    double t0 = now_ms();
+    int rc = kv_world_run(w, spawn_in_ns, &idx, &res);
+    double total_ms = now_ms() - t0;
+    /* Up again for whatever runs next in these namespaces. */
+    WD_EXPECT(sh("ip -n %s link set %s up", g_net.ns[1], g_net.veth[1]) == 0);
+    WD_EXPECT_MSG(rc == 0, "link down: %s", res.msg);
+    WD_EXPECT_MSG(res.cut_status == WD_ERR_TIMEOUT || res.cut_status == WD_ERR_PEER,
+                  "link down: status %d: %s", res.cut_status, res.cut_msg);
+    WD_EXPECT_MSG(strstr(res.cut_msg, "decode rank 0") != NULL, "message: %s", res.cut_msg);
+    if (res.cut_status == WD_ERR_TIMEOUT)
+        WD_EXPECT_MSG(strstr(res.cut_msg, "timed out") != NULL, "message: %s", res.cut_msg);
+    /* The flush's bound plus the puts of 3 layers and slack; UCX noticing is sooner. */
+    WD_EXPECT_MSG(res.after_cut_ms < LINK_FLUSH_MS + 4000, "link down: error %.0f ms after",
+                  res.after_cut_ms);
+    WD_EXPECT_EQ_INT(res.n_aborted_ranks, 1);
+    WD_EXPECT_EQ_INT(res.n_checked_ranks, 0);
+    WD_EXPECT_MSG(res.n_row_bytes > 0 && res.n_landed_bytes < res.n_row_bytes,
+                  "link down: %llu of %llu row bytes landed (not cut mid-transfer?)",
+                  (unsigned long long)res.n_landed_bytes, (unsigned long long)res.n_row_bytes);
+    printf("     link down: %s (%s) after %.0f ms; decode had %.1f of %.1f MiB when told to "
+           "abort; world over (all reaped) in %.0f ms\n",
+           res.cut_status == WD_ERR_TIMEOUT ? "the flush timed out" : "UCX noticed", res.cut_msg,
+           res.after_cut_ms, (double)res.n_landed_bytes / (1 << 20),
+           (double)res.n_row_bytes / (1 << 20), total_ms);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 6 && strcmp(argv[1], "--child") == 0) {
@@ -195,6 +269,7 @@ int main(int argc, char **argv)
     WD_RUN(test_gqa_tp2_into_dp_attention_across_namespaces);
     WD_RUN(test_gqa_tp1_into_tp2_across_namespaces);
     WD_RUN(test_mla_across_namespaces);
+    WD_RUN(test_link_down_mid_transfer);
     net_remove();
     return wd_test_finish();
 }

@@ -167,7 +167,7 @@ static struct kv_world base_world(enum wd_kv_kind kind, int ptp, int dtp)
                          .decode_tp = dtp,
                          .n_requests = 3,
                          .n_tokens = {13, 1, 24},
-                         .kill_after_layer = -1,
+                         .cut_after_layer = -1,
                          .flush_timeout_ms = 20000};
     return w;
 }
@@ -279,17 +279,18 @@ static void test_decode_killed_mid_transfer(void)
     w.head_dim = 128;
     w.n_requests = 1;
     w.n_tokens[0] = 8000;
-    w.kill_after_layer = 0;
+    w.cut_after_layer = 0;
     w.flush_timeout_ms = 10000;
     struct kv_world_result res;
-    kv_world_run(&w, NULL, NULL, &res);
-    WD_EXPECT_MSG(res.status == WD_ERR_PEER, "UCX_TLS=%s: status %d: %s", g_tls, res.status,
-                  res.msg);
-    WD_EXPECT_MSG(strstr(res.msg, "decode rank 0") != NULL, "message: %s", res.msg);
-    WD_EXPECT_MSG(res.after_kill_ms < 5000, "UCX_TLS=%s: error %.0f ms after the kill", g_tls,
-                  res.after_kill_ms);
-    printf("     UCX_TLS=%s: killed decode -> %s after %.0f ms\n", g_tls, res.msg,
-           res.after_kill_ms);
+    int rc = kv_world_run(&w, NULL, NULL, &res);
+    WD_EXPECT_MSG(rc == 0, "UCX_TLS=%s: %s", g_tls, res.msg);
+    WD_EXPECT_MSG(res.cut_status == WD_ERR_PEER, "UCX_TLS=%s: status %d: %s", g_tls, res.cut_status,
+                  res.cut_msg);
+    WD_EXPECT_MSG(strstr(res.cut_msg, "decode rank 0") != NULL, "message: %s", res.cut_msg);
+    WD_EXPECT_MSG(res.after_cut_ms < 5000, "UCX_TLS=%s: error %.0f ms after the kill", g_tls,
+                  res.after_cut_ms);
+    printf("     UCX_TLS=%s: killed decode -> %s after %.0f ms\n", g_tls, res.cut_msg,
+           res.after_cut_ms);
 }
 
 static void run_transport(const char *tls)

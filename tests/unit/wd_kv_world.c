@@ -181,10 +181,16 @@ static void write_rows(const struct kv_world *w, uint8_t *img, const struct wd_k
     }
 }
 
+/* The byte a decode region starts with at offset i. */
+static uint8_t pattern_byte(size_t i, uint32_t salt)
+{
+    return (uint8_t)((i * 131u + salt) ^ (i >> 12));
+}
+
 static void fill_pattern(uint8_t *img, size_t n, uint32_t salt)
 {
     for (size_t i = 0; i < n; i++)
-        img[i] = (uint8_t)((i * 131u + salt) ^ (i >> 12));
+        img[i] = pattern_byte(i, salt);
 }
 
 /* Names the place of byte `off` of a pool region, for a failure message. */
@@ -208,6 +214,45 @@ static void describe(const struct wd_kv_geometry *g, size_t off, char *buf, size
 }
 
 /* --- rank processes -------------------------------------------------------------------- */
+
+/* A decode rank's answer to 'K' (check) or 'A' (abort). The expected image is the pattern
+ * with every request's rows for this rank's heads written where its page table puts them.
+ * Check: the region must equal it. Abort: the region is whatever landed before the cut; it
+ * is counted (row bytes that hold their final value), never called a success. */
+static void decode_answer(const struct kv_world *w, int rank, const struct wd_kv_pool *pool,
+                          const struct wd_kv_heads *h, int is_abort, struct kv_world_result *res)
+{
+    size_t nb = pool->geo.region_bytes;
+    uint32_t salt = 7u + (uint32_t)rank;
+    uint8_t *img = malloc(nb);
+    int32_t *order = malloc(sizeof(int32_t) * (size_t)w->n_pages);
+    WD_ASSERT(img && order);
+    fill_pattern(img, nb, salt);
+    page_order(w, 1, rank, order);
+    write_rows(w, img, &pool->geo, h, order);
+    memset(res, 0, sizeof(*res));
+    if (is_abort) {
+        for (size_t i = 0; i < nb; i++) {
+            int is_row = img[i] != pattern_byte(i, salt); /* a row byte equal to it: uncounted */
+            res->n_row_bytes += (uint64_t)is_row;
+            res->n_landed_bytes += (uint64_t)(is_row && pool->region[i] == img[i]);
+        }
+        res->n_aborted_ranks = 1;
+    }
+    for (size_t i = 0; i < nb && !is_abort; i++) {
+        if (img[i] != pool->region[i]) {
+            char where[160];
+            describe(&pool->geo, i, where, sizeof(where));
+            res->status = WD_ERR_INVALID;
+            set_msg(res, "decode rank %d: %s is 0x%02x, expected 0x%02x", rank, where,
+                    pool->region[i], img[i]);
+            break;
+        }
+    }
+    res->n_checked_ranks = !is_abort && res->status == WD_OK;
+    free(img);
+    free(order);
+}
 
 static int decode_main(const struct kv_world *w, int rank, int fd)
 {
@@ -249,31 +294,11 @@ static int decode_main(const struct kv_world *w, int rank, int fd)
         }
         if (buf[0] == 'X')
             break;
-        if (buf[0] != 'K')
+        if (buf[0] != 'K' && buf[0] != 'A')
             continue;
-        /* The check: the expected image is the pattern with every request's rows for this
-         * rank's heads written where its page table puts them. */
-        struct kv_world_result res = {0};
-        size_t nb = pool->geo.region_bytes;
-        uint8_t *img = malloc(nb);
-        int32_t *order = malloc(sizeof(int32_t) * (size_t)w->n_pages);
-        fill_pattern(img, nb, 7u + (uint32_t)rank);
-        page_order(w, 1, rank, order);
-        write_rows(w, img, &pool->geo, &h, order);
-        for (size_t i = 0; i < nb; i++) {
-            if (img[i] != pool->region[i]) {
-                char where[160];
-                describe(&pool->geo, i, where, sizeof(where));
-                res.status = WD_ERR_INVALID;
-                set_msg(&res, "decode rank %d: %s is 0x%02x, expected 0x%02x", rank, where,
-                        pool->region[i], img[i]);
-                break;
-            }
-        }
-        res.n_checked_ranks = res.status == WD_OK;
-        free(img);
-        free(order);
-        send_msg(fd, 'r', &res, sizeof(res));
+        struct kv_world_result res;
+        decode_answer(w, rank, pool, &h, buf[0] == 'A', &res);
+        send_msg(fd, buf[0] == 'A' ? 'a' : 'r', &res, sizeof(res));
     }
     wd_kv_transfer_destroy(t);
     wd_kv_pool_destroy(pool);
@@ -287,10 +312,8 @@ struct prefill_peer {
 };
 
 static enum wd_status prefill_transfer(const struct kv_world *w, int fd, struct prefill_peer *pp,
-                                       int n_peers, const int32_t *lorder,
-                                       struct kv_world_result *res, struct wd_error *err)
+                                       int n_peers, const int32_t *lorder, struct wd_error *err)
 {
-    double t_kill = 0;
     for (int r = 0; r < w->n_requests; r++) {
         int step = w->chunk > 0 ? w->chunk : w->n_tokens[r];
         for (int t0 = 0; t0 < w->n_tokens[r]; t0 += step) {
@@ -302,29 +325,19 @@ static enum wd_status prefill_transfer(const struct kv_world *w, int fd, struct 
                                             .n_pages = pages_of(w, r),
                                             .tok_begin = t0,
                                             .tok_end = t1};
-                    enum wd_status st = wd_kv_transfer_put(pp[i].p, &sp, l, err);
-                    if (st != WD_OK) {
-                        res->after_kill_ms = t_kill ? now_ms() - t_kill : 0;
-                        return st;
-                    }
+                    WD_CHECK(wd_kv_transfer_put(pp[i].p, &sp, l, err));
                 }
-                if (r == 0 && t0 == 0 && l == w->kill_after_layer) {
+                if (r == 0 && t0 == 0 && l == w->cut_after_layer) {
                     uint8_t buf[16];
                     send_msg(fd, 'M', NULL, 0);
                     if (recv_msg(fd, buf, sizeof(buf), STEP_TIMEOUT_MS) < 1 || buf[0] != 'C')
                         return wd_error_set(err, WD_ERR_TIMEOUT, "no word from the parent");
-                    t_kill = now_ms();
                 }
             }
         }
     }
-    for (int i = 0; i < n_peers; i++) {
-        enum wd_status st = wd_kv_transfer_flush(pp[i].p, w->flush_timeout_ms, err);
-        if (st != WD_OK) {
-            res->after_kill_ms = t_kill ? now_ms() - t_kill : 0;
-            return st;
-        }
-    }
+    for (int i = 0; i < n_peers; i++)
+        WD_CHECK(wd_kv_transfer_flush(pp[i].p, w->flush_timeout_ms, err));
     return WD_OK;
 }
 
@@ -385,7 +398,7 @@ static int prefill_main(const struct kv_world *w, int rank, int fd)
         n_peers++;
     }
     if (st == WD_OK)
-        st = prefill_transfer(w, fd, pp, n_peers, lorder, &res, &err);
+        st = prefill_transfer(w, fd, pp, n_peers, lorder, &err);
     res.status = st;
     if (st != WD_OK)
         set_msg(&res, "%s", err.msg);
@@ -481,17 +494,18 @@ int kv_world_run(const struct kv_world *w, kv_world_spawn_fn spawn, void *spawn_
         }
         send_msg(mine[i], 'G', NULL, 0);
     }
-    int is_kill = w->kill_after_layer >= 0;
-    double t_kill = 0;
-    if (is_kill && res->status == WD_OK) {
+    int is_cut = w->cut_after_layer >= 0, is_kill = is_cut && !w->cut;
+    double t_cut = 0;
+    if (is_cut && res->status == WD_OK) {
         ssize_t n = recv_msg(mine[D], buf, sizeof(buf), STEP_TIMEOUT_MS);
-        if (n >= 1 && buf[0] == 'M') {
+        if (n < 1 || buf[0] != 'M')
+            worse(res, WD_ERR_IO, "the prefill rank never reached the cut point");
+        else if (is_kill)
             kill(pid[0], SIGKILL); /* not reaped until the end: a zombie, as a real crash */
-            t_kill = now_ms();
-            send_msg(mine[D], 'C', NULL, 0);
-        } else {
-            worse(res, WD_ERR_IO, "the prefill rank never reached the kill point");
-        }
+        else if (w->cut(w->cut_arg) != 0)
+            worse(res, WD_ERR_IO, "the test's cut failed");
+        t_cut = now_ms();
+        send_msg(mine[D], 'C', NULL, 0); /* go on either way: the prefill rank must end */
     }
     for (int i = D; i < N && res->status == WD_OK; i++) {
         struct kv_world_result r;
@@ -503,24 +517,36 @@ int kv_world_run(const struct kv_world *w, kv_world_spawn_fn spawn, void *spawn_
         memcpy(&r, buf + 1, sizeof(r));
         res->n_puts += r.n_puts;
         res->n_bytes += r.n_bytes;
-        if (is_kill) {
-            res->after_kill_ms = now_ms() - t_kill;
-            res->status = r.status;
-            set_msg(res, "%s", r.msg);
+        if (is_cut) {
+            res->after_cut_ms = now_ms() - t_cut;
+            res->cut_status = r.status;
+            snprintf(res->cut_msg, sizeof(res->cut_msg), "%s", r.msg);
+            if (r.status == WD_OK)
+                worse(res, WD_ERR_INVALID, "the prefill rank succeeded despite the cut");
         } else {
             worse(res, r.status, r.msg);
         }
     }
+    /* Check (no cut), or tell the live decode ranks of a cut world that the transfer failed:
+     * each must answer without claiming success. */
     for (int i = 0; i < D && !is_kill && res->status == WD_OK; i++) {
         struct kv_world_result r;
-        send_msg(mine[i], 'K', NULL, 0);
+        char want = is_cut ? 'a' : 'r';
+        send_msg(mine[i], is_cut ? 'A' : 'K', NULL, 0);
         ssize_t n = recv_msg(mine[i], buf, sizeof(buf), STEP_TIMEOUT_MS);
-        if (n != (ssize_t)sizeof(r) + 1 || buf[0] != 'r') {
-            worse(res, WD_ERR_IO, "a decode rank sent no check");
+        if (n != (ssize_t)sizeof(r) + 1 || buf[0] != want) {
+            worse(res, WD_ERR_IO,
+                  is_cut ? "a decode rank did not answer the abort"
+                         : "a decode rank sent no check");
             break;
         }
         memcpy(&r, buf + 1, sizeof(r));
         res->n_checked_ranks += r.n_checked_ranks;
+        res->n_aborted_ranks += r.n_aborted_ranks;
+        res->n_row_bytes += r.n_row_bytes;
+        res->n_landed_bytes += r.n_landed_bytes;
+        if (is_cut && (r.n_checked_ranks || r.n_aborted_ranks != 1))
+            worse(res, WD_ERR_INVALID, "a decode rank claimed success after the abort");
         worse(res, r.status, r.msg);
     }
     int rc = res->status == WD_OK ? 0 : 1;

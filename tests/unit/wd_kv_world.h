@@ -10,6 +10,11 @@
  * ranks start with a byte pattern over their whole region and check, after the transfer,
  * that the region equals the pattern with exactly the expected rows written where their
  * page table says: a misplaced, missing or extra byte anywhere fails, with its place.
+ *
+ * A cut world breaks the decode side after one layer of request 0 has been put (several MB
+ * still to move): by default decode rank 0 is SIGKILLed; a test may supply its own cut (a
+ * link taken down) that leaves every process alive, and then the parent tells each decode
+ * rank, once the prefill has failed, that the transfer was aborted, as a router would.
  */
 #ifndef WD_TEST_KV_WORLD_H
 #define WD_TEST_KV_WORLD_H
@@ -20,6 +25,9 @@
 #include "common/net/kv_transfer.h"
 
 #define KV_WORLD_MAX_REQ 8
+
+/* A test's cut of the decode side, run by the parent; 0 when done, else -1. */
+typedef int (*kv_world_cut_fn)(void *arg);
 
 struct kv_world {
     enum wd_kv_kind kind;
@@ -34,18 +42,26 @@ struct kv_world {
     int is_scattered;      /* page ids shuffled on both sides (else consecutive) */
     int is_decode_polling; /* decode progresses from its loop instead of a thread */
     int decode_page_size;  /* != 0: decode's pool uses another page size (refused pair) */
-    int kill_after_layer;  /* >= 0: decode rank 0 is killed after this layer of request 0 */
+    int cut_after_layer;   /* >= 0: the decode side is cut after this layer of request 0 */
+    kv_world_cut_fn cut;   /* NULL: the cut SIGKILLs decode rank 0 (a zombie until the end);
+                              else it is called and every rank stays alive */
+    void *cut_arg;
     int flush_timeout_ms;
     size_t stage_bytes; /* prefill's packing buffer per peer (0: the default) */
 };
 
 struct kv_world_result {
-    int status;      /* worst wd_status of any rank (0 = all ok) */
+    int status;      /* worst wd_status of any rank, or of the world (0 = as expected) */
     char msg[512];   /* the first failure */
     uint64_t n_puts; /* over every prefill rank and peer */
     uint64_t n_bytes;
-    double after_kill_ms; /* kill test: from the kill to the prefill's error */
-    int n_checked_ranks;  /* decode ranks whose region matched */
+    int n_checked_ranks; /* decode ranks whose region matched */
+    /* A cut world: what the prefill rank ended with, and when */
+    int cut_status;      /* its wd_status (the world fails when it is 0) */
+    char cut_msg[512];   /* its error */
+    double after_cut_ms; /* from the cut to its result */
+    int n_aborted_ranks; /* live decode ranks told of the abort; none claimed success */
+    uint64_t n_row_bytes, n_landed_bytes; /* their expected row bytes, and those that landed */
 };
 
 /* Spawns one rank process talking over fd (kept open across exec); returns its pid or -1.
@@ -53,8 +69,9 @@ struct kv_world_result {
 typedef pid_t (*kv_world_spawn_fn)(void *arg, int is_decode, int rank, int fd);
 
 /* Runs the world to the end (every process reaped). 0 when every rank succeeded and every
- * decode region is exactly as expected (or, in the kill test, the prefill failed with
- * WD_ERR_PEER within the timeout); res says what happened either way. */
+ * decode region is exactly as expected, or, in a cut world, when the prefill rank failed
+ * (cut_status), every live decode rank acknowledged the abort and every process left as
+ * expected; res says what happened either way. */
 int kv_world_run(const struct kv_world *w, kv_world_spawn_fn spawn, void *spawn_arg,
                  struct kv_world_result *res);
 

@@ -17,9 +17,6 @@ static const double bytes_buckets[] = {
     4096.0,     16384.0,     65536.0,      262144.0,     1048576.0,     4194304.0,    16777216.0,
     67108864.0, 268435456.0, 1073741824.0, 4294967296.0, 17179869184.0, 68719476736.0};
 /* GB/s of one request's transfer: TCP on loopback to RDMA on several NICs. */
-static const double rate_buckets[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,   2,
-                                      4,    8,     12.5, 25,  50,   100, 200, 400};
-
 static const char *const failure_names[WD_PD_N_FAILURES] = {
     "prefill_error", "decode_error", "prefill_lost", "decode_lost", "timeout"};
 
@@ -80,8 +77,7 @@ static int register_pd(struct wd_router_metrics *m)
     m->kv_transfer_rate = wd_metrics_register(
         r, "wideep:router_kv_transfer_gb_per_second",
         "KV transfer rate of a request: bytes / transfer time, in GB/s (1e9 bytes)",
-        WD_METRIC_HISTOGRAM, NULL, rate_buckets,
-        (int)(sizeof(rate_buckets) / sizeof(rate_buckets[0])));
+        WD_METRIC_HISTOGRAM, NULL, wd_metrics_gbps_buckets, wd_metrics_n_gbps_buckets);
     m->kv_wait_target = wd_metrics_register(
         r, "wideep:router_kv_wait_target_seconds",
         "Time a prefill worker had a request before its decode worker's target pages came",

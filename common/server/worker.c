@@ -166,12 +166,10 @@ static enum wd_status register_metrics(struct wd_worker *w, struct wd_error *err
         "prefill: a decode worker's KvDescriptors received to every engine rank connected to "
         "that decode DP group (UCX endpoints wired up), per decode DP group",
         WD_METRIC_HISTOGRAM, NULL, secs, nb);
-    static const double rates[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,   2,
-                                   4,    8,     12.5, 25,  50,   100, 200, 400};
     w->m_kv_rate = wd_metrics_register(
         m, "wideep:kv_transfer_gb_per_second",
         "disaggregated KV transfer rate of a request: bytes / transfer time, in GB/s (1e9 bytes)",
-        WD_METRIC_HISTOGRAM, NULL, rates, (int)(sizeof(rates) / sizeof(rates[0])));
+        WD_METRIC_HISTOGRAM, NULL, wd_metrics_gbps_buckets, wd_metrics_n_gbps_buckets);
     if (w->m_kv_transfer_us < 0 || w->m_kv_wait_us < 0 || w->m_kv_bytes < 0 ||
         w->m_kv_failures < 0 || w->m_kv_pair_setup < 0 || w->m_kv_rate < 0)
         return wd_error_set(err, WD_ERR_INVALID, "metrics: cannot register the KV families");

@@ -29,6 +29,11 @@ struct wd_metrics {
     long dropped;
 };
 
+const double wd_metrics_gbps_buckets[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,   2,
+                                          4,    8,     12.5, 25,  50,   100, 200, 400};
+const int wd_metrics_n_gbps_buckets =
+    (int)(sizeof(wd_metrics_gbps_buckets) / sizeof(wd_metrics_gbps_buckets[0]));
+
 enum wd_status wd_metrics_create(struct wd_metrics **reg_p, struct wd_error *err)
 {
     struct wd_metrics *r = calloc(1, sizeof(*r));

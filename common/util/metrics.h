@@ -40,6 +40,11 @@ void wd_metrics_add(struct wd_metrics *reg, int fam, const char *label_value, do
 void wd_metrics_observe(struct wd_metrics *reg, int fam, const char *label_value, double v);
 long wd_metrics_dropped(const struct wd_metrics *reg);
 
+/* Buckets of a transfer rate in GB/s (1e9 bytes/s), from a slow TCP link to NVLink: the
+ * KV transfer histograms of the router and the workers share them, so they compare. */
+extern const double wd_metrics_gbps_buckets[];
+extern const int wd_metrics_n_gbps_buckets;
+
 /* The registry as Prometheus text, malloc'd and NUL-terminated (caller frees). */
 char *wd_metrics_render(const struct wd_metrics *reg);
 

@@ -176,7 +176,7 @@ python3 "$client" stream "$RL_URL" 1500 "$RL_TMP/killed" &
 streamer=$!
 rl_wait_log "$RL_TMP/killed" '"content"' 100
 victim=$da victim_m=$da_m
-curl -s "$RL_URL/workers" | grep -q '"instance_id":"db"[^]]*"inflight":1' && victim=$db victim_m=$db_m
+idle "$db_m" || victim=$db victim_m=$db_m # the one streaming it (db has one DP rank)
 kill -KILL "$victim"
 wait $streamer
 rl_check "kill -9 decode: the client got an error event" grep -q '^data: {"error"' "$RL_TMP/killed"

@@ -153,6 +153,67 @@ static void test_random_shapes(void)
         wd_threadpool_destroy(pools[i]);
 }
 
+/* A token's outputs are bit-identical whether it runs alone or inside any batch, on any
+ * number of threads: the matrix-vector and GEMM kernels share one reduction order. Batch
+ * sizes cross the micro-kernel's 3 tokens and the GEMM's token blocks; shapes are off
+ * every tile size, K spans several column blocks. */
+static void test_batch_invariance(void)
+{
+    struct wd_threadpool *tp = NULL;
+    WD_EXPECT_EQ_INT(wd_threadpool_create(3, &tp), WD_OK);
+    enum wd_dtype dts[4] = {WD_DTYPE_F32, WD_DTYPE_BF16, WD_DTYPE_F16, WD_DTYPE_F8_E4M3};
+    int64_t shapes[][3] = {{37, 1029, 200}, {64, 96, 7}, {13, 2050, 4}, {300, 515, 100}};
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+        for (int d = 0; d < 4; d++)
+            for (int portable = 0; portable < 2; portable++) {
+                int64_t rows = shapes[i][0], cols = shapes[i][1], n = shapes[i][2];
+                void *mem;
+                float *scale;
+                struct wd_weight w = make_weight(dts[d], rows, cols, 128, 128, &mem, &scale);
+                float *x = malloc(sizeof(float) * (size_t)(n * cols));
+                float *all = malloc(sizeof(float) * (size_t)(n * rows));
+                float *one = malloc(sizeof(float) * (size_t)rows);
+                for (int64_t j = 0; j < n * cols; j++)
+                    x[j] = rndf();
+                if (portable)
+                    wd_linear_cpu_portable(&w, x, n, all, tp);
+                else
+                    wd_linear_cpu(&w, x, n, all, tp);
+                int same = 1;
+                for (int64_t t = 0; t < n; t++) {
+                    if (portable)
+                        wd_linear_cpu_portable(&w, x + t * cols, 1, one, NULL);
+                    else
+                        wd_linear_cpu(&w, x + t * cols, 1, one, NULL);
+                    same &= memcmp(one, all + t * rows, sizeof(float) * (size_t)rows) == 0;
+                }
+                /* A batch that starts at an odd token: other triples, other blocks. */
+                if (n > 2) {
+                    if (portable)
+                        wd_linear_cpu_portable(&w, x + cols, n - 2, all, NULL);
+                    else
+                        wd_linear_cpu(&w, x + cols, n - 2, all, NULL);
+                    for (int64_t t = 1; t + 1 < n; t++) {
+                        if (portable)
+                            wd_linear_cpu_portable(&w, x + t * cols, 1, one, tp);
+                        else
+                            wd_linear_cpu(&w, x + t * cols, 1, one, tp);
+                        same &=
+                            memcmp(one, all + (t - 1) * rows, sizeof(float) * (size_t)rows) == 0;
+                    }
+                }
+                WD_EXPECT_MSG(same, "%s %lldx%lld n=%lld%s: a token's outputs depend on its batch",
+                              wd_dtype_name(dts[d]), (long long)rows, (long long)cols, (long long)n,
+                              portable ? " portable" : "");
+                free(mem);
+                free(scale);
+                free(x);
+                free(all);
+                free(one);
+            }
+    wd_threadpool_destroy(tp);
+}
+
 struct count_job {
     _Atomic int *hits;
     _Atomic int calls;
@@ -321,6 +382,7 @@ int main(void)
     WD_RUN(test_threadpool);
     WD_RUN(test_slices);
     WD_RUN(test_random_shapes);
+    WD_RUN(test_batch_invariance);
     WD_RUN(bench);
     return wd_test_finish();
 }

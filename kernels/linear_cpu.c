@@ -28,6 +28,7 @@
 #include "kernels/linear_cpu.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "common/util/status.h"
@@ -52,8 +53,10 @@
 struct linear_job {
     const struct wd_weight *w;
     const float *x;
+    int64_t ldx; /* floats between token rows of x (>= cols) */
     int64_t n;
     float *y;
+    int64_t ldy;           /* floats between token rows of y (>= rows) */
     int64_t rows_per_task; /* multiple of ROWS */
     int is_avx2;
 };
@@ -125,7 +128,7 @@ static void dot_rows_f32(const float *rows, int64_t ld, int nr, const float *x, 
 static void tile_portable(const struct linear_job *job, int64_t r0, int nr, float *buf)
 {
     const struct wd_weight *w = job->w;
-    int64_t cols = w->cols, rows = w->rows;
+    int64_t cols = w->cols;
     float acc[ROWS];
     for (int64_t c0 = 0; c0 < cols; c0 += CHUNK) {
         int k = (int)(cols - c0 < CHUNK ? cols - c0 : CHUNK);
@@ -138,10 +141,10 @@ static void tile_portable(const struct linear_job *job, int64_t r0, int nr, floa
             stage_tile(w, r0, nr, c0, k, buf);
         }
         for (int64_t t = 0; t < job->n; t++) {
-            float *yt = job->y + t * rows + r0;
+            float *yt = job->y + t * job->ldy + r0;
             for (int i = 0; i < nr; i++)
                 acc[i] = c0 == 0 ? 0.0f : yt[i];
-            dot_rows_f32(tile, ld, nr, job->x + t * cols + c0, k, acc);
+            dot_rows_f32(tile, ld, nr, job->x + t * job->ldx + c0, k, acc);
             memcpy(yt, acc, sizeof(float) * (size_t)nr);
         }
     }
@@ -361,7 +364,7 @@ WD_AVX2 static void block_avx2(const struct linear_job *job, int64_t r0, int nr,
                                float *acc)
 {
     const struct wd_weight *w = job->w;
-    int64_t cols = w->cols, rows = w->rows, k8 = cols & ~(int64_t)7, n = job->n;
+    int64_t cols = w->cols, k8 = cols & ~(int64_t)7, n = job->n, ldx = job->ldx, ldy = job->ldy;
     int is16 = w->dtype == WD_DTYPE_BF16 || w->dtype == WD_DTYPE_F16;
 
     if (n == 1 && is16) {
@@ -374,12 +377,12 @@ WD_AVX2 static void block_avx2(const struct linear_job *job, int64_t r0, int nr,
         }
         return;
     }
-    int64_t tb = TB_FLOATS / (cols > 0 ? cols : 1) / 3 * 3;
+    int64_t tb = TB_FLOATS / cols / 3 * 3;
     tb = tb < 3 ? 3 : tb > TB ? TB : tb;
     int64_t ts = (int64_t)nr * 8; /* acc: [tb][nr][8] */
     for (int64_t t0 = 0; t0 < n; t0 += tb) {
         int64_t nt = n - t0 < tb ? n - t0 : tb;
-        const float *xb = job->x + t0 * cols;
+        const float *xb = job->x + t0 * ldx;
         memset(acc, 0, sizeof(float) * (size_t)(nt * ts));
         for (int64_t c0 = 0; c0 < k8; c0 += KB) {
             int k = (int)(k8 - c0 < KB ? k8 - c0 : KB);
@@ -397,26 +400,30 @@ WD_AVX2 static void block_avx2(const struct linear_job *job, int64_t r0, int nr,
             for (; t + 3 <= nt; t += 3) {
                 int g = 0;
                 for (; g + ROWS <= nr; g += ROWS)
-                    gemm_4x3(tile + g * ldw, ldw, xb + t * cols + c0, cols, k, acc + t * ts + g * 8,
+                    gemm_4x3(tile + g * ldw, ldw, xb + t * ldx + c0, ldx, k, acc + t * ts + g * 8,
                              ts);
                 for (int j = 0; g < nr && j < 3; j++)
-                    gemm_rx1(tile + g * ldw, ldw, nr - g, xb + (t + j) * cols + c0, k,
+                    gemm_rx1(tile + g * ldw, ldw, nr - g, xb + (t + j) * ldx + c0, k,
                              acc + (t + j) * ts + g * 8);
             }
             for (; t < nt; t++)
                 for (int g = 0; g < nr; g += ROWS)
-                    gemm_rx1(tile + g * ldw, ldw, nr - g < ROWS ? nr - g : ROWS, xb + t * cols + c0,
+                    gemm_rx1(tile + g * ldw, ldw, nr - g < ROWS ? nr - g : ROWS, xb + t * ldx + c0,
                              k, acc + t * ts + g * 8);
         }
         for (int64_t t = 0; t < nt; t++)
             for (int i = 0; i < nr; i++)
-                job->y[(t0 + t) * rows + r0 + i] =
-                    finish(w, r0 + i, acc + t * ts + i * 8, xb + t * cols, k8);
+                job->y[(t0 + t) * ldy + r0 + i] =
+                    finish(w, r0 + i, acc + t * ts + i * 8, xb + t * ldx, k8);
     }
 }
 #endif /* WD_X86 */
 
-int wd_linear_cpu_has_avx2(void)
+/* cpuid traps to the hypervisor in a VM (microseconds): ask once, remember the answer
+ * (0 unknown, 1 no, 2 yes; every thread computes the same value, so the race is benign). */
+static _Atomic int g_has_avx2;
+
+static int detect_avx2(void)
 {
 #ifdef WD_X86
     /* F16C is read from cpuid leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does
@@ -429,9 +436,26 @@ int wd_linear_cpu_has_avx2(void)
 #endif
 }
 
+int wd_linear_cpu_has_avx2(void)
+{
+    int v = atomic_load_explicit(&g_has_avx2, memory_order_relaxed);
+    if (v == 0) {
+        v = detect_avx2() ? 2 : 1;
+        atomic_store_explicit(&g_has_avx2, v, memory_order_relaxed);
+    }
+    return v == 2;
+}
+
 /* Rows [r_begin, r_end) of the job on this thread. */
 static void linear_rows(const struct linear_job *job, int64_t r_begin, int64_t r_end)
 {
+    if (job->n <= 0 || r_end <= r_begin)
+        return;
+    if (job->w->cols == 0) {
+        for (int64_t t = 0; t < job->n; t++)
+            memset(job->y + t * job->ldy + r_begin, 0, sizeof(float) * (size_t)(r_end - r_begin));
+        return;
+    }
 #ifdef WD_X86
     if (job->is_avx2) {
         float buf[RB * KB], acc[TB * RB * 8];
@@ -453,17 +477,18 @@ static void linear_task(void *arg, int idx, int n_tasks)
     linear_rows(job, r_begin, r_end);
 }
 
-static void linear_run(const struct wd_weight *w, const float *x, int64_t n, float *y,
-                       struct wd_threadpool *tp, int is_avx2)
+static void check_weight(const struct wd_weight *w)
 {
     WD_ASSERT(w->dtype == WD_DTYPE_F32 || w->dtype == WD_DTYPE_F16 || w->dtype == WD_DTYPE_BF16 ||
               w->dtype == WD_DTYPE_F8_E4M3);
+}
+
+static void linear_run(const struct wd_weight *w, const float *x, int64_t ldx, int64_t n, float *y,
+                       int64_t ldy, struct wd_threadpool *tp, int is_avx2)
+{
+    check_weight(w);
     if (n <= 0 || w->rows <= 0)
         return;
-    if (w->cols == 0) {
-        memset(y, 0, sizeof(float) * (size_t)(n * w->rows));
-        return;
-    }
     /* A few tasks per thread balance a shared machine; each task keeps >= 4 tiles so a
      * claim is amortized over at least 16 * cols weights. */
     int64_t n_tiles = (w->rows + ROWS - 1) / ROWS;
@@ -474,8 +499,10 @@ static void linear_run(const struct wd_weight *w, const float *x, int64_t n, flo
         n_tasks = 1;
     struct linear_job job = {.w = w,
                              .x = x,
+                             .ldx = ldx,
                              .n = n,
                              .y = y,
+                             .ldy = ldy,
                              .rows_per_task = (n_tiles + n_tasks - 1) / n_tasks * ROWS,
                              .is_avx2 = is_avx2};
     n_tasks = (w->rows + job.rows_per_task - 1) / job.rows_per_task;
@@ -485,11 +512,33 @@ static void linear_run(const struct wd_weight *w, const float *x, int64_t n, flo
 void wd_linear_cpu(const struct wd_weight *w, const float *x, int64_t n, float *y,
                    struct wd_threadpool *tp)
 {
-    linear_run(w, x, n, y, tp, wd_linear_cpu_has_avx2());
+    linear_run(w, x, w->cols, n, y, w->rows, tp, wd_linear_cpu_has_avx2());
+}
+
+void wd_linear_cpu_strided(const struct wd_weight *w, const float *x, int64_t ldx, int64_t n,
+                           float *y, int64_t ldy, struct wd_threadpool *tp)
+{
+    WD_ASSERT(ldx >= w->cols && ldy >= w->rows);
+    linear_run(w, x, ldx, n, y, ldy, tp, wd_linear_cpu_has_avx2());
+}
+
+void wd_linear_cpu_rows(const struct wd_weight *w, const float *x, int64_t ldx, int64_t n, float *y,
+                        int64_t ldy, int64_t r0, int64_t r1)
+{
+    check_weight(w);
+    WD_ASSERT(ldx >= w->cols && ldy >= w->rows && 0 <= r0 && r0 <= r1 && r1 <= w->rows);
+    struct linear_job job = {.w = w,
+                             .x = x,
+                             .ldx = ldx,
+                             .n = n,
+                             .y = y,
+                             .ldy = ldy,
+                             .is_avx2 = wd_linear_cpu_has_avx2()};
+    linear_rows(&job, r0, r1);
 }
 
 void wd_linear_cpu_portable(const struct wd_weight *w, const float *x, int64_t n, float *y,
                             struct wd_threadpool *tp)
 {
-    linear_run(w, x, n, y, tp, 0);
+    linear_run(w, x, w->cols, n, y, w->rows, tp, 0);
 }

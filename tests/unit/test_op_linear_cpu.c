@@ -214,6 +214,54 @@ static void test_batch_invariance(void)
     wd_threadpool_destroy(tp);
 }
 
+/* Strided rows and a caller-made row split give the same bits as the plain op. */
+static void test_strided_rows(void)
+{
+    enum wd_dtype dts[4] = {WD_DTYPE_F32, WD_DTYPE_BF16, WD_DTYPE_F16, WD_DTYPE_F8_E4M3};
+    for (int d = 0; d < 4; d++)
+        for (int64_t n = 1; n <= 7; n += 3) {
+            int64_t rows = 45, cols = 77, ldx = 90, ldy = 50;
+            void *mem;
+            float *scale;
+            struct wd_weight w = make_weight(dts[d], rows, cols, 16, 32, &mem, &scale);
+            float *x = malloc(sizeof(float) * (size_t)(n * ldx));
+            float *xc = malloc(sizeof(float) * (size_t)(n * cols));
+            float *want = malloc(sizeof(float) * (size_t)(n * rows));
+            float *got = malloc(sizeof(float) * (size_t)(n * ldy));
+            for (int64_t i = 0; i < n * ldx; i++)
+                x[i] = rndf();
+            for (int64_t t = 0; t < n; t++)
+                memcpy(xc + t * cols, x + t * ldx, sizeof(float) * (size_t)cols);
+            wd_linear_cpu(&w, xc, n, want, NULL);
+            for (int split = 0; split < 2; split++) {
+                for (int64_t i = 0; i < n * ldy; i++)
+                    got[i] = NAN;
+                if (split) { /* rows [0, 13) [13, 40) [40, 45): off every tile size */
+                    wd_linear_cpu_rows(&w, x, ldx, n, got, ldy, 0, 13);
+                    wd_linear_cpu_rows(&w, x, ldx, n, got, ldy, 13, 40);
+                    wd_linear_cpu_rows(&w, x, ldx, n, got, ldy, 40, 45);
+                } else {
+                    wd_linear_cpu_strided(&w, x, ldx, n, got, ldy, NULL);
+                }
+                int same = 1;
+                for (int64_t t = 0; t < n; t++) {
+                    same &=
+                        memcmp(got + t * ldy, want + t * rows, sizeof(float) * (size_t)rows) == 0;
+                    for (int64_t r = rows; r < ldy; r++)
+                        same &= isnan(got[t * ldy + r]);
+                }
+                WD_EXPECT_MSG(same, "%s n=%lld %s differs from wd_linear_cpu",
+                              wd_dtype_name(dts[d]), (long long)n, split ? "row split" : "strided");
+            }
+            free(mem);
+            free(scale);
+            free(x);
+            free(xc);
+            free(want);
+            free(got);
+        }
+}
+
 struct count_job {
     _Atomic int *hits;
     _Atomic int calls;
@@ -383,6 +431,7 @@ int main(void)
     WD_RUN(test_slices);
     WD_RUN(test_random_shapes);
     WD_RUN(test_batch_invariance);
+    WD_RUN(test_strided_rows);
     WD_RUN(bench);
     return wd_test_finish();
 }

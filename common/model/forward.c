@@ -17,6 +17,7 @@
 #include "kernels/embedding.h"
 #include "kernels/linear_cpu.h"
 #include "kernels/mlp.h"
+#include "kernels/mlp_cpu.h"
 #include "kernels/moe_gate.h"
 #include "kernels/rmsnorm.h"
 
@@ -45,13 +46,18 @@ static void add_inplace(float *x, const float *y, size_t n)
 static void mlp(struct wd_model *m, const struct wd_mlp_weights *w, const float *x, int64_t n,
                 float *y)
 {
-    float *gate = m->ws->mlp_tmp;
-    float *up = gate + (size_t)n * (size_t)w->gate.rows;
-    linear(m, &w->gate, x, n, gate);
-    linear(m, &w->up, x, n, up);
-    wd_silu_mul_ref(gate, up, n * w->gate.rows, gate);
-    linear(m, &w->down, gate, n, y);
+    struct wd_mlp_cpu_group g = {.gate = &w->gate,
+                                 .up = &w->up,
+                                 .down = &w->down,
+                                 .x = x,
+                                 .n = n,
+                                 .tmp = m->ws->mlp_tmp,
+                                 .y = y};
+    wd_mlp_cpu(&g, 1, m->tp);
 }
+
+/* Most experts run in one wd_mlp_cpu call (a stack array; more simply take another call). */
+#define MOE_WAVE 64
 
 static void attention_gqa(struct wd_model *m, const struct wd_attn_weights *a, float *k_cache,
                           float *v_cache, const struct wd_forward_batch *b, int page_size)
@@ -183,19 +189,38 @@ static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_
         off[e] = off[e - 1];
     off[0] = 0;
 
+    /* Waves of consecutive experts whose rows fit e_in (G rows; one expert always does) run
+     * in one grouped MLP call; then each token adds its experts' outputs in expert order. */
     memset(out, 0, (size_t)n * H * sizeof(float));
-    for (int e = 0; e < nl; e++) {
-        int32_t begin = off[e], cnt = off[e + 1] - off[e];
-        if (cnt == 0)
-            continue;
-        for (int32_t j = 0; j < cnt; j++)
-            memcpy(ws->e_in + (size_t)j * H, in + (size_t)ws->e_token[begin + j] * H,
-                   H * sizeof(float));
-        mlp(m, &L->experts[e], ws->e_in, cnt, ws->e_out);
-        for (int32_t j = 0; j < cnt; j++) {
-            float w = ws->e_weight[begin + j];
-            float *dst = out + (size_t)ws->e_token[begin + j] * H;
-            const float *src = ws->e_out + (size_t)j * H;
+    int64_t cap = (int64_t)m->opt.max_batch_tokens * m->shard.attn_dp_size;
+    for (int e = 0; e < nl;) {
+        struct wd_mlp_cpu_group grp[MOE_WAVE];
+        int ng = 0, e0 = e;
+        int64_t rows = 0;
+        for (; e < nl && ng < MOE_WAVE; e++) {
+            int32_t begin = off[e], cnt = off[e + 1] - off[e];
+            if (cnt == 0)
+                continue;
+            if (rows + cnt > cap)
+                break;
+            const struct wd_mlp_weights *w = &L->experts[e];
+            for (int32_t j = 0; j < cnt; j++)
+                memcpy(ws->e_in + (size_t)(rows + j) * H, in + (size_t)ws->e_token[begin + j] * H,
+                       H * sizeof(float));
+            grp[ng++] = (struct wd_mlp_cpu_group){.gate = &w->gate,
+                                                  .up = &w->up,
+                                                  .down = &w->down,
+                                                  .x = ws->e_in + (size_t)rows * H,
+                                                  .n = cnt,
+                                                  .tmp = ws->mlp_tmp + rows * 2 * w->gate.rows,
+                                                  .y = ws->e_out + (size_t)rows * H};
+            rows += cnt;
+        }
+        wd_mlp_cpu(grp, ng, m->tp);
+        const float *src = ws->e_out;
+        for (int32_t i = off[e0]; i < off[e]; i++, src += H) {
+            float w = ws->e_weight[i];
+            float *dst = out + (size_t)ws->e_token[i] * H;
             for (size_t d = 0; d < H; d++)
                 dst[d] += w * src[d];
         }

@@ -13,6 +13,7 @@
 
 #include "common/model/model.h"
 #include "common/model/model_workspace.h"
+#include "kernels/attention_cpu.h"
 #include "kernels/attention_mla_cpu.h"
 #include "kernels/embedding.h"
 #include "kernels/linear_cpu.h"
@@ -75,8 +76,8 @@ static void attention_gqa(struct wd_model *m, const struct wd_attn_weights *a, f
     wd_rope_apply_ref(&m->rope, ws->k, n, m->n_kv_heads, hd, 0, b->tok_pos);
     wd_kv_write_ref(ws->k, ws->v, n, b->tok_seq, b->tok_pos, b->seqs, page_size, m->n_kv_heads * hd,
                     k_cache, v_cache);
-    wd_attention_gqa_ref(ws->q, n, b->tok_seq, b->tok_pos, b->seqs, k_cache, v_cache, page_size,
-                         m->n_heads, m->n_kv_heads, hd, m->attn_scale, ws->attn);
+    wd_attention_gqa_cpu(ws->q, n, b->tok_seq, b->tok_pos, b->seqs, k_cache, v_cache, page_size,
+                         m->n_heads, m->n_kv_heads, hd, m->attn_scale, ws->attn, m->tp);
     linear(m, &a->o_proj, ws->attn, n, ws->out);
 }
 

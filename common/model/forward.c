@@ -107,7 +107,7 @@ static void attention_mla(struct wd_model *m, const struct wd_attn_weights *a, f
                     NULL);
     wd_attention_mla_cpu(ws->q, n, b->tok_seq, b->tok_pos, b->seqs, latent_cache, page_size,
                          m->n_heads, lora, c->qk_nope_head_dim, rope, c->v_head_dim, &a->kv_b_proj,
-                         a->uk_t, m->attn_scale, ws->attn, m->tp);
+                         a->uk_t, m->attn_scale, ws->mla, ws->attn, m->tp);
     linear(m, &a->o_proj, ws->attn, n, ws->out);
 }
 

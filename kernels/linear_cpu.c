@@ -10,8 +10,9 @@
  *
  * Work layout:
  *  - tasks: contiguous row ranges (multiples of ROWS rows) claimed by the pool's threads;
- *  - one token with BF16/F16 weights (decode): 4 rows are widened in registers straight
- *    from the weight memory, prefetched ahead (the cost is reading W, nothing is staged);
+ *  - one token with BF16/F16 weights (decode): rows are widened in registers straight from
+ *    the weight memory, one after another (one linear stream, prefetched ahead: the cost
+ *    is reading W, nothing is staged);
  *  - otherwise (a GEMM: prefill, batched decode, grouped experts): blocks of RB rows x KB
  *    columns are widened (fp8: dequantized) once into an L1 buffer (F32 weights are used
  *    in place); a 4-row x 3-token micro-kernel runs every row group of the block against
@@ -45,11 +46,14 @@
 #define KB 512                /* ... and columns (8 x 512 f32 = 16 KiB, half of L1) */
 #define TB 96                 /* ... most tokens per block (a multiple of 3) */
 #define TB_FLOATS (64 * 1024) /* ... and at most this many x floats per block (256 KiB, L2) */
-/* Prefetching: a tile's rows are short streams (a 1024-column bf16 row is 2 KiB, 32 lines)
- * that the hardware prefetchers barely learn before they end, so each row prefetches its
- * counterpart one tile (or staged block) ahead, i.e. the rows the next tile will stream.
- * Measured on a 2-core Zen 3, one thread, 512 MiB of bf16 rows: 0.60-0.66 of the read-only
- * bandwidth with a fixed 2 KiB distance, 0.76-0.88 one tile ahead. */
+/* Prefetching. Batch 1 reads the rows of a task one after another, one linear stream, with
+ * a software prefetch PREFETCH_ROW bytes ahead. Measured on a 2-core Zen 3, one thread, 512
+ * MiB of 1024-column bf16 rows, as a fraction of the read-only bandwidth: 4 rows at a time
+ * with a fixed 2 KiB prefetch 0.60-0.66, the same prefetching one 4-row tile ahead 0.67-0.74,
+ * two rows 0.64-0.69, one row (a single stream) 0.73-0.87. Its single FMA chain (the order
+ * above) caps it near 4 bytes a cycle, above what one core's share of DRAM needs. The GEMM
+ * staging reads RB rows in column blocks and prefetches the next block's rows. */
+#define PREFETCH_ROW 8192
 
 struct linear_job {
     const struct wd_weight *w;
@@ -355,54 +359,31 @@ WD_AVX2 static void gemm_rx1(const float *w, int64_t ldw, int nr, const float *x
     }
 }
 
-/* Batch-1 kernel: the chains of nr <= 4 BF16/F16 rows over k8 columns (a multiple of 8),
- * widened in registers straight from memory, into acc[i] (8 lanes each, overwritten). */
-WD_AVX2 static void matvec_16(const uint16_t *w, int64_t ld, int nr, int64_t k8, int is_bf16,
-                              const float *x, float *acc)
+/* Batch-1 kernel: the chain of one BF16/F16 row over k8 columns (a multiple of 8), widened
+ * in registers straight from memory. Rows are taken one after another, so a tile is read
+ * as one linear stream (rows are contiguous), prefetched PREFETCH_ROW bytes ahead. */
+WD_AVX2 static __m256 matvec_row(const uint16_t *p, int64_t k8, int is_bf16, const float *x)
 {
-    const uint16_t *p0 = w, *p1 = nr > 1 ? w + ld : w, *p2 = nr > 2 ? w + 2 * ld : w,
-                   *p3 = nr > 3 ? w + 3 * ld : w;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t c = 0, ahead = ROWS * ld * 2; /* bytes: the next tile's rows */
+    __m256 a = _mm256_setzero_ps();
+    int64_t c = 0;
     if (is_bf16) {
         for (; c + 32 <= k8; c += 32) {
-            _mm_prefetch((const char *)(p0 + c) + ahead, _MM_HINT_T0);
-            _mm_prefetch((const char *)(p1 + c) + ahead, _MM_HINT_T0);
-            _mm_prefetch((const char *)(p2 + c) + ahead, _MM_HINT_T0);
-            _mm_prefetch((const char *)(p3 + c) + ahead, _MM_HINT_T0);
-            for (int64_t j = c; j < c + 32; j += 8) {
-                __m256 xv = _mm256_loadu_ps(x + j);
-                a0 = _mm256_fmadd_ps(load_bf16x8(p0 + j), xv, a0);
-                a1 = _mm256_fmadd_ps(load_bf16x8(p1 + j), xv, a1);
-                a2 = _mm256_fmadd_ps(load_bf16x8(p2 + j), xv, a2);
-                a3 = _mm256_fmadd_ps(load_bf16x8(p3 + j), xv, a3);
-            }
+            _mm_prefetch((const char *)(p + c) + PREFETCH_ROW, _MM_HINT_T0);
+            a = _mm256_fmadd_ps(load_bf16x8(p + c), _mm256_loadu_ps(x + c), a);
+            a = _mm256_fmadd_ps(load_bf16x8(p + c + 8), _mm256_loadu_ps(x + c + 8), a);
+            a = _mm256_fmadd_ps(load_bf16x8(p + c + 16), _mm256_loadu_ps(x + c + 16), a);
+            a = _mm256_fmadd_ps(load_bf16x8(p + c + 24), _mm256_loadu_ps(x + c + 24), a);
         }
-        for (; c < k8; c += 8) {
-            __m256 xv = _mm256_loadu_ps(x + c);
-            a0 = _mm256_fmadd_ps(load_bf16x8(p0 + c), xv, a0);
-            a1 = _mm256_fmadd_ps(load_bf16x8(p1 + c), xv, a1);
-            a2 = _mm256_fmadd_ps(load_bf16x8(p2 + c), xv, a2);
-            a3 = _mm256_fmadd_ps(load_bf16x8(p3 + c), xv, a3);
-        }
-    } else {
-        for (; c < k8; c += 8) {
-            if (c % 32 == 0) {
-                _mm_prefetch((const char *)(p0 + c) + ahead, _MM_HINT_T0);
-                _mm_prefetch((const char *)(p1 + c) + ahead, _MM_HINT_T0);
-                _mm_prefetch((const char *)(p2 + c) + ahead, _MM_HINT_T0);
-                _mm_prefetch((const char *)(p3 + c) + ahead, _MM_HINT_T0);
-            }
-            __m256 xv = _mm256_loadu_ps(x + c);
-            a0 = _mm256_fmadd_ps(load_f16x8(p0 + c), xv, a0);
-            a1 = _mm256_fmadd_ps(load_f16x8(p1 + c), xv, a1);
-            a2 = _mm256_fmadd_ps(load_f16x8(p2 + c), xv, a2);
-            a3 = _mm256_fmadd_ps(load_f16x8(p3 + c), xv, a3);
-        }
+        for (; c < k8; c += 8)
+            a = _mm256_fmadd_ps(load_bf16x8(p + c), _mm256_loadu_ps(x + c), a);
+        return a;
     }
-    __m256 a[4] = {a0, a1, a2, a3};
-    for (int i = 0; i < nr; i++)
-        _mm256_storeu_ps(acc + 8 * i, a[i]);
+    for (; c < k8; c += 8) {
+        if (c % 32 == 0)
+            _mm_prefetch((const char *)(p + c) + PREFETCH_ROW, _MM_HINT_T0);
+        a = _mm256_fmadd_ps(load_f16x8(p + c), _mm256_loadu_ps(x + c), a);
+    }
+    return a;
 }
 
 /* y = hsum8(acc) + the tail columns [k8, cols) of row r against x, one fmaf each. */
@@ -424,12 +405,12 @@ WD_AVX2 static void block_avx2(const struct linear_job *job, int64_t r0, int nr,
     int is16 = w->dtype == WD_DTYPE_BF16 || w->dtype == WD_DTYPE_F16;
 
     if (n == 1 && is16) {
-        for (int g = 0; g < nr; g += ROWS) {
-            int ng = nr - g < ROWS ? nr - g : ROWS;
-            matvec_16((const uint16_t *)w->data + (r0 + g) * wd_weight_ld(w), wd_weight_ld(w), ng,
-                      k8, w->dtype == WD_DTYPE_BF16, job->x, acc);
-            for (int i = 0; i < ng; i++)
-                job->y[r0 + g + i] = finish(w, r0 + g + i, acc + 8 * i, job->x, k8);
+        const uint16_t *base = (const uint16_t *)w->data;
+        for (int i = 0; i < nr; i++) {
+            __m256 a = matvec_row(base + (r0 + i) * wd_weight_ld(w), k8, w->dtype == WD_DTYPE_BF16,
+                                  job->x);
+            _mm256_storeu_ps(acc, a);
+            job->y[r0 + i] = finish(w, r0 + i, acc, job->x, k8);
         }
         return;
     }

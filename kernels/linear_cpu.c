@@ -536,10 +536,14 @@ static void linear_run(const struct wd_weight *w, const float *x, int64_t ldx, i
     check_weight(w);
     if (n <= 0 || w->rows <= 0)
         return;
-    /* A few tasks per thread balance a shared machine; each task keeps >= 4 tiles so a
-     * claim is amortized over at least 16 * cols weights. */
+    /* A few tasks per thread balance a shared machine, and at most ~1 MiB of weights per
+     * task: the last task of a large matrix (the LM head) is what the other threads wait
+     * for. Each task keeps >= 4 tiles so a claim is amortized over >= 16 * cols weights. */
     int64_t n_tiles = (w->rows + ROWS - 1) / ROWS;
     int64_t n_tasks = (int64_t)wd_threadpool_size(tp) * 4;
+    int64_t by_size = w->rows * w->cols * (int64_t)wd_dtype_size(w->dtype) / (1 << 20);
+    if (wd_threadpool_size(tp) > 1 && by_size > n_tasks)
+        n_tasks = by_size;
     if (n_tasks > (n_tiles + 3) / 4)
         n_tasks = (n_tiles + 3) / 4;
     if (n_tasks < 1)

@@ -483,6 +483,15 @@ static int detect_avx2(void)
 #endif
 }
 
+void wd_cpu_force_portable(int is_portable)
+{
+    atomic_store_explicit(&g_has_avx2,
+                          is_portable     ? 1
+                          : detect_avx2() ? 2
+                                          : 1,
+                          memory_order_relaxed);
+}
+
 int wd_linear_cpu_has_avx2(void)
 {
     int v = atomic_load_explicit(&g_has_avx2, memory_order_relaxed);

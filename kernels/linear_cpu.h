@@ -49,6 +49,11 @@ void wd_linear_cpu_portable(const struct wd_weight *w, const float *x, int64_t n
 /* 1 when the AVX2/FMA/F16C kernels are in use on this CPU (for logs and benchmarks). */
 int wd_linear_cpu_has_avx2(void);
 
+/* Tests only: is_portable 1 makes every CPU op of kernels/ (linear, MLP, attention, vec)
+ * take its portable path from now on, 0 gives the CPU's choice back. Not thread-safe
+ * against ops running at the same time. */
+void wd_cpu_force_portable(int is_portable);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,6 +10,7 @@
 #include "common/util/status.h"
 #include "kernels/attention_mla.h"
 #include "kernels/attention_mla_cpu.h"
+#include "kernels/linear_cpu.h"
 #include "tests/unit/wd_fixture.h"
 #include "tests/unit/wd_test.h"
 
@@ -235,5 +236,9 @@ int main(void)
     WD_RUN(test_golden);
     WD_RUN(test_hand);
     WD_RUN(test_long);
+    wd_cpu_force_portable(1); /* the same checks on the portable kernels */
+    WD_RUN(test_golden);
+    WD_RUN(test_long);
+    wd_cpu_force_portable(0);
     return wd_test_finish();
 }

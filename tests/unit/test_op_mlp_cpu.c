@@ -10,6 +10,7 @@
 #include "kernels/mlp.h"
 #include "kernels/mlp_cpu.h"
 #include "kernels/vec_cpu.h"
+#include "kernels/linear_cpu.h"
 #include "tests/unit/wd_fixture.h"
 #include "tests/unit/wd_test.h"
 
@@ -183,5 +184,10 @@ int main(void)
     WD_RUN(test_vec);
     WD_RUN(test_mlp_fixture);
     WD_RUN(test_groups);
+    wd_cpu_force_portable(1); /* the same checks on the portable kernels */
+    WD_RUN(test_vec);
+    WD_RUN(test_mlp_fixture);
+    WD_RUN(test_groups);
+    wd_cpu_force_portable(0);
     return wd_test_finish();
 }

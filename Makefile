@@ -11,7 +11,7 @@ BUILD := build-sanitize
 CMAKE_FLAGS += -DWIDEEP_SANITIZE=ON
 endif
 
-.PHONY: all deps build test demo bench fuzz clean
+.PHONY: all deps build test demo stop bench fuzz clean
 
 all: build
 
@@ -34,6 +34,11 @@ test: build fuzz
 demo: build
 	@bash deploy/demo.sh $(BUILD)
 
+# Stops a running `make demo` (its router and decode worker drain and exit).
+stop:
+	@if [ -s $(BUILD)/demo/pids ]; then kill -TERM $$(cat $(BUILD)/demo/pids) 2>/dev/null; \
+		echo "stopped"; else echo "no demo running"; fi
+
 # The ep lines are issue 3's configuration (normal mode, about 6 GB of memory over the four
 # ranks, ~15 s here) and DeepEP's low-latency size (128 tokens per rank).
 bench: build
@@ -44,6 +49,7 @@ bench: build
 		--mode normal --transport shm --zero-copy
 	@$(BUILD)/bin/wideep-bench ep --ranks 4 --tokens 128 --hidden 7168 --topk 8 --experts 256 \
 		--mode low_latency --transport shm
+	@$(BUILD)/bin/wideep-bench router --model-path deploy/tiny-model --connections 32
 
 clean:
 	rm -rf build build-sanitize $(FUZZ_BUILD)

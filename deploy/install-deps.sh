@@ -5,7 +5,7 @@
 set -eu
 
 pkgs=(
-    build-essential cmake pkg-config git python3
+    build-essential cmake pkg-config git python3 python3-venv
     clang clang-format libclang-rt-14-dev llvm
     libjansson-dev libpcre2-dev libutf8proc-dev libxxhash-dev libopenblas-dev
     libzmq3-dev libprotobuf-c-dev protobuf-c-compiler

@@ -27,12 +27,17 @@
 #define MAX_QUERIES 64         /* queries one task carries through the context */
 #define ACC_FLOATS (16 * 1024) /* ... and their output accumulators (64 KiB) */
 #define MAX_BLOCK 64
+#define BLOCK_FLOATS (16 * 1024) /* a block of widened bf16 keys (or values), 64 KiB */
 
-/* Key positions per block: 64, or 32 for wide heads (MLA's latent rows) so a block of
- * keys stays within L2 while the task's queries use it. A function of the shape alone. */
-static int block_len(int dk)
+/* Key positions per block: 64, fewer for wide heads (32 for a 288-wide MLA latent row) so
+ * a block stays in L2 while the task's queries use it and a widened bf16 block fits its
+ * buffer. A function of the shape alone, never of the batch. */
+static int block_len(int dk, int dv)
 {
-    return dk <= 128 ? MAX_BLOCK : MAX_BLOCK / 2;
+    int w = dk > dv ? dk : dv, bl = MAX_BLOCK;
+    while (bl > 1 && bl * w > BLOCK_FLOATS)
+        bl /= 2;
+    return bl;
 }
 
 /* ---- portable kernels ---- */
@@ -195,11 +200,11 @@ static void fold_block(const struct flash_job *j, const float *qv, const float *
 
 /* Tokens [ra, rb) of one sequence, heads [h0, h0 + nh) of KV head g. */
 static void flash_run(const struct flash_job *j, int64_t ra, int64_t rb, int g, int h0, int nh,
-                      float *m, float *l, float *acc)
+                      float *m, float *l, float *acc, float *kbuf, float *vbuf)
 {
     const struct wd_flash_args *a = j->a;
     const struct wd_attn_seq *seq = &a->seqs[a->tok_seq[ra]];
-    int nq = (int)(rb - ra) * nh, bl = block_len(a->dk);
+    int nq = (int)(rb - ra) * nh, bl = block_len(a->dk, a->dv);
     int32_t max_last = 0;
     for (int64_t t = ra; t < rb; t++) {
         WD_ASSERT(a->tok_pos[t] >= 0 && a->tok_pos[t] < seq->n_ctx);
@@ -214,9 +219,16 @@ static void flash_run(const struct flash_job *j, int64_t ra, int64_t rb, int g, 
     for (int32_t b0 = 0; b0 <= max_last; b0 += bl) {
         int nbm = max_last + 1 - b0 < bl ? max_last + 1 - b0 : bl;
         for (int i = 0; i < nbm; i++) {
-            int64_t base = wd_attn_slot(seq, b0 + i, a->page_size) * a->slot + g * a->kv_head;
-            kp[i] = a->k + base;
-            vp[i] = a->v + base;
+            int64_t at = wd_attn_slot(seq, b0 + i, a->page_size) * a->slot + g * a->kv_head;
+            if (a->dtype == WD_DTYPE_F32) {
+                kp[i] = (const float *)a->k + at;
+                vp[i] = (const float *)a->v + at;
+                continue;
+            }
+            kp[i] = wd_kv_row_f32(a->k, a->dtype, at, a->dk, kbuf + (int64_t)i * a->dk);
+            vp[i] = a->v == a->k
+                        ? kp[i]
+                        : wd_kv_row_f32(a->v, a->dtype, at, a->dv, vbuf + (int64_t)i * a->dv);
         }
         for (int64_t t = ra; t < rb; t++) {
             int32_t last = a->tok_pos[t];
@@ -244,7 +256,7 @@ static void flash_task(void *arg, int idx, int n_tasks)
 {
     const struct flash_job *j = arg;
     const struct wd_flash_args *a = j->a;
-    float m[MAX_QUERIES], l[MAX_QUERIES], acc[ACC_FLOATS];
+    float m[MAX_QUERIES], l[MAX_QUERIES], acc[ACC_FLOATS], kbuf[BLOCK_FLOATS], vbuf[BLOCK_FLOATS];
     int per_tb = j->n_kv * j->n_hblocks;
     /* Last token blocks first: in a prefill they have the longest contexts. */
     int64_t tb = j->n_tblocks - 1 - idx / per_tb;
@@ -256,7 +268,7 @@ static void flash_task(void *arg, int idx, int n_tasks)
         int64_t rb = ra + 1;
         while (rb < t1 && a->tok_seq[rb] == a->tok_seq[ra])
             rb++;
-        flash_run(j, ra, rb, g, h0, nh, m, l, acc);
+        flash_run(j, ra, rb, g, h0, nh, m, l, acc, kbuf, vbuf);
         ra = rb;
     }
     (void)n_tasks;
@@ -266,6 +278,7 @@ void wd_flash_attention_cpu(const struct wd_flash_args *a, struct wd_threadpool 
 {
     WD_ASSERT(a->dk > 0 && a->dk <= MAX_DIM && a->dv > 0 && a->dv <= MAX_DIM);
     WD_ASSERT(a->group > 0 && a->n_heads % a->group == 0);
+    WD_ASSERT(a->dtype == WD_DTYPE_F32 || a->dtype == WD_DTYPE_BF16);
     if (a->n_tokens <= 0)
         return;
     struct flash_job j = {
@@ -293,9 +306,9 @@ void wd_flash_attention_cpu(const struct wd_flash_args *a, struct wd_threadpool 
 
 void wd_attention_gqa_cpu(const float *q, int64_t n_tokens, const int32_t *tok_seq,
                           const int32_t *tok_pos, const struct wd_attn_seq *seqs,
-                          const float *k_cache, const float *v_cache, int page_size, int n_heads,
-                          int n_kv_heads, int head_dim, float scale, float *out,
-                          struct wd_threadpool *tp)
+                          const void *k_cache, const void *v_cache, enum wd_dtype dtype,
+                          int page_size, int n_heads, int n_kv_heads, int head_dim, float scale,
+                          float *out, struct wd_threadpool *tp)
 {
     WD_ASSERT(n_kv_heads > 0 && n_heads % n_kv_heads == 0);
     struct wd_flash_args a = {.q = q,
@@ -303,6 +316,7 @@ void wd_attention_gqa_cpu(const float *q, int64_t n_tokens, const int32_t *tok_s
                               .q_head = head_dim,
                               .k = k_cache,
                               .v = v_cache,
+                              .dtype = dtype,
                               .slot = (int64_t)n_kv_heads * head_dim,
                               .kv_head = head_dim,
                               .dk = head_dim,

@@ -9,7 +9,8 @@
  * values, once loaded, serves every query of a task: the heads sharing a KV head
  * and a run of consecutive tokens of the same sequence. B depends only on the
  * head size, and every query's arithmetic is the same whichever task or thread
- * runs it: a token's output does not depend on its batch or on chunked prefill.
+ * runs it: a token's output does not depend on its batch or on chunked prefill. A bf16
+ * cache is widened block by block (exactly), so it costs no extra rounding.
  * Results equal wd_attention_gqa_ref up to fp32 rounding (exp is kernels/vec_cpu's).
  */
 #ifndef WD_KERNELS_ATTENTION_CPU_H
@@ -31,7 +32,8 @@ extern "C" {
 struct wd_flash_args {
     const float *q;
     int64_t q_tok, q_head;
-    const float *k, *v;
+    const void *k, *v;   /* in dtype; k == v: one row holds both (MLA: v at the row's start) */
+    enum wd_dtype dtype; /* F32, or BF16 (a block's rows are widened once per task) */
     int64_t slot, kv_head;
     int dk, dv, n_heads, group;
     const int32_t *tok_seq, *tok_pos; /* [n_tokens], as in wd_attention_gqa_ref */
@@ -49,9 +51,9 @@ void wd_flash_attention_cpu(const struct wd_flash_args *a, struct wd_threadpool 
 /* Same arguments and result as wd_attention_gqa_ref, plus a pool (NULL = this thread). */
 void wd_attention_gqa_cpu(const float *q, int64_t n_tokens, const int32_t *tok_seq,
                           const int32_t *tok_pos, const struct wd_attn_seq *seqs,
-                          const float *k_cache, const float *v_cache, int page_size, int n_heads,
-                          int n_kv_heads, int head_dim, float scale, float *out,
-                          struct wd_threadpool *tp);
+                          const void *k_cache, const void *v_cache, enum wd_dtype dtype,
+                          int page_size, int n_heads, int n_kv_heads, int head_dim, float scale,
+                          float *out, struct wd_threadpool *tp);
 
 #ifdef __cplusplus
 }

@@ -30,15 +30,15 @@ extern "C" {
 /*
  * q: [n_tokens, n_heads, nope_dim + rope_dim] f32, q_nope then q_pe (already roped);
  * tok_seq, tok_pos, seqs: as in wd_attention_gqa_ref;
- * latent_cache: [n_slots, kv_lora_rank + rope_dim] f32;
+ * latent_cache: [n_slots, kv_lora_rank + rope_dim] in dtype (F32 or BF16);
  * kv_b: [n_heads * (nope_dim + v_dim), kv_lora_rank] any weight dtype;
  * out: [n_tokens, n_heads, v_dim] f32. kv_lora_rank <= WD_MLA_MAX_RANK. No allocation.
  */
 void wd_attention_mla_ref(const float *q, int64_t n_tokens, const int32_t *tok_seq,
                           const int32_t *tok_pos, const struct wd_attn_seq *seqs,
-                          const float *latent_cache, int page_size, int n_heads, int kv_lora_rank,
-                          int nope_dim, int rope_dim, int v_dim, const struct wd_weight *kv_b,
-                          float scale, float *out);
+                          const void *latent_cache, enum wd_dtype dtype, int page_size, int n_heads,
+                          int kv_lora_rank, int nope_dim, int rope_dim, int v_dim,
+                          const struct wd_weight *kv_b, float scale, float *out);
 
 #ifdef __cplusplus
 }

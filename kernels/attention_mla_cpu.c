@@ -61,10 +61,10 @@ static void head_linear_run(struct head_linear *j, int n_heads, struct wd_thread
 
 void wd_attention_mla_cpu(const float *q, int64_t n_tokens, const int32_t *tok_seq,
                           const int32_t *tok_pos, const struct wd_attn_seq *seqs,
-                          const float *latent_cache, int page_size, int n_heads, int kv_lora_rank,
-                          int nope_dim, int rope_dim, int v_dim, const struct wd_weight *kv_b,
-                          const float *uk_t, float scale, float *scratch, float *out,
-                          struct wd_threadpool *tp)
+                          const void *latent_cache, enum wd_dtype dtype, int page_size, int n_heads,
+                          int kv_lora_rank, int nope_dim, int rope_dim, int v_dim,
+                          const struct wd_weight *kv_b, const float *uk_t, float scale,
+                          float *scratch, float *out, struct wd_threadpool *tp)
 {
     int lora = kv_lora_rank, row = lora + rope_dim, qd = nope_dim + rope_dim;
     WD_ASSERT(lora <= WD_MLA_MAX_RANK && n_heads <= WD_MLA_MAX_HEADS);
@@ -101,6 +101,7 @@ void wd_attention_mla_cpu(const float *q, int64_t n_tokens, const int32_t *tok_s
                                .q_head = row,
                                .k = latent_cache,
                                .v = latent_cache,
+                               .dtype = dtype,
                                .slot = row,
                                .kv_head = 0,
                                .dk = row,

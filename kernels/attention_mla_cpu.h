@@ -34,9 +34,9 @@ int64_t wd_attention_mla_cpu_scratch(int64_t n_tokens, int n_heads, int kv_lora_
  * scratch [wd_attention_mla_cpu_scratch(...)] f32 and a pool (NULL = this thread). */
 void wd_attention_mla_cpu(const float *q, int64_t n_tokens, const int32_t *tok_seq,
                           const int32_t *tok_pos, const struct wd_attn_seq *seqs,
-                          const float *latent_cache, int page_size, int n_heads, int kv_lora_rank,
-                          int nope_dim, int rope_dim, int v_dim, const struct wd_weight *kv_b,
-                          const float *uk_t, float scale, float *scratch, float *out,
-                          struct wd_threadpool *tp);
+                          const void *latent_cache, enum wd_dtype dtype, int page_size, int n_heads,
+                          int kv_lora_rank, int nope_dim, int rope_dim, int v_dim,
+                          const struct wd_weight *kv_b, const float *uk_t, float scale,
+                          float *scratch, float *out, struct wd_threadpool *tp);
 
 #endif

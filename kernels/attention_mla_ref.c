@@ -21,13 +21,13 @@ static float dot(const float *a, const float *b, int n)
 
 void wd_attention_mla_ref(const float *q, int64_t n_tokens, const int32_t *tok_seq,
                           const int32_t *tok_pos, const struct wd_attn_seq *seqs,
-                          const float *latent_cache, int page_size, int n_heads, int kv_lora_rank,
-                          int nope_dim, int rope_dim, int v_dim, const struct wd_weight *kv_b,
-                          float scale, float *out)
+                          const void *latent_cache, enum wd_dtype dtype, int page_size, int n_heads,
+                          int kv_lora_rank, int nope_dim, int rope_dim, int v_dim,
+                          const struct wd_weight *kv_b, float scale, float *out)
 {
-    float q_lat[WD_MLA_MAX_RANK], o_lat[WD_MLA_MAX_RANK];
+    float q_lat[WD_MLA_MAX_RANK], o_lat[WD_MLA_MAX_RANK], buf[WD_MLA_MAX_RANK + 1024];
     int q_dim = nope_dim + rope_dim, row_elems = kv_lora_rank + rope_dim;
-    WD_ASSERT(kv_lora_rank <= WD_MLA_MAX_RANK);
+    WD_ASSERT(kv_lora_rank <= WD_MLA_MAX_RANK && rope_dim <= 1024);
     WD_ASSERT(kv_b->rows == (int64_t)n_heads * (nope_dim + v_dim) && kv_b->cols == kv_lora_rank);
 
     for (int64_t t = 0; t < n_tokens; t++) {
@@ -47,7 +47,9 @@ void wd_attention_mla_ref(const float *q, int64_t n_tokens, const int32_t *tok_s
 
             float m = -INFINITY;
             for (int32_t s = 0; s <= last; s++) {
-                const float *lat = latent_cache + wd_attn_slot(seq, s, page_size) * row_elems;
+                const float *lat =
+                    wd_kv_row_f32(latent_cache, dtype, wd_attn_slot(seq, s, page_size) * row_elems,
+                                  row_elems, buf);
                 float sc =
                     (dot(q_lat, lat, kv_lora_rank) + dot(q_pe, lat + kv_lora_rank, rope_dim)) *
                     scale;
@@ -57,7 +59,9 @@ void wd_attention_mla_ref(const float *q, int64_t n_tokens, const int32_t *tok_s
             float l = 0.0f;
             memset(o_lat, 0, sizeof(float) * (size_t)kv_lora_rank);
             for (int32_t s = 0; s <= last; s++) {
-                const float *lat = latent_cache + wd_attn_slot(seq, s, page_size) * row_elems;
+                const float *lat =
+                    wd_kv_row_f32(latent_cache, dtype, wd_attn_slot(seq, s, page_size) * row_elems,
+                                  row_elems, buf);
                 float sc =
                     (dot(q_lat, lat, kv_lora_rank) + dot(q_pe, lat + kv_lora_rank, rope_dim)) *
                     scale;

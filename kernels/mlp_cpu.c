@@ -10,13 +10,13 @@
 #include "kernels/vec_cpu.h"
 
 struct mlp_job {
-    const struct wd_mlp_cpu_group *g;
+    const struct wd_mlp_group *g;
     int n_groups;
     int64_t slice; /* rows per task, a multiple of 8 */
     int is_down;   /* 0: gate/up + silu pass, 1: down pass */
 };
 
-static int64_t pass_rows(const struct wd_mlp_cpu_group *g, int is_down)
+static int64_t pass_rows(const struct wd_mlp_group *g, int is_down)
 {
     return g->n > 0 ? (is_down ? g->down->rows : g->gate->rows) : 0;
 }
@@ -26,7 +26,7 @@ static void mlp_task(void *arg, int idx, int n_tasks)
     const struct mlp_job *j = arg;
     int64_t left = idx;
     for (int i = 0; i < j->n_groups; i++) {
-        const struct wd_mlp_cpu_group *g = &j->g[i];
+        const struct wd_mlp_group *g = &j->g[i];
         int64_t rows = pass_rows(g, j->is_down), n_slices = (rows + j->slice - 1) / j->slice;
         if (left >= n_slices) {
             left -= n_slices;
@@ -49,7 +49,7 @@ static void mlp_task(void *arg, int idx, int n_tasks)
     (void)n_tasks;
 }
 
-static void mlp_pass(const struct wd_mlp_cpu_group *groups, int n_groups, int is_down,
+static void mlp_pass(const struct wd_mlp_group *groups, int n_groups, int is_down,
                      struct wd_threadpool *tp)
 {
     int64_t total = 0;
@@ -68,10 +68,10 @@ static void mlp_pass(const struct wd_mlp_cpu_group *groups, int n_groups, int is
     wd_threadpool_run(tp, mlp_task, &job, (int)n_tasks);
 }
 
-void wd_mlp_cpu(const struct wd_mlp_cpu_group *groups, int n_groups, struct wd_threadpool *tp)
+void wd_mlp_cpu(const struct wd_mlp_group *groups, int n_groups, struct wd_threadpool *tp)
 {
     for (int i = 0; i < n_groups; i++) {
-        const struct wd_mlp_cpu_group *g = &groups[i];
+        const struct wd_mlp_group *g = &groups[i];
         WD_ASSERT(g->up->rows == g->gate->rows && g->up->cols == g->gate->cols);
         WD_ASSERT(g->down->cols == g->gate->rows && g->down->rows == g->gate->cols);
     }

@@ -14,23 +14,15 @@
 
 #include <stdint.h>
 
+#include "kernels/mlp.h"
 #include "kernels/threadpool.h"
-#include "kernels/weight.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-struct wd_mlp_cpu_group {
-    const struct wd_weight *gate, *up, *down; /* [I, H], [I, H], [H, I]; any weight dtype */
-    const float *x;                           /* [n, H] f32 */
-    int64_t n;                                /* rows; 0 is allowed */
-    float *tmp; /* [n, 2 * I] f32 scratch: gate activations then up (must not alias x or y) */
-    float *y;   /* [n, H] f32 = down(silu(gate x) * up x); may alias x */
-};
-
 /* Runs every group (borrowed; tp may be NULL). No allocation. */
-void wd_mlp_cpu(const struct wd_mlp_cpu_group *groups, int n_groups, struct wd_threadpool *tp);
+void wd_mlp_cpu(const struct wd_mlp_group *groups, int n_groups, struct wd_threadpool *tp);
 
 #ifdef __cplusplus
 }

@@ -1,19 +1,22 @@
 /*
- * wideep-generate: offline generation through the serving engine (model,
- * paged KV pool, continuous-batching scheduler) in one process. All prompts
- * are queued at once, so they run as one continuous batch exactly as a server
- * would run them. The correctness tool and the golden-test driver.
+ * wideep-generate: offline generation through the serving engine. A thin driver of
+ * wd_engine_host: the ranks of the layout (one at world 1) run the same engine the servers
+ * run; every prompt is queued at once (prompt i on attention-DP rank i % dp), so they run as
+ * one continuous batch exactly as a server would run them, and the ranks leave when all are
+ * done. The correctness tool and the golden-test driver.
  */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/config/flags.h"
 #include "common/config/generation_config.h"
 #include "common/config/server_args.h"
+#include "common/engine/engine_host.h"
 #include "common/layout/layout.h"
-#include "common/sched/offline_ranks.h"
 #include "common/sched/scheduler.h"
 #include "common/tokenizer/chat_template.h"
 #include "common/tokenizer/tokenizer.h"
@@ -21,6 +24,7 @@
 
 struct opts {
     const char *model_path, *prompt, *input_ids, *prompts_file, *log_level, *metrics_file;
+    const char *kv_cache_dtype;
     int max_new_tokens, top_k, seed, chat, json, logprobs, page_size, chunked_prefill_size;
     int max_running_requests, context_length, max_total_tokens, threads, ignore_eos;
     int timeout_ms;
@@ -45,22 +49,29 @@ struct run {
     struct prompt_slot *slots;
     int n_slots;
     struct wd_tokenizer *tok;
+    struct wd_error req_err; /* the first request the engine failed */
 };
 
-static void on_token(void *ctx, const struct wd_request *req, int32_t token, float logprob)
+/* Events of prompt i arrive with request id i + 1. */
+static void on_event(void *ctx, const struct wd_engine_event *ev, const void *extra)
 {
     struct run *run = ctx;
-    for (int i = 0; i < run->n_slots; i++) {
-        struct prompt_slot *s = &run->slots[i];
-        if (s->req_id != req->id)
-            continue;
-        if (token >= 0 && s->n_out < run->o.max_new_tokens) {
-            s->out[s->n_out] = token;
-            s->logprobs[s->n_out++] = logprob;
-        }
-        s->finish = req->finish;
+    if (ev->id == 0 || ev->id > (uint64_t)run->n_slots)
+        return;
+    int i = (int)(ev->id - 1);
+    struct prompt_slot *s = &run->slots[i];
+    if (ev->kind == WD_ENGINE_EV_ERROR) {
+        if (run->req_err.status == WD_OK)
+            wd_error_set(&run->req_err, (enum wd_status)ev->status, "prompt %d: %.*s", i, ev->extra,
+                         (const char *)extra);
+        s->finish = WD_FINISH_ERROR;
         return;
     }
+    if (ev->token >= 0 && s->n_out < run->o.max_new_tokens) {
+        s->out[s->n_out] = ev->token;
+        s->logprobs[s->n_out++] = ev->logprob;
+    }
+    s->finish = (enum wd_finish_reason)ev->finish;
 }
 
 static enum wd_status parse_ids(const char *s, int32_t **ids_p, size_t *n_p, struct wd_error *err)
@@ -156,7 +167,7 @@ static enum wd_status tokenize_slot(struct run *run, struct prompt_slot *s,
 
 static void print_results(const struct run *run)
 {
-    static const char *reasons[] = {"none", "length", "stop", "abort"};
+    static const char *reasons[] = {"none", "length", "stop", "abort", "error"};
     for (int i = 0; i < run->n_slots; i++) {
         const struct prompt_slot *s = &run->slots[i];
         char *text = NULL;
@@ -199,96 +210,81 @@ static void print_results(const struct run *run)
     fflush(stdout);
 }
 
-/* One process, the whole model: the serving engine's scheduler over all prompts. */
-static enum wd_status run_single(struct run *run, const struct wd_scheduler_config *scfg,
-                                 const struct wd_request_params *tmpl, int max_prompt, int total,
-                                 struct wd_error *err)
-{
-    const struct opts *o = &run->o;
-    struct wd_model_options mopt = {.n_threads = o->threads};
-    wd_scheduler_model_limits(scfg, max_prompt, &mopt.max_batch_tokens, &mopt.max_logit_rows);
-    struct wd_model *model = NULL;
-    struct wd_kv_pool *kv = NULL;
-    struct wd_scheduler *sched = NULL;
-    enum wd_status st = wd_model_create(o->model_path, &mopt, &model, err);
-    if (st == WD_OK) {
-        struct wd_kv_pool_config kcfg = {.n_layers = model->cfg.n_layers,
-                                         .page_size = o->page_size};
-        wd_model_kv_geometry(model, &kcfg.k_row, &kcfg.v_row);
-        kcfg.n_pages = (total + o->page_size - 1) / o->page_size;
-        st = wd_kv_pool_create(&kcfg, &kv, err);
-    }
-    if (st == WD_OK)
-        st = wd_scheduler_create(scfg, model, kv, on_token, run, &sched, err);
-    for (int i = 0; st == WD_OK && i < run->n_slots; i++) {
-        struct prompt_slot *s = &run->slots[i];
-        struct wd_request_params p = *tmpl;
-        p.prompt = s->ids;
-        p.n_prompt = (int)s->n_ids;
-        p.seed = tmpl->seed + (uint64_t)i;
-        st = wd_scheduler_add(sched, &p, &s->req_id, err);
-        if (st != WD_OK)
-            wd_error_prefix(err, "prompt %d", i);
-    }
-    int active = run->n_slots;
-    while (st == WD_OK && active > 0)
-        st = wd_scheduler_step(sched, &active, err);
-    wd_scheduler_destroy(sched);
-    wd_kv_pool_destroy(kv);
-    wd_model_destroy(model);
-    return st;
-}
-
 /* Only node 0 of a multi-node run gets (and prints) the results. */
 static int layout_is_printer(const struct run *run)
 {
     return run->pargs.node_rank == 0;
 }
 
-/* One process per rank of the layout (wd_offline_run_ranks). */
-static enum wd_status run_ranks(struct run *run, const struct wd_layout *layout,
-                                const struct wd_scheduler_config *scfg,
-                                const struct wd_request_params *tmpl, int total,
-                                struct wd_error *err)
+/* Output files are checked before the run, so a typo fails in a second, not after it. */
+static enum wd_status check_outputs(const struct run *run, struct wd_error *err)
+{
+    const char *mf = run->o.metrics_file;
+    if (mf) {
+        FILE *f = fopen(mf, "a");
+        if (!f)
+            return wd_error_set(err, WD_ERR_IO, "--metrics-file %s: %m", mf);
+        fclose(f);
+    }
+    const char *dir = getenv("WIDEEP_EXPERT_DISTRIBUTION_RECORDER_DIR");
+    struct stat sb;
+    if (dir && (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) || access(dir, W_OK | X_OK) != 0))
+        return wd_error_set(err, WD_ERR_IO,
+                            "WIDEEP_EXPERT_DISTRIBUTION_RECORDER_DIR=%s is not a writable "
+                            "directory",
+                            dir);
+    return WD_OK;
+}
+
+/* The engine over the layout's ranks: every prompt queued, events gathered until the ranks
+ * leave. */
+static enum wd_status run_engine(struct run *run, const struct wd_layout *layout,
+                                 const struct wd_scheduler_config *scfg,
+                                 const struct wd_request_params *tmpl, int max_prompt, int total,
+                                 enum wd_dtype kv_dtype, struct wd_error *err)
 {
     const struct opts *o = &run->o;
-    int n = run->n_slots;
-    const int32_t **prompts = calloc((size_t)n, sizeof(*prompts));
-    int *n_ids = calloc((size_t)n, sizeof(int));
-    struct wd_offline_result *res = calloc((size_t)n, sizeof(*res));
-    enum wd_status st = WD_OK;
-    if (!prompts || !n_ids || !res)
-        st = wd_error_set(err, WD_ERR_NOMEM, "out of memory");
-    for (int i = 0; st == WD_OK && i < n; i++) {
-        prompts[i] = run->slots[i].ids;
-        n_ids[i] = (int)run->slots[i].n_ids;
-        res[i].out = run->slots[i].out;
-        res[i].logprobs = run->slots[i].logprobs;
-    }
-    struct wd_offline_config oc = {
-        .model_path = o->model_path,
-        .layout = layout,
-        .sched = *scfg,
-        .page_size = o->page_size,
-        .max_total_tokens = total,
-        .n_threads = o->threads,
-        .params = *tmpl,
-        .n_prompts = n,
-        .prompts = prompts,
-        .n_ids = n_ids,
-        .timeout_ms = o->timeout_ms,
-        .eplb = &run->sargs,
-        .metrics_file = o->metrics_file,
+    struct wd_engine_host_config hc = {
+        .engine = {.model_path = o->model_path,
+                   .layout = layout,
+                   .sargs = &run->sargs,
+                   .sched = *scfg,
+                   .page_size = o->page_size,
+                   .max_total_tokens = total,
+                   .kv_dtype = kv_dtype,
+                   .n_threads = o->threads,
+                   .timeout_ms = o->timeout_ms,
+                   .max_prompt_tokens = max_prompt,
+                   .idle_wait_ms = 5,
+                   .metrics_file = o->metrics_file,
+                   .role = "generate"},
     };
-    if (st == WD_OK)
-        st = wd_offline_run_ranks(&oc, res, err);
-    for (int i = 0; st == WD_OK && i < n; i++) {
-        run->slots[i].n_out = res[i].n_out;
-        run->slots[i].finish = res[i].finish;
+    struct wd_engine_host *host = NULL;
+    WD_CHECK(wd_engine_host_create(&hc, &host, err));
+    enum wd_status st = WD_OK;
+    for (int i = 0; st == WD_OK && i < run->n_slots; i++) {
+        struct prompt_slot *s = &run->slots[i];
+        int dp = i % layout->attn_dp_size;
+        if (!wd_engine_host_has_dp(host, dp))
+            continue; /* another node's launcher queues it */
+        struct wd_request_params p = *tmpl;
+        p.prompt = s->ids;
+        p.n_prompt = (int)s->n_ids;
+        p.seed = tmpl->seed + (uint64_t)i;
+        p.id = (uint64_t)i + 1;
+        st = wd_engine_host_add(host, dp, &p, 0, err);
+        if (st != WD_OK)
+            wd_error_prefix(err, "prompt %d", i);
     }
-    free(prompts);
-    free(n_ids);
-    free(res);
+    wd_engine_host_finish(host);
+    int done = 0;
+    while (st == WD_OK && !done)
+        st = wd_engine_host_poll(host, 100, on_event, run, &done, err);
+    wd_engine_host_destroy(host);
+    if (st == WD_OK && run->req_err.status != WD_OK) {
+        *err = run->req_err;
+        st = err->status;
+    }
     return st;
 }
 
@@ -357,21 +353,17 @@ static enum wd_status run_generation(struct run *run, struct wd_error *err)
     for (int i = 0; i < p.n_stop_ids && i < WD_MAX_STOP_IDS; i++)
         p.stop_ids[i] = eos[i];
     int total = o->max_total_tokens > 0 ? o->max_total_tokens : 16384;
+    enum wd_dtype kv_dtype;
+    WD_CHECK(wd_kv_dtype_parse(o->kv_cache_dtype, &kv_dtype, err));
+    WD_CHECK(check_outputs(run, err));
 
     struct wd_layout_model_dims dims;
     wd_layout_dims_from_model_config(&mcfg, run->sargs.ep_num_redundant_experts, &dims);
     struct wd_layout *layout = NULL;
     WD_CHECK(wd_layout_create(&run->pargs, &dims, &layout, err));
-    if (layout->world_size > 1) {
-        st = run_ranks(run, layout, &scfg, &p, total, err);
-        wd_layout_destroy(layout);
-        if (st == WD_OK && layout_is_printer(run))
-            print_results(run);
-        return st;
-    }
+    st = run_engine(run, layout, &scfg, &p, (int)max_prompt, total, kv_dtype, err);
     wd_layout_destroy(layout);
-    st = run_single(run, &scfg, &p, (int)max_prompt, total, err);
-    if (st == WD_OK)
+    if (st == WD_OK && layout_is_printer(run))
         print_results(run);
     return st;
 }
@@ -387,6 +379,7 @@ int main(int argc, char **argv)
     o->chunked_prefill_size = 2048;
     o->max_running_requests = 64;
     o->log_level = "warn";
+    o->kv_cache_dtype = "auto";
     o->timeout_ms = 60000;
     wd_server_args_init(&run.sargs);
     struct wd_flag flags[64] = {
@@ -422,6 +415,9 @@ int main(int argc, char **argv)
          "max tokens per request (0 = model's)", NULL, 0},
         {"max-total-tokens", NULL, WD_FLAG_INT, &o->max_total_tokens, 0, 1 << 30,
          "KV pool size in tokens (0 = 16384)", NULL, 0},
+        {"kv-cache-dtype", NULL, WD_FLAG_STRING, &o->kv_cache_dtype, 1, 0,
+         "KV cache element type (auto = fp32, the CPU engine's activation type)",
+         "auto,fp32,float32,bf16,bfloat16", 0},
         {"threads", NULL, WD_FLAG_INT, &o->threads, 0, 1024, "CPU threads per rank (0 = all)", NULL,
          0},
         {"metrics-file", NULL, WD_FLAG_STRING, &o->metrics_file, 1, 0,

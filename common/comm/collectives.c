@@ -6,10 +6,13 @@
  *   rs       [n][C]       reduce-scatter: slot j = rank j's copy of this rank's chunk
  *   ag       [n][C]       all-gather of the sums: chunk c = rank c's sum
  *   gather   [2][n][P]    all-gather, double-buffered by round parity
+ *   bcast    [2][B]       broadcast from a root, double-buffered by round parity
  * Signal words count rounds and only grow, so no word is ever reset. Why the buffers can be
  * reused without acknowledgements: a rank writes round k+1 data into a peer only after it
  * has received that peer's round-k output, which the peer sends after it finished reading
  * its round-k inputs (rs, ag); the gather area has no later phase, hence two buffers.
+ * Broadcast has no traffic back to the root, so receivers acknowledge each piece and the
+ * root waits for round k's acknowledgements before it reuses that buffer in round k+2.
  */
 #include "common/comm/collectives.h"
 
@@ -17,7 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { SIG_RS = 0, SIG_AG, SIG_GATHER, SIG_BARRIER, N_SIG };
+enum { SIG_RS = 0, SIG_AG, SIG_GATHER, SIG_BARRIER, SIG_BCAST, SIG_BCAST_ACK, N_SIG };
+
+/* Broadcast piece: small, since broadcasts carry commands, not activations. */
+#define BCAST_PIECE ((size_t)64 << 10)
 
 struct wd_coll {
     struct wd_transport *t;
@@ -25,7 +31,7 @@ struct wd_coll {
     size_t piece_bytes; /* gather piece */
     size_t piece_elems; /* all-reduce piece, in floats */
     size_t chunk_bytes; /* one all-reduce chunk slot */
-    size_t off_sig, off_rs, off_ag, off_gather, bytes;
+    size_t off_sig, off_rs, off_ag, off_gather, off_bcast, bytes;
     uint64_t round[N_SIG];
 };
 
@@ -45,7 +51,8 @@ static size_t layout(struct wd_coll *c, int n, size_t piece_bytes)
     c->off_rs = align64((size_t)N_SIG * (size_t)n * 8);
     c->off_ag = c->off_rs + (size_t)n * c->chunk_bytes;
     c->off_gather = c->off_ag + (size_t)n * c->chunk_bytes;
-    c->bytes = c->off_gather + 2 * (size_t)n * c->piece_bytes;
+    c->off_bcast = c->off_gather + 2 * (size_t)n * c->piece_bytes;
+    c->bytes = c->off_bcast + 2 * BCAST_PIECE;
     return c->bytes;
 }
 
@@ -76,6 +83,7 @@ enum wd_status wd_coll_create(struct wd_transport *t, size_t window_offset, size
     c->off_rs += window_offset;
     c->off_ag += window_offset;
     c->off_gather += window_offset;
+    c->off_bcast += window_offset;
     c->t = t;
     c->rank = t->rank;
     *coll_p = c;
@@ -225,5 +233,42 @@ enum wd_status wd_coll_barrier(struct wd_coll *c, int timeout_ms, struct wd_erro
         st = wait_all(c, SIG_BARRIER, r, timeout_ms, err);
     if (st != WD_OK)
         wd_error_prefix(err, "barrier");
+    return st;
+}
+
+enum wd_status wd_coll_broadcast(struct wd_coll *c, int root, void *buf, size_t bytes,
+                                 int timeout_ms, struct wd_error *err)
+{
+    WD_ASSERT(root >= 0 && root < c->n);
+    struct wd_transport *t = c->t;
+    uint8_t *b8 = buf;
+    enum wd_status st = WD_OK;
+    for (size_t off = 0; off < bytes && st == WD_OK; off += BCAST_PIECE) {
+        size_t m = bytes - off < BCAST_PIECE ? bytes - off : BCAST_PIECE;
+        uint64_t r = ++c->round[SIG_BCAST];
+        size_t area = c->off_bcast + (size_t)(r & 1) * BCAST_PIECE;
+        if (c->rank == root) {
+            for (int j = 0; j < c->n && st == WD_OK; j++) {
+                if (j == root)
+                    continue;
+                /* The buffer of this parity was last used in round r - 2. */
+                if (r > 2)
+                    st = wd_transport_wait(t, sig_off(c, SIG_BCAST_ACK, j), r - 2, j, timeout_ms,
+                                           err);
+                if (st == WD_OK)
+                    st = wd_transport_put(t, j, area, b8 + off, m, err);
+                if (st == WD_OK)
+                    st = wd_transport_signal(t, j, sig_off(c, SIG_BCAST, root), 1, err);
+            }
+        } else {
+            st = wd_transport_wait(t, sig_off(c, SIG_BCAST, root), r, root, timeout_ms, err);
+            if (st == WD_OK) {
+                memcpy(b8 + off, t->window + area, m);
+                st = wd_transport_signal(t, root, sig_off(c, SIG_BCAST_ACK, c->rank), 1, err);
+            }
+        }
+    }
+    if (st != WD_OK)
+        wd_error_prefix(err, "broadcast");
     return st;
 }

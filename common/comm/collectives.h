@@ -1,7 +1,7 @@
 /*
  * Collectives within one group, written against the transport contract only (so they run
  * on shm, ucx, the composite of both, or the in-process executor): all-reduce (sum, f32),
- * all-gather (bytes) and a barrier.
+ * all-gather (bytes), broadcast (bytes from one root) and a barrier.
  *
  * All-reduce is reduce-scatter + all-gather: rank c sums chunk c of every rank's buffer in
  * rank order (x0 + x1 + ... + x(n-1), one float add at a time), then sends the sum to
@@ -39,6 +39,10 @@ enum wd_status wd_coll_all_reduce_f32(struct wd_coll *c, float *buf, size_t n, i
  * src and dst must not overlap. */
 enum wd_status wd_coll_all_gather(struct wd_coll *c, const void *src, size_t bytes, void *dst,
                                   int timeout_ms, struct wd_error *err);
+/* buf: [bytes], the root's values on entry there, on every rank on return. Every member
+ * calls it with the same root and size. */
+enum wd_status wd_coll_broadcast(struct wd_coll *c, int root, void *buf, size_t bytes,
+                                 int timeout_ms, struct wd_error *err);
 enum wd_status wd_coll_barrier(struct wd_coll *c, int timeout_ms, struct wd_error *err);
 
 /* The transport the engine runs on. */

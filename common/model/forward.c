@@ -13,19 +13,24 @@
 
 #include "common/model/model.h"
 #include "common/model/model_workspace.h"
-#include "kernels/attention_cpu.h"
-#include "kernels/attention_mla_cpu.h"
-#include "kernels/embedding.h"
-#include "kernels/linear_cpu.h"
-#include "kernels/mlp.h"
-#include "kernels/mlp_cpu.h"
-#include "kernels/moe_gate.h"
-#include "kernels/rmsnorm.h"
 
+/* The backend's ops, named as the forward uses them. */
 static void linear(struct wd_model *m, const struct wd_weight *w, const float *x, int64_t n,
                    float *y)
 {
-    wd_linear_cpu(w, x, n, y, m->tp);
+    m->be.ops->linear(m->be.ctx, w, x, n, y);
+}
+
+static void rmsnorm(struct wd_model *m, const float *x, const float *gamma, int64_t n, int64_t dim,
+                    float *y)
+{
+    m->be.ops->rmsnorm(m->be.ctx, x, gamma, n, dim, (float)m->cfg.rms_norm_eps, y);
+}
+
+static void rope(struct wd_model *m, float *x, int64_t n, int n_heads, int head_stride, int off,
+                 const int32_t *pos)
+{
+    m->be.ops->rope(m->be.ctx, &m->rope, x, n, n_heads, head_stride, off, pos);
 }
 
 /* Sums a partial result over the ranks of a group (a no-op on a whole model). */
@@ -37,61 +42,57 @@ static enum wd_status reduce(struct wd_model *m, enum wd_model_group g, int grou
     return m->opt.comm.all_reduce(m->opt.comm.ctx, g, buf, n, err);
 }
 
-static void add_inplace(float *x, const float *y, size_t n)
+static void add_inplace(struct wd_model *m, float *x, const float *y, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] += y[i];
+    m->be.ops->add(m->be.ctx, x, y, (int64_t)n);
 }
 
 /* Gated MLP y = down(silu(gate x) * up x) for n rows of width H, using ws->mlp_tmp. */
 static void mlp(struct wd_model *m, const struct wd_mlp_weights *w, const float *x, int64_t n,
                 float *y)
 {
-    struct wd_mlp_cpu_group g = {.gate = &w->gate,
-                                 .up = &w->up,
-                                 .down = &w->down,
-                                 .x = x,
-                                 .n = n,
-                                 .tmp = m->ws->mlp_tmp,
-                                 .y = y};
-    wd_mlp_cpu(&g, 1, m->tp);
+    struct wd_mlp_group g = {.gate = &w->gate,
+                             .up = &w->up,
+                             .down = &w->down,
+                             .x = x,
+                             .n = n,
+                             .tmp = m->ws->mlp_tmp,
+                             .y = y};
+    m->be.ops->mlp(m->be.ctx, &g, 1);
 }
 
-/* Most experts run in one wd_mlp_cpu call (a stack array; more simply take another call). */
+/* Most experts one grouped MLP call takes (a stack array; more simply make another call). */
 #define MOE_WAVE 64
 
-static void attention_gqa(struct wd_model *m, const struct wd_attn_weights *a, float *k_cache,
-                          float *v_cache, const struct wd_forward_batch *b, int page_size)
+static void attention_gqa(struct wd_model *m, const struct wd_attn_weights *a,
+                          const struct wd_kv_layer *kv, const struct wd_attn_batch *ab)
 {
-    const struct wd_model_config *c = &m->cfg;
     struct wd_model_workspace *ws = m->ws;
-    int64_t n = b->n_tokens;
-    int hd = c->head_dim;
+    int64_t n = ab->n_tokens;
+    int hd = m->cfg.head_dim;
     linear(m, &a->q_proj, ws->h, n, ws->q);
     linear(m, &a->k_proj, ws->h, n, ws->k);
     linear(m, &a->v_proj, ws->h, n, ws->v);
-    wd_rmsnorm_ref(ws->q, a->q_norm, n * m->n_heads, hd, (float)c->rms_norm_eps, ws->q);
-    wd_rmsnorm_ref(ws->k, a->k_norm, n * m->n_kv_heads, hd, (float)c->rms_norm_eps, ws->k);
-    wd_rope_apply_ref(&m->rope, ws->q, n, m->n_heads, hd, 0, b->tok_pos);
-    wd_rope_apply_ref(&m->rope, ws->k, n, m->n_kv_heads, hd, 0, b->tok_pos);
-    wd_kv_write_ref(ws->k, ws->v, n, b->tok_seq, b->tok_pos, b->seqs, page_size, m->n_kv_heads * hd,
-                    k_cache, v_cache);
-    wd_attention_gqa_cpu(ws->q, n, b->tok_seq, b->tok_pos, b->seqs, k_cache, v_cache, page_size,
-                         m->n_heads, m->n_kv_heads, hd, m->attn_scale, ws->attn, m->tp);
+    rmsnorm(m, ws->q, a->q_norm, n * m->n_heads, hd, ws->q);
+    rmsnorm(m, ws->k, a->k_norm, n * m->n_kv_heads, hd, ws->k);
+    rope(m, ws->q, n, m->n_heads, hd, 0, ab->tok_pos);
+    rope(m, ws->k, n, m->n_kv_heads, hd, 0, ab->tok_pos);
+    m->be.ops->kv_write(m->be.ctx, ws->k, ws->v, ab, kv);
+    m->be.ops->attention_gqa(m->be.ctx, ws->q, ab, kv, m->n_heads, m->n_kv_heads, hd, m->attn_scale,
+                             ws->attn);
     linear(m, &a->o_proj, ws->attn, n, ws->out);
 }
 
-static void attention_mla(struct wd_model *m, const struct wd_attn_weights *a, float *latent_cache,
-                          const struct wd_forward_batch *b, int page_size)
+static void attention_mla(struct wd_model *m, const struct wd_attn_weights *a,
+                          const struct wd_kv_layer *kv, const struct wd_attn_batch *ab)
 {
     const struct wd_model_config *c = &m->cfg;
     struct wd_model_workspace *ws = m->ws;
-    int64_t n = b->n_tokens;
-    int lora = c->kv_lora_rank, rope = c->qk_rope_head_dim, row = lora + rope;
-    float eps = (float)c->rms_norm_eps;
+    int64_t n = ab->n_tokens;
+    int lora = c->kv_lora_rank, rope_dim = c->qk_rope_head_dim, row = lora + rope_dim;
     if (c->q_lora_rank > 0) {
         linear(m, &a->q_a_proj, ws->h, n, ws->q_a);
-        wd_rmsnorm_ref(ws->q_a, a->q_a_norm, n, c->q_lora_rank, eps, ws->q_a);
+        rmsnorm(m, ws->q_a, a->q_a_norm, n, c->q_lora_rank, ws->q_a);
         linear(m, &a->q_b_proj, ws->q_a, n, ws->q);
     } else {
         linear(m, &a->q_proj, ws->h, n, ws->q);
@@ -99,15 +100,20 @@ static void attention_mla(struct wd_model *m, const struct wd_attn_weights *a, f
     /* Latent row: [c_kv (normed) | k_pe (roped)], exactly what the cache stores. */
     linear(m, &a->kv_a_proj, ws->h, n, ws->k);
     for (int64_t t = 0; t < n; t++)
-        wd_rmsnorm_ref(ws->k + t * row, a->kv_a_norm, 1, lora, eps, ws->k + t * row);
-    wd_rope_apply_ref(&m->rope, ws->q, n, m->n_heads, m->qk_head_dim, c->qk_nope_head_dim,
-                      b->tok_pos);
-    wd_rope_apply_ref(&m->rope, ws->k, n, 1, row, lora, b->tok_pos);
-    wd_kv_write_ref(ws->k, NULL, n, b->tok_seq, b->tok_pos, b->seqs, page_size, row, latent_cache,
-                    NULL);
-    wd_attention_mla_cpu(ws->q, n, b->tok_seq, b->tok_pos, b->seqs, latent_cache, page_size,
-                         m->n_heads, lora, c->qk_nope_head_dim, rope, c->v_head_dim, &a->kv_b_proj,
-                         a->uk_t, m->attn_scale, ws->mla, ws->attn, m->tp);
+        rmsnorm(m, ws->k + t * row, a->kv_a_norm, 1, lora, ws->k + t * row);
+    rope(m, ws->q, n, m->n_heads, m->qk_head_dim, c->qk_nope_head_dim, ab->tok_pos);
+    rope(m, ws->k, n, 1, row, lora, ab->tok_pos);
+    m->be.ops->kv_write(m->be.ctx, ws->k, NULL, ab, kv);
+    struct wd_mla_args mla = {.n_heads = m->n_heads,
+                              .kv_lora_rank = lora,
+                              .nope_dim = c->qk_nope_head_dim,
+                              .rope_dim = rope_dim,
+                              .v_dim = c->v_head_dim,
+                              .kv_b = &a->kv_b_proj,
+                              .uk_t = a->uk_t,
+                              .scale = m->attn_scale,
+                              .scratch = ws->mla};
+    m->be.ops->attention_mla(m->be.ctx, ws->q, ab, kv, &mla, ws->attn);
     linear(m, &a->o_proj, ws->attn, n, ws->out);
 }
 
@@ -141,12 +147,12 @@ static void gate(struct wd_model *m, const struct wd_layer_weights *L, const flo
     int E = c->n_routed_experts, K = c->num_experts_per_tok;
     linear(m, &L->router, in, n, ws->router);
     if (c->arch == WD_ARCH_DEEPSEEK_V3)
-        wd_moe_gate_sigmoid_grouped_ref(ws->router, n, E, K, c->n_group, c->topk_group,
-                                        L->router_bias, c->norm_topk_prob,
-                                        (float)c->routed_scaling_factor, ws->topk_idx, ws->topk_w);
+        m->be.ops->moe_gate_sigmoid_grouped(
+            m->be.ctx, ws->router, n, E, K, c->n_group, c->topk_group, L->router_bias,
+            c->norm_topk_prob, (float)c->routed_scaling_factor, ws->topk_idx, ws->topk_w);
     else
-        wd_moe_gate_softmax_topk_ref(ws->router, n, E, K, c->norm_topk_prob, ws->topk_idx,
-                                     ws->topk_w);
+        m->be.ops->moe_gate_softmax_topk(m->be.ctx, ws->router, n, E, K, c->norm_topk_prob,
+                                         ws->topk_idx, ws->topk_w);
 }
 
 /* Routed experts (+ shared experts) for the n rows of ws->h into ws->out. On a sharded
@@ -195,7 +201,7 @@ static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_
     memset(out, 0, (size_t)n * H * sizeof(float));
     int64_t cap = (int64_t)m->opt.max_batch_tokens * m->shard.attn_dp_size;
     for (int e = 0; e < nl;) {
-        struct wd_mlp_cpu_group grp[MOE_WAVE];
+        struct wd_mlp_group grp[MOE_WAVE];
         int ng = 0, e0 = e;
         int64_t rows = 0;
         for (; e < nl && ng < MOE_WAVE; e++) {
@@ -208,16 +214,16 @@ static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_
             for (int32_t j = 0; j < cnt; j++)
                 memcpy(ws->e_in + (size_t)(rows + j) * H, in + (size_t)ws->e_token[begin + j] * H,
                        H * sizeof(float));
-            grp[ng++] = (struct wd_mlp_cpu_group){.gate = &w->gate,
-                                                  .up = &w->up,
-                                                  .down = &w->down,
-                                                  .x = ws->e_in + (size_t)rows * H,
-                                                  .n = cnt,
-                                                  .tmp = ws->mlp_tmp + rows * 2 * w->gate.rows,
-                                                  .y = ws->e_out + (size_t)rows * H};
+            grp[ng++] = (struct wd_mlp_group){.gate = &w->gate,
+                                              .up = &w->up,
+                                              .down = &w->down,
+                                              .x = ws->e_in + (size_t)rows * H,
+                                              .n = cnt,
+                                              .tmp = ws->mlp_tmp + rows * 2 * w->gate.rows,
+                                              .y = ws->e_out + (size_t)rows * H};
             rows += cnt;
         }
-        wd_mlp_cpu(grp, ng, m->tp);
+        m->be.ops->mlp(m->be.ctx, grp, ng);
         const float *src = ws->e_out;
         for (int32_t i = off[e0]; i < off[e]; i++, src += H) {
             float w = ws->e_weight[i];
@@ -229,13 +235,13 @@ static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_
     int shared_split = m->shard.dense_tp_size > 1;
     if (L->has_shared && shared_split) {
         mlp(m, &L->shared, in, n, ws->e_out);
-        add_inplace(out, ws->e_out, (size_t)n * H);
+        add_inplace(m, out, ws->e_out, (size_t)n * H);
     }
     WD_CHECK(reduce(m, WD_GROUP_MOE, m->shard.moe_ep_size * m->shard.moe_tp_size, out,
                     (size_t)n * H, err));
     if (L->has_shared && !shared_split) {
         mlp(m, &L->shared, in, n, ws->e_out);
-        add_inplace(out, ws->e_out, (size_t)n * H);
+        add_inplace(m, out, ws->e_out, (size_t)n * H);
     }
     return WD_OK;
 }
@@ -354,7 +360,7 @@ static enum wd_status moe_a2a(struct wd_model *m, int layer, int64_t n, struct w
         return WD_OK;
     /* ws->e_out is free here: the experts ran inside the all-to-all. */
     WD_CHECK(dense_mlp(m, &L->shared, n, ws->e_out, err));
-    add_inplace(ws->out, ws->e_out, (size_t)n * H);
+    add_inplace(m, ws->out, ws->e_out, (size_t)n * H);
     return WD_OK;
 }
 
@@ -452,31 +458,40 @@ enum wd_status wd_model_forward(struct wd_model *m, struct wd_kv_pool *kv,
     struct wd_model_workspace *ws = m->ws;
     int64_t n = b->n_tokens;
     size_t H = (size_t)c->hidden_size;
-    float eps = (float)c->rms_norm_eps;
-    int page_size = kv->cfg.page_size;
+    struct wd_attn_batch ab = {
+        .n_tokens = n, .tok_seq = b->tok_seq, .tok_pos = b->tok_pos, .seqs = b->seqs};
 
     if (m->opt.recorder)
         wd_expert_recorder_begin_pass(m->opt.recorder);
     if (m->opt.comm.moe_a2a)
         WD_CHECK(agree_a2a_mode(m, b, err));
-    wd_embedding_ref(&m->embed, b->ids, n, ws->x);
+    m->be.ops->embedding(m->be.ctx, &m->embed, b->ids, n, ws->x);
     for (int l = 0; l < c->n_layers; l++) {
         const struct wd_layer_weights *L = &m->layers[l];
-        wd_rmsnorm_ref(ws->x, L->input_norm, n, c->hidden_size, eps, ws->h);
+        struct wd_kv_layer kvl = {.k = wd_kv_pool_k(kv, l),
+                                  .v = wd_kv_pool_v(kv, l),
+                                  .dtype = kv->cfg.dtype,
+                                  .page_size = kv->cfg.page_size,
+                                  .k_row = kv->cfg.k_row,
+                                  .v_row = kv->cfg.v_row};
+        rmsnorm(m, ws->x, L->input_norm, n, c->hidden_size, ws->h);
         if (c->arch == WD_ARCH_DEEPSEEK_V3)
-            attention_mla(m, &L->attn, wd_kv_pool_k(kv, l), b, page_size);
+            attention_mla(m, &L->attn, &kvl, &ab);
         else
-            attention_gqa(m, &L->attn, wd_kv_pool_k(kv, l), wd_kv_pool_v(kv, l), b, page_size);
+            attention_gqa(m, &L->attn, &kvl, &ab);
+        /* This layer's KV is written: a prefill server may start sending it. */
+        if (m->opt.layer_hook.fn)
+            m->opt.layer_hook.fn(m->opt.layer_hook.ctx, l, b);
         WD_CHECK(reduce(m, WD_GROUP_ATTN_TP, m->shard.attn_tp_size, ws->out, (size_t)n * H, err));
-        add_inplace(ws->x, ws->out, (size_t)n * H);
+        add_inplace(m, ws->x, ws->out, (size_t)n * H);
 
-        wd_rmsnorm_ref(ws->x, L->post_attn_norm, n, c->hidden_size, eps, ws->h);
+        rmsnorm(m, ws->x, L->post_attn_norm, n, c->hidden_size, ws->h);
         WD_CHECK(feed_forward(m, l, n, err));
-        add_inplace(ws->x, ws->out, (size_t)n * H);
+        add_inplace(m, ws->x, ws->out, (size_t)n * H);
     }
     for (int i = 0; i < b->n_logits; i++)
         memcpy(ws->sel + (size_t)i * H, ws->x + (size_t)b->logit_rows[i] * H, H * sizeof(float));
-    wd_rmsnorm_ref(ws->sel, m->final_norm, b->n_logits, c->hidden_size, eps, ws->sel);
+    rmsnorm(m, ws->sel, m->final_norm, b->n_logits, c->hidden_size, ws->sel);
     if (b->n_logits > 0)
         linear(m, &m->lm_head, ws->sel, b->n_logits, logits);
     return WD_OK;

@@ -25,6 +25,7 @@
 #include "common/util/arena.h"
 #include "common/util/status.h"
 #include "kernels/attention.h"
+#include "kernels/backend.h"
 #include "kernels/rope.h"
 #include "kernels/threadpool.h"
 #include "kernels/weight.h"
@@ -91,6 +92,16 @@ struct wd_model_eplb {
     int n_dispatch;
 };
 
+struct wd_forward_batch;
+
+/* Called by the forward after layer `layer` wrote the batch's KV rows into the pool, before
+ * the next layer runs (a prefill server starts sending that layer's pages while the rest of
+ * the forward computes). Runs on the forward's thread; must not call back into the model. */
+struct wd_model_layer_hook {
+    void (*fn)(void *ctx, int layer, const struct wd_forward_batch *batch);
+    void *ctx;
+};
+
 struct wd_model_options {
     int max_batch_tokens; /* most tokens in one forward (>= chunked prefill size + batch) */
     int max_logit_rows;   /* most rows of logits one forward returns */
@@ -100,6 +111,7 @@ struct wd_model_options {
     /* Borrowed, may be NULL: every forward pass reports its routing here (EPLB input). */
     struct wd_expert_recorder *recorder;
     struct wd_model_eplb eplb;
+    struct wd_model_layer_hook layer_hook; /* optional */
 };
 
 struct wd_attn_weights {
@@ -154,6 +166,7 @@ struct wd_model {
     struct wd_expert_store *experts_store; /* EPLB: the owned weights of those slots */
     struct wd_arena *arena; /* converted small vectors, FP8 scales, realigned tensors */
     struct wd_threadpool *tp;
+    struct wd_backend be; /* the ops the forward calls (CPU: over tp) */
     struct wd_model_workspace *ws;
 };
 
@@ -190,8 +203,12 @@ typedef void (*wd_model_tensor_fn)(void *ctx, const char *name, int n_dims, cons
 enum wd_status wd_model_list_tensors(const struct wd_model_config *cfg, wd_model_tensor_fn fn,
                                      void *ctx, struct wd_error *err);
 
-/* KV pool geometry for this model (k_row/v_row per layer slot). */
+/* KV pool geometry for this model on this rank: elements per slot of K (the latent for MLA)
+ * and of V (0 for MLA), and the heads a row holds (GQA KV heads; 1 for MLA). */
 void wd_model_kv_geometry(const struct wd_model *model, int *k_row_p, int *v_row_p);
+/* Fills the model-dependent fields of a KV pool config (layers, rows, heads). */
+struct wd_kv_pool_config;
+void wd_model_kv_pool_config(const struct wd_model *model, struct wd_kv_pool_config *cfg);
 
 /* Runs the batch and writes logits [n_logits, vocab] f32. Token ids must be < vocab and
  * n_tokens <= max_batch_tokens, n_logits <= max_logit_rows (checked: WD_ERR_INVALID). */

@@ -420,6 +420,7 @@ enum wd_status wd_model_create_from(const struct wd_model_config *cfg, struct wd
         st_ = wd_threadpool_create(n > 0 ? n : 1, &m->tp);
         if (st_ != WD_OK)
             wd_error_set(err, st_, "model: cannot start %d threads", n);
+        wd_backend_cpu_init(&m->be, m->tp);
     }
     if (st_ == WD_OK)
         st_ = wd_model_workspace_create(m, &m->ws, err);
@@ -490,6 +491,13 @@ void wd_model_destroy(struct wd_model *model)
     wd_arena_destroy(model->arena);
     wd_safetensors_close(model->st);
     free(model);
+}
+
+void wd_model_kv_pool_config(const struct wd_model *model, struct wd_kv_pool_config *cfg)
+{
+    cfg->n_layers = model->cfg.n_layers;
+    wd_model_kv_geometry(model, &cfg->k_row, &cfg->v_row);
+    cfg->n_heads = model->cfg.arch == WD_ARCH_DEEPSEEK_V3 ? 1 : model->n_kv_heads;
 }
 
 void wd_model_kv_geometry(const struct wd_model *model, int *k_row_p, int *v_row_p)

@@ -90,6 +90,32 @@ mk; rm "$tmp/bad/model.safetensors"
 check "missing weights" nz 'safetensors' "$gen" --model-path "$tmp/bad" --input-ids 1,2
 mk; echo '{"model": ' >"$tmp/bad/tokenizer.json"
 check "malformed tokenizer.json" nz 'tokenizer' "$gen" --model-path "$tmp/bad" --prompt hi
+# NaN weights: the request fails with a clear error instead of streaming garbage (the final
+# norm's weights become NaN, so every logit is NaN).
+mk; python3 - "$tmp/bad/model.safetensors" <<'PY'
+import json, struct, sys
+path = sys.argv[1]
+data = bytearray(open(path, "rb").read())
+n = struct.unpack("<Q", data[:8])[0]
+hdr = json.loads(data[8:8 + n])
+t = hdr["model.norm.weight"]
+assert t["dtype"] == "F32"
+b, e = t["data_offsets"]
+data[8 + n + b:8 + n + e] = struct.pack("<f", float("nan")) * ((e - b) // 4)
+open(path, "wb").write(data)
+PY
+check "NaN weights fail the request" nz 'non-finite logits' "$gen" --model-path "$tmp/bad" \
+    --input-ids 1,2,3 --max-new-tokens 2
+# Output files are checked before the run, not after it.
+check "unwritable --metrics-file" nz 'metrics-file' "$gen" --model-path "$m" --input-ids 1,2 \
+    --metrics-file "$tmp/no/such/dir/m.prom"
+check "bad recorder dir" nz 'RECORDER_DIR' env WIDEEP_EXPERT_DISTRIBUTION_RECORDER_DIR="$tmp/nodir" \
+    "$gen" --model-path "$m" --input-ids 1,2
+check "bad --kv-cache-dtype" nz 'kv-cache-dtype' "$gen" --model-path "$m" --input-ids 1,2 \
+    --kv-cache-dtype fp4
+# --kv-cache-dtype bf16 serves (its tolerance against fp32 is pinned in test_scheduler).
+check "kv cache bf16" 0 '"output_ids"' "$gen" --model-path "$m" --input-ids 1,2,3 --json \
+    --max-new-tokens 4 --kv-cache-dtype bf16
 
 echo "$passed passed, $fail failed"
 [ $fail -eq 0 ]

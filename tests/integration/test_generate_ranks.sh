@@ -139,6 +139,18 @@ PY
         --moe-a2a-backend deepep
 done
 
+# DeepEP low-latency mode carries 128 tokens per rank per call: a 584-token prompt is
+# prefilled in chunks that fit instead of failing, and gives the single rank's tokens.
+m="$src/tests/fixtures/tiny-qwen3-moe/fp32"
+long=$(python3 -c 'print(",".join(str((i * 37) % 1000 + 1) for i in range(584)))')
+lcommon=(--input-ids "$long" --context-length 1024 --max-new-tokens 6 --temperature 0 --ignore-eos --json --logprobs
+         --threads 1 --dist-timeout-ms 20000)
+if timeout 120 "$gen" --model-path "$m" "${lcommon[@]}" >"$tmp/lbase" 2>"$tmp/err" &&
+   timeout 120 "$gen" --model-path "$m" "${lcommon[@]}" --tp 2 --moe-a2a-backend deepep \
+       --deepep-mode low_latency >"$tmp/lout" 2>>"$tmp/err" && same "$tmp/lbase" "$tmp/lout"; then
+    ok "deepep low_latency with a 584-token prompt"
+else ko "deepep low_latency with a 584-token prompt"; cat "$tmp/err" | tail -3; fi
+
 # A rank that dies mid-run: the run fails naming it; no orphans, no segments left.
 m="$src/tests/fixtures/tiny-deepseek-v3/fp32"
 "$gen" --model-path "$m" --prompts-file "$tmp/prompts" --max-new-tokens 4000 --ignore-eos \

@@ -95,7 +95,7 @@ static void run(const struct gqa_case *c, int tail, const char *what)
                 tpos[t] = (int32_t)p;
                 t++;
             }
-    wd_kv_write_ref(k, v, n_tok, tseq, tpos, seqs, PAGE_SIZE, row, kc, vc);
+    wd_kv_write_ref(k, v, n_tok, tseq, tpos, seqs, PAGE_SIZE, WD_DTYPE_F32, row, row, kc, vc);
 
     /* Select the query tokens: all, or the last `tail` of each sequence. */
     int64_t n_q = 0;
@@ -110,8 +110,8 @@ static void run(const struct gqa_case *c, int tail, const char *what)
         n_q++;
     }
     float *out = malloc(sizeof(float) * (size_t)(n_q * qrow));
-    wd_attention_gqa_ref(q, n_q, tseq, tpos, seqs, kc, vc, PAGE_SIZE, c->n_heads, c->n_kv,
-                         c->head_dim, c->scale, out);
+    wd_attention_gqa_ref(q, n_q, tseq, tpos, seqs, kc, vc, WD_DTYPE_F32, PAGE_SIZE, c->n_heads,
+                         c->n_kv, c->head_dim, c->scale, out);
     wd_expect_close(what, out, want, n_q * qrow, 2e-6, 2e-5);
     /* The CPU backend's blocked pass: as close to HF, the same bits on any thread count,
      * and each token alone gives the bits it got in the batch. */
@@ -119,12 +119,13 @@ static void run(const struct gqa_case *c, int tail, const char *what)
     float *fast1 = malloc(sizeof(float) * (size_t)(n_q * qrow));
     struct wd_threadpool *tp = NULL;
     WD_EXPECT_EQ_INT(wd_threadpool_create(3, &tp), WD_OK);
-    wd_attention_gqa_cpu(q, n_q, tseq, tpos, seqs, kc, vc, PAGE_SIZE, c->n_heads, c->n_kv,
-                         c->head_dim, c->scale, fast, tp);
+    wd_attention_gqa_cpu(q, n_q, tseq, tpos, seqs, kc, vc, WD_DTYPE_F32, PAGE_SIZE, c->n_heads,
+                         c->n_kv, c->head_dim, c->scale, fast, tp);
     wd_expect_close(what, fast, want, n_q * qrow, 2e-6, 2e-5);
     for (int64_t i = 0; i < n_q; i++)
-        wd_attention_gqa_cpu(q + i * qrow, 1, tseq + i, tpos + i, seqs, kc, vc, PAGE_SIZE,
-                             c->n_heads, c->n_kv, c->head_dim, c->scale, fast1 + i * qrow, NULL);
+        wd_attention_gqa_cpu(q + i * qrow, 1, tseq + i, tpos + i, seqs, kc, vc, WD_DTYPE_F32,
+                             PAGE_SIZE, c->n_heads, c->n_kv, c->head_dim, c->scale,
+                             fast1 + i * qrow, NULL);
     WD_EXPECT_MSG(memcmp(fast, fast1, sizeof(float) * (size_t)(n_q * qrow)) == 0,
                   "%s: a token's attention depends on its batch", what);
     wd_threadpool_destroy(tp);
@@ -166,27 +167,28 @@ static void test_hand(void)
         kc[i] = vc[i] = NAN;
     float k[2] = {0.0f, 2.0f}, v[2] = {10.0f, 20.0f};
     int32_t tseq[2] = {0, 0}, tpos[2] = {0, 1};
-    wd_kv_write_ref(k, v, 2, tseq, tpos, &seq, 1, 1, kc, vc);
+    wd_kv_write_ref(k, v, 2, tseq, tpos, &seq, 1, WD_DTYPE_F32, 1, 1, kc, vc);
     WD_EXPECT(kc[5] == 0.0f && kc[2] == 2.0f && vc[5] == 10.0f && vc[2] == 20.0f);
     float q[2] = {1.0f, -1.0f}, out[2];
     int32_t dpos = 1;
-    wd_attention_gqa_ref(q, 1, tseq, &dpos, &seq, kc, vc, 1, 2, 1, 1, 1.0f, out);
+    wd_attention_gqa_ref(q, 1, tseq, &dpos, &seq, kc, vc, WD_DTYPE_F32, 1, 2, 1, 1, 1.0f, out);
     double p1 = 1.0 / (1.0 + exp(-2.0)), p2 = 1.0 / (1.0 + exp(2.0));
     WD_EXPECT_NEAR(out[0], 10 * (1 - p1) + 20 * p1, 1e-5);
     WD_EXPECT_NEAR(out[1], 10 * (1 - p2) + 20 * p2, 1e-5);
     /* Position 0 sees only itself. */
-    wd_attention_gqa_ref(q, 1, tseq, tpos, &seq, kc, vc, 1, 2, 1, 1, 1.0f, out);
+    wd_attention_gqa_ref(q, 1, tseq, tpos, &seq, kc, vc, WD_DTYPE_F32, 1, 2, 1, 1, 1.0f, out);
     WD_EXPECT(out[0] == 10.0f && out[1] == 10.0f);
     /* n_tokens 0: nothing read or written; MLA-style write without V. */
-    wd_attention_gqa_ref(NULL, 0, NULL, NULL, NULL, NULL, NULL, 1, 2, 1, 1, 1.0f, NULL);
+    wd_attention_gqa_ref(NULL, 0, NULL, NULL, NULL, NULL, NULL, WD_DTYPE_F32, 1, 2, 1, 1, 1.0f,
+                         NULL);
     float lat[2] = {7.0f, 8.0f};
-    wd_kv_write_ref(lat, NULL, 2, tseq, tpos, &seq, 1, 1, kc, NULL);
+    wd_kv_write_ref(lat, NULL, 2, tseq, tpos, &seq, 1, WD_DTYPE_F32, 1, 0, kc, NULL);
     WD_EXPECT(kc[5] == 7.0f && kc[2] == 8.0f);
     /* Large scores stay finite thanks to the max subtraction. */
     float big_k[2] = {1000.0f, 1001.0f};
-    wd_kv_write_ref(big_k, v, 2, tseq, tpos, &seq, 1, 1, kc, vc);
+    wd_kv_write_ref(big_k, v, 2, tseq, tpos, &seq, 1, WD_DTYPE_F32, 1, 1, kc, vc);
     float qq[2] = {1.0f, 1.0f};
-    wd_attention_gqa_ref(qq, 1, tseq, &dpos, &seq, kc, vc, 1, 2, 1, 1, 1.0f, out);
+    wd_attention_gqa_ref(qq, 1, tseq, &dpos, &seq, kc, vc, WD_DTYPE_F32, 1, 2, 1, 1, 1.0f, out);
     double pe = 1.0 / (1.0 + exp(-1.0));
     WD_EXPECT_NEAR(out[0], 10 * (1 - pe) + 20 * pe, 1e-4);
 }
@@ -199,8 +201,8 @@ static void test_long(void)
     enum { PS = 16, PAGES = 40 };
     int lens[2] = {300, 130}, dims[2] = {72, 20};
     uint64_t rng = 99;
-    for (int di = 0; di < 2; di++) {
-        int hd = dims[di], nh = 8, nkv = 2, row = nkv * hd, qrow = nh * hd;
+    for (int ci = 0; ci < 4; ci++) { /* head sizes x cache dtypes (f32, bf16) */
+        int hd = dims[ci / 2], nh = 8, nkv = 2, row = nkv * hd, qrow = nh * hd;
         int32_t pages[2][PAGES / 2];
         struct wd_attn_seq seqs[2];
         for (int s = 0; s < 2; s++) {
@@ -223,6 +225,15 @@ static void test_long(void)
             kc[i] = (float)((rng >> 40) % 2001) / 500.0f - 2.0f;
             vc[i] = (float)((rng >> 20) % 2001) / 1000.0f - 1.0f;
         }
+        enum wd_dtype dt = ci % 2 ? WD_DTYPE_BF16 : WD_DTYPE_F32;
+        uint16_t *kb = malloc(sizeof(uint16_t) * (size_t)PAGES * PS * row);
+        uint16_t *vb = malloc(sizeof(uint16_t) * (size_t)PAGES * PS * row);
+        for (int i = 0; i < PAGES * PS * row; i++) {
+            kb[i] = wd_f32_to_bf16(kc[i]);
+            vb[i] = wd_f32_to_bf16(vc[i]);
+        }
+        const void *kp = dt == WD_DTYPE_F32 ? (const void *)kc : kb;
+        const void *vp = dt == WD_DTYPE_F32 ? (const void *)vc : vb;
         for (int i = 0; i < n * qrow; i++) {
             rng = rng * 6364136223846793005ull + 1442695040888963407ull;
             q[i] = (float)((rng >> 40) % 2001) / 1000.0f - 1.0f;
@@ -232,25 +243,28 @@ static void test_long(void)
             tpos[t] = t < lens[0] ? t : t - lens[0];
         }
         float scale = 1.0f / sqrtf((float)hd);
-        wd_attention_gqa_ref(q, n, tseq, tpos, seqs, kc, vc, PS, nh, nkv, hd, scale, ref);
+        wd_attention_gqa_ref(q, n, tseq, tpos, seqs, kp, vp, dt, PS, nh, nkv, hd, scale, ref);
         struct wd_threadpool *tp = NULL;
         WD_EXPECT_EQ_INT(wd_threadpool_create(2, &tp), WD_OK);
-        wd_attention_gqa_cpu(q, n, tseq, tpos, seqs, kc, vc, PS, nh, nkv, hd, scale, all, tp);
+        wd_attention_gqa_cpu(q, n, tseq, tpos, seqs, kp, vp, dt, PS, nh, nkv, hd, scale, all, tp);
         wd_expect_close("gqa long", all, ref, (int64_t)n * qrow, 1e-6, 1e-5);
         for (int t0 = 0; t0 < n; t0 += 37) {
             int c = n - t0 < 37 ? n - t0 : 37;
-            wd_attention_gqa_cpu(q + (int64_t)t0 * qrow, c, tseq + t0, tpos + t0, seqs, kc, vc, PS,
-                                 nh, nkv, hd, scale, part + (int64_t)t0 * qrow, t0 % 2 ? tp : NULL);
+            wd_attention_gqa_cpu(q + (int64_t)t0 * qrow, c, tseq + t0, tpos + t0, seqs, kp, vp, dt,
+                                 PS, nh, nkv, hd, scale, part + (int64_t)t0 * qrow,
+                                 t0 % 2 ? tp : NULL);
         }
         WD_EXPECT_MSG(memcmp(all, part, sizeof(float) * (size_t)n * qrow) == 0,
-                      "head_dim %d: chunked attention differs", hd);
+                      "head_dim %d %s: chunked attention differs", hd, wd_dtype_name(dt));
         int t = lens[0] - 1;
-        wd_attention_gqa_cpu(q + (int64_t)t * qrow, 1, tseq + t, tpos + t, seqs, kc, vc, PS, nh,
+        wd_attention_gqa_cpu(q + (int64_t)t * qrow, 1, tseq + t, tpos + t, seqs, kp, vp, dt, PS, nh,
                              nkv, hd, scale, part, NULL);
         WD_EXPECT(memcmp(part, all + (int64_t)t * qrow, sizeof(float) * (size_t)qrow) == 0);
         wd_threadpool_destroy(tp);
         free(kc);
         free(vc);
+        free(kb);
+        free(vb);
         free(q);
         free(ref);
         free(all);

@@ -48,7 +48,8 @@ static void run(struct wd_fixture *fx, enum wd_dtype kv_b_dtype, int decode_only
         tseq[t] = t / len;
         tpos[t] = t % len;
     }
-    wd_kv_write_ref(lat, NULL, 2 * len, tseq, tpos, seqs, PAGE_SIZE, row, cache, NULL);
+    wd_kv_write_ref(lat, NULL, 2 * len, tseq, tpos, seqs, PAGE_SIZE, WD_DTYPE_F32, row, 0, cache,
+                    NULL);
 
     /* kv_b in the requested dtype; the golden used f32, so bf16 gets its own f32 oracle. */
     uint16_t *kvb16 = malloc(sizeof(uint16_t) * (size_t)kvb_n);
@@ -81,7 +82,7 @@ static void run(struct wd_fixture *fx, enum wd_dtype kv_b_dtype, int decode_only
     }
     float *out = malloc(sizeof(float) * (size_t)n_q * orow);
     wd_attention_mla_ref(qs, n_q, decode_only ? sseq : tseq, decode_only ? spos : tpos, seqs, cache,
-                         PAGE_SIZE, h, rank, nope, rope, vd, &w, scale, out);
+                         WD_DTYPE_F32, PAGE_SIZE, h, rank, nope, rope, vd, &w, scale, out);
     char what[64];
     snprintf(what, sizeof(what), "mla %s kv_b %s", decode_only ? "decode" : "prefill",
              wd_dtype_name(kv_b_dtype));
@@ -96,16 +97,16 @@ static void run(struct wd_fixture *fx, enum wd_dtype kv_b_dtype, int decode_only
     float *fast1 = malloc(sizeof(float) * (size_t)orow);
     for (int pass = 0; pass < 2; pass++) {
         wd_attention_mla_cpu(qs, n_q, decode_only ? sseq : tseq, decode_only ? spos : tpos, seqs,
-                             cache, PAGE_SIZE, h, rank, nope, rope, vd, &w, uk_t, scale, scratch,
-                             fast, pass ? tp : NULL);
+                             cache, WD_DTYPE_F32, PAGE_SIZE, h, rank, nope, rope, vd, &w, uk_t,
+                             scale, scratch, fast, pass ? tp : NULL);
         wd_expect_close(what, fast, out, (int64_t)n_q * orow, 1e-5, 1e-5);
     }
     /* Each token alone: the bits it got in the batch. */
     int same = 1;
     for (int i = 0; i < n_q; i++) {
         wd_attention_mla_cpu(qs + (int64_t)i * qrow, 1, (decode_only ? sseq : tseq) + i,
-                             (decode_only ? spos : tpos) + i, seqs, cache, PAGE_SIZE, h, rank, nope,
-                             rope, vd, &w, uk_t, scale, scratch, fast1, NULL);
+                             (decode_only ? spos : tpos) + i, seqs, cache, WD_DTYPE_F32, PAGE_SIZE,
+                             h, rank, nope, rope, vd, &w, uk_t, scale, scratch, fast1, NULL);
         same &= memcmp(fast1, fast + (int64_t)i * orow, sizeof(float) * (size_t)orow) == 0;
     }
     WD_EXPECT_MSG(same, "%s: a token's output depends on its batch", what);
@@ -121,7 +122,8 @@ static void run(struct wd_fixture *fx, enum wd_dtype kv_b_dtype, int decode_only
          * widening), and loosely with the f32 golden. */
         float *ref = malloc(sizeof(float) * (size_t)n_q * orow);
         wd_attention_mla_ref(qs, n_q, decode_only ? sseq : tseq, decode_only ? spos : tpos, seqs,
-                             cache, PAGE_SIZE, h, rank, nope, rope, vd, &wr, scale, ref);
+                             cache, WD_DTYPE_F32, PAGE_SIZE, h, rank, nope, rope, vd, &wr, scale,
+                             ref);
         WD_EXPECT(memcmp(ref, out, sizeof(float) * (size_t)n_q * orow) == 0);
         wd_expect_close(what, out, decode_only ? wsel : want, (int64_t)n_q * orow, 0.05, 0.05);
         free(ref);
@@ -153,13 +155,16 @@ static void test_hand(void)
     struct wd_attn_seq seq = {.page_table = &page, .n_ctx = 2};
     float cache[6] = {3, 4, 0.5f, /* pos 1: */ 1, -2, 1};
     float q[2] = {2.0f, 1.0f}, out = 0;
-    wd_attention_mla_ref(q, 1, &seq0, &pos0, &seq, cache, 4, 1, 2, 1, 1, 1, &w, 1.0f, &out);
+    wd_attention_mla_ref(q, 1, &seq0, &pos0, &seq, cache, WD_DTYPE_F32, 4, 1, 2, 1, 1, 1, &w, 1.0f,
+                         &out);
     WD_EXPECT_NEAR(out, 4.0, 1e-6);
     /* Two positions: scores 2*3 + 1*0.5 = 6.5 and 2*1 + 1*1 = 3. */
-    wd_attention_mla_ref(q, 1, &seq0, &pos1, &seq, cache, 4, 1, 2, 1, 1, 1, &w, 1.0f, &out);
+    wd_attention_mla_ref(q, 1, &seq0, &pos1, &seq, cache, WD_DTYPE_F32, 4, 1, 2, 1, 1, 1, &w, 1.0f,
+                         &out);
     double p0 = 1.0 / (1.0 + exp(3.0 - 6.5));
     WD_EXPECT_NEAR(out, 4.0 * p0 + (-2.0) * (1.0 - p0), 1e-5);
-    wd_attention_mla_ref(NULL, 0, NULL, NULL, NULL, NULL, 4, 1, 2, 1, 1, 1, &w, 1.0f, NULL);
+    wd_attention_mla_ref(NULL, 0, NULL, NULL, NULL, NULL, WD_DTYPE_F32, 4, 1, 2, 1, 1, 1, &w, 1.0f,
+                         NULL);
 }
 
 /* Contexts over several key blocks (MLA's latent rows are wide: blocks of 32), a bf16
@@ -205,22 +210,30 @@ static void test_long(void)
         tpos[t] = t % LEN;
     }
     float scale = 0.3f;
-    wd_attention_mla_ref(q, N, tseq, tpos, seqs, cache, PS, H, RANK, NOPE, ROPE, VD, &w, scale,
-                         ref);
-    struct wd_threadpool *tp = NULL;
-    WD_EXPECT_EQ_INT(wd_threadpool_create(2, &tp), WD_OK);
-    wd_attention_mla_cpu(q, N, tseq, tpos, seqs, cache, PS, H, RANK, NOPE, ROPE, VD, &w, uk_t,
-                         scale, scratch, all, tp);
-    wd_expect_close("mla long", all, ref, (int64_t)N * H * VD, 1e-5, 1e-5);
-    for (int t0 = 0; t0 < N; t0 += 29) {
-        int c = N - t0 < 29 ? N - t0 : 29;
-        wd_attention_mla_cpu(q + (int64_t)t0 * H * qd, c, tseq + t0, tpos + t0, seqs, cache, PS, H,
-                             RANK, NOPE, ROPE, VD, &w, uk_t, scale, scratch,
-                             part + (int64_t)t0 * H * VD, t0 % 2 ? tp : NULL);
+    uint16_t *cache16 = malloc(sizeof(uint16_t) * (size_t)SLOTS * row);
+    for (int i = 0; i < SLOTS * row; i++)
+        cache16[i] = wd_f32_to_bf16(cache[i]);
+    for (int ci = 0; ci < 2; ci++) { /* f32 and bf16 latent caches */
+        enum wd_dtype dt = ci ? WD_DTYPE_BF16 : WD_DTYPE_F32;
+        const void *cp = ci ? (const void *)cache16 : cache;
+        wd_attention_mla_ref(q, N, tseq, tpos, seqs, cp, dt, PS, H, RANK, NOPE, ROPE, VD, &w, scale,
+                             ref);
+        struct wd_threadpool *tp = NULL;
+        WD_EXPECT_EQ_INT(wd_threadpool_create(2, &tp), WD_OK);
+        wd_attention_mla_cpu(q, N, tseq, tpos, seqs, cp, dt, PS, H, RANK, NOPE, ROPE, VD, &w, uk_t,
+                             scale, scratch, all, tp);
+        wd_expect_close("mla long", all, ref, (int64_t)N * H * VD, 1e-5, 1e-5);
+        for (int t0 = 0; t0 < N; t0 += 29) {
+            int c = N - t0 < 29 ? N - t0 : 29;
+            wd_attention_mla_cpu(q + (int64_t)t0 * H * qd, c, tseq + t0, tpos + t0, seqs, cp, dt,
+                                 PS, H, RANK, NOPE, ROPE, VD, &w, uk_t, scale, scratch,
+                                 part + (int64_t)t0 * H * VD, t0 % 2 ? tp : NULL);
+        }
+        WD_EXPECT_MSG(memcmp(all, part, sizeof(float) * (size_t)N * H * VD) == 0,
+                      "%s: chunked MLA differs from one batch", wd_dtype_name(dt));
+        wd_threadpool_destroy(tp);
     }
-    WD_EXPECT_MSG(memcmp(all, part, sizeof(float) * (size_t)N * H * VD) == 0,
-                  "chunked MLA differs from one batch");
-    wd_threadpool_destroy(tp);
+    free(cache16);
     free(cache);
     free(q);
     free(ref);

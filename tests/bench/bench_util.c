@@ -18,6 +18,35 @@ double wd_bench_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Part idx of n of a buffer of `bytes`, in whole pages: its length (0: none), start in *begin_p. */
+static size_t part_of(size_t bytes, int idx, int n, size_t *begin_p)
+{
+    size_t per = (bytes / (size_t)n + 4095) & ~(size_t)4095;
+    size_t begin = per * (size_t)idx;
+    *begin_p = begin;
+    if (begin >= bytes)
+        return 0;
+    return bytes - begin < per ? bytes - begin : per;
+}
+
+/* Best of three runs of fn over the pool's threads (one part each), in seconds. */
+static double best_of_3(struct wd_threadpool *tp, int n_threads, void (*fn)(void *, int, int),
+                        void *job)
+{
+    double best = 1e30;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = wd_bench_now();
+        if (tp && n_threads > 1)
+            wd_threadpool_run(tp, fn, job, n_threads);
+        else
+            fn(job, 0, 1);
+        double dt = wd_bench_now() - t0;
+        if (dt < best)
+            best = dt;
+    }
+    return best;
+}
+
 struct copy_job {
     unsigned char *dst;
     const unsigned char *src;
@@ -27,12 +56,9 @@ struct copy_job {
 static void copy_part(void *arg, int idx, int n)
 {
     struct copy_job *j = arg;
-    size_t per = (j->bytes / (size_t)n + 4095) & ~(size_t)4095;
-    size_t begin = per * (size_t)idx;
-    if (begin >= j->bytes)
-        return;
-    size_t len = j->bytes - begin < per ? j->bytes - begin : per;
-    memcpy(j->dst + begin, j->src + begin, len);
+    size_t begin, len = part_of(j->bytes, idx, n, &begin);
+    if (len)
+        memcpy(j->dst + begin, j->src + begin, len);
 }
 
 double wd_bench_memcpy_gbs(size_t bytes, struct wd_threadpool *tp, int n_threads)
@@ -46,17 +72,7 @@ double wd_bench_memcpy_gbs(size_t bytes, struct wd_threadpool *tp, int n_threads
     memset(a, 1, bytes);
     memset(b, 2, bytes); /* fault every page in before timing */
     struct copy_job job = {.dst = b, .src = a, .bytes = bytes};
-    double best = 1e30;
-    for (int rep = 0; rep < 3; rep++) {
-        double t0 = wd_bench_now();
-        if (tp && n_threads > 1)
-            wd_threadpool_run(tp, copy_part, &job, n_threads);
-        else
-            copy_part(&job, 0, 1);
-        double dt = wd_bench_now() - t0;
-        if (dt < best)
-            best = dt;
-    }
+    double best = best_of_3(tp, n_threads, copy_part, &job);
     free(a);
     free(b);
     return (double)bytes / best / 1e9;
@@ -105,11 +121,9 @@ __attribute__((target("avx2"))) static uint64_t read_avx2(const uint64_t *p, siz
 static void read_part(void *arg, int idx, int n)
 {
     struct read_job *j = arg;
-    size_t per = (j->bytes / (size_t)n + 4095) & ~(size_t)4095;
-    size_t begin = per * (size_t)idx;
-    if (begin >= j->bytes)
+    size_t begin, len = part_of(j->bytes, idx, n, &begin);
+    if (!len)
         return;
-    size_t len = j->bytes - begin < per ? j->bytes - begin : per;
     const uint64_t *p = (const uint64_t *)(j->src + begin);
 #ifdef WD_X86
     if (j->is_avx2) {
@@ -130,17 +144,7 @@ double wd_bench_read_gbs(size_t bytes, struct wd_threadpool *tp, int n_threads)
 #ifdef WD_X86
     job.is_avx2 = __builtin_cpu_supports("avx2");
 #endif
-    double best = 1e30;
-    for (int rep = 0; rep < 3; rep++) {
-        double t0 = wd_bench_now();
-        if (tp && n_threads > 1)
-            wd_threadpool_run(tp, read_part, &job, n_threads);
-        else
-            read_part(&job, 0, 1);
-        double dt = wd_bench_now() - t0;
-        if (dt < best)
-            best = dt;
-    }
+    double best = best_of_3(tp, n_threads, read_part, &job);
     free(a);
     return (double)job.bytes / best / 1e9;
 }

@@ -40,7 +40,9 @@ stop:
 		echo "stopped"; else echo "no demo running"; fi
 
 # The ep lines are issue 3's configuration (normal mode, about 6 GB of memory over the four
-# ranks, ~15 s here) and DeepEP's low-latency size (128 tokens per rank).
+# ranks, ~15 s here) and DeepEP's low-latency size (128 tokens per rank). The kv lines: the
+# KV transfer of 1..4096-token requests (8 layers, 4 KV heads x 128, bf16, scattered pages)
+# against a raw UCX put, over UCX's shared-memory transports and over TCP.
 bench: build
 	@$(BUILD)/bin/wideep-bench engine --random qwen3-moe-mid
 	@$(BUILD)/bin/wideep-bench ep --ranks 4 --tokens 4096 --hidden 7168 --topk 8 --experts 256 \
@@ -50,6 +52,8 @@ bench: build
 	@$(BUILD)/bin/wideep-bench ep --ranks 4 --tokens 128 --hidden 7168 --topk 8 --experts 256 \
 		--mode low_latency --transport shm
 	@$(BUILD)/bin/wideep-bench router --model-path deploy/tiny-model --connections 32
+	@UCX_TLS=sm,self $(BUILD)/bin/wideep-bench kv
+	@UCX_TLS=tcp,self $(BUILD)/bin/wideep-bench kv
 
 clean:
 	rm -rf build build-sanitize $(FUZZ_BUILD)

@@ -14,12 +14,17 @@
 
 #include <stdint.h>
 
+/* Temperatures below this sample greedily, as SGLang does (its _SAMPLING_EPS): logits / T
+ * overflows float for a tiny T (1e-40 turns every logit into +-inf and the draw into the
+ * last token id), and the limit T -> 0 of softmax(logits / T) is the argmax anyway. */
+#define WD_SAMPLING_GREEDY_EPS 1e-6f
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 struct wd_sampling_params {
-    float temperature; /* <= 0: greedy */
+    float temperature; /* < WD_SAMPLING_GREEDY_EPS (0 included): greedy */
     int top_k;         /* <= 0: off */
     float top_p;       /* >= 1: off */
     float min_p;       /* <= 0: off */
@@ -36,9 +41,10 @@ uint64_t wd_rng_next(uint64_t rng[4]);
 double wd_rng_uniform(uint64_t rng[4]);
 
 /*
- * Picks a token. Greedy: argmax, ties to the lowest id, rng untouched. Otherwise one
- * wd_rng_uniform draw. *logprob_p (if not NULL) is the log-softmax of the RAW logits
- * (no temperature, no filters) at the chosen token, what SGLang and vLLM report.
+ * Picks a token. Greedy (temperature < WD_SAMPLING_GREEDY_EPS, or NaN): argmax, ties to
+ * the lowest id, rng untouched. Otherwise one wd_rng_uniform draw. *logprob_p (if not NULL) is the log-softmax of the RAW logits
+ * (no temperature, no filters) at the chosen token, what SGLang and vLLM report. This is
+ * the one place that decides greedy vs sampled; validators only bound the range.
  * logits: [vocab] f32 (vocab >= 1); scratch_f: [2 * vocab] f32; scratch_i: [vocab] i32.
  * No allocation.
  */

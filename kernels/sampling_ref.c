@@ -142,7 +142,7 @@ int32_t wd_sample_ref(const float *logits, int vocab, const struct wd_sampling_p
                       uint64_t rng[4], float *scratch_f, int32_t *scratch_i, float *logprob_p)
 {
     int32_t tok;
-    if (p->temperature <= 0.0f) {
+    if (!(p->temperature >= WD_SAMPLING_GREEDY_EPS)) { /* NaN too: never divide by it */
         tok = argmax(logits, vocab);
     } else {
         /* Unnormalized probabilities exp(z - max z) with z = logits / T. */

@@ -393,7 +393,7 @@ int main(int argc, char **argv)
         {"max-new-tokens", NULL, WD_FLAG_INT, &o->max_new_tokens, 1, 1 << 20,
          "tokens to generate per prompt", NULL, 0},
         {"temperature", NULL, WD_FLAG_FLOAT, &o->temperature, 0, 100,
-         "sampling temperature (0 = greedy)", NULL, 0},
+         "sampling temperature (below 1e-6, 0 included: greedy)", NULL, 0},
         {"top-p", NULL, WD_FLAG_FLOAT, &o->top_p, 1e-6, 1, "nucleus sampling mass", NULL, 0},
         {"top-k", NULL, WD_FLAG_INT, &o->top_k, -1, 1 << 30,
          "keep the k most likely tokens (0/-1 = off)", NULL, 0},

@@ -17,6 +17,7 @@
 #include "common/comm/rendezvous.h"
 #include "common/comm/transport_shm.h"
 #include "common/comm/transport_ucx.h"
+#include "common/util/le.h"
 #include "common/util/log.h"
 
 #define REC_MAGIC 0x52474457u /* bytes "WDGR" */
@@ -33,6 +34,7 @@ struct wd_comm {
     struct wd_rdzv *rdzv;
     struct wd_ucx *ucx; /* NULL until a group spans nodes (or UCX is forced) */
     int is_ucx_forced;  /* every peer over ucx, same node too (wd_comm_force_ucx) */
+    int is_failed;      /* this rank failed: teardown waits for nobody (wd_comm_mark_failed) */
     struct name_gen *names;
     int n_names;
 };
@@ -55,7 +57,8 @@ enum wd_status wd_comm_create(const struct wd_rank_info *ri, struct wd_comm **co
         return wd_error_set(err, WD_ERR_NOMEM, "comm: out of memory");
     c->ri = *ri;
     c->timeout_ms = ri->timeout_ms > 0 ? ri->timeout_ms : 60000;
-    enum wd_status st = wd_rdzv_create(ri->rdzv_host, ri->rdzv_port, c->timeout_ms, &c->rdzv, err);
+    enum wd_status st =
+        wd_rdzv_create(ri->rdzv_host, ri->rdzv_port, ri->rdzv_token, c->timeout_ms, &c->rdzv, err);
     if (st != WD_OK) {
         free(c);
         wd_error_prefix(err, "rank %d", ri->rank);
@@ -89,6 +92,11 @@ void wd_comm_force_ucx(struct wd_comm *comm, int is_forced)
 struct wd_rdzv *wd_comm_rdzv(struct wd_comm *comm)
 {
     return comm->rdzv;
+}
+
+void wd_comm_mark_failed(struct wd_comm *comm)
+{
+    comm->is_failed = 1;
 }
 
 enum wd_status wd_comm_barrier_world(struct wd_comm *comm, const char *name, struct wd_error *err)
@@ -172,7 +180,7 @@ static void mux_destroy(struct wd_transport *t)
 {
     struct mux *m = t->impl;
     struct wd_error e;
-    if (m->ucx && wd_rank_check_all(&m->comm->ri, &e) == WD_OK) {
+    if (m->ucx && !m->comm->is_failed && wd_rank_check_all(&m->comm->ri, &e) == WD_OK) {
         /* Everything this rank sent is applied at its targets, then nobody closes an
          * endpoint until every member got there (their flushes need this rank's progress).
          * After a failure in the launch nothing is waited for: the launch is ending. */
@@ -195,17 +203,6 @@ static const struct wd_transport_ops mux_ops = {
 };
 
 /* ---------------------------------------------------------------- bring-up */
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static enum wd_status check_args(const struct wd_comm *c, const char *name, const int *members,
                                  int n, int *me_p, struct wd_error *err)
@@ -259,13 +256,13 @@ static enum wd_status publish(struct mux *m, const char *seg, size_t window_byte
         free(blob);
         return wd_error_set(err, WD_ERR_NOMEM, "comm: out of memory");
     }
-    put_u32(rec, REC_MAGIC);
-    put_u32(rec + 4, (uint32_t)ri->rank);
-    put_u32(rec + 8, (uint32_t)ri->node_rank);
-    put_u32(rec + 12, (uint32_t)seg_len);
-    put_u32(rec + 16, (uint32_t)window_bytes);
-    put_u32(rec + 20, (uint32_t)((uint64_t)window_bytes >> 32));
-    put_u32(rec + 24, (uint32_t)blob_len);
+    wd_le_put32(rec, REC_MAGIC);
+    wd_le_put32(rec + 4, (uint32_t)ri->rank);
+    wd_le_put32(rec + 8, (uint32_t)ri->node_rank);
+    wd_le_put32(rec + 12, (uint32_t)seg_len);
+    wd_le_put32(rec + 16, (uint32_t)window_bytes);
+    wd_le_put32(rec + 20, (uint32_t)((uint64_t)window_bytes >> 32));
+    wd_le_put32(rec + 24, (uint32_t)blob_len);
     memcpy(rec + REC_HDR, seg, seg_len);
     if (blob_len)
         memcpy(rec + REC_HDR + seg_len, blob, blob_len);
@@ -289,12 +286,13 @@ static enum wd_status connect_peer(struct mux *m, int j, size_t window_bytes, st
     WD_CHECK(wd_rdzv_get(m->comm->rdzv, key, m->comm->timeout_ms, &v, &len, err));
     const uint8_t *r = v;
     enum wd_status st = WD_OK;
-    uint64_t wb = len >= REC_HDR ? (uint64_t)get_u32(r + 16) | (uint64_t)get_u32(r + 20) << 32 : 0;
-    uint32_t seg_len = len >= REC_HDR ? get_u32(r + 12) : 0;
-    uint32_t blob_len = len >= REC_HDR ? get_u32(r + 24) : 0;
+    uint64_t wb =
+        len >= REC_HDR ? (uint64_t)wd_le_get32(r + 16) | (uint64_t)wd_le_get32(r + 20) << 32 : 0;
+    uint32_t seg_len = len >= REC_HDR ? wd_le_get32(r + 12) : 0;
+    uint32_t blob_len = len >= REC_HDR ? wd_le_get32(r + 24) : 0;
     char seg[128];
-    if (len < REC_HDR || get_u32(r) != REC_MAGIC || get_u32(r + 4) != (uint32_t)grank ||
-        get_u32(r + 8) != (uint32_t)node || seg_len == 0 || seg_len >= sizeof(seg) ||
+    if (len < REC_HDR || wd_le_get32(r) != REC_MAGIC || wd_le_get32(r + 4) != (uint32_t)grank ||
+        wd_le_get32(r + 8) != (uint32_t)node || seg_len == 0 || seg_len >= sizeof(seg) ||
         (uint64_t)REC_HDR + seg_len + blob_len != len) {
         st = wd_error_set(err, WD_ERR_FORMAT, "%s: malformed record from rank %d", m->peers.name,
                           grank);

@@ -33,6 +33,10 @@ void wd_comm_destroy(struct wd_comm *comm); /* NULL-safe; destroy its transports
 const struct wd_rank_info *wd_comm_rank_info(const struct wd_comm *comm);
 /* The rendezvous client (for swapping other bytes, e.g. the NCCL unique id). */
 struct wd_rdzv *wd_comm_rdzv(struct wd_comm *comm);
+/* This rank failed and will exit: transports destroyed from now on free what they hold
+ * without the teardown barrier (peers may be anywhere; the launch is ending), so an error
+ * path can release everything instead of leaving it to process exit. */
+void wd_comm_mark_failed(struct wd_comm *comm);
 /* Waits until every rank of the launch called it with the same name. */
 enum wd_status wd_comm_barrier_world(struct wd_comm *comm, const char *name, struct wd_error *err);
 

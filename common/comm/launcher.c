@@ -8,7 +8,6 @@
  */
 #include "common/comm/launcher.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -22,7 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/comm/janitor.h"
 #include "common/comm/rendezvous.h"
+#include "common/comm/shm_segment.h"
 #if defined(__SANITIZE_ADDRESS__)
 #define WD_HAVE_LSAN 1
 #elif defined(__has_feature)
@@ -68,6 +69,7 @@ struct wd_launcher {
     size_t ctl_bytes;
     struct wd_rdzv_server *srv; /* node 0 */
     struct wd_rdzv *client;     /* other nodes */
+    struct wd_janitor janitor;  /* removes the segments if this process dies first */
     pid_t pgid;
     struct local_rank *ranks; /* [rpn] */
     int n_running;
@@ -77,6 +79,7 @@ struct wd_launcher {
     int64_t fail_ms, term_ms;
     int is_term_sent, is_kill_sent;
     int is_finished;
+    int64_t n_refused; /* node 0: launchers refused for a node rank that had joined, logged */
     enum wd_status final_status;
     struct wd_error final_err;
 };
@@ -249,7 +252,8 @@ static void reap(struct wd_launcher *l)
         if (p == 0 || (p < 0 && errno == EINTR))
             continue;
         r->is_reaped = 1;
-        l->n_running--;
+        if (--l->n_running == 0) /* the group id is free now: the janitor must not kill it */
+            wd_janitor_set_group(&l->janitor, 0);
         int rank = l->cfg.node_rank * l->rpn + i;
         char how[96], why[248];
         if (p < 0)
@@ -298,6 +302,24 @@ static void mark_node(struct wd_launcher *l, int j, const char *text)
     }
 }
 
+/* Node 0: logs the launchers join_job refused because their node rank had joined (each
+ * one left a count in "wd/join/<k>"). */
+static void note_refused(struct wd_launcher *l)
+{
+    int64_t n = 0;
+    for (int j = 1; j < l->cfg.nnodes; j++) {
+        char key[64];
+        snprintf(key, sizeof(key), "wd/join/%d", j);
+        int64_t c = local_counter(l->srv, key);
+        n += c > 1 ? c - 1 : 0;
+    }
+    if (n > l->n_refused)
+        wd_log(WD_LOG_WARN, "launch",
+               "refused %lld launcher(s) for a node rank that had already joined this job",
+               (long long)(n - l->n_refused));
+    l->n_refused = n;
+}
+
 /* Looks for failures of other nodes; a non-zero node that loses the store treats node 0
  * as failed. */
 static void check_remote(struct wd_launcher *l)
@@ -307,6 +329,7 @@ static void check_remote(struct wd_launcher *l)
     l->next_remote_ms = now_ms() + 100;
     int64_t n_fail = 0;
     if (l->srv) {
+        note_refused(l);
         n_fail = local_counter(l->srv, "wd/nfail");
     } else {
         struct wd_error e;
@@ -341,20 +364,8 @@ static void signal_ranks(struct wd_launcher *l, int sig)
 static void remove_segments(const char *launch_id)
 {
     char prefix[48];
-    int plen = snprintf(prefix, sizeof(prefix), "wd-%s-", launch_id);
-    DIR *d = opendir("/dev/shm");
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, prefix, (size_t)plen) != 0)
-            continue;
-        char name[300];
-        snprintf(name, sizeof(name), "/%s", de->d_name);
-        if (shm_unlink(name) == 0)
-            wd_log(WD_LOG_DEBUG, "launch", "removed leftover shm segment %s", name);
-    }
-    closedir(d);
+    snprintf(prefix, sizeof(prefix), "wd-%s-", launch_id);
+    wd_shm_segment_remove_prefix(prefix);
 }
 
 static void finish(struct wd_launcher *l, enum wd_status st, const struct wd_error *e)
@@ -362,6 +373,7 @@ static void finish(struct wd_launcher *l, enum wd_status st, const struct wd_err
     if (l->pgid > 0)
         kill(-l->pgid, SIGKILL); /* helpers the ranks left behind */
     remove_segments(l->launch_id);
+    wd_janitor_cleanup(&l->janitor); /* nothing left for it to do */
     l->is_finished = 1;
     l->final_status = st;
     if (e)
@@ -460,6 +472,7 @@ int wd_launcher_rdzv_port(const struct wd_launcher *l)
 
 static void free_launcher(struct wd_launcher *l)
 {
+    wd_janitor_cleanup(&l->janitor);
     wd_rdzv_server_destroy(l->srv);
     wd_rdzv_destroy(l->client);
     if (l->ctl)
@@ -524,10 +537,13 @@ static void rank_process(struct wd_launcher *l, int local, pid_t parent, wd_rank
     snprintf(ri.rdzv_host, sizeof(ri.rdzv_host), "%s", l->host);
     ri.rdzv_port = l->port;
     snprintf(ri.launch_id, sizeof(ri.launch_id), "%s", l->launch_id);
+    snprintf(ri.rdzv_token, sizeof(ri.rdzv_token), "%s", l->cfg.dist_init_token);
     ri.timeout_ms = l->cfg.timeout_ms;
     ri.ctl = l->ctl;
-    /* The launcher's sockets and bookkeeping are copies here: drop them, keep the ctl page. */
+    /* The launcher's sockets and bookkeeping are copies here: drop them, keep the ctl page
+     * and the janitor's pipe (its end of file tells the janitor this rank is gone). */
     l->ctl = NULL;
+    wd_janitor_detach(&l->janitor);
     free_launcher(l);
     int rc = fn(ctx, &ri);
     fflush(NULL);
@@ -554,6 +570,49 @@ static enum wd_status check_config(const struct wd_launch_config *c, struct wd_e
                             "launch: --dist-init-addr is required with --nnodes %d", c->nnodes);
     if (c->timeout_ms <= 0 || c->settle_ms < 0 || c->kill_grace_ms < 0 || c->run_timeout_ms < 0)
         return wd_error_set(err, WD_ERR_INVALID, "launch: timeouts must be positive");
+    if (!memchr(c->dist_init_token, 0, sizeof(c->dist_init_token)))
+        return wd_error_set(err, WD_ERR_INVALID, "launch: token longer than %d bytes",
+                            WD_RDZV_MAX_TOKEN);
+    return WD_OK;
+}
+
+/* Node 0: the job's shape, for joining launchers to compare with their own. */
+static enum wd_status publish_job(struct wd_launcher *l, struct wd_error *err)
+{
+    char job[64];
+    int n = snprintf(job, sizeof(job), "%d %d", l->cfg.world_size, l->cfg.nnodes);
+    return wd_rdzv_server_set(l->srv, "wd/job", job, (size_t)n, err);
+}
+
+/* Node k > 0 (its token already accepted): node 0 must run this launcher's shape, and node
+ * rank k must still be free. The first launcher for it holds it for good, so a second one
+ * (an operator's retry, a stale script) is refused here, before it forks a rank or writes
+ * a key of the job. */
+static enum wd_status join_job(struct wd_launcher *l, struct wd_error *err)
+{
+    const struct wd_launch_config *c = &l->cfg;
+    void *v;
+    size_t len;
+    WD_CHECK(wd_rdzv_get(l->client, "wd/job", c->timeout_ms, &v, &len, err));
+    char job[64];
+    snprintf(job, sizeof(job), "%.*s", (int)(len < sizeof(job) ? len : sizeof(job) - 1),
+             (const char *)v);
+    free(v);
+    int world = 0, nnodes = 0;
+    if (sscanf(job, "%d %d", &world, &nnodes) != 2 || world != c->world_size || nnodes != c->nnodes)
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "the job at %s:%d runs %d rank(s) over %d node(s), this launcher was "
+                            "started for %d over %d",
+                            l->host, l->port, world, nnodes, c->world_size, c->nnodes);
+    char key[64];
+    snprintf(key, sizeof(key), "wd/join/%d", c->node_rank);
+    int64_t n = 0;
+    WD_CHECK(wd_rdzv_add(l->client, key, 1, &n, err));
+    if (n != 1)
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "node rank %d already joined this job at %s:%d; a second launcher "
+                            "for it is refused (the running job is not affected)",
+                            c->node_rank, l->host, l->port);
     return WD_OK;
 }
 
@@ -588,11 +647,16 @@ enum wd_status wd_launcher_start(const struct wd_launch_config *cfg, wd_rank_mai
     else
         snprintf(l->host, sizeof(l->host), "127.0.0.1");
     if (st == WD_OK && cfg->node_rank == 0) {
-        st = wd_rdzv_server_create(l->host, l->port, &l->srv, err);
-        if (st == WD_OK)
+        st = wd_rdzv_server_create(l->host, l->port, cfg->dist_init_token, &l->srv, err);
+        if (st == WD_OK) {
             l->port = wd_rdzv_server_port(l->srv);
+            st = publish_job(l, err);
+        }
     } else if (st == WD_OK) {
-        st = wd_rdzv_create(l->host, l->port, cfg->timeout_ms, &l->client, err);
+        st = wd_rdzv_create(l->host, l->port, cfg->dist_init_token, cfg->timeout_ms, &l->client,
+                            err);
+        if (st == WD_OK)
+            st = join_job(l, err);
     }
     if (st != WD_OK) {
         free_launcher(l);
@@ -600,6 +664,14 @@ enum wd_status wd_launcher_start(const struct wd_launch_config *cfg, wd_rank_mai
         return st;
     }
 
+    /* The janitor before any rank: from the first rank on there can be segments. */
+    char prefix[48];
+    snprintf(prefix, sizeof(prefix), "wd-%s-", l->launch_id);
+    st = wd_janitor_init(&l->janitor, prefix, err);
+    if (st != WD_OK) {
+        free_launcher(l);
+        return st;
+    }
     fflush(NULL); /* children must not inherit (and repeat) buffered output */
     pid_t parent = getpid();
     for (int i = 0; i < l->rpn; i++) {
@@ -612,8 +684,10 @@ enum wd_status wd_launcher_start(const struct wd_launch_config *cfg, wd_rank_mai
         }
         if (pid == 0)
             rank_process(l, i, parent, rank_main, ctx);
-        if (l->pgid == 0)
+        if (l->pgid == 0) {
             l->pgid = pid;
+            wd_janitor_set_group(&l->janitor, pid);
+        }
         setpgid(pid, l->pgid); /* both sides set it, so no signal can miss the group */
         l->ranks[i].pid = pid;
         l->ctl->slot[cfg->node_rank * l->rpn + i].pid = pid;

@@ -11,7 +11,16 @@
  * process group of their own (so helpers they fork are killed too) and have
  * PR_SET_PDEATHSIG(SIGKILL), so a launcher that dies takes them along. Every shared-memory
  * segment of a launch is named "/wd-<launch_id>-..." and the launcher unlinks them all at
- * the end, whether the ranks finished, crashed or were killed.
+ * the end, whether the ranks finished, crashed or were killed; when the launcher itself
+ * dies first (SIGKILL, SIGTERM), a janitor process it forked before the ranks does
+ * (common/comm/janitor.h).
+ *
+ * Joining a job: the launcher of node k > 0 presents the job's token (every connection to
+ * the rendezvous must, ranks included), checks that node 0 runs the same world size over
+ * the same number of nodes, and claims its node rank, which only the first launcher for
+ * it gets. A second launcher for a node rank that joined, or one with another token or
+ * shape, fails wd_launcher_start with a clear error before it forks anything and without
+ * touching the running job, which goes on (node 0 logs the refusal).
  *
  * The launcher is single-threaded and must be started from a single-threaded process
  * (fork). PR_SET_PDEATHSIG follows the thread that forked, so keep it alive while ranks run.
@@ -21,6 +30,7 @@
 
 #include <stddef.h>
 
+#include "common/comm/rendezvous.h"
 #include "common/util/status.h"
 
 struct wd_layout;
@@ -30,11 +40,13 @@ struct wd_launch_config {
     int nnodes, node_rank;
     char dist_init_addr[256]; /* "host:port" of the rendezvous (node 0 binds it); "" with one
                                  node picks a free 127.0.0.1 port */
-    int timeout_ms;           /* setup waits of the ranks (rendezvous, barriers); default 60000 */
-    int settle_ms;            /* after a failure, time the others get to fail by themselves before
+    char dist_init_token[WD_RDZV_MAX_TOKEN + 1]; /* job identity every launcher of the job
+                                                    presents at the rendezvous; default "" */
+    int timeout_ms;     /* setup waits of the ranks (rendezvous, barriers); default 60000 */
+    int settle_ms;      /* after a failure, time the others get to fail by themselves before
                            SIGTERM; default 2000 */
-    int kill_grace_ms;        /* SIGTERM -> SIGKILL; default 2000 */
-    int run_timeout_ms;       /* 0: none; else the ranks are stopped and the run fails after it */
+    int kill_grace_ms;  /* SIGTERM -> SIGKILL; default 2000 */
+    int run_timeout_ms; /* 0: none; else the ranks are stopped and the run fails after it */
 };
 
 /* Defaults: one rank on one node, automatic address, the timeouts above. */
@@ -50,8 +62,9 @@ struct wd_rank_info {
     int nnodes, node_rank, ranks_per_node, local_rank;
     char rdzv_host[256];
     int rdzv_port;
-    char launch_id[24]; /* names every shm segment of this node's launch */
-    int timeout_ms;     /* setup timeout from the launch config */
+    char launch_id[24];                     /* names every shm segment of this node's launch */
+    char rdzv_token[WD_RDZV_MAX_TOKEN + 1]; /* presented when connecting to the rendezvous */
+    int timeout_ms;                         /* setup timeout from the launch config */
     struct wd_rank_ctl *ctl;
 };
 
@@ -61,8 +74,10 @@ typedef int (*wd_rank_main_fn)(void *ctx, const struct wd_rank_info *ri);
 
 struct wd_launcher;
 
-/* Validates cfg, binds the rendezvous (node 0) or connects to it (other nodes), and forks
- * the local ranks. Returns in the launcher only; children never return from here. */
+/* Validates cfg, binds the rendezvous (node 0) or connects to it and joins the job (other
+ * nodes), and forks the local ranks. Returns in the launcher only; children never return
+ * from here. WD_ERR_INVALID "launch token mismatch", "node rank N already joined this job"
+ * or naming the job's shape when another node's launcher is refused. */
 enum wd_status wd_launcher_start(const struct wd_launch_config *cfg, wd_rank_main_fn rank_main,
                                  void *ctx, struct wd_launcher **l_p, struct wd_error *err);
 /* Serves the rendezvous and reaps ranks for up to timeout_ms (< 0: until the end).

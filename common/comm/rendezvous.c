@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "common/comm/rendezvous_wire.h"
+#include "common/util/le.h"
 
 static int64_t now_ms(void)
 {
@@ -33,28 +34,6 @@ static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
 }
 
 enum wd_status wd_rdzv_parse_addr(const char *addr, char *host, size_t host_cap, int *port_p,
@@ -139,9 +118,33 @@ static int connect_one(const struct addrinfo *ai, int64_t deadline)
     return fd;
 }
 
-enum wd_status wd_rdzv_create(const char *host, int port, int timeout_ms, struct wd_rdzv **c_p,
-                              struct wd_error *err)
+static enum wd_status request(struct wd_rdzv *c, int op, const char *key, const void *val,
+                              size_t vl, int *status_p, void **val_p, size_t *len_p,
+                              struct wd_error *err);
+
+/* Presents the launch token; the server closes the connection when it is not its own. */
+static enum wd_status hello(struct wd_rdzv *c, const char *token, struct wd_error *err)
 {
+    int status;
+    WD_CHECK(request(c, WD_RDZV_OP_HELLO, WD_RDZV_HELLO_KEY, token, strlen(token), &status, NULL,
+                     NULL, err));
+    if (status == WD_RDZV_REPLY_DENIED)
+        return wd_error_set(err, WD_ERR_INVALID,
+                            "rendezvous %s: launch token mismatch (the job there was started "
+                            "with another token; every node of one job needs the same one)",
+                            c->where);
+    if (status != WD_RDZV_REPLY_OK)
+        return wd_error_set(err, WD_ERR_FORMAT, "rendezvous %s: hello refused (status %d)",
+                            c->where, status);
+    return WD_OK;
+}
+
+enum wd_status wd_rdzv_create(const char *host, int port, const char *token, int timeout_ms,
+                              struct wd_rdzv **c_p, struct wd_error *err)
+{
+    if (token && strlen(token) > WD_RDZV_MAX_TOKEN)
+        return wd_error_set(err, WD_ERR_INVALID, "rendezvous: launch token longer than %d bytes",
+                            WD_RDZV_MAX_TOKEN);
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
@@ -178,6 +181,13 @@ enum wd_status wd_rdzv_create(const char *host, int port, int timeout_ms, struct
     c->fd = fd;
     c->io_timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
     snprintf(c->where, sizeof(c->where), "%s:%d", host, port);
+    if (token) {
+        enum wd_status st = hello(c, token, err);
+        if (st != WD_OK) {
+            wd_rdzv_destroy(c);
+            return st;
+        }
+    }
     *c_p = c;
     return WD_OK;
 }
@@ -249,10 +259,10 @@ static enum wd_status request(struct wd_rdzv *c, int op, const char *key, const 
     if (!frame)
         return wd_error_set(err, WD_ERR_NOMEM, "rendezvous: out of memory");
     memset(frame, 0, WD_RDZV_HDR);
-    put_u32(frame, WD_RDZV_MAGIC);
+    wd_le_put32(frame, WD_RDZV_MAGIC);
     frame[4] = (uint8_t)op;
-    put_u32(frame + 8, (uint32_t)kl);
-    put_u32(frame + 12, (uint32_t)vl);
+    wd_le_put32(frame + 8, (uint32_t)kl);
+    wd_le_put32(frame + 12, (uint32_t)vl);
     memcpy(frame + WD_RDZV_HDR, key, kl);
     if (vl)
         memcpy(frame + WD_RDZV_HDR + kl, val, vl);
@@ -264,8 +274,8 @@ static enum wd_status request(struct wd_rdzv *c, int op, const char *key, const 
         st = xfer(c, h, WD_RDZV_HDR, 0, deadline, err);
     if (st != WD_OK)
         return st;
-    uint32_t rl = get_u32(h + 8);
-    if (get_u32(h) != WD_RDZV_MAGIC || h[4] > WD_RDZV_REPLY_FULL || rl > WD_RDZV_MAX_VALUE)
+    uint32_t rl = wd_le_get32(h + 8);
+    if (wd_le_get32(h) != WD_RDZV_MAGIC || h[4] > WD_RDZV_REPLY_DENIED || rl > WD_RDZV_MAX_VALUE)
         return broken(c, WD_ERR_FORMAT, "malformed reply", err);
     uint8_t *rv = malloc(rl ? rl : 1);
     if (!rv)
@@ -285,6 +295,14 @@ static enum wd_status request(struct wd_rdzv *c, int op, const char *key, const 
     return WD_OK;
 }
 
+/* Why the server refused a request. */
+static const char *refusal(int status)
+{
+    return status == WD_RDZV_REPLY_FULL     ? "store full"
+           : status == WD_RDZV_REPLY_DENIED ? "no launch token presented"
+                                            : "bad request";
+}
+
 enum wd_status wd_rdzv_set(struct wd_rdzv *c, const char *key, const void *val, size_t len,
                            struct wd_error *err)
 {
@@ -292,8 +310,7 @@ enum wd_status wd_rdzv_set(struct wd_rdzv *c, const char *key, const void *val, 
     WD_CHECK(request(c, WD_RDZV_OP_SET, key, val, len, &status, NULL, NULL, err));
     if (status != WD_RDZV_REPLY_OK)
         return wd_error_set(err, status == WD_RDZV_REPLY_FULL ? WD_ERR_NOMEM : WD_ERR_INVALID,
-                            "rendezvous: set '%.64s' refused (%s)", key,
-                            status == WD_RDZV_REPLY_FULL ? "store full" : "bad request");
+                            "rendezvous: set '%.64s' refused (%s)", key, refusal(status));
     return WD_OK;
 }
 
@@ -314,7 +331,8 @@ enum wd_status wd_rdzv_get(struct wd_rdzv *c, const char *key, int timeout_ms, v
         }
         free(v);
         if (status != WD_RDZV_REPLY_NOT_FOUND)
-            return wd_error_set(err, WD_ERR_INVALID, "rendezvous: get '%.64s' refused", key);
+            return wd_error_set(err, WD_ERR_INVALID, "rendezvous: get '%.64s' refused (%s)", key,
+                                refusal(status));
         if (timeout_ms <= 0)
             return wd_error_set(err, WD_ERR_NOT_FOUND, "rendezvous: key '%.64s' not set", key);
         if (now_ms() >= deadline)
@@ -331,7 +349,7 @@ enum wd_status wd_rdzv_add(struct wd_rdzv *c, const char *key, int64_t delta, in
                            struct wd_error *err)
 {
     uint8_t buf[8];
-    put_u64(buf, (uint64_t)delta);
+    wd_le_put64(buf, (uint64_t)delta);
     int status;
     void *v;
     size_t len;
@@ -340,11 +358,11 @@ enum wd_status wd_rdzv_add(struct wd_rdzv *c, const char *key, int64_t delta, in
     if (status != WD_RDZV_REPLY_OK)
         st = wd_error_set(err, status == WD_RDZV_REPLY_FULL ? WD_ERR_NOMEM : WD_ERR_INVALID,
                           "rendezvous: add on '%.64s' refused (%s)", key,
-                          status == WD_RDZV_REPLY_FULL ? "store full" : "not a counter");
+                          status == WD_RDZV_REPLY_BAD ? "not a counter" : refusal(status));
     else if (len != 8)
         st = broken(c, WD_ERR_FORMAT, "malformed counter reply", err);
     else if (value_p)
-        *value_p = (int64_t)get_u64(v);
+        *value_p = (int64_t)wd_le_get64(v);
     free(v);
     return st;
 }

@@ -10,6 +10,10 @@
  * from the wire is an error (the server drops that connection, the client fails the
  * call), never a crash. Keys are byte strings up to WD_RDZV_MAX_KEY bytes, values up to
  * WD_RDZV_MAX_VALUE bytes. The store only grows: a launch is short-lived and small.
+ * A launch token keeps strangers out: a server created with one serves only connections
+ * that presented the same token first (the client does so when it connects), so a launcher
+ * of another job pointed at this address cannot read or change anything. The token is an
+ * identity check, not authentication: it travels in clear text.
  * Threading: one thread per object.
  */
 #ifndef WD_COMM_RENDEZVOUS_H
@@ -22,6 +26,7 @@
 
 #define WD_RDZV_MAX_KEY 256
 #define WD_RDZV_MAX_VALUE (1u << 20)
+#define WD_RDZV_MAX_TOKEN 128
 
 /* Splits "host:port" or "[v6addr]:port" into host and port (1..65535). WD_ERR_INVALID
  * names the address when it does not parse. */
@@ -33,9 +38,11 @@ struct wd_rdzv_server;
 
 /* Listens on host:port (port 0 picks a free one; see wd_rdzv_server_port). host NULL
  * creates a store with no socket, fed only through wd_rdzv_server_feed (fuzzing, tests).
- * WD_ERR_IO names the address when it cannot bind. */
-enum wd_status wd_rdzv_server_create(const char *host, int port, struct wd_rdzv_server **srv_p,
-                                     struct wd_error *err);
+ * token (up to WD_RDZV_MAX_TOKEN bytes, "" is a token too) is required from every
+ * connection before anything else; NULL requires none. Connections refused for it are
+ * logged. WD_ERR_IO names the address when it cannot bind. */
+enum wd_status wd_rdzv_server_create(const char *host, int port, const char *token,
+                                     struct wd_rdzv_server **srv_p, struct wd_error *err);
 /* NULL-safe. Closes every connection. */
 void wd_rdzv_server_destroy(struct wd_rdzv_server *srv);
 /* The port actually bound (0 without a socket). */
@@ -63,11 +70,13 @@ struct wd_rdzv;
  * work and return non-OK (with err filled) to abandon the wait. */
 typedef enum wd_status (*wd_rdzv_wait_hook)(void *arg, struct wd_error *err);
 
-/* Connects to host:port, retrying while the server is not up yet, for up to timeout_ms.
- * timeout_ms also bounds every later request/reply exchange on this connection.
- * WD_ERR_TIMEOUT when nothing accepted in time; WD_ERR_IO for a bad host. */
-enum wd_status wd_rdzv_create(const char *host, int port, int timeout_ms, struct wd_rdzv **c_p,
-                              struct wd_error *err);
+/* Connects to host:port, retrying while the server is not up yet, for up to timeout_ms,
+ * and presents token (NULL: none; see wd_rdzv_server_create). timeout_ms also bounds every
+ * later request/reply exchange on this connection. WD_ERR_TIMEOUT when nothing accepted in
+ * time; WD_ERR_IO for a bad host; WD_ERR_INVALID "launch token mismatch" when the server
+ * wants another token. */
+enum wd_status wd_rdzv_create(const char *host, int port, const char *token, int timeout_ms,
+                              struct wd_rdzv **c_p, struct wd_error *err);
 void wd_rdzv_destroy(struct wd_rdzv *c); /* NULL-safe */
 void wd_rdzv_set_wait_hook(struct wd_rdzv *c, wd_rdzv_wait_hook hook, void *arg);
 

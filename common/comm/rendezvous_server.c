@@ -6,7 +6,9 @@
  * (add on a non-counter) gets "bad request" and the connection stays. The server never
  * holds a request (clients re-ask for a missing key with backoff), so it keeps no
  * per-request timers and a vanished client costs nothing. Limits bound what a misbehaving
- * client can make it hold: keys, total bytes, connections, unread replies.
+ * client can make it hold: keys, total bytes, connections, unread replies. With a launch
+ * token, a connection is served only after its hello presented it; anything else first,
+ * or another token, is refused and the connection closed.
  */
 #include "common/comm/rendezvous.h"
 
@@ -22,37 +24,13 @@
 #include <unistd.h>
 
 #include "common/comm/rendezvous_wire.h"
+#include "common/util/le.h"
 #include "common/util/log.h"
 
 #define RDZV_MAX_CONNS 8192
 #define RDZV_MAX_KEYS (1u << 20)
 #define RDZV_MAX_BYTES ((size_t)256 << 20)
 #define RDZV_MAX_OUT ((size_t)8 << 20) /* a client that never reads is dropped */
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 /* ---------------------------------------------------------------- store */
 
@@ -160,7 +138,9 @@ static void store_free(struct store *s)
 
 struct conn {
     int fd;
-    int is_closing; /* malformed input: flush the reply, then close */
+    int is_closing;  /* malformed input or refused: flush the reply, then close */
+    int is_admitted; /* presented the server's token (or the server has none) */
+    int is_denied;   /* closing because of the token */
     uint8_t *in;
     size_t in_len, in_cap;
     uint8_t *out;
@@ -170,6 +150,8 @@ struct conn {
 struct wd_rdzv_server {
     int listen_fd;
     int port;
+    int has_token;
+    char token[WD_RDZV_MAX_TOKEN + 1];
     struct store store;
     struct conn *conns;
     int n_conns, cap_conns;
@@ -194,19 +176,45 @@ static int conn_reply(struct conn *c, int status, const uint8_t *val, uint32_t v
     }
     uint8_t *h = c->out + c->out_len;
     memset(h, 0, WD_RDZV_HDR);
-    put_u32(h, WD_RDZV_MAGIC);
+    wd_le_put32(h, WD_RDZV_MAGIC);
     h[4] = (uint8_t)status;
-    put_u32(h + 8, vl);
+    wd_le_put32(h + 8, vl);
     if (vl)
         memcpy(h + WD_RDZV_HDR, val, vl);
     c->out_len = need;
     return 0;
 }
 
-/* One well-framed request: returns 0, or -1 when the reply cannot be queued. */
-static int handle_request(struct store *st, struct conn *c, int op, const uint8_t *key, uint32_t kl,
-                          const uint8_t *val, uint32_t vl)
+/* hello: admits the connection when it presents the server's token. Returns 0, or -1 when
+ * the connection must close (token refused, reply not queued). */
+static int handle_hello(const struct wd_rdzv_server *srv, struct conn *c, const uint8_t *key,
+                        uint32_t kl, const uint8_t *val, uint32_t vl)
 {
+    size_t hl = strlen(WD_RDZV_HELLO_KEY);
+    if (kl != hl || memcmp(key, WD_RDZV_HELLO_KEY, hl) != 0)
+        return conn_reply(c, WD_RDZV_REPLY_BAD, NULL, 0);
+    if (srv->has_token && (vl != strlen(srv->token) || memcmp(val, srv->token, vl) != 0)) {
+        c->is_denied = 1;
+        conn_reply(c, WD_RDZV_REPLY_DENIED, NULL, 0);
+        return -1;
+    }
+    c->is_admitted = 1;
+    return conn_reply(c, WD_RDZV_REPLY_OK, NULL, 0);
+}
+
+/* One well-framed request: returns 0, or -1 when the connection must close (refused, or
+ * the reply cannot be queued). */
+static int handle_request(struct wd_rdzv_server *srv, struct conn *c, int op, const uint8_t *key,
+                          uint32_t kl, const uint8_t *val, uint32_t vl)
+{
+    if (op == WD_RDZV_OP_HELLO)
+        return handle_hello(srv, c, key, kl, val, vl);
+    if (srv->has_token && !c->is_admitted) {
+        c->is_denied = 1;
+        conn_reply(c, WD_RDZV_REPLY_DENIED, NULL, 0);
+        return -1;
+    }
+    struct store *st = &srv->store;
     const struct entry *e = store_find(st, key, kl);
     if (op == WD_RDZV_OP_SET)
         return conn_reply(c, store_put(st, key, kl, val, vl), NULL, 0);
@@ -216,9 +224,9 @@ static int handle_request(struct store *st, struct conn *c, int op, const uint8_
     /* WD_RDZV_OP_ADD: an 8-byte delta on an 8-byte counter; wraps instead of overflowing. */
     if (vl != 8 || (e && e->val_len != 8))
         return conn_reply(c, WD_RDZV_REPLY_BAD, NULL, 0);
-    uint64_t sum = get_u64(val) + (e ? get_u64(e->val) : 0);
+    uint64_t sum = wd_le_get64(val) + (e ? wd_le_get64(e->val) : 0);
     uint8_t buf[8];
-    put_u64(buf, sum);
+    wd_le_put64(buf, sum);
     int status = store_put(st, key, kl, buf, 8);
     return conn_reply(c, status, status == WD_RDZV_REPLY_OK ? buf : NULL,
                       status == WD_RDZV_REPLY_OK ? 8 : 0);
@@ -226,15 +234,15 @@ static int handle_request(struct store *st, struct conn *c, int op, const uint8_
 
 /* Answers every complete request at the front of c->in. Returns -1 when the connection
  * must close (malformed header, reply queue full), else 0. */
-static int conn_process(struct store *st, struct conn *c)
+static int conn_process(struct wd_rdzv_server *srv, struct conn *c)
 {
     size_t off = 0;
     int rc = 0;
     while (c->in_len - off >= WD_RDZV_HDR) {
         const uint8_t *h = c->in + off;
-        uint32_t kl = get_u32(h + 8), vl = get_u32(h + 12);
+        uint32_t kl = wd_le_get32(h + 8), vl = wd_le_get32(h + 12);
         int op = h[4];
-        if (get_u32(h) != WD_RDZV_MAGIC || op < WD_RDZV_OP_SET || op > WD_RDZV_OP_ADD ||
+        if (wd_le_get32(h) != WD_RDZV_MAGIC || op < WD_RDZV_OP_SET || op > WD_RDZV_OP_HELLO ||
             (h[5] | h[6] | h[7]) || kl == 0 || kl > WD_RDZV_MAX_KEY || vl > WD_RDZV_MAX_VALUE) {
             conn_reply(c, WD_RDZV_REPLY_BAD, NULL, 0);
             off = c->in_len;
@@ -244,7 +252,7 @@ static int conn_process(struct store *st, struct conn *c)
         size_t frame = (size_t)WD_RDZV_HDR + kl + vl;
         if (c->in_len - off < frame)
             break;
-        if (handle_request(st, c, op, h + WD_RDZV_HDR, kl, h + WD_RDZV_HDR + kl, vl) != 0) {
+        if (handle_request(srv, c, op, h + WD_RDZV_HDR, kl, h + WD_RDZV_HDR + kl, vl) != 0) {
             off = c->in_len;
             rc = -1;
             break;
@@ -297,7 +305,7 @@ int wd_rdzv_server_feed(struct wd_rdzv_server *srv, const uint8_t *in, size_t le
         if (conn_append(&c, in + off, n) != 0)
             rc = -1;
         else
-            rc = conn_process(&srv->store, &c);
+            rc = conn_process(srv, &c);
         c.out_len = 0;
         off += n;
     }
@@ -305,13 +313,19 @@ int wd_rdzv_server_feed(struct wd_rdzv_server *srv, const uint8_t *in, size_t le
     return rc;
 }
 
-enum wd_status wd_rdzv_server_create(const char *host, int port, struct wd_rdzv_server **srv_p,
-                                     struct wd_error *err)
+enum wd_status wd_rdzv_server_create(const char *host, int port, const char *token,
+                                     struct wd_rdzv_server **srv_p, struct wd_error *err)
 {
+    if (token && strlen(token) > WD_RDZV_MAX_TOKEN)
+        return wd_error_set(err, WD_ERR_INVALID, "rendezvous: launch token longer than %d bytes",
+                            WD_RDZV_MAX_TOKEN);
     struct wd_rdzv_server *s = calloc(1, sizeof(*s));
     if (!s)
         return wd_error_set(err, WD_ERR_NOMEM, "rendezvous server: out of memory");
     s->listen_fd = -1;
+    s->has_token = token != NULL;
+    if (token)
+        snprintf(s->token, sizeof(s->token), "%s", token);
     if (!host) {
         *srv_p = s;
         return WD_OK;
@@ -405,7 +419,7 @@ int wd_rdzv_server_lookup(const struct wd_rdzv_server *srv, const char *key, con
 }
 
 /* Reads what the socket has; returns -1 on EOF or error (after processing what came). */
-static int conn_read(struct store *st, struct conn *c)
+static int conn_read(struct wd_rdzv_server *srv, struct conn *c)
 {
     uint8_t buf[16384];
     for (int spins = 0; spins < 64; spins++) {
@@ -416,7 +430,7 @@ static int conn_read(struct store *st, struct conn *c)
             return 0;
         if (n <= 0)
             return -1;
-        if (conn_append(c, buf, (size_t)n) != 0 || conn_process(st, c) != 0) {
+        if (conn_append(c, buf, (size_t)n) != 0 || conn_process(srv, c) != 0) {
             c->is_closing = 1;
             return 0;
         }
@@ -500,11 +514,16 @@ enum wd_status wd_rdzv_server_poll(struct wd_rdzv_server *srv, int timeout_ms, s
         short re = srv->pfds[i + 1].revents;
         int is_dead = 0;
         if ((re & (POLLIN | POLLHUP | POLLERR)) && !c->is_closing)
-            is_dead = conn_read(&srv->store, c) != 0;
+            is_dead = conn_read(srv, c) != 0;
         if (!is_dead && c->out_len)
             is_dead = conn_write(c) != 0;
         if (!is_dead && c->is_closing && c->out_len == 0) {
-            wd_log(WD_LOG_WARN, "rdzv", "dropped a client that sent a malformed request");
+            if (c->is_denied)
+                wd_log(WD_LOG_WARN, "rdzv",
+                       "refused a client without this job's launch token (another job's "
+                       "launcher pointed at this address?)");
+            else
+                wd_log(WD_LOG_WARN, "rdzv", "dropped a client that sent a malformed request");
             is_dead = 1;
         }
         if (is_dead)

@@ -6,14 +6,12 @@
  */
 #include "common/comm/transport_shm.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "common/comm/shm_segment.h"
 
 struct shm_impl {
     struct wd_peers peers;
@@ -111,45 +109,6 @@ static const struct wd_transport_ops shm_ops = {
     .destroy = shm_destroy,
 };
 
-/* Maps segment name of exactly bytes; is_create makes it (O_EXCL). */
-static enum wd_status map_segment(const char *name, size_t bytes, int is_create, uint8_t **p_p,
-                                  struct wd_error *err)
-{
-    int fd = shm_open(name, is_create ? O_RDWR | O_CREAT | O_EXCL : O_RDWR, 0600);
-    if (fd < 0)
-        return wd_error_set(err, WD_ERR_IO, "shm segment %s: %s: %s", name,
-                            is_create ? "create" : "open", strerror(errno));
-    struct stat stbuf;
-    const char *what = NULL;
-    if (is_create && ftruncate(fd, (off_t)bytes) != 0)
-        what = "resize";
-    else if (!is_create && fstat(fd, &stbuf) != 0)
-        what = "stat";
-    if (what) {
-        int e = errno;
-        close(fd);
-        if (is_create)
-            shm_unlink(name);
-        return wd_error_set(err, WD_ERR_IO, "shm segment %s: %s: %s", name, what, strerror(e));
-    }
-    if (!is_create && (size_t)stbuf.st_size != bytes) {
-        close(fd);
-        return wd_error_set(err, WD_ERR_INVALID, "shm segment %s has %lld bytes, expected %zu",
-                            name, (long long)stbuf.st_size, bytes);
-    }
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    int e = errno;
-    close(fd);
-    if (p == MAP_FAILED) {
-        if (is_create)
-            shm_unlink(name);
-        return wd_error_set(err, WD_ERR_IO, "shm segment %s: map %zu bytes: %s", name, bytes,
-                            strerror(e));
-    }
-    *p_p = p;
-    return WD_OK;
-}
-
 enum wd_status wd_transport_shm_create(const struct wd_peers *peers, const char *seg_name,
                                        size_t window_bytes, struct wd_transport **t_p,
                                        struct wd_error *err)
@@ -159,6 +118,7 @@ enum wd_status wd_transport_shm_create(const struct wd_peers *peers, const char 
     struct wd_transport *t = calloc(1, sizeof(*t));
     struct shm_impl *s = calloc(1, sizeof(*s));
     uint8_t **base = calloc((size_t)peers->n_ranks, sizeof(*base));
+    void *window = NULL;
     enum wd_status st = WD_ERR_NOMEM;
     if (!t || !s || !base) {
         wd_error_set(err, st, "shm transport: out of memory");
@@ -168,11 +128,12 @@ enum wd_status wd_transport_shm_create(const struct wd_peers *peers, const char 
                        peers->ri, err);
     if (st != WD_OK)
         goto fail;
-    st = map_segment(seg_name, window_bytes, 1, &base[peers->rank], err);
+    st = wd_shm_segment_create(seg_name, window_bytes, &window, err);
     if (st != WD_OK) {
         wd_peers_cleanup(&s->peers);
         goto fail;
     }
+    base[peers->rank] = window;
     snprintf(s->seg_name, sizeof(s->seg_name), "%s", seg_name);
     s->is_linked = 1;
     s->base = base;
@@ -198,7 +159,10 @@ enum wd_status wd_transport_shm_connect(struct wd_transport *t, int peer, const 
     struct shm_impl *s = impl(t);
     if (peer < 0 || peer >= t->n_ranks || peer == t->rank || s->base[peer])
         return wd_error_set(err, WD_ERR_INVALID, "%s: cannot connect peer %d", s->peers.name, peer);
-    return map_segment(seg_name, t->window_bytes, 0, &s->base[peer], err);
+    void *p;
+    WD_CHECK(wd_shm_segment_open(seg_name, t->window_bytes, &p, err));
+    s->base[peer] = p;
+    return WD_OK;
 }
 
 void wd_transport_shm_unlink(struct wd_transport *t)

@@ -16,8 +16,10 @@
 #include "common/comm/peers.h"
 #include "common/comm/transport.h"
 
-/* Creates segment seg_name ("/wd-...", must not exist) of window_bytes, zeroed, as this
- * rank's window. peers is copied. WD_ERR_IO names the segment and the errno text. */
+/* Creates segment seg_name ("/wd-...", must not exist) of window_bytes, zeroed and with
+ * every page reserved (wd_shm_segment_create), as this rank's window. peers is copied.
+ * WD_ERR_NOMEM when /dev/shm has no room for it, WD_ERR_IO otherwise; both name the
+ * segment. */
 enum wd_status wd_transport_shm_create(const struct wd_peers *peers, const char *seg_name,
                                        size_t window_bytes, struct wd_transport **t_p,
                                        struct wd_error *err);

@@ -12,18 +12,11 @@
  */
 #include "common/comm/transport_ucx.h"
 
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <ucp/api/ucp.h>
 
+#include "common/util/le.h"
 #include "common/util/log.h"
-
-struct wd_ucx {
-    ucp_context_h ctx;
-    ucp_worker_h worker;
-};
 
 struct ucx_peer {
     ucp_ep_h ep;
@@ -44,76 +37,33 @@ struct ucx_impl {
     struct ucx_peer *peer; /* [n_ranks] */
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* The one converter from a UCX status to ours: lost peers are WD_ERR_PEER. */
-static enum wd_status ucx_error(struct wd_error *err, ucs_status_t s, const char *group,
-                                const char *what, int rank)
-{
-    enum wd_status st = WD_ERR_IO;
-    if (s == UCS_ERR_CONNECTION_RESET || s == UCS_ERR_ENDPOINT_TIMEOUT ||
-        s == UCS_ERR_UNREACHABLE || s == UCS_ERR_CANCELED)
-        st = WD_ERR_PEER;
-    if (rank >= 0)
-        return wd_error_set(err, st, "%s: ucx %s to rank %d: %s", group, what, rank,
-                            ucs_status_string(s));
-    return wd_error_set(err, st, "%s: ucx %s: %s", group, what, ucs_status_string(s));
-}
-
-enum wd_status wd_ucx_create(struct wd_ucx **u_p, struct wd_error *err)
-{
-    struct wd_ucx *u = calloc(1, sizeof(*u));
-    if (!u)
-        return wd_error_set(err, WD_ERR_NOMEM, "ucx: out of memory");
-    ucp_config_t *config;
-    ucs_status_t s = ucp_config_read(NULL, NULL, &config);
-    if (s != UCS_OK) {
-        free(u);
-        return ucx_error(err, s, "ucx", "read config", -1);
-    }
-    ucp_params_t p = {.field_mask = UCP_PARAM_FIELD_FEATURES,
-                      .features = UCP_FEATURE_RMA | UCP_FEATURE_AMO64};
-    s = ucp_init(&p, config, &u->ctx);
-    ucp_config_release(config);
-    if (s != UCS_OK) {
-        free(u);
-        return ucx_error(err, s, "ucx", "init", -1);
-    }
-    ucp_worker_params_t wp = {.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE,
-                              .thread_mode = UCS_THREAD_MODE_SINGLE};
-    s = ucp_worker_create(u->ctx, &wp, &u->worker);
-    if (s != UCS_OK) {
-        ucp_cleanup(u->ctx);
-        free(u);
-        return ucx_error(err, s, "ucx", "create worker", -1);
-    }
-    *u_p = u;
-    return WD_OK;
-}
-
-void wd_ucx_destroy(struct wd_ucx *u)
-{
-    if (!u)
-        return;
-    ucp_worker_destroy(u->worker);
-    ucp_cleanup(u->ctx);
-    free(u);
-}
-
-void wd_ucx_progress(struct wd_ucx *u)
-{
-    while (ucp_worker_progress(u->worker)) {
-    }
-}
-
 static void progress_cb(void *arg)
 {
     wd_ucx_progress(arg);
+}
+
+static struct wd_ucx_who who_of(const struct wd_peers *peers, int peer, const char *what)
+{
+    struct wd_ucx_who who = {.scope = peers->name,
+                             .what = what,
+                             .peer_rank = peer >= 0 ? wd_peers_global(peers, peer) : -1};
+    return who;
+}
+
+struct wait_ctx {
+    const struct wd_peers *peers;
+    struct ucx_peer *pp; /* NULL: no endpoint state to watch */
+    int peer;            /* -1: no liveness to watch */
+    struct wd_ucx_who who;
+};
+
+/* A wait gives up early once the endpoint failed or the launcher saw the peer stop. */
+static enum wd_status wait_check(void *arg, struct wd_error *err)
+{
+    struct wait_ctx *c = arg;
+    if (c->pp && c->pp->is_failed)
+        return wd_ucx_error(err, c->pp->failure, &c->who);
+    return c->peer >= 0 ? wd_peers_check(c->peers, c->peer, err) : WD_OK;
 }
 
 /* Progresses until req completes or timeout_ms passes (or the peer is known dead); frees
@@ -122,51 +72,8 @@ static enum wd_status wait_req(struct wd_ucx *u, const struct wd_peers *peers, s
                                int peer, ucs_status_ptr_t req, const char *what, int timeout_ms,
                                struct wd_error *err)
 {
-    int grank = peer >= 0 ? wd_peers_global(peers, peer) : -1;
-    if (req == NULL)
-        return WD_OK;
-    if (UCS_PTR_IS_ERR(req))
-        return ucx_error(err, UCS_PTR_STATUS(req), peers->name, what, grank);
-    int64_t deadline = now_ms() + timeout_ms;
-    enum wd_status st = WD_OK;
-    for (unsigned iter = 0;; iter++) {
-        ucp_worker_progress(u->worker);
-        ucs_status_t s = ucp_request_check_status(req);
-        if (s != UCS_INPROGRESS) {
-            ucp_request_free(req);
-            return s == UCS_OK ? WD_OK : ucx_error(err, s, peers->name, what, grank);
-        }
-        if (iter % 64 != 63)
-            continue;
-        if (pp && pp->is_failed) {
-            st = ucx_error(err, pp->failure, peers->name, what, grank);
-            break;
-        }
-        if (peer >= 0 && (st = wd_peers_check(peers, peer, err)) != WD_OK)
-            break;
-        if (now_ms() >= deadline) {
-            st = grank >= 0 ? wd_error_set(err, WD_ERR_TIMEOUT,
-                                           "%s: ucx %s to rank %d not done within %d ms",
-                                           peers->name, what, grank, timeout_ms)
-                            : wd_error_set(err, WD_ERR_TIMEOUT, "%s: ucx %s not done within %d ms",
-                                           peers->name, what, timeout_ms);
-            break;
-        }
-        sched_yield();
-    }
-    ucp_request_cancel(u->worker, req);
-    for (int i = 0; i < 1000 && ucp_request_check_status(req) == UCS_INPROGRESS; i++)
-        ucp_worker_progress(u->worker);
-    ucp_request_free(req); /* released by UCX on completion if still in flight */
-    return st;
-}
-
-enum wd_status wd_ucx_flush(struct wd_ucx *u, int timeout_ms, struct wd_error *err)
-{
-    ucp_request_param_t prm = {0};
-    struct wd_peers none = {.name = "ucx", .n_ranks = 0};
-    return wait_req(u, &none, NULL, -1, ucp_worker_flush_nbx(u->worker, &prm), "flush", timeout_ms,
-                    err);
+    struct wait_ctx c = {.peers = peers, .pp = pp, .peer = peer, .who = who_of(peers, peer, what)};
+    return wd_ucx_wait(u, req, timeout_ms, wait_check, &c, &c.who, err);
 }
 
 static struct ucx_impl *impl(const struct wd_transport *t)
@@ -187,9 +94,10 @@ static enum wd_status check_op(struct wd_transport *t, int peer, size_t off, siz
     if (!pp->ep)
         return wd_error_set(err, WD_ERR_INVALID, "%s: rank %d is not reachable over ucx",
                             x->peers.name, wd_peers_global(&x->peers, peer));
-    if (pp->is_failed)
-        return ucx_error(err, pp->failure, x->peers.name, "endpoint",
-                         wd_peers_global(&x->peers, peer));
+    if (pp->is_failed) {
+        struct wd_ucx_who who = who_of(&x->peers, peer, "endpoint");
+        return wd_ucx_error(err, pp->failure, &who);
+    }
     return WD_OK;
 }
 
@@ -251,7 +159,6 @@ static void *ucx_peer_window(struct wd_transport *t, int peer)
 static void ucx_destroy(struct wd_transport *t)
 {
     struct ucx_impl *x = impl(t);
-    struct wd_error e;
     int timeout = x->op_timeout_ms < 2000 ? x->op_timeout_ms : 2000;
     for (int i = 0; i < x->peers.n_ranks; i++) {
         struct ucx_peer *pp = &x->peer[i];
@@ -261,12 +168,11 @@ static void ucx_destroy(struct wd_transport *t)
             /* An unguarded endpoint to a live peer closes by flushing; a dead peer never
              * answers a flush, so it is dropped. */
             int is_dead = wd_peers_check(&x->peers, i, NULL) != WD_OK;
-            ucp_request_param_t prm = {
-                .op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
-                .flags = pp->is_unguarded && !is_dead ? 0 : UCP_EP_CLOSE_FLAG_FORCE};
-            if (wait_req(x->u, &x->peers, NULL, is_dead ? -1 : i, ucp_ep_close_nbx(pp->ep, &prm),
-                         "close", timeout, &e) != WD_OK)
-                wd_log(WD_LOG_WARN, "ucx", "%s", e.msg);
+            struct wait_ctx c = {.peers = &x->peers,
+                                 .peer = is_dead ? -1 : i,
+                                 .who = who_of(&x->peers, is_dead ? -1 : i, "close")};
+            wd_ucx_ep_close(x->u, pp->ep, !pp->is_unguarded || is_dead, timeout, wait_check, &c,
+                            &c.who);
         }
     }
     if (x->memh)
@@ -313,13 +219,9 @@ enum wd_status wd_transport_ucx_create(struct wd_ucx *u, const struct wd_peers *
                        peers->ri, err);
     if (st != WD_OK)
         goto fail;
-    ucp_mem_map_params_t mp = {.field_mask =
-                                   UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH,
-                               .address = window,
-                               .length = window_bytes};
-    ucs_status_t s = ucp_mem_map(u->ctx, &mp, &x->memh);
-    if (s != UCS_OK) {
-        st = ucx_error(err, s, peers->name, "register window", -1);
+    struct wd_ucx_who who = who_of(peers, -1, "register window");
+    st = wd_ucx_mem_map(u, window, window_bytes, &x->memh, &who, err);
+    if (st != WD_OK) {
         wd_peers_cleanup(&x->peers);
         goto fail;
     }
@@ -344,46 +246,25 @@ fail:
     return st;
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 enum wd_status wd_transport_ucx_local_info(struct wd_transport *t, void **blob_p, size_t *len_p,
                                            struct wd_error *err)
 {
     struct ucx_impl *x = impl(t);
-    ucp_address_t *addr;
-    size_t addr_len;
-    void *rkey;
-    size_t rkey_len;
-    ucs_status_t s = ucp_worker_get_address(x->u->worker, &addr, &addr_len);
-    if (s != UCS_OK)
-        return ucx_error(err, s, x->peers.name, "worker address", -1);
-    s = ucp_rkey_pack(x->u->ctx, x->memh, &rkey, &rkey_len);
-    if (s != UCS_OK) {
-        ucp_worker_release_address(x->u->worker, addr);
-        return ucx_error(err, s, x->peers.name, "pack rkey", -1);
-    }
-    size_t len = 16 + addr_len + rkey_len;
+    struct wd_ucx_local l;
+    struct wd_ucx_who who = who_of(&x->peers, -1, "local info");
+    WD_CHECK(wd_ucx_local_get(x->u, x->memh, &l, &who, err));
+    size_t len = 16 + l.addr_len + l.rkey_len;
     uint8_t *b = malloc(len);
     if (b) {
         uint64_t base = (uint64_t)(uintptr_t)t->window;
-        put_u32(b, (uint32_t)base);
-        put_u32(b + 4, (uint32_t)(base >> 32));
-        put_u32(b + 8, (uint32_t)addr_len);
-        put_u32(b + 12, (uint32_t)rkey_len);
-        memcpy(b + 16, addr, addr_len);
-        memcpy(b + 16 + addr_len, rkey, rkey_len);
+        wd_le_put32(b, (uint32_t)base);
+        wd_le_put32(b + 4, (uint32_t)(base >> 32));
+        wd_le_put32(b + 8, (uint32_t)l.addr_len);
+        wd_le_put32(b + 12, (uint32_t)l.rkey_len);
+        memcpy(b + 16, l.addr, l.addr_len);
+        memcpy(b + 16 + l.addr_len, l.rkey, l.rkey_len);
     }
-    ucp_rkey_buffer_release(rkey);
-    ucp_worker_release_address(x->u->worker, addr);
+    wd_ucx_local_release(x->u, &l);
     if (!b)
         return wd_error_set(err, WD_ERR_NOMEM, "%s: out of memory", x->peers.name);
     *blob_p = b;
@@ -407,39 +288,30 @@ enum wd_status wd_transport_ucx_connect(struct wd_transport *t, int peer, const 
     if (peer < 0 || peer >= t->n_ranks || peer == t->rank || x->peer[peer].ep)
         return wd_error_set(err, WD_ERR_INVALID, "%s: cannot connect peer %d", x->peers.name, peer);
     int grank = wd_peers_global(&x->peers, peer);
-    if (len < 16 || get_u32(b + 8) == 0 || get_u32(b + 12) == 0 ||
-        (uint64_t)get_u32(b + 8) + get_u32(b + 12) != len - 16)
+    if (len < 16 || wd_le_get32(b + 8) == 0 || wd_le_get32(b + 12) == 0 ||
+        (uint64_t)wd_le_get32(b + 8) + wd_le_get32(b + 12) != len - 16)
         return wd_error_set(err, WD_ERR_FORMAT, "%s: malformed ucx address from rank %d",
                             x->peers.name, grank);
     struct ucx_peer *pp = &x->peer[peer];
-    uint32_t addr_len = get_u32(b + 8);
-    ucp_ep_params_t ep = {.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
-                                        UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                                        UCP_EP_PARAM_FIELD_ERR_HANDLER,
-                          .address = (const ucp_address_t *)(b + 16),
-                          .err_mode = UCP_ERR_HANDLING_MODE_PEER,
-                          .err_handler = {.cb = ep_error_cb, .arg = pp}};
-    ucs_status_t s = ucp_ep_create(x->u->worker, &ep, &pp->ep);
-    if (s == UCS_ERR_UNREACHABLE) {
-        /* Only transports without peer-failure detection reach it (UCX_TLS=posix, sysv):
-         * do without; the launcher's liveness page still reports a dead peer. */
-        ep.err_mode = UCP_ERR_HANDLING_MODE_NONE;
-        ep.field_mask &= ~(uint64_t)UCP_EP_PARAM_FIELD_ERR_HANDLER;
-        s = ucp_ep_create(x->u->worker, &ep, &pp->ep);
-        pp->is_unguarded = s == UCS_OK;
-    }
-    if (s != UCS_OK) {
+    uint32_t addr_len = wd_le_get32(b + 8);
+    /* Only transports without peer-failure detection (UCX_TLS=posix, sysv) come back
+     * unguarded: the launcher's liveness page still reports a dead peer. */
+    struct wd_ucx_who who = who_of(&x->peers, peer, "endpoint");
+    enum wd_status st =
+        wd_ucx_ep_create(x->u, b + 16, ep_error_cb, pp, &pp->ep, &pp->is_unguarded, &who, err);
+    if (st != WD_OK) {
         pp->ep = NULL;
-        return ucx_error(err, s, x->peers.name, "endpoint", grank);
+        return st;
     }
-    s = ucp_ep_rkey_unpack(pp->ep, b + 16 + addr_len, &pp->rkey);
+    ucs_status_t s = ucp_ep_rkey_unpack(pp->ep, b + 16 + addr_len, &pp->rkey);
     if (s != UCS_OK) {
         pp->rkey = NULL;
         pp->is_failed = 1; /* the endpoint stays for destroy but takes no operation */
         pp->failure = s;
-        return ucx_error(err, s, x->peers.name, "unpack rkey", grank);
+        who.what = "unpack rkey";
+        return wd_ucx_error(err, s, &who);
     }
-    pp->base = (uint64_t)get_u32(b) | (uint64_t)get_u32(b + 4) << 32;
+    pp->base = (uint64_t)wd_le_get32(b) | (uint64_t)wd_le_get32(b + 4) << 32;
     return WD_OK;
 }
 

@@ -8,8 +8,8 @@
  * "nodes" on one machine) UCX emulates put and add with active messages that the target
  * applies when it progresses, which every wait here does.
  *
- * One struct wd_ucx (context + worker) per rank process, shared by all its UCX transports;
- * it is created after fork and never crosses one. Bring-up: create (registers the window),
+ * One struct wd_ucx (context + worker, common/comm/ucx.h) per rank process, shared by all
+ * its UCX transports; it is created after fork and never crosses one. Bring-up: create (registers the window),
  * local_info (worker address, window address and packed rkey, to publish), connect each
  * remote peer with its blob. Every blocking step is bounded by op_timeout_ms and fails
  * early with WD_ERR_PEER when the peer is known dead. One thread drives it.
@@ -19,16 +19,7 @@
 
 #include "common/comm/peers.h"
 #include "common/comm/transport.h"
-
-struct wd_ucx;
-
-/* Reads the UCX configuration from the environment (UCX_TLS etc.) and creates a context
- * with RMA and 64-bit atomics and one single-threaded worker. */
-enum wd_status wd_ucx_create(struct wd_ucx **u_p, struct wd_error *err);
-void wd_ucx_destroy(struct wd_ucx *u); /* NULL-safe; destroy its transports first */
-void wd_ucx_progress(struct wd_ucx *u);
-/* Flushes every endpoint of the worker (all transports), progressing up to timeout_ms. */
-enum wd_status wd_ucx_flush(struct wd_ucx *u, int timeout_ms, struct wd_error *err);
+#include "common/comm/ucx.h"
 
 /* Registers window (borrowed, window_bytes, must outlive the transport; NULL allocates a
  * zeroed one the transport owns). peers is copied. op_timeout_ms bounds each put/signal. */

@@ -111,6 +111,11 @@ int wd_server_args_flags(struct wd_server_args *a, struct wd_flag *out, int cap)
          "this node's index (node 0 hosts the rendezvous)", NULL, 0},
         {"dist-init-addr", NULL, WD_FLAG_STRING, &a->dist_init_addr, 1, 0,
          "host:port of node 0's rendezvous (needed with --nnodes > 1)", NULL, 0},
+        {"dist-init-token", NULL, WD_FLAG_STRING, &a->dist_init_token, 1, 0,
+         "job identity every node presents at the rendezvous: give all nodes of one job the "
+         "same value, so a launcher of another job pointed at the address is refused (an "
+         "identity check, not a secret; default empty)",
+         NULL, 0},
         {"enable-eplb", NULL, WD_FLAG_BOOL, &a->enable_eplb, 1, 0,
          "rebalance expert placement from recorded load (EPLB)", NULL, 0},
         {"ep-num-redundant-experts", NULL, WD_FLAG_INT, &a->ep_num_redundant_experts, 0, 65536,

@@ -2,12 +2,12 @@
  * The expert-parallel server flags, spelled as SGLang spells them: the parallel layout
  * (--tp-size, --dp-size, --ep-size and their aliases, --enable-dp-attention,
  * --moe-a2a-backend, --deepep-mode, --moe-dense-tp-size, --nnodes, --node-rank,
- * --dist-init-addr) and EPLB (--enable-eplb, --ep-num-redundant-experts, ...), with
- * SGLang's defaults. A binary appends these entries to its own flag table
- * (wd_server_args_flags), parses, then calls wd_server_args_finalize, which refuses
- * values SGLang has but wideep does not implement (mooncake, ...) with a clear error
- * and applies SGLang's EPLB-derived defaults. String fields point into argv or into
- * static storage; the struct owns nothing.
+ * --dist-init-addr, and wideep's --dist-init-token) and EPLB (--enable-eplb,
+ * --ep-num-redundant-experts, ...), with SGLang's defaults. A binary appends these
+ * entries to its own flag table (wd_server_args_flags), parses, then calls
+ * wd_server_args_finalize, which refuses values SGLang has but wideep does not implement
+ * (mooncake, ...) with a clear error and applies SGLang's EPLB-derived defaults. String
+ * fields point into argv or into static storage; the struct owns nothing.
  */
 #ifndef WD_CONFIG_SERVER_ARGS_H
 #define WD_CONFIG_SERVER_ARGS_H
@@ -17,7 +17,7 @@
 #include "common/util/status.h"
 
 /* Entries wd_server_args_flags appends. */
-#define WD_SERVER_ARGS_N_FLAGS 19
+#define WD_SERVER_ARGS_N_FLAGS 20
 
 struct wd_server_args {
     /* parallel layout */
@@ -28,6 +28,7 @@ struct wd_server_args {
     int moe_dense_tp_size;         /* 0 = None (SGLang's default) or 1 */
     int nnodes, node_rank;         /* 1, 0 */
     const char *dist_init_addr;    /* NULL = not given; "host:port" */
+    const char *dist_init_token;   /* NULL = not given (the empty token) */
     /* EPLB */
     int enable_eplb;                   /* bool, 0 */
     int ep_num_redundant_experts;      /* 0 */

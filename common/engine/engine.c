@@ -450,6 +450,8 @@ void wd_engine_destroy(struct wd_engine *e)
 {
     if (!e)
         return;
+    if (e->is_broken && e->comm)
+        wd_comm_mark_failed(e->comm);
     wd_scheduler_destroy(e->sched);
     wd_kv_pool_destroy(e->kv);
     wd_model_destroy(e->model);
@@ -457,12 +459,11 @@ void wd_engine_destroy(struct wd_engine *e)
     wd_ep_handle_destroy(e->ep_handle);
     wd_ep_moe_destroy(e->ep_moe);
     wd_ep_buffer_destroy(e->ep);
-    /* After an error the groups may be mid-round: leave them to process exit, which the
-     * launcher turns into a clean shutdown of every rank. */
-    if (!e->is_broken) {
-        wd_comm_groups_destroy(e->groups);
-        wd_comm_destroy(e->comm);
-    }
+    /* After an error the groups may be mid-round: nothing waits for the peers (the launcher
+     * turns this rank's exit into a shutdown of every rank); memory is released all the
+     * same. */
+    wd_comm_groups_destroy(e->groups);
+    wd_comm_destroy(e->comm);
     free(e->cmds);
     free(e);
 }

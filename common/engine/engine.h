@@ -32,7 +32,7 @@
 struct wd_engine_config {
     const char *model_path;
     const struct wd_layout *layout;
-    const struct wd_server_args *sargs; /* EPLB and recorder flags; NULL = none */
+    const struct wd_server_args *sargs; /* EPLB, recorder, --dist-init-token; NULL = none */
     struct wd_scheduler_config sched;   /* lockstep and the low-latency cap are set here */
     int page_size;
     int max_total_tokens; /* KV pool of each attention-DP rank, in tokens */

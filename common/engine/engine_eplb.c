@@ -256,8 +256,7 @@ void wd_engine_eplb_destroy(struct wd_engine *e)
 {
     wd_expert_mover_destroy(e->mover);
     e->mover = NULL;
-    if (!e->is_broken)
-        wd_transport_destroy(e->move_t);
+    wd_transport_destroy(e->move_t); /* no barrier after a failure: wd_comm_mark_failed */
     e->move_t = NULL;
     for (int d = 0; d < e->n_dispatch; d++)
         wd_eplb_dispatch_destroy(e->dispatch[d]);

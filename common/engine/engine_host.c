@@ -118,8 +118,6 @@ enum wd_status wd_engine_host_create(const struct wd_engine_host_config *cfg,
         if (h->leader_node[d] == l->node_rank)
             st = wd_engine_link_create(cmd_cap, ev_cap, &h->links[d], err);
     }
-    if (st == WD_OK && l->nnodes > 1)
-        st = wd_engine_relay_create(l, &h->relay, err);
     if (st == WD_OK) {
         h->rank_ctx.cfg = &h->cfg.engine;
         h->rank_ctx.links = h->links;
@@ -128,8 +126,18 @@ enum wd_status wd_engine_host_create(const struct wd_engine_host_config *cfg,
         wd_launch_config_from_layout(&lc, l);
         if (cfg->engine.timeout_ms > 0)
             lc.timeout_ms = cfg->engine.timeout_ms;
-        st = wd_launcher_start(&lc, wd_engine_rank_main, &h->rank_ctx, &h->launcher, err);
+        const char *token = cfg->engine.sargs ? cfg->engine.sargs->dist_init_token : NULL;
+        if (token && snprintf(lc.dist_init_token, sizeof(lc.dist_init_token), "%s", token) >=
+                         (int)sizeof(lc.dist_init_token))
+            st = wd_error_set(err, WD_ERR_INVALID, "--dist-init-token is longer than %zu bytes",
+                              sizeof(lc.dist_init_token) - 1);
+        if (st == WD_OK)
+            st = wd_launcher_start(&lc, wd_engine_rank_main, &h->rank_ctx, &h->launcher, err);
     }
+    /* ZeroMQ starts I/O threads: only after the fork, whose children must not inherit a
+     * process state taken mid-operation by another thread (locks held, buffers half-done). */
+    if (st == WD_OK && l->nnodes > 1)
+        st = wd_engine_relay_create(l, &h->relay, err);
     if (st == WD_OK) {
         if (pthread_create(&h->thread, NULL, launcher_thread, h) != 0)
             st = wd_error_set(err, WD_ERR_IO, "engine host: cannot start the launcher thread");

@@ -170,6 +170,16 @@ static enum wd_status check_dims(const struct wd_layout *l, const struct wd_layo
                                 "moe_intermediate_size %d must be divisible by moe_tp_size (%d) "
                                 "which is tp_size (%d) divided by moe_ep_size (%d).",
                                 mi, mtp, l->tp_size, l->moe_ep_size);
+        /* When even the whole expert (moe_tp 1) is not a multiple of the block, no --tp/--ep
+         * helps: say the checkpoint itself does not fit, not how to change the flags. */
+        if (d->weight_block_size_n > 0 && mi % d->weight_block_size_n != 0)
+            return wd_error_set(
+                err, WD_ERR_INVALID,
+                "For quantized MoE models, please make sure (moe_intermediate_size=%d / "
+                "moe_tp_size=%d) %% weight_block_size_n=%d == 0. No --tp / --ep can fix this: "
+                "moe_intermediate_size %d is not a multiple of the FP8 block size %d even "
+                "unsplit, so this checkpoint cannot be served with its weight_block_size.",
+                mi, mtp, d->weight_block_size_n, mi, d->weight_block_size_n);
         if (d->weight_block_size_n > 0 && (mi / mtp) % d->weight_block_size_n != 0)
             return wd_error_set(
                 err, WD_ERR_INVALID,

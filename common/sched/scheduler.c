@@ -233,7 +233,7 @@ enum wd_status wd_scheduler_check(const struct wd_scheduler *s, const struct wd_
                                 "request: token id %d at position %d is outside the vocabulary "
                                 "[0, %d)",
                                 p->prompt[i], i, vocab);
-    /* NaN fails every comparison below, so test for the valid ranges. */
+    /* Written so that NaN fails every test (a request can carry any float bits). */
     if (!(p->sampling.temperature >= 0) || !(p->sampling.top_p > 0 && p->sampling.top_p <= 1) ||
         !(p->sampling.min_p >= 0 && p->sampling.min_p <= 1))
         return wd_error_set(err, WD_ERR_INVALID,

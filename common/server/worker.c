@@ -119,12 +119,12 @@ static enum wd_status register_metrics(struct wd_worker *w, struct wd_error *err
     w->m_requests = wd_metrics_register(m, "wideep:worker_requests_total",
                                         "requests this worker ended, by outcome", WD_METRIC_COUNTER,
                                         "outcome", NULL, 0);
-    w->m_tokens = wd_metrics_register(m, "wideep:worker_generated_tokens_total",
-                                      "tokens sent to the router", WD_METRIC_COUNTER, "dp_rank",
-                                      NULL, 0);
-    w->m_running = wd_metrics_register(m, "wideep:worker_running_requests",
-                                       "requests in the running batch", WD_METRIC_GAUGE, "dp_rank",
-                                       NULL, 0);
+    w->m_tokens =
+        wd_metrics_register(m, "wideep:worker_generated_tokens_total", "tokens sent to the router",
+                            WD_METRIC_COUNTER, "dp_rank", NULL, 0);
+    w->m_running =
+        wd_metrics_register(m, "wideep:worker_running_requests", "requests in the running batch",
+                            WD_METRIC_GAUGE, "dp_rank", NULL, 0);
     w->m_waiting = wd_metrics_register(m, "wideep:worker_waiting_requests",
                                        "requests waiting for a batch slot or KV pages",
                                        WD_METRIC_GAUGE, "dp_rank", NULL, 0);
@@ -132,18 +132,17 @@ static enum wd_status register_metrics(struct wd_worker *w, struct wd_error *err
                                     WD_METRIC_GAUGE, "dp_rank", NULL, 0);
     w->m_total = wd_metrics_register(m, "wideep:worker_kv_total_pages", "KV pages in all",
                                      WD_METRIC_GAUGE, "dp_rank", NULL, 0);
-    w->m_queued = wd_metrics_register(m, "wideep:worker_queued_prefill_tokens",
-                                      "prompt tokens not yet prefilled", WD_METRIC_GAUGE,
-                                      "dp_rank", NULL, 0);
+    w->m_queued =
+        wd_metrics_register(m, "wideep:worker_queued_prefill_tokens",
+                            "prompt tokens not yet prefilled", WD_METRIC_GAUGE, "dp_rank", NULL, 0);
     w->m_draining = wd_metrics_register(m, "wideep:worker_draining", "1 while draining",
                                         WD_METRIC_GAUGE, NULL, NULL, 0);
     w->m_registered = wd_metrics_register(m, "wideep:worker_registered",
                                           "1 while the router has accepted this worker",
                                           WD_METRIC_GAUGE, NULL, NULL, 0);
-    w->m_registrations =
-        wd_metrics_register(m, "wideep:worker_registrations_total",
-                            "Register messages sent (a restarted router asks again)",
-                            WD_METRIC_COUNTER, NULL, NULL, 0);
+    w->m_registrations = wd_metrics_register(
+        m, "wideep:worker_registrations_total",
+        "Register messages sent (a restarted router asks again)", WD_METRIC_COUNTER, NULL, NULL, 0);
     if (w->m_requests < 0 || w->m_tokens < 0 || w->m_running < 0 || w->m_waiting < 0 ||
         w->m_free < 0 || w->m_total < 0 || w->m_queued < 0 || w->m_draining < 0 ||
         w->m_registered < 0 || w->m_registrations < 0)
@@ -187,29 +186,28 @@ enum wd_status wd_worker_create(const struct wd_worker_args *args, enum wd_worke
         st = make_fingerprint(w, kv_dtype, err);
     }
     if (st == WD_OK) {
-        w->hc.engine = (struct wd_engine_config){
-            .model_path = args->model_path,
-            .layout = w->layout,
-            .sargs = &w->args.sargs,
-            .sched = {.max_running_requests = args->max_running_requests,
-                      .chunked_prefill_size = args->chunked_prefill_size,
-                      .context_length = w->context_length,
-                      .hold_after_prefill = role == WD_WORKER_PREFILL},
-            .page_size = args->page_size,
-            .max_total_tokens = args->max_total_tokens,
-            .kv_dtype = kv_dtype,
-            .n_threads = args->threads,
-            .timeout_ms = args->dist_timeout_ms,
-            .max_prompt_tokens = w->context_length,
-            .idle_wait_ms = 5,
-            .role = w->role_name};
+        w->hc.engine =
+            (struct wd_engine_config){.model_path = args->model_path,
+                                      .layout = w->layout,
+                                      .sargs = &w->args.sargs,
+                                      .sched = {.max_running_requests = args->max_running_requests,
+                                                .chunked_prefill_size = args->chunked_prefill_size,
+                                                .context_length = w->context_length,
+                                                .hold_after_prefill = role == WD_WORKER_PREFILL},
+                                      .page_size = args->page_size,
+                                      .max_total_tokens = args->max_total_tokens,
+                                      .kv_dtype = kv_dtype,
+                                      .n_threads = args->threads,
+                                      .timeout_ms = args->dist_timeout_ms,
+                                      .max_prompt_tokens = w->context_length,
+                                      .idle_wait_ms = 5,
+                                      .role = w->role_name};
         /* Forks the ranks: before ZeroMQ and libmicrohttpd start their threads. */
         st = wd_engine_host_create(&w->hc, &w->host, err);
     }
     if (st == WD_OK && w->layout->node_rank == 0) {
         w->zctx = zmq_ctx_new();
-        st = w->zctx ? wd_zsock_dealer_connect(w->zctx, args->router, w->instance_id, &w->sock,
-                                               err)
+        st = w->zctx ? wd_zsock_dealer_connect(w->zctx, args->router, w->instance_id, &w->sock, err)
                      : wd_error_set(err, WD_ERR_NOMEM, "worker: cannot start ZeroMQ");
     }
     if (st == WD_OK)
@@ -288,8 +286,8 @@ static void send_heartbeat(struct wd_worker *w)
                                           .n_waiting = st.waiting,
                                           .n_queued_prefill_tokens = st.queued_prefill_tokens};
         if (load[d].n_pages <= 0) { /* not ready yet: report the pool as it will be */
-            load[d].n_pages = (w->args.max_total_tokens + w->args.page_size - 1) /
-                              w->args.page_size;
+            load[d].n_pages =
+                (w->args.max_total_tokens + w->args.page_size - 1) / w->args.page_size;
             load[d].n_free_pages = 0;
         }
     }
@@ -308,8 +306,7 @@ static void on_router_msg(struct wd_worker *w, const struct wd_msg *m)
                m->reg_ack.worker_id);
         break;
     case WD_MSG_REGISTER_REFUSE:
-        wd_log(WD_LOG_ERROR, "worker", "the router refused this worker: %s",
-               m->reg_refuse.reason);
+        wd_log(WD_LOG_ERROR, "worker", "the router refused this worker: %s", m->reg_refuse.reason);
         w->is_refused = 1;
         break;
     case WD_MSG_GENERATE:
@@ -363,7 +360,10 @@ static void publish(struct wd_worker *w, int is_ready)
     if (!w->http)
         return;
     char *text = wd_metrics_render(w->metrics);
-    wd_worker_http_publish(w->http, w->is_draining ? "draining" : is_ready ? "ok" : "loading",
+    wd_worker_http_publish(w->http,
+                           w->is_draining ? "draining"
+                           : is_ready     ? "ok"
+                                          : "loading",
                            text);
     free(text);
 }
@@ -454,7 +454,8 @@ int wd_worker_run(struct wd_worker *w)
         if (w->sock && w->is_registered && now >= w->next_heartbeat_ms) {
             send_heartbeat(w);
             w->next_heartbeat_ms =
-                now + (w->hb_interval_ms ? w->hb_interval_ms : (uint32_t)w->args.heartbeat_interval_ms);
+                now +
+                (w->hb_interval_ms ? w->hb_interval_ms : (uint32_t)w->args.heartbeat_interval_ms);
         }
         publish(w, ready);
     }

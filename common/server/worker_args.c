@@ -44,8 +44,8 @@ int wd_worker_args_parse(struct wd_worker_args *a, const char *role, int argc, c
         {"kv-cache-dtype", NULL, WD_FLAG_STRING, &a->kv_cache_dtype, 1, 0,
          "KV cache element type (auto = fp32, the CPU engine's activation type)",
          "auto,fp32,float32,bf16,bfloat16", 0},
-        {"threads", NULL, WD_FLAG_INT, &a->threads, 0, 1024, "CPU threads per rank (0 = all)",
-         NULL, 0},
+        {"threads", NULL, WD_FLAG_INT, &a->threads, 0, 1024, "CPU threads per rank (0 = all)", NULL,
+         0},
         {"dist-timeout-ms", NULL, WD_FLAG_INT, &a->dist_timeout_ms, 100, 3600000,
          "how long a rank waits for another before the instance fails", NULL, 0},
         {"heartbeat-interval-ms", NULL, WD_FLAG_INT, &a->heartbeat_interval_ms, 10, 60000,
@@ -63,14 +63,25 @@ int wd_worker_args_parse(struct wd_worker_args *a, const char *role, int argc, c
     while (flags[n].name)
         n++;
     if (is_prefill) {
-        flags[n++] = (struct wd_flag){"bootstrap-port", NULL, WD_FLAG_INT, &a->bootstrap_port, 0,
+        flags[n++] = (struct wd_flag){"bootstrap-port",
+                                      NULL,
+                                      WD_FLAG_INT,
+                                      &a->bootstrap_port,
+                                      0,
                                       65535,
                                       "where decode workers reach this prefill worker (0 = the "
                                       "kernel picks; advertised at registration)",
-                                      NULL, 0};
-        flags[n++] = (struct wd_flag){"bootstrap-host", NULL, WD_FLAG_STRING, &a->bootstrap_host,
-                                      1, 0, "address the bootstrap endpoint binds and advertises",
-                                      NULL, 0};
+                                      NULL,
+                                      0};
+        flags[n++] = (struct wd_flag){"bootstrap-host",
+                                      NULL,
+                                      WD_FLAG_STRING,
+                                      &a->bootstrap_host,
+                                      1,
+                                      0,
+                                      "address the bootstrap endpoint binds and advertises",
+                                      NULL,
+                                      0};
     }
     int n_server = wd_server_args_flags(&a->sargs, flags + n, MAX_FLAGS - n);
     WD_ASSERT(n_server > 0);

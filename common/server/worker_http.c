@@ -76,13 +76,12 @@ enum wd_status wd_worker_http_start(const char *host, int port, struct wd_worker
     h->tick_ms = wd_now_ms();
     h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
                             NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_CONNECTION_LIMIT,
-                            (unsigned)64, MHD_OPTION_END);
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
     if (!h->d) {
         pthread_mutex_destroy(&h->mu);
         free(h);
-        return wd_error_set(err, WD_ERR_IO, "metrics endpoint: cannot listen on %s:%d", host,
-                            port);
+        return wd_error_set(err, WD_ERR_IO, "metrics endpoint: cannot listen on %s:%d", host, port);
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
     *port_p = info ? info->port : port;

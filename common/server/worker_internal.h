@@ -19,12 +19,12 @@ struct wd_worker_req {
     int n_prompt;
     int want_logprobs, n_top;
     uint32_t deadline_ms;
-    int n, cap;              /* pending tokens */
-    int32_t *ids;            /* [cap] */
-    float *logprobs;         /* [cap] */
-    int32_t *top_ids;        /* [cap * n_top] */
-    float *top_logprobs;     /* [cap * n_top] */
-    int is_dirty;            /* in w->dirty */
+    int n, cap;          /* pending tokens */
+    int32_t *ids;        /* [cap] */
+    float *logprobs;     /* [cap] */
+    int32_t *top_ids;    /* [cap * n_top] */
+    float *top_logprobs; /* [cap * n_top] */
+    int is_dirty;        /* in w->dirty */
     enum wd_finish_reason finish;
     int n_generated;
 };
@@ -53,7 +53,7 @@ struct wd_worker {
     int is_aborting_all;
     int64_t abort_deadline_ms;
 
-    struct wd_u64map reqs;       /* id -> struct wd_worker_req */
+    struct wd_u64map reqs;        /* id -> struct wd_worker_req */
     struct wd_worker_req **dirty; /* requests with tokens to send */
     int n_dirty, dirty_cap;
 
@@ -75,8 +75,8 @@ void wd_worker_flush(struct wd_worker *w);
 void wd_worker_fail_all(struct wd_worker *w, enum wd_status code, const char *why);
 /* Sends m to the router; logs a failure once per message. */
 enum wd_status wd_worker_send(struct wd_worker *w, const struct wd_msg *m);
-void wd_worker_send_error(struct wd_worker *w, uint64_t id, enum wd_status code,
-                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void wd_worker_send_error(struct wd_worker *w, uint64_t id, enum wd_status code, const char *fmt,
+                          ...) __attribute__((format(printf, 4, 5)));
 void wd_worker_req_free(struct wd_worker_req *r);
 
 #endif

@@ -15,8 +15,8 @@ enum wd_status wd_worker_send(struct wd_worker *w, const struct wd_msg *m)
     struct wd_error err = {0};
     enum wd_status st = wd_zsock_send(w->sock, m, &err);
     if (st != WD_OK)
-        wd_log(WD_LOG_WARN, "worker", "cannot send %s to the router: %s",
-               wd_msg_kind_str(m->kind), err.msg);
+        wd_log(WD_LOG_WARN, "worker", "cannot send %s to the router: %s", wd_msg_kind_str(m->kind),
+               err.msg);
     return st;
 }
 
@@ -119,7 +119,8 @@ void wd_worker_on_generate(struct wd_worker *w, const struct wd_msg_generate *g)
         p.seed = g->sampling.seed;
     else if (getrandom(&p.seed, sizeof(p.seed), 0) != (ssize_t)sizeof(p.seed))
         p.seed = (uint64_t)wd_now_us() ^ g->request_id;
-    memcpy(p.stop_ids, g->stop_ids, (size_t)g->n_stop_ids * sizeof(int32_t));
+    if (g->n_stop_ids > 0)
+        memcpy(p.stop_ids, g->stop_ids, (size_t)g->n_stop_ids * sizeof(int32_t));
     struct wd_worker_req *r = calloc(1, sizeof(*r));
     if (!r || wd_u64map_put(&w->reqs, g->request_id, r) != WD_OK) {
         free(r);
@@ -159,13 +160,12 @@ static int append(struct wd_worker *w, struct wd_worker_req *r, const struct wd_
         float *lps = realloc(r->logprobs, (size_t)cap * sizeof(float));
         if (lps)
             r->logprobs = lps;
-        int32_t *tids = r->n_top ? realloc(r->top_ids, (size_t)cap * r->n_top * sizeof(int32_t))
-                                 : r->top_ids;
+        int32_t *tids =
+            r->n_top ? realloc(r->top_ids, (size_t)cap * r->n_top * sizeof(int32_t)) : r->top_ids;
         if (tids)
             r->top_ids = tids;
-        float *tlps = r->n_top
-                          ? realloc(r->top_logprobs, (size_t)cap * r->n_top * sizeof(float))
-                          : r->top_logprobs;
+        float *tlps = r->n_top ? realloc(r->top_logprobs, (size_t)cap * r->n_top * sizeof(float))
+                               : r->top_logprobs;
         if (tlps)
             r->top_logprobs = tlps;
         if (!ids || !lps || (r->n_top && (!tids || !tlps)))

@@ -1,9 +1,9 @@
 /*
- * Jinja values and their Python semantics: truthiness, equality and ordering,
- * str()/repr() as Python prints them, attribute and item access the way Jinja2's
- * sandbox resolves them, binary operators, and the globals transformers adds
- * (namespace, raise_exception, strftime_now, dict) plus range. Filters, tests and
- * str/dict methods live in jinja_filters.c.
+ * Jinja values and their Python semantics: truthiness, equality and ordering, attribute
+ * and item access the way Jinja2's sandbox resolves them, binary operators (int64, failing
+ * where Python's integers would outgrow it), and the globals transformers adds (namespace,
+ * raise_exception, strftime_now, dict) plus range. Printing is in jinja_print.c; filters,
+ * tests and str/dict methods in jinja_filters.c.
  */
 #include "common/tokenizer/jinja_internal.h"
 
@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <utf8proc.h>
 
 const char *const jj_func_names[F_COUNT] = {"namespace", "raise_exception", "strftime_now", "range",
                                             "dict"};
@@ -66,7 +65,7 @@ void jj_dict_set(struct jj_arena *a, struct jj_value dict, struct jj_value key, 
 {
     struct jj_dict *d = dict.u.dict;
     for (size_t i = 0; i < d->n; i++) {
-        if (jj_equal(d->keys[i], key)) {
+        if (jj_equal(NULL, d->keys[i], key)) { /* keys are scalars (jj_hashable): cheap */
             d->vals[i] = val;
             return;
         }
@@ -138,20 +137,26 @@ static int64_t inum(struct jj_value v)
     return v.type == JJ_INT ? v.u.i : v.u.b;
 }
 
-static int equal_depth(struct jj_value a, struct jj_value b, int depth);
+static int equal_depth(struct jj_render *r, struct jj_value a, struct jj_value b, int depth);
 
-int jj_equal(struct jj_value a, struct jj_value b)
+int jj_equal(struct jj_render *r, struct jj_value a, struct jj_value b)
 {
-    return equal_depth(a, b, 0);
+    return equal_depth(r, a, b, 0);
 }
 
-/* Values nested deeper than this compare unequal instead of recursing further. */
-#define JJ_MAX_NEST 64
+int jj_hashable(struct jj_value v)
+{
+    return v.type == JJ_STR || v.type == JJ_INT || v.type == JJ_FLOAT || v.type == JJ_BOOL ||
+           v.type == JJ_NONE;
+}
 
-static int equal_depth(struct jj_value a, struct jj_value b, int depth)
+/* Values nested deeper than JJ_MAX_NEST compare unequal instead of recursing further. */
+static int equal_depth(struct jj_render *r, struct jj_value a, struct jj_value b, int depth)
 {
     if (depth > JJ_MAX_NEST)
         return 0;
+    if (r)
+        jj_charge(r, 1);
     if (is_num(a) && is_num(b)) {
         if (a.type != JJ_FLOAT && b.type != JJ_FLOAT)
             return inum(a) == inum(b);
@@ -164,12 +169,14 @@ static int equal_depth(struct jj_value a, struct jj_value b, int depth)
     case JJ_NONE:
         return 1;
     case JJ_STR:
+        if (r)
+            jj_charge(r, a.u.str.n / JJ_WORK_PER_STEP);
         return a.u.str.n == b.u.str.n && !memcmp(a.u.str.s, b.u.str.s, a.u.str.n);
     case JJ_LIST:
         if (a.is_tuple != b.is_tuple || a.u.list->n != b.u.list->n)
             return 0;
         for (size_t i = 0; i < a.u.list->n; i++)
-            if (!equal_depth(a.u.list->v[i], b.u.list->v[i], depth + 1))
+            if (!equal_depth(r, a.u.list->v[i], b.u.list->v[i], depth + 1))
                 return 0;
         return 1;
     case JJ_DICT:
@@ -177,9 +184,10 @@ static int equal_depth(struct jj_value a, struct jj_value b, int depth)
             return 0;
         for (size_t i = 0; i < a.u.dict->n; i++) {
             size_t j = 0;
-            while (j < b.u.dict->n && !jj_equal(a.u.dict->keys[i], b.u.dict->keys[j]))
+            while (j < b.u.dict->n && !equal_depth(r, a.u.dict->keys[i], b.u.dict->keys[j], 0))
                 j++;
-            if (j == b.u.dict->n || !equal_depth(a.u.dict->vals[i], b.u.dict->vals[j], depth + 1))
+            if (j == b.u.dict->n ||
+                !equal_depth(r, a.u.dict->vals[i], b.u.dict->vals[j], depth + 1))
                 return 0;
         }
         return 1;
@@ -198,6 +206,7 @@ static int compare(struct jj_render *r, struct jj_value a, struct jj_value b, in
 {
     if (depth > JJ_MAX_NEST)
         jj_fail(r, "values nested too deeply to compare");
+    jj_charge(r, 1);
     if (is_num(a) && is_num(b)) {
         double x = num(a), y = num(b);
         return x < y ? -1 : x > y;
@@ -211,7 +220,7 @@ static int compare(struct jj_render *r, struct jj_value a, struct jj_value b, in
     }
     if (a.type == JJ_LIST && b.type == JJ_LIST) {
         for (size_t i = 0; i < a.u.list->n && i < b.u.list->n; i++) {
-            if (!jj_equal(a.u.list->v[i], b.u.list->v[i]))
+            if (!jj_equal(r, a.u.list->v[i], b.u.list->v[i]))
                 return compare(r, a.u.list->v[i], b.u.list->v[i], depth + 1);
         }
         return a.u.list->n < b.u.list->n ? -1 : a.u.list->n > b.u.list->n;
@@ -219,172 +228,13 @@ static int compare(struct jj_render *r, struct jj_value a, struct jj_value b, in
     jj_fail(r, "'<' not supported between these types");
 }
 
-/* ---- printing ---- */
-
-static void put(struct jj_render *r, struct tok_buf *out, const char *s, size_t n)
+int64_t jj_float_to_int(struct jj_render *r, double f)
 {
-    if (tok_buf_put(out, s, n))
-        longjmp(r->jmp, 2);
-}
-
-static void put_float(struct jj_render *r, double f, struct tok_buf *out)
-{
-    char buf[64];
-    if (isnan(f)) {
-        put(r, out, "nan", 3);
-        return;
-    }
-    if (isinf(f)) {
-        put(r, out, f < 0 ? "-inf" : "inf", f < 0 ? 4 : 3);
-        return;
-    }
-    int p = 1;
-    for (; p < 17; p++) { /* shortest repr that reads back, as Python's repr */
-        snprintf(buf, sizeof(buf), "%.*e", p - 1, f);
-        if (strtod(buf, NULL) == f)
-            break;
-    }
-    snprintf(buf, sizeof(buf), "%.*e", p - 1, f);
-    int exp = atoi(strchr(buf, 'e') + 1);
-    if (exp >= -5 && exp < 16) {
-        int decimals = p - 1 - exp;
-        snprintf(buf, sizeof(buf), "%.*f", decimals > 0 ? decimals : 0, f);
-        if (!strchr(buf, '.'))
-            strcat(buf, ".0");
-    } else { /* 1e+16, 1.5e-07: C's %e already writes two exponent digits */
-        char *e = strchr(buf, 'e');
-        char mant[40];
-        snprintf(mant, sizeof(mant), "%.*s", (int)(e - buf), buf);
-        char tail[16];
-        snprintf(tail, sizeof(tail), "%s", e);
-        snprintf(buf, sizeof(buf), "%s%s", mant, tail);
-    }
-    put(r, out, buf, strlen(buf));
-}
-
-static int py_printable(int32_t cp)
-{
-    if (cp == ' ')
-        return 1;
-    switch (utf8proc_category(cp)) {
-    case UTF8PROC_CATEGORY_CC:
-    case UTF8PROC_CATEGORY_CF:
-    case UTF8PROC_CATEGORY_CS:
-    case UTF8PROC_CATEGORY_CO:
-    case UTF8PROC_CATEGORY_CN:
-    case UTF8PROC_CATEGORY_ZL:
-    case UTF8PROC_CATEGORY_ZP:
-    case UTF8PROC_CATEGORY_ZS:
-        return 0;
-    default:
-        return 1;
-    }
-}
-
-static void put_repr_str(struct jj_render *r, const char *s, size_t n, struct tok_buf *out)
-{
-    char q = memchr(s, '\'', n) && !memchr(s, '"', n) ? '"' : '\'';
-    put(r, out, &q, 1);
-    for (size_t i = 0; i < n;) {
-        int32_t cp;
-        int k = tok_utf8_next(s + i, n - i, &cp);
-        char esc[16];
-        if (cp == '\\' || cp == q) {
-            esc[0] = '\\';
-            esc[1] = (char)cp;
-            put(r, out, esc, 2);
-        } else if (cp == '\n' || cp == '\r' || cp == '\t') {
-            put(r, out, cp == '\n' ? "\\n" : cp == '\r' ? "\\r" : "\\t", 2);
-        } else if (!py_printable(cp)) {
-            int m = cp < 0x100     ? snprintf(esc, sizeof(esc), "\\x%02x", cp)
-                    : cp < 0x10000 ? snprintf(esc, sizeof(esc), "\\u%04x", cp)
-                                   : snprintf(esc, sizeof(esc), "\\U%08x", cp);
-            put(r, out, esc, (size_t)m);
-        } else {
-            put(r, out, s + i, (size_t)k);
-        }
-        i += (size_t)k;
-    }
-    put(r, out, &q, 1);
-}
-
-static void put_repr(struct jj_render *r, struct jj_value v, struct tok_buf *out, int depth)
-{
-    if (depth > JJ_MAX_NEST)
-        jj_fail(r, "value nested too deeply to print");
-    if (v.type == JJ_STR) {
-        put_repr_str(r, v.u.str.s, v.u.str.n, out);
-    } else if (v.type == JJ_LIST) {
-        put(r, out, v.is_tuple ? "(" : "[", 1);
-        for (size_t i = 0; i < v.u.list->n; i++) {
-            if (i)
-                put(r, out, ", ", 2);
-            put_repr(r, v.u.list->v[i], out, depth + 1);
-        }
-        if (v.is_tuple && v.u.list->n == 1)
-            put(r, out, ",", 1);
-        put(r, out, v.is_tuple ? ")" : "]", 1);
-    } else if (v.type == JJ_DICT || v.type == JJ_NS) {
-        if (v.type == JJ_NS)
-            put(r, out, "<Namespace ", 11);
-        put(r, out, "{", 1);
-        for (size_t i = 0; i < v.u.dict->n; i++) {
-            if (i)
-                put(r, out, ", ", 2);
-            put_repr(r, v.u.dict->keys[i], out, depth + 1);
-            put(r, out, ": ", 2);
-            put_repr(r, v.u.dict->vals[i], out, depth + 1);
-        }
-        put(r, out, "}", 1);
-        if (v.type == JJ_NS)
-            put(r, out, ">", 1);
-    } else {
-        jj_to_str(r, v, out);
-    }
-}
-
-void jj_to_str(struct jj_render *r, struct jj_value v, struct tok_buf *out)
-{
-    char buf[32];
-    switch (v.type) {
-    case JJ_UNDEF:
-        return;
-    case JJ_NONE:
-        put(r, out, "None", 4);
-        return;
-    case JJ_BOOL:
-        put(r, out, v.u.b ? "True" : "False", v.u.b ? 4 : 5);
-        return;
-    case JJ_INT:
-        put(r, out, buf, (size_t)snprintf(buf, sizeof(buf), "%lld", (long long)v.u.i));
-        return;
-    case JJ_FLOAT:
-        put_float(r, v.u.f, out);
-        return;
-    case JJ_STR:
-        put(r, out, v.u.str.s, v.u.str.n);
-        return;
-    case JJ_FUNC:
-        put(r, out, "<function>", 10);
-        return;
-    case JJ_METHOD:
-        put(r, out, "<built-in method>", 17);
-        return;
-    default:
-        put_repr(r, v, out, 0);
-        return;
-    }
-}
-
-struct jj_value jj_str_of(struct jj_render *r, struct jj_value v)
-{
-    if (v.type == JJ_STR)
-        return v;
-    struct tok_buf b = {0};
-    jj_to_str(r, v, &b); /* on OOM the jump skips this free; the render is failing anyway */
-    struct jj_value s = jj_str(r->arena, b.p ? b.p : "", b.n);
-    free(b.p);
-    return s;
+    if (f != f)
+        jj_fail(r, "cannot convert float NaN to integer");
+    if (!(f >= -0x1p63 && f < 0x1p63)) /* the cast is undefined outside int64's range */
+        jj_fail(r, "integer overflow converting %g to an integer", f);
+    return (int64_t)f;
 }
 
 /* ---- access ---- */
@@ -436,48 +286,78 @@ struct jj_value jj_getattr(struct jj_render *r, struct jj_value obj, const char 
     return (struct jj_value){.type = JJ_UNDEF};
 }
 
-/* Byte offset of code point k in s (k <= number of code points). */
-static size_t cp_offset(const char *s, size_t n, size_t k)
+/* Code point boundaries: the start of the code point after the one at byte i (i < n), and
+ * of the one before byte i (i > 0). */
+static size_t cp_next(const char *s, size_t n, size_t i)
 {
-    size_t i = 0;
-    while (k-- && i < n) {
+    i++;
+    while (i < n && ((unsigned char)s[i] & 0xC0) == 0x80)
         i++;
-        while (i < n && ((unsigned char)s[i] & 0xC0) == 0x80)
-            i++;
-    }
     return i;
 }
 
-static size_t cp_count(const char *s, size_t n)
+static size_t cp_prev(const char *s, size_t i)
 {
+    i--;
+    while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80)
+        i--;
+    return i;
+}
+
+static size_t cp_count(struct jj_render *r, const char *s, size_t n)
+{
+    jj_charge(r, n / JJ_WORK_PER_STEP);
     size_t c = 0;
     for (size_t i = 0; i < n; i++)
         c += ((unsigned char)s[i] & 0xC0) != 0x80;
     return c;
 }
 
+/* Byte range [*a_p, *b_p) of code point i of s (negative: from the end), walking only as
+ * far as i; 0 when out of range. */
+static int cp_at(struct jj_render *r, const char *s, size_t n, int64_t i, size_t *a_p, size_t *b_p)
+{
+    size_t at = 0;
+    if (i >= 0) {
+        for (int64_t k = 0; k < i && at < n; k++)
+            at = cp_next(s, n, at);
+        if (at >= n)
+            return 0;
+    } else {
+        at = n;
+        for (int64_t k = 0; k > i; k--) {
+            if (at == 0)
+                return 0;
+            at = cp_prev(s, at);
+        }
+    }
+    jj_charge(r, (i >= 0 ? at : n - at) / JJ_WORK_PER_STEP);
+    *a_p = at;
+    *b_p = cp_next(s, n, at);
+    return 1;
+}
+
 struct jj_value jj_getitem(struct jj_render *r, struct jj_value obj, struct jj_value key)
 {
     if (obj.type == JJ_UNDEF)
         jj_fail(r, "subscript of an undefined value");
-    if ((obj.type == JJ_LIST || obj.type == JJ_STR) &&
-        (key.type == JJ_INT || key.type == JJ_BOOL)) {
-        int64_t i = inum(key);
-        int64_t len = obj.type == JJ_LIST ? (int64_t)obj.u.list->n
-                                          : (int64_t)cp_count(obj.u.str.s, obj.u.str.n);
+    if (obj.type == JJ_LIST && (key.type == JJ_INT || key.type == JJ_BOOL)) {
+        int64_t i = inum(key), len = (int64_t)obj.u.list->n;
         if (i < 0)
             i += len;
         if (i < 0 || i >= len)
             return (struct jj_value){.type = JJ_UNDEF};
-        if (obj.type == JJ_LIST)
-            return obj.u.list->v[i];
-        size_t a = cp_offset(obj.u.str.s, obj.u.str.n, (size_t)i);
-        size_t b = cp_offset(obj.u.str.s, obj.u.str.n, (size_t)i + 1);
+        return obj.u.list->v[i];
+    }
+    if (obj.type == JJ_STR && (key.type == JJ_INT || key.type == JJ_BOOL)) {
+        size_t a, b;
+        if (!cp_at(r, obj.u.str.s, obj.u.str.n, inum(key), &a, &b))
+            return (struct jj_value){.type = JJ_UNDEF};
         return jj_str(r->arena, obj.u.str.s + a, b - a);
     }
     if (obj.type == JJ_DICT || obj.type == JJ_NS) {
         for (size_t i = 0; i < obj.u.dict->n; i++)
-            if (jj_equal(obj.u.dict->keys[i], key))
+            if (jj_equal(r, obj.u.dict->keys[i], key))
                 return obj.u.dict->vals[i];
     }
     if (key.type == JJ_STR && obj.type != JJ_NS) {
@@ -507,8 +387,8 @@ struct jj_value jj_slice(struct jj_render *r, struct jj_value obj, struct jj_val
 {
     if (obj.type != JJ_LIST && obj.type != JJ_STR)
         jj_fail(r, "cannot slice this value");
-    int64_t len =
-        obj.type == JJ_LIST ? (int64_t)obj.u.list->n : (int64_t)cp_count(obj.u.str.s, obj.u.str.n);
+    int64_t len = obj.type == JJ_LIST ? (int64_t)obj.u.list->n
+                                      : (int64_t)cp_count(r, obj.u.str.s, obj.u.str.n);
     int64_t st = slice_index(r, step, 1);
     if (st == 0)
         jj_fail(r, "slice step cannot be zero");
@@ -523,26 +403,33 @@ struct jj_value jj_slice(struct jj_render *r, struct jj_value obj, struct jj_val
         hi = hi + len < 0 ? (st < 0 ? -1 : 0) : hi + len;
     else if (hi >= len)
         hi = st < 0 ? len - 1 : len;
-    struct jj_value out = jj_list_new(r->arena);
-    out.is_tuple = obj.is_tuple;
-    struct tok_buf b = {0};
-    for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) {
-        if (obj.type == JJ_LIST) {
+    /* i += st stops before it would overflow: the next index is out of range anyway. */
+    if (obj.type == JJ_LIST) {
+        struct jj_value out = jj_list_new(r->arena);
+        out.is_tuple = obj.is_tuple;
+        for (int64_t i = lo; st > 0 ? i < hi : i > hi;) {
             jj_list_push(r->arena, out, obj.u.list->v[i]);
-        } else {
-            size_t a = cp_offset(obj.u.str.s, obj.u.str.n, (size_t)i);
-            size_t e = cp_offset(obj.u.str.s, obj.u.str.n, (size_t)i + 1);
-            if (tok_buf_put(&b, obj.u.str.s + a, e - a)) {
-                free(b.p);
-                longjmp(r->jmp, 2);
-            }
+            if (__builtin_add_overflow(i, st, &i))
+                break;
         }
+        return out;
     }
-    if (obj.type == JJ_STR) {
-        out = jj_str(r->arena, b.p ? b.p : "", b.n);
-        free(b.p);
+    /* Strings: one cursor (code point index ci at byte bi) walks the way the step goes, so
+     * the slice costs one pass over the string, not one pass per code point. */
+    const char *s = obj.u.str.s;
+    size_t n = obj.u.str.n, bi = st > 0 ? 0 : n;
+    int64_t ci = st > 0 ? 0 : len;
+    struct tok_buf *b = jj_scratch_open(r);
+    for (int64_t i = lo; st > 0 ? i < hi : i > hi;) {
+        for (; ci < i; ci++)
+            bi = cp_next(s, n, bi);
+        for (; ci > i; ci--)
+            bi = cp_prev(s, bi);
+        jj_put(r, b, s + bi, cp_next(s, n, bi) - bi);
+        if (__builtin_add_overflow(i, st, &i))
+            break;
     }
-    return out;
+    return jj_scratch_take(r, b);
 }
 
 struct jj_list *jj_iterable(struct jj_render *r, struct jj_value v)
@@ -561,7 +448,7 @@ struct jj_list *jj_iterable(struct jj_render *r, struct jj_value v)
     case JJ_STR:
         l = jj_list_new(r->arena);
         for (size_t i = 0; i < v.u.str.n;) {
-            size_t e = i + cp_offset(v.u.str.s + i, v.u.str.n - i, 1);
+            size_t e = cp_next(v.u.str.s, v.u.str.n, i);
             jj_list_push(r->arena, l, jj_str(r->arena, v.u.str.s + i, e - i));
             i = e;
         }
@@ -579,21 +466,18 @@ static int contains(struct jj_render *r, struct jj_value hay, struct jj_value ne
     case JJ_STR:
         if (needle.type != JJ_STR)
             jj_fail(r, "'in <string>' requires string as left operand");
-        if (!needle.u.str.n)
-            return 1;
-        for (size_t i = 0; i + needle.u.str.n <= hay.u.str.n; i++)
-            if (!memcmp(hay.u.str.s + i, needle.u.str.s, needle.u.str.n))
-                return 1;
-        return 0;
+        jj_charge(r, hay.u.str.n / JJ_WORK_PER_STEP);
+        /* memmem (two-way) is linear; a byte-by-byte memcmp loop is hay * needle. */
+        return memmem(hay.u.str.s, hay.u.str.n, needle.u.str.s, needle.u.str.n) != NULL;
     case JJ_LIST:
         for (size_t i = 0; i < hay.u.list->n; i++)
-            if (jj_equal(hay.u.list->v[i], needle))
+            if (jj_equal(r, hay.u.list->v[i], needle))
                 return 1;
         return 0;
     case JJ_DICT:
     case JJ_NS:
         for (size_t i = 0; i < hay.u.dict->n; i++)
-            if (jj_equal(hay.u.dict->keys[i], needle))
+            if (jj_equal(r, hay.u.dict->keys[i], needle))
                 return 1;
         return 0;
     case JJ_UNDEF:
@@ -607,20 +491,25 @@ static struct jj_value repeat(struct jj_render *r, struct jj_value seq, int64_t 
 {
     if (times < 0)
         times = 0;
-    size_t unit = seq.type == JJ_STR ? seq.u.str.n : seq.u.list->n;
-    if (unit && (uint64_t)times > ((size_t)1 << 26) / unit)
-        jj_fail(r, "repetition too large");
-    if (seq.type == JJ_STR) {
-        char *s = jj_alloc(r->arena, unit * (size_t)times + 1);
-        for (int64_t k = 0; k < times; k++)
-            memcpy(s + unit * (size_t)k, seq.u.str.s, unit);
-        return (struct jj_value){.type = JJ_STR, .u.str = {s, unit * (size_t)times}};
+    int is_str = seq.type == JJ_STR;
+    size_t unit = is_str ? seq.u.str.n : seq.u.list->n;
+    if (unit && (uint64_t)times > (is_str ? JJ_MAX_STR : JJ_MAX_LIST) / unit)
+        jj_fail(r, "%s too large", is_str ? "string" : "list");
+    jj_charge(r, (unit * (size_t)times) / JJ_WORK_PER_STEP);
+    /* Copy one unit, then double the filled prefix: log2(times) copies, not times. */
+    size_t total = unit * (size_t)times, esize = is_str ? 1 : sizeof(struct jj_value);
+    char *d = jj_alloc(r->arena, (total + 1) * esize);
+    if (total) {
+        memcpy(d, is_str ? (const void *)seq.u.str.s : (const void *)seq.u.list->v, unit * esize);
+        for (size_t done = unit; done < total; done *= 2)
+            memcpy(d + done * esize, d, (done < total - done ? done : total - done) * esize);
     }
+    if (is_str)
+        return (struct jj_value){.type = JJ_STR, .u.str = {d, total}};
     struct jj_value out = jj_list_new(r->arena);
     out.is_tuple = seq.is_tuple;
-    for (int64_t k = 0; k < times; k++)
-        for (size_t i = 0; i < unit; i++)
-            jj_list_push(r->arena, out, seq.u.list->v[i]);
+    out.u.list->v = (struct jj_value *)(void *)d;
+    out.u.list->n = out.u.list->cap = total;
     return out;
 }
 
@@ -629,6 +518,21 @@ static struct jj_value int_or_float(int is_float, int64_t i, double f)
     if (is_float)
         return (struct jj_value){.type = JJ_FLOAT, .u.f = f};
     return (struct jj_value){.type = JJ_INT, .u.i = i};
+}
+
+/* x ** y for y >= 0 by squaring; Python's result is a big integer where int64 overflows,
+ * so that fails instead of wrapping. */
+static int64_t int_pow(struct jj_render *r, int64_t x, int64_t y)
+{
+    int64_t p = 1;
+    while (y > 0) {
+        if ((y & 1) && __builtin_mul_overflow(p, x, &p))
+            jj_fail(r, "integer overflow");
+        y >>= 1;
+        if (y && __builtin_mul_overflow(x, x, &x))
+            jj_fail(r, "integer overflow");
+    }
+    return p;
 }
 
 struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value a,
@@ -645,9 +549,9 @@ struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value 
     }
     switch (op) {
     case OP_EQ:
-        return jj_bool(jj_equal(a, b));
+        return jj_bool(jj_equal(r, a, b));
     case OP_NE:
-        return jj_bool(!jj_equal(a, b));
+        return jj_bool(!jj_equal(r, a, b));
     case OP_LT:
         return jj_bool(compare(r, a, b, 0) < 0);
     case OP_LE:
@@ -667,15 +571,32 @@ struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value 
         jj_fail(r, "arithmetic on an undefined value");
     if (is_num(a) && is_num(b)) {
         int fl = a.type == JJ_FLOAT || b.type == JJ_FLOAT;
-        int64_t x = fl ? 0 : inum(a), y = fl ? 0 : inum(b);
+        int64_t x = fl ? 0 : inum(a), y = fl ? 0 : inum(b), z = 0;
         double fx = num(a), fy = num(b);
+        /* Python integers do not overflow; int64 ones fail rather than wrap. */
+        int ovf = 0;
         switch (op) {
         case OP_ADD:
-            return int_or_float(fl, (int64_t)((uint64_t)x + (uint64_t)y), fx + fy);
+            ovf = __builtin_add_overflow(x, y, &z);
+            break;
         case OP_SUB:
-            return int_or_float(fl, (int64_t)((uint64_t)x - (uint64_t)y), fx - fy);
+            ovf = __builtin_sub_overflow(x, y, &z);
+            break;
         case OP_MUL:
-            return int_or_float(fl, (int64_t)((uint64_t)x * (uint64_t)y), fx * fy);
+            ovf = __builtin_mul_overflow(x, y, &z);
+            break;
+        default:
+            break;
+        }
+        if (ovf)
+            jj_fail(r, "integer overflow");
+        switch (op) {
+        case OP_ADD:
+            return int_or_float(fl, z, fx + fy);
+        case OP_SUB:
+            return int_or_float(fl, z, fx - fy);
+        case OP_MUL:
+            return int_or_float(fl, z, fx * fy);
         case OP_DIV:
             if (fy == 0.0)
                 jj_fail(r, "division by zero");
@@ -688,8 +609,11 @@ struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value 
                 double q = floor(fx / fy), m = fx - q * fy;
                 return (struct jj_value){.type = JJ_FLOAT, .u.f = op == OP_MOD ? m : q};
             } else {
-                if (x == INT64_MIN && y == -1)
-                    jj_fail(r, "integer overflow");
+                if (y == -1) { /* INT64_MIN / -1 traps in C; Python says -x and 0 */
+                    if (op == OP_FLOORDIV && x == INT64_MIN)
+                        jj_fail(r, "integer overflow");
+                    return (struct jj_value){.type = JJ_INT, .u.i = op == OP_MOD ? 0 : -x};
+                }
                 int64_t q = x / y, m = x % y;
                 if (m != 0 && ((m < 0) != (y < 0))) {
                     q--;
@@ -698,12 +622,10 @@ struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value 
                 return (struct jj_value){.type = JJ_INT, .u.i = op == OP_MOD ? m : q};
             }
         case OP_POW:
-            if (!fl && y >= 0) {
-                int64_t p = 1;
-                for (int64_t k = 0; k < y && k < 64; k++)
-                    p = (int64_t)((uint64_t)p * (uint64_t)x);
-                return (struct jj_value){.type = JJ_INT, .u.i = p};
-            }
+            if (!fl && y >= 0)
+                return (struct jj_value){.type = JJ_INT, .u.i = int_pow(r, x, y)};
+            if (fx == 0.0 && fy < 0)
+                jj_fail(r, "0 cannot be raised to a negative power");
             return (struct jj_value){.type = JJ_FLOAT, .u.f = pow(fx, fy)};
         default:
             break;
@@ -712,7 +634,7 @@ struct jj_value jj_binop(struct jj_render *r, enum jj_binop op, struct jj_value 
     if (op == OP_ADD && a.type == JJ_STR && b.type == JJ_STR)
         return jj_binop(r, OP_CONCAT, a, b);
     if (op == OP_ADD && a.type == JJ_LIST && b.type == JJ_LIST) {
-        if (a.u.list->n + b.u.list->n > JJ_MAX_STR / 16)
+        if (a.u.list->n + b.u.list->n > JJ_MAX_LIST)
             jj_fail(r, "list too large");
         struct jj_value out = jj_list_new(r->arena);
         out.is_tuple = a.is_tuple;
@@ -794,10 +716,12 @@ struct jj_value jj_call(struct jj_render *r, struct jj_value fn, struct jj_value
         if (st == 0)
             jj_fail(r, "range() step must not be zero");
         struct jj_value l = jj_list_new(r->arena);
-        for (int64_t i = lo, k = 0; st > 0 ? i < hi : i > hi; i += st, k++) {
+        for (int64_t i = lo, k = 0; st > 0 ? i < hi : i > hi; k++) {
             if (k >= 100000)
                 jj_fail(r, "range() too large");
             jj_list_push(r->arena, l, (struct jj_value){.type = JJ_INT, .u.i = i});
+            if (__builtin_add_overflow(i, st, &i)) /* the next value is past hi anyway */
+                break;
         }
         return l;
     }

@@ -24,6 +24,54 @@ _Noreturn void jj_fail(struct jj_render *r, const char *fmt, ...)
     longjmp(r->jmp, 1);
 }
 
+void jj_charge(struct jj_render *r, uint64_t n)
+{
+    r->steps += n;
+    if (r->steps > JJ_MAX_STEPS)
+        jj_fail(r, "template takes too many steps");
+}
+
+void jj_put(struct jj_render *r, struct tok_buf *b, const char *s, size_t n)
+{
+    /* One cap for every buffer: a single filter (replace, join, indent, tojson) or output
+     * statement can otherwise build gigabytes before any later check sees it. */
+    if (n > JJ_MAX_STR - b->n)
+        jj_fail(r, "%s too large (over %zu MiB)", b == &r->out ? "template output" : "string",
+                JJ_MAX_STR >> 20);
+    /* ... and one for all of them together: set blocks and scratch strings nest. */
+    if (n > JJ_MAX_LIVE - r->live)
+        jj_fail(r, "strings being built too large in all (over %zu MiB)", JJ_MAX_LIVE >> 20);
+    if (tok_buf_put(b, s, n))
+        longjmp(r->jmp, 2);
+    r->live += n;
+}
+
+struct tok_buf *jj_scratch_open(struct jj_render *r)
+{
+    if (r->n_scratch == JJ_MAX_SCRATCH)
+        jj_fail(r, "strings nested too deeply");
+    struct tok_buf *b = &r->scratch[r->n_scratch++];
+    *b = (struct tok_buf){0};
+    return b;
+}
+
+void jj_scratch_close(struct jj_render *r, struct tok_buf *b)
+{
+    WD_ASSERT(r->n_scratch > 0 && b == &r->scratch[r->n_scratch - 1]);
+    r->live -= b->n;
+    free(b->p);
+    *b = (struct tok_buf){0};
+    r->n_scratch--;
+}
+
+struct jj_value jj_scratch_take(struct jj_render *r, struct tok_buf *b)
+{
+    WD_ASSERT(r->n_scratch > 0 && b == &r->scratch[r->n_scratch - 1]);
+    struct jj_value v = jj_str(r->arena, b->p ? b->p : "", b->n); /* may jump: b stays open */
+    jj_scratch_close(r, b);
+    return v;
+}
+
 static void frame_set(struct jj_render *r, struct jj_frame *f, const char *name, struct jj_value v)
 {
     for (size_t i = 0; i < f->n; i++) {
@@ -74,11 +122,23 @@ static void eval_args(struct jj_render *r, struct jj_frame *f, const struct jj_e
         (*kw)[i] = eval(r, f, e->kw_vals[i]);
 }
 
+static struct jj_value eval_node(struct jj_render *r, struct jj_frame *f, const struct jj_expr *e);
+
+/* The parser builds operator, filter and attribute chains with loops, so an AST can be as
+ * deep as the template is long; the bound is here, where the recursion is. */
 static struct jj_value eval(struct jj_render *r, struct jj_frame *f, const struct jj_expr *e)
 {
     r->line = e->line;
-    if (++r->steps > JJ_MAX_STEPS)
-        jj_fail(r, "template takes too many steps");
+    if (++r->depth > JJ_MAX_EVAL_DEPTH)
+        jj_fail(r, "expression nested too deeply");
+    jj_charge(r, 1);
+    struct jj_value v = eval_node(r, f, e);
+    r->depth--;
+    return v;
+}
+
+static struct jj_value eval_node(struct jj_render *r, struct jj_frame *f, const struct jj_expr *e)
+{
     struct jj_value a, b, *args, *kw;
     switch (e->kind) {
     case X_CONST:
@@ -97,6 +157,8 @@ static struct jj_value eval(struct jj_render *r, struct jj_frame *f, const struc
         struct jj_value d = jj_dict_new(r->arena);
         for (size_t i = 0; i < e->n_args; i++) {
             a = eval(r, f, e->args[i]);
+            if (!jj_hashable(a))
+                jj_fail(r, "unhashable type as a dict key");
             jj_dict_set(r->arena, d, a, eval(r, f, e->kw_vals[i]));
         }
         return d;
@@ -139,10 +201,12 @@ static struct jj_value eval(struct jj_render *r, struct jj_frame *f, const struc
     case X_NEG:
     case X_POS:
         a = eval(r, f, e->a);
-        if (a.type == JJ_INT || a.type == JJ_BOOL)
-            return (struct jj_value){.type = JJ_INT,
-                                     .u.i = e->kind == X_NEG ? -(a.type == JJ_INT ? a.u.i : a.u.b)
-                                                             : (a.type == JJ_INT ? a.u.i : a.u.b)};
+        if (a.type == JJ_INT || a.type == JJ_BOOL) {
+            int64_t i = a.type == JJ_INT ? a.u.i : a.u.b;
+            if (e->kind == X_NEG && i == INT64_MIN) /* Python has big integers; int64 does not */
+                jj_fail(r, "integer overflow");
+            return (struct jj_value){.type = JJ_INT, .u.i = e->kind == X_NEG ? -i : i};
+        }
         if (a.type == JJ_FLOAT)
             return (struct jj_value){.type = JJ_FLOAT, .u.f = e->kind == X_NEG ? -a.u.f : a.u.f};
         jj_fail(r, "bad operand type for unary %c", e->kind == X_NEG ? '-' : '+');
@@ -243,14 +307,10 @@ static void exec_for(struct jj_render *r, struct jj_frame *f, const struct jj_st
 static enum flow exec(struct jj_render *r, struct jj_frame *f, const struct jj_stmt *s, int in_loop)
 {
     r->line = s->line;
-    if (++r->steps > JJ_MAX_STEPS)
-        jj_fail(r, "template takes too many steps");
-    if (r->out.n > JJ_MAX_STR)
-        jj_fail(r, "template output too large");
+    jj_charge(r, 1);
     switch (s->kind) {
     case S_TEXT:
-        if (tok_buf_put(&r->out, s->text, s->n))
-            longjmp(r->jmp, 2);
+        jj_put(r, &r->out, s->text, s->n);
         return FLOW_NEXT;
     case S_OUT:
         jj_to_str(r, eval(r, f, s->expr), &r->out);
@@ -290,6 +350,7 @@ static enum flow exec(struct jj_render *r, struct jj_frame *f, const struct jj_s
         for (const struct jj_stmt *b = s->body; b; b = b->next)
             exec(r, f, b, 0);
         struct jj_value v = jj_str(r->arena, r->out.p ? r->out.p : "", r->out.n);
+        r->live -= r->out.n;
         free(r->out.p);
         r->out = r->saved[--r->n_saved];
         frame_set(r, f, s->targets[0], v);
@@ -327,6 +388,8 @@ enum wd_status wd_jinja_render(const struct wd_jinja *t, struct jj_arena *arena,
         free(r->out.p);
         while (r->n_saved > 0)
             free(r->saved[--r->n_saved].p);
+        while (r->n_scratch > 0)
+            free(r->scratch[--r->n_scratch].p);
         arena->oom = saved_oom;
         enum wd_status st = rc == 2 ? WD_ERR_NOMEM : WD_ERR_INVALID;
         wd_error_set(err, st, "chat template: %s", rc == 2 ? "out of memory" : r->msg);
@@ -340,8 +403,8 @@ enum wd_status wd_jinja_render(const struct wd_jinja *t, struct jj_arena *arena,
     top->parent = root;
     for (const struct jj_stmt *s = t->root; s; s = s->next)
         exec(r, top, s, 0);
-    if (tok_buf_put(&r->out, "", 0))
-        longjmp(r->jmp, 2);
+    jj_put(r, &r->out, "", 0);
+    WD_ASSERT(r->n_scratch == 0);
     arena->oom = saved_oom;
     *out_p = r->out.p;
     *len_p = r->out.n;

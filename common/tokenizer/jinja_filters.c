@@ -42,23 +42,6 @@ int jj_test_known(const char *name)
     return known(TESTS, name);
 }
 
-void jj_scratch_put(struct jj_render *r, struct tok_buf *b, const char *s, size_t n)
-{
-    if (tok_buf_put(b, s, n)) {
-        free(b->p);
-        longjmp(r->jmp, 2);
-    }
-}
-
-struct jj_value jj_scratch_take(struct jj_render *r, struct tok_buf *b)
-{
-    struct jj_value v = jj_str(r->arena, b->p ? b->p : "", b->n);
-    free(b->p);
-    b->p = NULL;
-    b->n = b->cap = 0;
-    return v;
-}
-
 static int py_space(int32_t cp)
 {
     return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
@@ -112,6 +95,29 @@ static struct jj_value strip(struct jj_render *r, struct jj_value s, struct jj_v
     return jj_str(r->arena, s.u.str.s + a, b - a);
 }
 
+/* Byte offset of the first sub in p[from, n), SIZE_MAX if none. memmem (two-way) is linear
+ * where a memcmp at every offset is len(p) * len(sub). It looks through a window that
+ * doubles while nothing is found, so a loop over many close matches (replace, split,
+ * count) costs about the distance between them, not the rest of the string each time
+ * (which is what sanitizers' memmem interceptors check per call). */
+static size_t search(struct jj_render *r, const char *p, size_t n, size_t from, struct jj_value sub)
+{
+    size_t m = sub.u.str.n, w = m < 32 ? 64 : 2 * m;
+    for (;;) {
+        size_t len = n - from < w ? n - from : w;
+        const char *hit = memmem(p + from, len, sub.u.str.s, m);
+        size_t at = hit ? (size_t)(hit - p) : from + len;
+        jj_charge(r, (at - from + m) / JJ_WORK_PER_STEP); /* about what memmem read */
+        if (hit)
+            return at;
+        if (from + len == n || len < m)
+            return SIZE_MAX;
+        from += len - m + 1; /* windows overlap by m - 1 bytes: no match straddles a cut */
+        if (w < ((size_t)1 << 20))
+            w *= 2;
+    }
+}
+
 static struct jj_value split(struct jj_render *r, struct jj_value s, struct jj_value sep,
                              int64_t maxsplit)
 {
@@ -160,16 +166,11 @@ static struct jj_value split(struct jj_render *r, struct jj_value s, struct jj_v
     need_str(r, sep, "split()");
     if (!sep.u.str.n)
         jj_fail(r, "empty separator");
-    size_t st = 0;
-    for (size_t i = 0; i + sep.u.str.n <= n;) {
-        if ((maxsplit < 0 || (int64_t)out.u.list->n < maxsplit) &&
-            memcmp(p + i, sep.u.str.s, sep.u.str.n) == 0) {
-            jj_list_push(r->arena, out, jj_str(r->arena, p + st, i - st));
-            i += sep.u.str.n;
-            st = i;
-        } else {
-            i++;
-        }
+    size_t st = 0, at;
+    while ((maxsplit < 0 || (int64_t)out.u.list->n < maxsplit) &&
+           (at = search(r, p, n, st, sep)) != SIZE_MAX) {
+        jj_list_push(r->arena, out, jj_str(r->arena, p + st, at - st));
+        st = at + sep.u.str.n;
     }
     jj_list_push(r->arena, out, jj_str(r->arena, p + st, n - st));
     return out;
@@ -180,12 +181,12 @@ static struct jj_value replace(struct jj_render *r, struct jj_value s, struct jj
 {
     need_str(r, old, "replace()");
     need_str(r, new_, "replace()");
-    struct tok_buf b = {0};
-    size_t n = s.u.str.n, done = 0, i = 0;
+    struct tok_buf *b = jj_scratch_open(r);
+    size_t n = s.u.str.n, done = 0, i = 0, at;
     if (!old.u.str.n) { /* Python inserts new between every character */
         for (size_t k = 0; k <= n;) {
             if (count < 0 || (int64_t)done < count) {
-                jj_scratch_put(r, &b, new_.u.str.s, new_.u.str.n);
+                jj_put(r, b, new_.u.str.s, new_.u.str.n);
                 done++;
             }
             if (k == n)
@@ -193,29 +194,26 @@ static struct jj_value replace(struct jj_render *r, struct jj_value s, struct jj
             size_t e = k + 1;
             while (e < n && ((unsigned char)s.u.str.s[e] & 0xC0) == 0x80)
                 e++;
-            jj_scratch_put(r, &b, s.u.str.s + k, e - k);
+            jj_put(r, b, s.u.str.s + k, e - k);
             k = e;
         }
-        return jj_scratch_take(r, &b);
+        return jj_scratch_take(r, b);
     }
-    while (i < n) {
-        if ((count < 0 || (int64_t)done < count) && i + old.u.str.n <= n &&
-            memcmp(s.u.str.s + i, old.u.str.s, old.u.str.n) == 0) {
-            jj_scratch_put(r, &b, new_.u.str.s, new_.u.str.n);
-            i += old.u.str.n;
-            done++;
-        } else {
-            jj_scratch_put(r, &b, s.u.str.s + i, 1);
-            i++;
-        }
+    while ((count < 0 || (int64_t)done < count) &&
+           (at = search(r, s.u.str.s, n, i, old)) != SIZE_MAX) {
+        jj_put(r, b, s.u.str.s + i, at - i);
+        jj_put(r, b, new_.u.str.s, new_.u.str.n);
+        i = at + old.u.str.n;
+        done++;
     }
-    return jj_scratch_take(r, &b);
+    jj_put(r, b, s.u.str.s + i, n - i);
+    return jj_scratch_take(r, b);
 }
 
 /* mode 0 lower, 1 upper, 2 capitalize, 3 title */
 static struct jj_value recase(struct jj_render *r, struct jj_value s, int mode)
 {
-    struct tok_buf b = {0};
+    struct tok_buf *b = jj_scratch_open(r);
     int prev_cased = 0, first = 1;
     for (size_t i = 0; i < s.u.str.n;) {
         int32_t cp;
@@ -234,9 +232,9 @@ static struct jj_value recase(struct jj_render *r, struct jj_value s, int mode)
                      pr->category == UTF8PROC_CATEGORY_LT;
         first = 0;
         char u[4];
-        jj_scratch_put(r, &b, u, (size_t)tok_utf8_put(u, out));
+        jj_put(r, b, u, (size_t)tok_utf8_put(u, out));
     }
-    return jj_scratch_take(r, &b);
+    return jj_scratch_take(r, b);
 }
 
 static int64_t len_of(struct jj_render *r, struct jj_value v)
@@ -287,15 +285,21 @@ static int starts_or_ends(struct jj_render *r, struct jj_value s, struct jj_valu
     return !memcmp(s.u.str.s + (end ? s.u.str.n - x.u.str.n : 0), x.u.str.s, x.u.str.n);
 }
 
-static int64_t find(struct jj_value s, struct jj_value sub, int last)
+static int64_t find(struct jj_render *r, struct jj_value s, struct jj_value sub, int last)
 {
     int64_t at = -1;
-    for (size_t i = 0; i + sub.u.str.n <= s.u.str.n; i++) {
+    if (!last) {
+        size_t i = search(r, s.u.str.s, s.u.str.n, 0, sub);
+        at = i == SIZE_MAX ? -1 : (int64_t)i;
+    }
+    /* rfind: memcmp at every offset from the end, charged per 64 offsets tried */
+    for (size_t i = s.u.str.n - sub.u.str.n + 1; last && sub.u.str.n <= s.u.str.n && i-- > 0;) {
         if (!memcmp(s.u.str.s + i, sub.u.str.s, sub.u.str.n)) {
             at = (int64_t)i;
-            if (!last)
-                break;
+            break;
         }
+        if (i % JJ_WORK_PER_STEP == 0)
+            jj_charge(r, 1 + sub.u.str.n);
     }
     if (at < 0)
         return -1;
@@ -353,7 +357,7 @@ struct jj_value jj_call_method(struct jj_render *r, struct jj_value self, const 
         if (!strcmp(name, "get")) {
             struct jj_value key = arg(args, n, 0, kw, kv, n_kw, "key");
             for (size_t i = 0; i < self.u.dict->n; i++)
-                if (jj_equal(self.u.dict->keys[i], key))
+                if (jj_equal(r, self.u.dict->keys[i], key))
                     return self.u.dict->vals[i];
             return arg(args, n, 1, kw, kv, n_kw, "default");
         }
@@ -404,33 +408,28 @@ struct jj_value jj_call_method(struct jj_render *r, struct jj_value self, const 
     }
     if (!strcmp(name, "find") || !strcmp(name, "rfind"))
         return (struct jj_value){.type = JJ_INT,
-                                 .u.i = find(self, need_str(r, a0, name), name[0] == 'r')};
+                                 .u.i = find(r, self, need_str(r, a0, name), name[0] == 'r')};
     if (!strcmp(name, "count")) {
         need_str(r, a0, "count()");
+        if (!a0.u.str.n) /* Python: one more than the number of code points */
+            return (struct jj_value){.type = JJ_INT, .u.i = len_of(r, self) + 1};
         int64_t c = 0;
-        for (size_t i = 0; i + a0.u.str.n <= self.u.str.n;) {
-            if (!memcmp(self.u.str.s + i, a0.u.str.s, a0.u.str.n)) {
-                c++;
-                i += a0.u.str.n ? a0.u.str.n : 1;
-            } else {
-                i++;
-            }
-        }
+        for (size_t i = 0, at; (at = search(r, self.u.str.s, self.u.str.n, i, a0)) != SIZE_MAX;
+             i = at + a0.u.str.n)
+            c++;
         return (struct jj_value){.type = JJ_INT, .u.i = c};
     }
     if (!strcmp(name, "join")) {
         struct jj_list *items = jj_iterable(r, a0);
-        struct tok_buf b = {0};
+        struct tok_buf *b = jj_scratch_open(r);
         for (size_t i = 0; i < items->n; i++) {
-            if (items->v[i].type != JJ_STR) {
-                free(b.p);
+            if (items->v[i].type != JJ_STR)
                 jj_fail(r, "join() expects strings");
-            }
             if (i)
-                jj_scratch_put(r, &b, self.u.str.s, self.u.str.n);
-            jj_scratch_put(r, &b, items->v[i].u.str.s, items->v[i].u.str.n);
+                jj_put(r, b, self.u.str.s, self.u.str.n);
+            jj_put(r, b, items->v[i].u.str.s, items->v[i].u.str.n);
         }
-        return jj_scratch_take(r, &b);
+        return jj_scratch_take(r, b);
     }
     if (!strcmp(name, "isdigit"))
         return jj_bool(all_chars(self, 0));
@@ -530,7 +529,7 @@ struct jj_value jj_filter(struct jj_render *r, const char *name, struct jj_value
     }
     if (!strcmp(name, "escape") || !strcmp(name, "e")) {
         struct jj_value s = jj_str_of(r, v);
-        struct tok_buf b = {0};
+        struct tok_buf *b = jj_scratch_open(r);
         for (size_t i = 0; i < s.u.str.n; i++) {
             char c = s.u.str.s[i];
             const char *rep = c == '&'    ? "&amp;"
@@ -539,24 +538,24 @@ struct jj_value jj_filter(struct jj_render *r, const char *name, struct jj_value
                               : c == '"'  ? "&#34;"
                               : c == '\'' ? "&#39;"
                                           : NULL;
-            jj_scratch_put(r, &b, rep ? rep : &c, rep ? strlen(rep) : 1);
+            jj_put(r, b, rep ? rep : &c, rep ? strlen(rep) : 1);
         }
-        return jj_scratch_take(r, &b);
+        return jj_scratch_take(r, b);
     }
     if (!strcmp(name, "join")) {
         struct jj_list *items = jj_iterable(r, v);
         struct jj_value sep =
             n || n_kw ? jj_str_of(r, arg(args, n, 0, kw, kv, n_kw, "d")) : jj_str(r->arena, "", 0);
         struct jj_value attr = arg(args, n, 1, kw, kv, n_kw, "attribute");
-        struct tok_buf b = {0};
+        struct tok_buf *b = jj_scratch_open(r);
         for (size_t i = 0; i < items->n; i++) {
             if (i)
-                jj_scratch_put(r, &b, sep.u.str.s, sep.u.str.n);
+                jj_put(r, b, sep.u.str.s, sep.u.str.n);
             struct jj_value x =
                 attr.type != JJ_NONE ? attr_path(r, items->v[i], attr) : items->v[i];
-            jj_to_str(r, x, &b);
+            jj_to_str(r, x, b);
         }
-        return jj_scratch_take(r, &b);
+        return jj_scratch_take(r, b);
     }
     if (!strcmp(name, "first") || !strcmp(name, "last")) {
         struct jj_list *items = jj_iterable(r, v);
@@ -567,17 +566,17 @@ struct jj_value jj_filter(struct jj_render *r, const char *name, struct jj_value
     if (!strcmp(name, "list") || !strcmp(name, "reverse") || !strcmp(name, "unique")) {
         struct jj_list *items = jj_iterable(r, v);
         if (name[0] == 'r' && v.type == JJ_STR) {
-            struct tok_buf b = {0};
+            struct tok_buf *b = jj_scratch_open(r);
             for (size_t i = items->n; i-- > 0;)
-                jj_scratch_put(r, &b, items->v[i].u.str.s, items->v[i].u.str.n);
-            return jj_scratch_take(r, &b);
+                jj_put(r, b, items->v[i].u.str.s, items->v[i].u.str.n);
+            return jj_scratch_take(r, b);
         }
         struct jj_value out = jj_list_new(r->arena);
         for (size_t i = 0; i < items->n; i++) {
             struct jj_value x = items->v[name[0] == 'r' ? items->n - 1 - i : i];
             int dup = 0;
             for (size_t k = 0; name[0] == 'u' && k < out.u.list->n && !dup; k++)
-                dup = jj_equal(out.u.list->v[k], x);
+                dup = jj_equal(r, out.u.list->v[k], x);
             if (!dup)
                 jj_list_push(r->arena, out, x);
         }
@@ -592,6 +591,18 @@ struct jj_value jj_filter(struct jj_render *r, const char *name, struct jj_value
     }
     if (!strcmp(name, "int") || !strcmp(name, "float") || !strcmp(name, "abs")) {
         int is_int = name[0] == 'i';
+        if (name[0] == 'a') {
+            if (v.type == JJ_FLOAT)
+                return (struct jj_value){.type = JJ_FLOAT, .u.f = v.u.f < 0 ? -v.u.f : v.u.f};
+            if (v.type != JJ_INT && v.type != JJ_BOOL)
+                jj_fail(r, "bad operand type for abs()");
+            int64_t i = v.type == JJ_INT ? v.u.i : v.u.b;
+            if (i == INT64_MIN) /* -i is undefined; Python's result is a big integer */
+                jj_fail(r, "integer overflow");
+            return (struct jj_value){.type = JJ_INT, .u.i = i < 0 ? -i : i};
+        }
+        if (is_int && (v.type == JJ_INT || v.type == JJ_BOOL)) /* exact, not via double */
+            return (struct jj_value){.type = JJ_INT, .u.i = v.type == JJ_INT ? v.u.i : v.u.b};
         double f = 0;
         if (v.type == JJ_INT || v.type == JJ_BOOL)
             f = (double)(v.type == JJ_INT ? v.u.i : v.u.b);
@@ -602,20 +613,11 @@ struct jj_value jj_filter(struct jj_render *r, const char *name, struct jj_value
             snprintf(buf, sizeof(buf), "%.*s", (int)v.u.str.n, v.u.str.s);
             char *end;
             f = strtod(buf, &end);
-            if (end == buf)
+            if (end == buf || (is_int && f != f)) /* Jinja2: int('nan') gives the default */
                 f = a0.type == JJ_INT ? (double)a0.u.i : a0.type == JJ_FLOAT ? a0.u.f : 0;
-        } else if (name[0] == 'a') {
-            jj_fail(r, "bad operand type for abs()");
-        }
-        if (name[0] == 'a') {
-            if (v.type == JJ_FLOAT)
-                return (struct jj_value){.type = JJ_FLOAT, .u.f = f < 0 ? -f : f};
-            int64_t i = v.type == JJ_INT ? v.u.i : v.u.b;
-            return (struct jj_value){.type = JJ_INT, .u.i = i < 0 ? -i : i};
         }
         if (is_int)
-            return (struct jj_value){.type = JJ_INT,
-                                     .u.i = f > 9.2e18 || f < -9.2e18 ? 0 : (int64_t)f};
+            return (struct jj_value){.type = JJ_INT, .u.i = jj_float_to_int(r, f)};
         return (struct jj_value){.type = JJ_FLOAT, .u.f = f};
     }
     if (!strcmp(name, "map")) {
@@ -635,8 +637,12 @@ struct jj_value jj_filter(struct jj_render *r, const char *name, struct jj_value
                 snprintf(fname, sizeof(fname), "%.*s", (int)f.u.str.n, f.u.str.s);
                 if (!jj_filter_known(fname))
                     jj_fail(r, "no filter named '%s'", fname);
+                /* map('map', 'map', ...) recurses once per argument */
+                if (++r->depth > JJ_MAX_EVAL_DEPTH)
+                    jj_fail(r, "filters nested too deeply");
                 x = jj_filter(r, fname, items->v[i], n > 1 ? args + 1 : NULL, n ? n - 1 : 0, NULL,
                               NULL, 0);
+                r->depth--;
             }
             jj_list_push(r->arena, out, x);
         }
@@ -672,35 +678,39 @@ struct jj_value jj_filter(struct jj_render *r, const char *name, struct jj_value
         struct jj_value s = jj_str_of(r, v), w = arg(args, n, 0, kw, kv, n_kw, "width");
         int first = jj_truthy(arg(args, n, 1, kw, kv, n_kw, "first"));
         int blank = jj_truthy(arg(args, n, 2, kw, kv, n_kw, "blank"));
-        struct tok_buf pad = {0}, b = {0};
-        if (w.type == JJ_STR)
-            jj_scratch_put(r, &pad, w.u.str.s, w.u.str.n);
-        else
-            for (int64_t k = 0; k < (w.type == JJ_INT ? (w.u.i > 256 ? 256 : w.u.i) : 4); k++)
-                jj_scratch_put(r, &pad, " ", 1);
+        struct jj_value pad = w;
+        if (w.type != JJ_STR) {
+            size_t width = w.type == JJ_INT ? (size_t)(w.u.i > 256 ? 256
+                                                       : w.u.i < 0 ? 0
+                                                                   : w.u.i)
+                                            : 4;
+            char *sp = jj_alloc(r->arena, width + 1);
+            memset(sp, ' ', width);
+            pad = (struct jj_value){.type = JJ_STR, .u.str = {sp, width}};
+        }
+        struct tok_buf *b = jj_scratch_open(r);
         if (first)
-            jj_scratch_put(r, &b, pad.p ? pad.p : "", pad.n);
+            jj_put(r, b, pad.u.str.s, pad.u.str.n);
         size_t st = 0;
         int line = 0;
         for (size_t i = 0; i < s.u.str.n; i++) {
             if (s.u.str.s[i] != '\n')
                 continue;
             if (line++ > 0) {
-                jj_scratch_put(r, &b, "\n", 1);
+                jj_put(r, b, "\n", 1);
                 if (blank || i > st)
-                    jj_scratch_put(r, &b, pad.p ? pad.p : "", pad.n);
+                    jj_put(r, b, pad.u.str.s, pad.u.str.n);
             }
-            jj_scratch_put(r, &b, s.u.str.s + st, i - st);
+            jj_put(r, b, s.u.str.s + st, i - st);
             st = i + 1;
         }
         if (line > 0) {
-            jj_scratch_put(r, &b, "\n", 1);
+            jj_put(r, b, "\n", 1);
             if (blank || st < s.u.str.n)
-                jj_scratch_put(r, &b, pad.p ? pad.p : "", pad.n);
+                jj_put(r, b, pad.u.str.s, pad.u.str.n);
         }
-        jj_scratch_put(r, &b, s.u.str.s + st, s.u.str.n - st);
-        free(pad.p);
-        return jj_scratch_take(r, &b);
+        jj_put(r, b, s.u.str.s + st, s.u.str.n - st);
+        return jj_scratch_take(r, b);
     }
     jj_fail(r, "filter '%s' is not supported", name);
 }
@@ -744,14 +754,14 @@ int jj_test(struct jj_render *r, const char *name, struct jj_value v, struct jj_
         if (name[0] == 'd') {
             if ((a.type != JJ_INT) || a.u.i == 0)
                 jj_fail(r, "divisibleby needs a non-zero integer");
-            return x % a.u.i == 0;
+            return a.u.i == -1 || x % a.u.i == 0; /* INT64_MIN % -1 traps */
         }
         return (x % 2 != 0) == (name[0] == 'o');
     }
     if (!strcmp(name, "lower") || !strcmp(name, "upper"))
         return v.type == JJ_STR && all_chars(v, name[0] == 'l' ? 4 : 3);
     if (!strcmp(name, "sameas"))
-        return v.type == a.type && jj_equal(v, a);
+        return v.type == a.type && jj_equal(r, v, a);
     static const struct {
         const char *names[3];
         enum jj_binop op;

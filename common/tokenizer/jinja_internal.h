@@ -1,8 +1,9 @@
 /*
- * Jinja interpreter internals shared by jinja_parse.c (template -> AST),
- * jinja_eval.c (AST -> text) and jinja_builtins.c (filters, tests, methods,
- * conversions). Errors inside parse and render longjmp to the entry point, which
- * frees the arena: every allocation below lives in an arena, so nothing leaks.
+ * Jinja interpreter internals shared by jinja_lex.c / jinja_parse.c (template -> AST),
+ * jinja_eval.c (AST -> text) and the value code: jinja_builtins.c (semantics, operators,
+ * globals), jinja_print.c (str / repr), jinja_filters.c, jinja_json.c. Errors inside parse and render longjmp to the entry point, which
+ * frees the arena: every allocation below lives in an arena, or (a string being built) in
+ * a buffer the render owns and frees on that path too, so nothing leaks.
  */
 #ifndef WD_TOKENIZER_JINJA_INTERNAL_H
 #define WD_TOKENIZER_JINJA_INTERNAL_H
@@ -104,14 +105,14 @@ struct jj_parser {
     jmp_buf jmp;
     char msg[WD_ERROR_LEN];
     int line;
-    /* current tag's tokens */
+    /* current tag's tokens (malloc'd, reused from tag to tag) */
     struct jj_token *toks;
-    size_t n_toks, pos;
+    size_t n_toks, cap_toks, pos;
     int depth; /* expression / block nesting, bounded to keep recursion off the stack's end */
     struct tok_buf strbuf; /* string literal being decoded (freed on the error path too) */
-    /* template pieces */
+    /* template pieces (malloc'd) */
     struct jj_piece *pieces;
-    size_t n_pieces, at;
+    size_t n_pieces, cap_pieces, at;
 };
 
 enum jj_piece_kind { P_TEXT, P_VAR, P_BLOCK };
@@ -138,37 +139,67 @@ struct jj_frame {
     size_t n, cap;
 };
 
+#define JJ_MAX_STEPS 20000000u
+#define JJ_MAX_STR ((size_t)64 << 20) /* bytes in any one string, the output included */
+#define JJ_MAX_LIST (JJ_MAX_STR / 16) /* items in a list built by + or * */
+#define JJ_MAX_LIVE (4 * JJ_MAX_STR)  /* bytes in all the render's buffers at once */
+#define JJ_MAX_SCRATCH 16             /* strings under construction at once */
+#define JJ_MAX_EVAL_DEPTH 256         /* nested evaluations (expressions, filters) */
+#define JJ_WORK_PER_STEP 64           /* bytes scanned or compared per step charged */
+#define JJ_MAX_NEST 64                /* value nesting that equality / printing follow */
+
 struct jj_render {
     struct jj_arena *arena;
     struct tok_buf out;
     struct tok_buf saved[16]; /* outer outputs while {% set x %} blocks render */
     int n_saved;
+    /* Strings being built by filters, conversions and slices. The render owns them so that
+     * an error unwinding out of the builder still frees them: opened and closed in stack
+     * order; the error path frees every one still open. */
+    struct tok_buf scratch[JJ_MAX_SCRATCH];
+    int n_scratch;
+    size_t live; /* bytes in out, saved[] and scratch[] together, bounded by JJ_MAX_LIVE */
+    int depth;   /* eval / nested-filter recursion, bounded to keep off the C stack's end */
     jmp_buf jmp;
     char msg[WD_ERROR_LEN];
     int line;
-    uint64_t steps; /* evaluations so far, bounded so a hostile template cannot spin */
+    /* Work so far (evaluations, element comparisons, bytes scanned / JJ_WORK_PER_STEP),
+     * bounded so a hostile template cannot spin. */
+    uint64_t steps;
 };
-
-#define JJ_MAX_STEPS 20000000u
-#define JJ_MAX_STR ((size_t)64 << 20)
 
 /* Records a render error and longjmps out (never returns). */
 _Noreturn void jj_fail(struct jj_render *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Counts n units of work; past JJ_MAX_STEPS the render fails. */
+void jj_charge(struct jj_render *r, uint64_t n);
+/* Appends to a buffer the render owns (r->out, a saved output or an open scratch). A result
+ * past JJ_MAX_STR fails the render; out of memory longjmps with 2. Either way the render's
+ * error path frees the buffer. */
+void jj_put(struct jj_render *r, struct tok_buf *b, const char *s, size_t n);
+/* A filter's scratch string: open one (empty), append with jj_put, then either turn it into
+ * an arena string (take) or discard it (close); the one closed must be the last opened. */
+struct tok_buf *jj_scratch_open(struct jj_render *r);
+struct jj_value jj_scratch_take(struct jj_render *r, struct tok_buf *b);
+void jj_scratch_close(struct jj_render *r, struct tok_buf *b);
 
 /* ---- builtins (jinja_builtins.c) ---- */
 enum jj_func { F_NAMESPACE, F_RAISE, F_STRFTIME, F_RANGE, F_DICT, F_COUNT };
 extern const char *const jj_func_names[F_COUNT];
 
 int jj_truthy(struct jj_value v);
-int jj_equal(struct jj_value a, struct jj_value b);
-/* A filter's scratch string: append (on out-of-memory the buffer is freed and the render
- * fails), and turn it into an arena string (the buffer is freed and reset). */
-void jj_scratch_put(struct jj_render *r, struct tok_buf *b, const char *s, size_t n);
-struct jj_value jj_scratch_take(struct jj_render *r, struct tok_buf *b);
-/* str(v) as Python/Jinja print it, appended to out. */
+/* Python ==. r (NULL outside a render) is charged one step per element pair compared: values
+ * that share their halves make a naive walk exponential. */
+int jj_equal(struct jj_render *r, struct jj_value a, struct jj_value b);
+/* Whether v can be a dict key: the scalars (Python hashes tuples too; chat templates do not
+ * key dicts by them, and a scalar key compares in O(1)). */
+int jj_hashable(struct jj_value v);
+/* jinja_print.c: str(v) as Python/Jinja print it, appended to out (a render-owned buffer). */
 void jj_to_str(struct jj_render *r, struct jj_value v, struct tok_buf *out);
 struct jj_value jj_str_of(struct jj_render *r, struct jj_value v);
+/* int(f), truncating as Python does; NaN, infinities and values past int64 fail the render
+ * (Python raises for the first two and makes a big integer of the last). */
+int64_t jj_float_to_int(struct jj_render *r, double f);
 struct jj_value jj_dict_get(struct jj_value dict, const char *key, size_t n, int *found);
 struct jj_value jj_getattr(struct jj_render *r, struct jj_value obj, const char *name);
 struct jj_value jj_getitem(struct jj_render *r, struct jj_value obj, struct jj_value key);

@@ -19,14 +19,16 @@ struct json_opts {
 
 static void json_str(struct jj_render *r, struct tok_buf *b, const char *s, size_t n)
 {
-    jj_scratch_put(r, b, "\"", 1);
+    jj_put(r, b, "\"", 1);
+    size_t run = 0; /* start of the pending run of bytes copied as they are */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         char esc[8];
+        size_t m = 0;
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
-            jj_scratch_put(r, b, esc, 2);
+            m = 2;
         } else if (c < 0x20) {
             const char *named = c == '\n'   ? "\\n"
                                 : c == '\r' ? "\\r"
@@ -34,23 +36,26 @@ static void json_str(struct jj_render *r, struct tok_buf *b, const char *s, size
                                 : c == '\b' ? "\\b"
                                 : c == '\f' ? "\\f"
                                             : NULL;
+            m = named ? 2 : (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c);
             if (named)
-                jj_scratch_put(r, b, named, 2);
-            else
-                jj_scratch_put(r, b, esc, (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c));
-        } else {
-            jj_scratch_put(r, b, s + i, 1);
+                memcpy(esc, named, 2);
+        }
+        if (m) {
+            jj_put(r, b, s + run, i - run);
+            jj_put(r, b, esc, m);
+            run = i + 1;
         }
     }
-    jj_scratch_put(r, b, "\"", 1);
+    jj_put(r, b, s + run, n - run);
+    jj_put(r, b, "\"", 1);
 }
 
 static void json_newline(struct jj_render *r, struct tok_buf *b, const struct json_opts *o,
                          int depth)
 {
-    jj_scratch_put(r, b, "\n", 1);
+    jj_put(r, b, "\n", 1);
     for (int k = 0; k < o->indent * depth; k++)
-        jj_scratch_put(r, b, " ", 1);
+        jj_put(r, b, " ", 1);
 }
 
 static void json_dump(struct jj_render *r, struct tok_buf *b, struct jj_value v,
@@ -60,19 +65,19 @@ static void json_dump(struct jj_render *r, struct tok_buf *b, struct jj_value v,
         jj_fail(r, "tojson: nesting too deep");
     switch (v.type) {
     case JJ_NONE:
-        jj_scratch_put(r, b, "null", 4);
+        jj_put(r, b, "null", 4);
         return;
     case JJ_BOOL:
-        jj_scratch_put(r, b, v.u.b ? "true" : "false", v.u.b ? 4 : 5);
+        jj_put(r, b, v.u.b ? "true" : "false", v.u.b ? 4 : 5);
         return;
     case JJ_INT:
         jj_to_str(r, v, b);
         return;
     case JJ_FLOAT:
         if (v.u.f != v.u.f)
-            jj_scratch_put(r, b, "NaN", 3);
+            jj_put(r, b, "NaN", 3);
         else if (v.u.f > 1e308 || v.u.f < -1e308)
-            jj_scratch_put(r, b, v.u.f > 0 ? "Infinity" : "-Infinity", v.u.f > 0 ? 8 : 9);
+            jj_put(r, b, v.u.f > 0 ? "Infinity" : "-Infinity", v.u.f > 0 ? 8 : 9);
         else
             jj_to_str(r, v, b);
         return;
@@ -80,17 +85,17 @@ static void json_dump(struct jj_render *r, struct tok_buf *b, struct jj_value v,
         json_str(r, b, v.u.str.s, v.u.str.n);
         return;
     case JJ_LIST:
-        jj_scratch_put(r, b, "[", 1);
+        jj_put(r, b, "[", 1);
         for (size_t i = 0; i < v.u.list->n; i++) {
             if (i)
-                jj_scratch_put(r, b, o->item_sep, strlen(o->item_sep));
+                jj_put(r, b, o->item_sep, strlen(o->item_sep));
             if (o->indent >= 0)
                 json_newline(r, b, o, depth + 1);
             json_dump(r, b, v.u.list->v[i], o, depth + 1);
         }
         if (o->indent >= 0 && v.u.list->n)
             json_newline(r, b, o, depth);
-        jj_scratch_put(r, b, "]", 1);
+        jj_put(r, b, "]", 1);
         return;
     case JJ_DICT: {
         size_t n = v.u.dict->n;
@@ -110,30 +115,30 @@ static void json_dump(struct jj_render *r, struct tok_buf *b, struct jj_value v,
                 order[j - 1] = t;
             }
         }
-        jj_scratch_put(r, b, "{", 1);
+        jj_put(r, b, "{", 1);
         for (size_t i = 0; i < n; i++) {
             struct jj_value k = v.u.dict->keys[order[i]];
             if (i)
-                jj_scratch_put(r, b, o->item_sep, strlen(o->item_sep));
+                jj_put(r, b, o->item_sep, strlen(o->item_sep));
             if (o->indent >= 0)
                 json_newline(r, b, o, depth + 1);
             if (k.type == JJ_STR)
                 json_str(r, b, k.u.str.s, k.u.str.n);
             else if (k.type == JJ_NONE || k.type == JJ_BOOL || k.type == JJ_INT ||
                      k.type == JJ_FLOAT) {
-                struct tok_buf kb = {0};
-                json_dump(r, &kb, k, o, depth + 1);
-                json_str(r, b, kb.p, kb.n);
-                free(kb.p);
+                struct tok_buf *kb = jj_scratch_open(r);
+                json_dump(r, kb, k, o, depth + 1);
+                json_str(r, b, kb->p, kb->n);
+                jj_scratch_close(r, kb);
             } else {
                 jj_fail(r, "tojson: keys must be str, int, float, bool or None");
             }
-            jj_scratch_put(r, b, o->key_sep, strlen(o->key_sep));
+            jj_put(r, b, o->key_sep, strlen(o->key_sep));
             json_dump(r, b, v.u.dict->vals[order[i]], o, depth + 1);
         }
         if (o->indent >= 0 && n)
             json_newline(r, b, o, depth);
-        jj_scratch_put(r, b, "}", 1);
+        jj_put(r, b, "}", 1);
         return;
     }
     default:
@@ -167,51 +172,44 @@ struct jj_value jj_tojson(struct jj_render *r, struct jj_value v, struct jj_valu
         if (!custom)
             o.item_sep = ",";
     }
-    struct tok_buf b = {0};
-    json_dump(r, &b, v, &o, 0);
-    return jj_scratch_take(r, &b);
+    struct tok_buf *b = jj_scratch_open(r);
+    json_dump(r, b, v, &o, 0);
+    return jj_scratch_take(r, b);
 }
 
 struct jj_value jj_percent_format(struct jj_render *r, struct jj_value fmt, struct jj_value args)
 {
     struct jj_list one = {&args, 1, 1};
     struct jj_list *av = args.type == JJ_LIST && args.is_tuple ? args.u.list : &one;
-    struct tok_buf b = {0};
+    struct tok_buf *b = jj_scratch_open(r);
     size_t k = 0;
     for (size_t i = 0; i < fmt.u.str.n; i++) {
         char c = fmt.u.str.s[i];
         if (c != '%') {
-            jj_scratch_put(r, &b, &c, 1);
+            jj_put(r, b, &c, 1);
             continue;
         }
-        if (++i >= fmt.u.str.n) {
-            free(b.p);
+        if (++i >= fmt.u.str.n)
             jj_fail(r, "incomplete format");
-        }
         char conv = fmt.u.str.s[i];
         if (conv == '%') {
-            jj_scratch_put(r, &b, "%", 1);
+            jj_put(r, b, "%", 1);
             continue;
         }
-        if (k >= av->n || !strchr("sdir", conv)) {
-            free(b.p);
+        if (k >= av->n || !conv || !strchr("sdir", conv))
             jj_fail(r, "unsupported format or not enough arguments");
-        }
         struct jj_value a = av->v[k++];
         if (conv == 'd' || conv == 'i') {
-            if (a.type != JJ_INT && a.type != JJ_BOOL && a.type != JJ_FLOAT) {
-                free(b.p);
+            if (a.type != JJ_INT && a.type != JJ_BOOL && a.type != JJ_FLOAT)
                 jj_fail(r, "%%d format: a number is required");
-            }
-            a = a.type == JJ_FLOAT
-                    ? (struct jj_value){.type = JJ_INT, .u.i = (int64_t)a.u.f}
-                    : (struct jj_value){.type = JJ_INT, .u.i = a.type == JJ_INT ? a.u.i : a.u.b};
+            a = (struct jj_value){.type = JJ_INT,
+                                  .u.i = a.type == JJ_FLOAT ? jj_float_to_int(r, a.u.f)
+                                         : a.type == JJ_INT ? a.u.i
+                                                            : a.u.b};
         }
-        jj_to_str(r, a, &b);
+        jj_to_str(r, a, b);
     }
-    if (k != av->n) {
-        free(b.p);
+    if (k != av->n)
         jj_fail(r, "not all arguments converted during string formatting");
-    }
-    return jj_scratch_take(r, &b);
+    return jj_scratch_take(r, b);
 }

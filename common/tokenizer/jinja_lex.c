@@ -8,6 +8,7 @@
 #include "common/tokenizer/jinja_internal.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,14 +89,24 @@ static int is_name_start(int c)
     return isalpha(c) || c == '_';
 }
 
+/* Makes room for one more element in a malloc'd parser array of *cap (doubling). Tokens and
+ * pieces are needed only while parsing, so they stay out of the template's arena; the
+ * parser frees them on both of wd_jinja_parse's paths. */
+static void *grow(struct jj_parser *p, void *v, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return v;
+    size_t c = *cap ? 2 * *cap : 32;
+    void *nv = realloc(v, c * size);
+    if (!nv)
+        longjmp(p->jmp, 2); /* v is still the parser's, freed there */
+    *cap = c;
+    return nv;
+}
+
 static void push_tok(struct jj_parser *p, struct jj_token t)
 {
-    if (p->n_toks % 32 == 0) {
-        struct jj_token *v = jj_alloc(p->arena, (p->n_toks + 32) * sizeof(*v));
-        if (p->n_toks)
-            memcpy(v, p->toks, p->n_toks * sizeof(*v));
-        p->toks = v;
-    }
+    p->toks = grow(p, p->toks, p->n_toks, &p->cap_toks, sizeof(*p->toks));
     p->toks[p->n_toks++] = t;
 }
 
@@ -216,15 +227,22 @@ void jj_lex(struct jj_parser *p, const char *s, size_t n)
             }
             char num[64];
             size_t k = 0;
-            for (size_t j = st; j < i && k + 1 < sizeof(num); j++)
-                if (s[j] != '_')
-                    num[k++] = s[j];
+            for (size_t j = st; j < i; j++) {
+                if (s[j] == '_')
+                    continue;
+                if (k + 1 == sizeof(num)) /* never cut a literal short: that changes its value */
+                    jj_perr(p, "number literal too long");
+                num[k++] = s[j];
+            }
             num[k] = 0;
             struct jj_token t = {is_float ? TK_FLOAT : TK_INT, NULL, 0, 0, 0};
+            errno = 0;
             if (is_float)
                 t.f = strtod(num, NULL);
             else
                 t.i = strtoll(num, NULL, 10);
+            if (!is_float && errno == ERANGE) /* Python's integers are unbounded, ours int64 */
+                jj_perr(p, "integer literal %s too large", num);
             push_tok(p, t);
         } else if (c == '\'' || c == '"') {
             lex_string(p, s, n, &i);
@@ -249,12 +267,7 @@ void jj_lex(struct jj_parser *p, const char *s, size_t n)
 static void add_piece(struct jj_parser *p, enum jj_piece_kind kind, const char *s, size_t n,
                       int line)
 {
-    if (p->n_pieces % 64 == 0) {
-        struct jj_piece *v = jj_alloc(p->arena, (p->n_pieces + 64) * sizeof(*v));
-        if (p->n_pieces)
-            memcpy(v, p->pieces, p->n_pieces * sizeof(*v));
-        p->pieces = v;
-    }
+    p->pieces = grow(p, p->pieces, p->n_pieces, &p->cap_pieces, sizeof(*p->pieces));
     p->pieces[p->n_pieces++] = (struct jj_piece){kind, s, n, line};
 }
 

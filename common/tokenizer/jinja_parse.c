@@ -70,10 +70,17 @@ static struct jj_expr *parse_expr(struct jj_parser *p);
 static struct jj_expr *parse_or(struct jj_parser *p);
 static struct jj_expr *parse_unary(struct jj_parser *p, int with_filter);
 
+/* Arena arrays double when n reaches a power of two (from 8), so a long argument list or
+ * dict literal costs linear memory, not one copy of the array per 8 items. */
+static int arena_full(size_t n)
+{
+    return n == 0 || (n >= 8 && (n & (n - 1)) == 0);
+}
+
 static void push_expr(struct jj_parser *p, struct jj_expr ***v, size_t *n, struct jj_expr *e)
 {
-    if (*n % 8 == 0) {
-        struct jj_expr **nv = jj_alloc(p->arena, (*n + 8) * sizeof(*nv));
+    if (arena_full(*n)) {
+        struct jj_expr **nv = jj_alloc(p->arena, (*n ? 2 * *n : 8) * sizeof(*nv));
         if (*n)
             memcpy(nv, *v, *n * sizeof(*nv));
         *v = nv;
@@ -83,8 +90,8 @@ static void push_expr(struct jj_parser *p, struct jj_expr ***v, size_t *n, struc
 
 static void push_name(struct jj_parser *p, const char ***v, size_t *n, const char *s)
 {
-    if (*n % 8 == 0) {
-        const char **nv = jj_alloc(p->arena, (*n + 8) * sizeof(*nv));
+    if (arena_full(*n)) {
+        const char **nv = jj_alloc(p->arena, (*n ? 2 * *n : 8) * sizeof(*nv));
         if (*n)
             memcpy(nv, *v, *n * sizeof(*nv));
         *v = nv;
@@ -421,8 +428,11 @@ static struct jj_expr *parse_compare(struct jj_parser *p)
 static struct jj_expr *parse_not(struct jj_parser *p)
 {
     if (accept_name(p, "not")) {
+        if (++p->depth > JJ_MAX_DEPTH)
+            jj_perr(p, "expression nested too deeply");
         struct jj_expr *e = node(p, X_NOT);
         e->a = parse_not(p);
+        p->depth--;
         return e;
     }
     return parse_compare(p);
@@ -452,8 +462,12 @@ static struct jj_expr *parse_or(struct jj_parser *p)
     return e;
 }
 
+/* Every recursion of the parser passes parse_unary, parse_not or here, each counting depth
+ * (an "a if b else c if d else ..." chain recurses through the else branch). */
 static struct jj_expr *parse_expr(struct jj_parser *p)
 {
+    if (++p->depth > JJ_MAX_DEPTH)
+        jj_perr(p, "expression nested too deeply");
     struct jj_expr *e = parse_or(p);
     while (accept_name(p, "if")) {
         struct jj_expr *c = node(p, X_COND);
@@ -463,6 +477,7 @@ static struct jj_expr *parse_expr(struct jj_parser *p)
             c->c = parse_expr(p);
         e = c;
     }
+    p->depth--;
     return e;
 }
 
@@ -648,6 +663,8 @@ enum wd_status wd_jinja_parse(const char *src, size_t len, struct wd_jinja **t_p
         wd_error_set(err, st, "chat template: %s", rc == 2 ? "out of memory" : p->msg);
         jj_arena_free(&t->arena);
         free(p->strbuf.p);
+        free(p->toks);
+        free(p->pieces);
         free(t);
         free(p);
         return st;
@@ -657,6 +674,8 @@ enum wd_status wd_jinja_parse(const char *src, size_t len, struct wd_jinja **t_p
     t->root = parse_body(p, NULL, &end);
     t->arena.oom = NULL;
     free(p->strbuf.p);
+    free(p->toks);
+    free(p->pieces);
     free(p);
     *t_p = t;
     return WD_OK;

@@ -5,8 +5,12 @@
  * piece that is not already a token. Pieces point into the input or into the
  * call's arena; nothing here outlives one encode call.
  *
- * Regexes: HF compiles patterns with Oniguruma, where \s is Unicode White_Space;
- * PCRE2's \s also takes U+180E, so \s and \S are rewritten into the exact class.
+ * Regexes: HF compiles patterns with Oniguruma (its default syntax), wideep with PCRE2, so
+ * tok_regex_compile rewrites what the two spell or mean differently: \s is Unicode
+ * White_Space in Oniguruma (PCRE2's also takes U+180E); \uHHHH is a code point (PCRE2
+ * refuses \u); \h / \H are hex digit / not one (horizontal space in PCRE2); \v is U+000B
+ * alone (any vertical space in PCRE2); the inline option m is dot-all (PCRE2's s; '^' and
+ * '$' always work per line in Oniguruma, hence PCRE2_MULTILINE).
  */
 #include "common/tokenizer/tok_internal.h"
 
@@ -55,6 +59,56 @@ static int property(const char *pattern, size_t len, size_t *i, int in_class, st
     return rc;
 }
 
+/* Value of a hex digit, -1 for another character. */
+static int hex_val(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Oniguruma's \uHHHH at pattern[*i] (the 'u'; exactly four hex digits follow, else the
+ * escape is copied and PCRE2 refuses it, as Oniguruma does) as PCRE2's \x{HHHH}. A
+ * surrogate matches nothing in Oniguruma's UTF-8 and is an error in PCRE2's: outside a
+ * class it becomes a never-matching group; inside one it is refused (*refuse_p set).
+ * Returns 0, or -1 out of memory. */
+static int unicode_escape(const char *pattern, size_t len, size_t *i, int in_class,
+                          struct tok_buf *b, const char **refuse_p)
+{
+    size_t at = *i;
+    unsigned cp = 0;
+    for (size_t k = 1; k <= 4; k++) {
+        int h = at + k < len ? hex_val(pattern[at + k]) : -1;
+        if (h < 0)
+            return tok_buf_put(b, pattern + at - 1, 2);
+        cp = cp * 16 + (unsigned)h;
+    }
+    *i = at + 4;
+    if (cp >= 0xD800 && cp <= 0xDFFF) {
+        if (in_class)
+            *refuse_p = "a surrogate \\u escape inside a character class is not supported";
+        return in_class ? 0 : tok_buf_put(b, "(?!)", 4);
+    }
+    char x[16];
+    int n = snprintf(x, sizeof(x), "\\x{%04X}", cp);
+    return tok_buf_put(b, x, (size_t)n);
+}
+
+/* An inline option group "(?imx-imx)" or "(?imx-imx:" at pattern[i] (the '('): its length,
+ * 0 if it is not one. Oniguruma's m is PCRE2's s (dot matches newline). */
+static size_t option_group(const char *pattern, size_t len, size_t i)
+{
+    if (i + 2 >= len || pattern[i + 1] != '?')
+        return 0;
+    size_t j = i + 2;
+    while (j < len && pattern[j] && strchr("imx-", pattern[j]))
+        j++;
+    if (j == i + 2 || j >= len || (pattern[j] != ')' && pattern[j] != ':'))
+        return 0;
+    return j - i;
+}
+
 pcre2_code *tok_regex_compile(const char *pattern, size_t len, int literal, char *why,
                               size_t why_len)
 {
@@ -67,11 +121,20 @@ pcre2_code *tok_regex_compile(const char *pattern, size_t len, int literal, char
     } else {
         struct tok_buf b = {0};
         int in_class = 0, ok = 1;
-        for (size_t i = 0; i < len && ok; i++) {
+        const char *refuse = NULL;
+        for (size_t i = 0; i < len && ok && !refuse; i++) {
             char c = pattern[i];
             if (c == '\\' && i + 1 < len) {
                 char e = pattern[++i];
-                if (e == 's')
+                if (e == 'u')
+                    ok = !unicode_escape(pattern, len, &i, in_class, &b, &refuse);
+                else if (e == 'h' || e == 'H')
+                    ok = !tok_buf_put(&b, in_class ? "[:" : "[[:", in_class ? 2 : 3) &&
+                         !tok_buf_put(&b, e == 'h' ? "xdigit" : "^xdigit", e == 'h' ? 6 : 7) &&
+                         !tok_buf_put(&b, in_class ? ":]" : ":]]", in_class ? 2 : 3);
+                else if (e == 'v')
+                    ok = !tok_buf_put(&b, "\\x0B", 4);
+                else if (e == 's')
                     ok = in_class ? !tok_buf_put(&b, WS_CLASS, strlen(WS_CLASS))
                                   : !tok_buf_put(&b, "[", 1) &&
                                         !tok_buf_put(&b, WS_CLASS, strlen(WS_CLASS)) &&
@@ -102,13 +165,20 @@ pcre2_code *tok_regex_compile(const char *pattern, size_t len, int literal, char
                 i += n - 1;
                 continue;
             }
+            size_t opt = in_class ? 0 : option_group(pattern, len, i);
+            if (opt) {
+                for (size_t k = 0; k < opt && ok; k++)
+                    ok = !tok_buf_put(&b, pattern[i + k] == 'm' ? "s" : pattern + i + k, 1);
+                i += opt - 1;
+                continue;
+            }
             if (in_class && c == ']')
                 in_class = 0;
             ok = !tok_buf_put(&b, &c, 1);
         }
-        if (!ok) {
+        if (!ok || refuse) {
             free(b.p);
-            snprintf(why, why_len, "out of memory");
+            snprintf(why, why_len, "%s", refuse ? refuse : "out of memory");
             return NULL;
         }
         re = pcre2_compile((PCRE2_SPTR)(b.p ? b.p : ""), b.n,
@@ -207,6 +277,8 @@ static int split_added(const struct wd_tokenizer *tok, const struct tok_trie *t,
     return 0;
 }
 
+#define HANGUL_TBASE 0x11A7
+
 /* One normalization form over s via utf8proc; result in the arena. */
 static enum wd_status normalize_run(enum tok_norm form, const char *s, size_t n,
                                     struct tok_buf *out)
@@ -253,13 +325,17 @@ enum wd_status tok_normalize(const struct wd_tokenizer *tok, const char *s, size
     enum wd_status st = WD_OK;
     for (size_t k = 0; k < tok->n_norms && st == WD_OK; k++) {
         /* Runs between code points HF's tables do not know are normalized on their own;
-         * those code points pass through, as they do in HF. */
+         * those code points pass through, as they do in HF. So does U+11A7: it is TBase, not
+         * a trailing consonant (those are U+11A8..U+11C2), so it composes with nothing, but
+         * utf8proc (2.8 at least) adds it to a preceding LV syllable as T index 0, which
+         * drops it from the text. A starter that composes with nothing is an exact place to
+         * cut the run. */
         b.n = 0;
         size_t run = 0, i = 0;
         while (i < *out_n && st == WD_OK) {
             int32_t cp;
             int len = tok_utf8_next(*out + i, *out_n - i, &cp);
-            if (cp >= 0x300 && tok_norm_is_opaque(cp)) {
+            if (cp == HANGUL_TBASE || (cp >= 0x300 && tok_norm_is_opaque(cp))) {
                 st = normalize_run(tok->norms[k], *out + run, i - run, &b);
                 if (st == WD_OK && tok_buf_put(&b, *out + i, (size_t)len))
                     st = WD_ERR_NOMEM;

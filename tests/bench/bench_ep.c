@@ -442,12 +442,6 @@ static int rank_main(void *ctx, const struct wd_rank_info *ri)
     return st == WD_OK ? 0 : 1;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Median over I iterations of the slowest rank's time. */
 static double median_slowest(const struct shared *sh, size_t field_off, int I)
 {
@@ -460,20 +454,9 @@ static double median_slowest(const struct shared *sh, size_t field_off, int I)
             v[i] = t[i] > v[i] ? t[i] : v[i];
         }
     }
-    qsort(v, (size_t)I, sizeof(double), cmp_double);
-    double m = I % 2 ? v[I / 2] : 0.5 * (v[I / 2 - 1] + v[I / 2]);
+    double m = wd_bench_median(v, I);
     free(v);
     return m;
-}
-
-/* "12.3 MB" / "45.6 KB" into buf. */
-static const char *human(double bytes, char *buf, size_t cap)
-{
-    if (bytes >= 1e6)
-        snprintf(buf, cap, "%.1f MB", bytes / 1e6);
-    else
-        snprintf(buf, cap, "%.1f KB", bytes / 1e3);
-    return buf;
 }
 
 static void report(const struct shared *sh, double alone_gbs)
@@ -503,10 +486,11 @@ static void report(const struct shared *sh, double alone_gbs)
     char b1[32], b2[32], b3[32];
     printf("counted: payload rows sent to other ranks, per rank: dispatch %s in %.0f row puts, "
            "combine %s\n",
-           human(db, b1, sizeof(b1)), msgs, human(cb, b2, sizeof(b2)));
+           wd_bench_human(db, b1, sizeof(b1)), msgs, wd_bench_human(cb, b2, sizeof(b2)));
     printf("baseline %s: %.2f GB/s (%d ranks at once, each %s to the next rank in %s pieces, "
            "%.0f us)",
-           bname, gb, R, human(db, b1, sizeof(b1)), human(piece, b3, sizeof(b3)), tb * 1e6);
+           bname, gb, R, wd_bench_human(db, b1, sizeof(b1)), wd_bench_human(piece, b3, sizeof(b3)),
+           tb * 1e6);
     if (!o->is_ucx)
         printf("; one process alone: %.2f GB/s", alone_gbs);
     else
@@ -586,8 +570,8 @@ int wd_bench_ep(int argc, char **argv)
         return 2;
     }
 
-    /* The windows are /dev/shm segments: pages are used only where written (LL slabs are
-     * mostly never touched), but a normal-mode batch writes most of its window. */
+    /* The windows are /dev/shm segments, reserved in full when created: one that does not
+     * fit fails its creation with a "no space" error. Warn before the ranks start. */
     struct wd_ep_config wc = {.n_ranks = o.ranks,
                               .hidden = o.hidden,
                               .top_k = o.topk,
@@ -600,7 +584,7 @@ int wd_bench_ep(int argc, char **argv)
     if (statvfs("/dev/shm", &sv) == 0 && need > (double)sv.f_bavail * (double)sv.f_frsize)
         fprintf(stderr,
                 "wideep-bench ep: warning: the EP windows span %.1f GB, /dev/shm has %.1f GB "
-                "free (ranks die of SIGBUS if they write more than that)\n",
+                "free (the ranks will fail to create them)\n",
                 need / 1e9, (double)sv.f_bavail * (double)sv.f_frsize / 1e9);
 
     /* Results come back through a shared anonymous mapping the ranks inherit. */

@@ -2,6 +2,7 @@
 #include "tests/bench/bench_util.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -147,4 +148,25 @@ double wd_bench_read_gbs(size_t bytes, struct wd_threadpool *tp, int n_threads)
     double best = best_of_3(tp, n_threads, read_part, &job);
     free(a);
     return (double)job.bytes / best / 1e9;
+}
+
+const char *wd_bench_human(double bytes, char *buf, size_t cap)
+{
+    if (bytes >= 1e6)
+        snprintf(buf, cap, "%.1f MB", bytes / 1e6);
+    else
+        snprintf(buf, cap, "%.1f KB", bytes / 1e3);
+    return buf;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+double wd_bench_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }

@@ -15,4 +15,9 @@ double wd_bench_memcpy_gbs(size_t bytes, struct wd_threadpool *tp, int n_threads
  * weights and writes almost nothing, where memcpy moves every byte twice. */
 double wd_bench_read_gbs(size_t bytes, struct wd_threadpool *tp, int n_threads);
 
+/* "12.3 MB" / "45.6 KB" into buf (decimal units, as GB/s is). */
+const char *wd_bench_human(double bytes, char *buf, size_t cap);
+/* Median of v[0..n) (sorts v). */
+double wd_bench_median(double *v, int n);
+
 #endif

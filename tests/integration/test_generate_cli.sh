@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # wideep-generate end to end on the golden fixtures: greedy output equals
-# transformers' (JSON mode), the three prompt sources work, and every kind of bad
-# input gives a one-line error and a non-zero exit, never a crash.
+# transformers' (JSON mode; the FP8 checkpoint whole and split too), the three prompt
+# sources work, and every kind of bad input gives a one-line error and a non-zero exit,
+# never a crash.
 set -u
 src=${WD_SOURCE_DIR:?} bin=${WD_BIN_DIR:?}
 gen="$bin/wideep-generate"
@@ -39,6 +40,12 @@ for fam in tiny-qwen3-moe tiny-deepseek-v3; do
     if [ "$got" = "$want" ]; then passed=$((passed + 1)); echo "ok   $fam greedy via CLI"
     else fail=$((fail + 1)); echo "FAIL $fam greedy via CLI: got $got want $want"; cat "$tmp/err"; fi
     check "$fam logprobs present" 0 '"logprobs": ?\[' echo "$out"
+    # A temperature too small to divide by (logits / 1e-40 overflow) is greedy.
+    out=$("$gen" --model-path "$model" --input-ids "$ids" --max-new-tokens 32 --temperature 1e-40 \
+          --seed 5 --ignore-eos --json 2>"$tmp/err")
+    got=$(python3 -c "import json,sys;print(json.loads(sys.stdin.readline())['output_ids'])" <<<"$out" 2>/dev/null)
+    if [ "$got" = "$want" ]; then passed=$((passed + 1)); echo "ok   $fam --temperature 1e-40 is greedy"
+    else fail=$((fail + 1)); echo "FAIL $fam --temperature 1e-40: got $got want $want"; cat "$tmp/err"; fi
     check "$fam text prompt" 0 '"text"' "$gen" --model-path "$model" --prompt "Hello world" \
         --max-new-tokens 4 --json
     printf 'first prompt\nsecond prompt\n\nthird\n' >"$tmp/prompts"
@@ -56,6 +63,31 @@ for fam in tiny-qwen3-moe tiny-deepseek-v3; do
     check "$fam id outside vocab" nz 'outside the vocabulary' "$gen" --model-path "$model" \
         --input-ids 1,99999999 --max-new-tokens 2
 done
+
+# FP8 (128x128 blocks, moe_intermediate_size 128): served whole and split, transformers'
+# greedy tokens of the dequantized weights either way.
+m8="$src/tests/fixtures/tiny-deepseek-v3-fp8/fp8"
+golden8="$src/tests/fixtures/tiny-deepseek-v3-fp8/golden/golden.json"
+ids8=$(python3 -c "import json;print(','.join(map(str,json.load(open('$golden8'))['prompts'][2]['ids'])))")
+want8=$(python3 -c "import json;print(json.load(open('$golden8'))['variants']['fp8_w_f32']['greedy'][2][:32])")
+for lay in "--tp 1" "--tp 2 --ep 2" "--tp 2 --moe-a2a-backend deepep"; do
+    # shellcheck disable=SC2086
+    out=$(timeout 120 "$gen" --model-path "$m8" --input-ids "$ids8" --max-new-tokens 32 \
+          --temperature 0 --ignore-eos --json $lay 2>"$tmp/err")
+    got=$(python3 -c "import json,sys;print(json.loads(sys.stdin.readline())['output_ids'])" <<<"$out" 2>/dev/null)
+    if [ "$got" = "$want8" ]; then passed=$((passed + 1)); echo "ok   fp8 greedy $lay"
+    else fail=$((fail + 1)); echo "FAIL fp8 greedy $lay: got $got want $want8"; tail -3 "$tmp/err"; fi
+done
+# An expert size no split makes a multiple of the block: the hint says the checkpoint,
+# not --tp / --ep, is the problem.
+rm -rf "$tmp/fp8bad"; cp -r "$m8" "$tmp/fp8bad"
+python3 - "$tmp/fp8bad/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["moe_intermediate_size"] = 48
+json.dump(c, open(sys.argv[1], "w"))
+PY
+check "fp8 expert size off the block" nz 'cannot be served with its weight_block_size' "$gen" \
+    --model-path "$tmp/fp8bad" --input-ids 1,2 --tp 1
 
 m="$src/tests/fixtures/tiny-qwen3-moe/fp32"
 check "missing model dir" nz 'config.json' "$gen" --model-path "$tmp/nope" --prompt hi

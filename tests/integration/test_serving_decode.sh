@@ -10,7 +10,8 @@
 #     router stays up and the next request goes to the other worker;
 #   - SIGTERM drain: requests in flight complete, the worker exits 0, nothing is lost;
 #   - a router restart: the workers register again by themselves;
-#   - a worker with another model is refused with the reason.
+#   - a worker with another model is refused with the reason;
+#   - the official openai client suite passes against the real workers.
 . "$(dirname "$0")/router_lib.sh"
 # The shipped tiny model: a 2048-token context leaves room for streams long enough to be
 # interrupted.
@@ -107,6 +108,18 @@ rl_check "64 concurrent streams complete and are correct" \
     python3 "$client" concurrent "$RL_URL" "$RL_TMP/prompts" 12 64
 rl_check "pages back to idle on both" bash -c "$(declare -f wmetric idle wait_idle); \
     wait_idle $ep_m && wait_idle $dpa_m 1"
+
+# The official openai client against real decode workers (chat and completions, streaming
+# and not, stop, logprobs, usage, error classes); its venv as test_router_openai.sh makes it.
+venv="$bin/../venv-openai"
+if "$venv/bin/python" -c "import openai" 2>/dev/null ||
+   { python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check \
+         "openai>=1.40"; } >"$RL_TMP/pip.log" 2>&1; then
+    rl_check "openai client suite against real decode workers" "$venv/bin/python" \
+        "$src/tests/integration/openai_client_test.py" --base-url "$RL_URL/v1" --model "$RL_MODEL"
+else
+    echo "skip: openai client not installable here ($(tail -1 "$RL_TMP/pip.log"))"
+fi
 
 # A client that leaves mid-stream: the abort reaches the worker, pages return.
 python3 "$client" disconnect "$RL_URL" 1500 >/dev/null 2>&1

@@ -9,6 +9,12 @@ computes on them. The C engine's tests compare against these files; CI never run
 
 Usage (from the repository root; needs torch, transformers, tokenizers, safetensors):
     python3 tests/tools/make_fixtures.py [--out tests/fixtures] [--seeds 8]
+        [--family qwen3|dsv3|dsv3_fp8|all]
+
+Families: tiny-qwen3-moe (fp32, bf16), tiny-deepseek-v3 (fp32, bf16) and
+tiny-deepseek-v3-fp8, a DeepSeek-V3 of the same shape except moe_intermediate_size 128, so
+that FP8 128x128 blocks divide the expert weights and a server can load it (SGLang's guard:
+the per-partition expert size must be a multiple of the block); it ships only fp8/.
 """
 
 import argparse
@@ -81,10 +87,10 @@ def qwen3_config(tok):
                              experts_implementation="eager")
 
 
-def dsv3_config(tok):
+def dsv3_config(tok, moe_intermediate_size=48):
     return DeepseekV3Config(
         vocab_size=tok.get_vocab_size(), hidden_size=128, intermediate_size=320,
-        moe_intermediate_size=48, num_hidden_layers=3, first_k_dense_replace=1,
+        moe_intermediate_size=moe_intermediate_size, num_hidden_layers=3, first_k_dense_replace=1,
         num_attention_heads=4, num_key_value_heads=4, n_routed_experts=16,
         num_experts_per_tok=4, n_group=4, topk_group=2, n_shared_experts=1,
         routed_scaling_factor=2.5, norm_topk_prob=True, q_lora_rank=64, kv_lora_rank=48,
@@ -301,6 +307,32 @@ def dequantized_state(fp8_dir):
     return sd
 
 
+def write_fp8_dir(family, model_bf16, d8):
+    """The FP8 checkpoint of a bf16 model: its hub-format shards quantized, 2 shards + index,
+    config with the real quantization_config."""
+    os.makedirs(d8)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_bf16.save_pretrained(tmp, max_shard_size="1MB")
+        n_q = write_fp8_variant(tmp, d8)
+    model_bf16.config.save_pretrained(d8)
+    classic_config(family, os.path.join(d8, "config.json"), "bfloat16", quant=True)
+    return n_q
+
+
+def load_fp8_as_f32(cls, d8, f32_config_dir):
+    """FP8 weights dequantized (q * scale_inv per block) into f32, loaded through a temporary
+    hub-format dir with the unquantized config, computed in f32."""
+    tmp = tempfile.mkdtemp()
+    try:
+        save_file(dequantized_state(d8), os.path.join(tmp, "model.safetensors"),
+                  metadata={"format": "pt"})
+        shutil.copy(os.path.join(f32_config_dir, "config.json"), tmp)
+        return cls.from_pretrained(tmp, dtype=torch.float32, attn_implementation="eager",
+                                   experts_implementation="eager").eval()
+    finally:
+        shutil.rmtree(tmp)
+
+
 # ---------------------------------------------------------------------------------------
 # Reference outputs
 # ---------------------------------------------------------------------------------------
@@ -384,6 +416,11 @@ SENSITIVITY = {
 }
 
 
+SENSITIVITY["dsv3_fp8"] = SENSITIVITY["dsv3"]
+FAMILY_DIRS = {"qwen3": "tiny-qwen3-moe", "dsv3": "tiny-deepseek-v3",
+               "dsv3_fp8": "tiny-deepseek-v3-fp8"}
+
+
 @torch.no_grad()
 def sensitivity(family, model, prompt_ids):
     """Max |logit difference| on one prompt between the fixture model and a copy with one
@@ -441,12 +478,21 @@ def summarize(name, greedy, margins, gap, eos):
 
 
 def score_seed(family, cfg, seed, prompts, eos, tmp):
-    """Quality of a seed: min greedy margin (and scaled router gap) over the fp32 and
-    bf16-weights variants; -1 when a greedy run stops early on EOS."""
+    """Quality of a seed: min greedy margin (and scaled router gap) over the fp32 and the
+    bf16-weights variants (the fp8-weights one for the FP8 family); -1 when a greedy run
+    stops early on EOS."""
     model = make_model(family, cfg, seed)
     _, _, m32, gap32 = run_reference(model, family, prompts, eos)
     res = [min(x for m in m32 for x in m), ROUTER_GAP_WEIGHT * gap32]
-    model_b = to_bf16(make_model(family, cfg, seed)).float()
+    if family == "dsv3_fp8":
+        with tempfile.TemporaryDirectory() as t:
+            d32, d8 = os.path.join(t, "fp32"), os.path.join(t, "fp8")
+            model.save_pretrained(d32)
+            classic_config(family, os.path.join(d32, "config.json"), "float32")
+            write_fp8_dir(family, to_bf16(make_model(family, cfg, seed)), d8)
+            model_b = load_fp8_as_f32(type(model), d8, d32)
+    else:
+        model_b = to_bf16(make_model(family, cfg, seed)).float()
     _, g, mb, gapb = run_reference(model_b, family, prompts, eos)
     res += [min(x for m in mb for x in m), ROUTER_GAP_WEIGHT * gapb]
     if any(t in eos for gg in g for t in gg):
@@ -455,14 +501,14 @@ def score_seed(family, cfg, seed, prompts, eos, tmp):
 
 
 def build_family(family, out_root, n_seeds, texts):
-    fam_dir = os.path.join(out_root, "tiny-qwen3-moe" if family == "qwen3"
-                           else "tiny-deepseek-v3")
+    fam_dir = os.path.join(out_root, FAMILY_DIRS[family])
     if os.path.exists(fam_dir):
         shutil.rmtree(fam_dir)
     os.makedirs(fam_dir)
     tok = tt.build_qwen3(texts, VOCAB) if family == "qwen3" else \
         tt.build_deepseek_v3(texts, VOCAB)
-    cfg = qwen3_config(tok) if family == "qwen3" else dsv3_config(tok)
+    cfg = qwen3_config(tok) if family == "qwen3" else \
+        dsv3_config(tok, 128 if family == "dsv3_fp8" else 48)
     eos = eos_ids(family, tok)
     prompts = make_prompts(tok)
     log(family, "prompt lengths", [len(p["ids"]) for p in prompts])
@@ -477,24 +523,26 @@ def build_family(family, out_root, n_seeds, texts):
 
     model = make_model(family, cfg, seed)
     variants = {}
+    # The FP8 family ships fp8/ alone: its fp32 and bf16 checkpoints are only the reference
+    # run's and the quantizer's input, kept in a temporary dir.
+    work = tempfile.mkdtemp() if family == "dsv3_fp8" else fam_dir
 
     # fp32: single model.safetensors
-    d32 = os.path.join(fam_dir, "fp32")
+    d32 = os.path.join(work, "fp32")
     model.save_pretrained(d32, max_shard_size="1GB")
     classic_config(family, os.path.join(d32, "config.json"), "float32")
     # bf16: sharded for DeepSeek-V3 (2-3 shards + index), single file for Qwen3
-    dbf = os.path.join(fam_dir, "bf16")
     model_bf16 = to_bf16(make_model(family, cfg, seed))
-    model_bf16.save_pretrained(dbf, max_shard_size="1MB" if family == "dsv3" else "1GB")
-    classic_config(family, os.path.join(dbf, "config.json"), "bfloat16")
-    model_dirs = [d32, dbf]
-    if family == "dsv3":
+    model_dirs = []
+    if family != "dsv3_fp8":
+        dbf = os.path.join(fam_dir, "bf16")
+        model_bf16.save_pretrained(dbf, max_shard_size="1GB" if family == "qwen3" else "1MB")
+        classic_config(family, os.path.join(dbf, "config.json"), "bfloat16")
+        model_dirs = [d32, dbf]
+    else:
         d8 = os.path.join(fam_dir, "fp8")
-        os.makedirs(d8)
-        n_q = write_fp8_variant(dbf, d8)
+        n_q = write_fp8_dir(family, model_bf16, d8)
         log(f"  fp8: {n_q} weights quantized")
-        model_bf16.config.save_pretrained(d8)
-        classic_config(family, os.path.join(d8, "config.json"), "bfloat16", quant=True)
         model_dirs.append(d8)
     for d in model_dirs:
         write_tokenizer(family, tok, d)
@@ -521,33 +569,28 @@ def build_family(family, out_root, n_seeds, texts):
 
     golden = os.path.join(fam_dir, "golden")
     os.makedirs(golden)
-    runs = [("fp32", "fp32", re32)]
-    runs.append(("bf16_w_f32", "bf16",
-                 cls.from_pretrained(dbf, dtype=torch.float32, attn_implementation="eager",
-                             experts_implementation="eager")))
-    runs.append(("bf16", "bf16",
-                 cls.from_pretrained(dbf, dtype=torch.bfloat16, attn_implementation="eager",
-                             experts_implementation="eager")))
-    if family == "dsv3":
-        # FP8 weights dequantized (q * scale_inv per block) into f32, loaded through a
-        # temporary hub-format dir with the unquantized config, computed in f32.
-        tmp = tempfile.mkdtemp()
-        try:
-            save_file(dequantized_state(d8), os.path.join(tmp, "model.safetensors"),
-                      metadata={"format": "pt"})
-            shutil.copy(os.path.join(d32, "config.json"), tmp)
-            m8 = cls.from_pretrained(tmp, dtype=torch.float32, attn_implementation="eager",
-                             experts_implementation="eager")
-        finally:
-            shutil.rmtree(tmp)
-        runs.append(("fp8_w_f32", "fp8", m8))
+    # (name, model dir in the fixture, model, logits saved): the FP8 family keeps its fp32
+    # run in memory only, for the "vs" numbers.
+    runs = [("fp32", "fp32", re32, family != "dsv3_fp8")]
+    if family != "dsv3_fp8":
+        runs.append(("bf16_w_f32", "bf16",
+                     cls.from_pretrained(dbf, dtype=torch.float32, attn_implementation="eager",
+                                         experts_implementation="eager"), True))
+        runs.append(("bf16", "bf16",
+                     cls.from_pretrained(dbf, dtype=torch.bfloat16, attn_implementation="eager",
+                                         experts_implementation="eager"), True))
+    else:
+        runs.append(("fp8_w_f32", "fp8", load_fp8_as_f32(cls, d8, d32), True))
 
-    for name, mdir, m in runs:
+    all_logits = {}
+    for name, mdir, m, keep in runs:
         m.eval()
         logits, greedy, margins, gap = run_reference(m, family, prompts, eos)
+        all_logits[name] = torch.cat(logits, 0).contiguous()
+        if not keep:
+            continue
         fn = f"logits_{name}.bin"
-        torch.cat(logits, 0).contiguous().numpy().astype("<f4").tofile(
-            os.path.join(golden, fn))
+        all_logits[name].numpy().astype("<f4").tofile(os.path.join(golden, fn))
         s = summarize(name, greedy, margins, gap, eos)
         rms = torch.cat(logits, 0).pow(2).mean().sqrt().item()
         f64 = None
@@ -568,6 +611,9 @@ def build_family(family, out_root, n_seeds, texts):
                           "stopped_on_eos": s["hit_eos"]}
         log(f"  {name}: min margin {s['min_margin']:.4g}, min router gap {gap:.3g}, f64 {f64}, "
             f"eos {s['hit_eos']}, greedy[1][:8] {greedy[1][:8]}")
+    if work != fam_dir:
+        shutil.rmtree(work)
+
     def load_logits(name):
         n = sum(len(p["ids"]) for p in prompts) * VOCAB
         return torch.from_file(os.path.join(golden, variants[name]["logits"]), size=n,
@@ -575,8 +621,11 @@ def build_family(family, out_root, n_seeds, texts):
 
     # How far the variants are from each other (routing flips included): a hint for the
     # tolerance a comparison between them can use, not a target.
-    for name, ref in [(n, "fp32") for n in variants] + [("bf16", "bf16_w_f32")]:
-        a, b = load_logits(name), load_logits(ref)
+    pairs = [(n, "fp32") for n in variants] + ([("bf16", "bf16_w_f32")] if "bf16" in variants
+                                               else [])
+    for name, ref in pairs:
+        a = load_logits(name)
+        b = load_logits(ref) if ref in variants else all_logits[ref].view(-1, VOCAB)
         d = variants[name].setdefault("vs", {})
         d[ref] = {"max_abs_diff": float(f"{(a - b).abs().max().item():.4g}"),
                   "nmse": float(f"{((a - b).pow(2).mean() / b.pow(2).mean()).item():.4g}"),
@@ -606,14 +655,16 @@ def build_family(family, out_root, n_seeds, texts):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="tests/fixtures")
-    ap.add_argument("--seeds", type=int, default=24, help="candidate seeds to search")
-    ap.add_argument("--family", choices=["qwen3", "dsv3", "all"], default="all")
+    ap.add_argument("--seeds", type=int, default=None,
+                    help="candidate seeds to search (default: 24, 8 for dsv3_fp8, as shipped)")
+    ap.add_argument("--family", choices=["qwen3", "dsv3", "dsv3_fp8", "all"], default="all")
     args = ap.parse_args()
     torch.set_num_threads(2)
     torch.use_deterministic_algorithms(True)
     texts = tt.debian_license_texts()
-    for fam in (["qwen3", "dsv3"] if args.family == "all" else [args.family]):
-        build_family(fam, args.out, args.seeds, texts)
+    for fam in (["qwen3", "dsv3", "dsv3_fp8"] if args.family == "all" else [args.family]):
+        seeds = args.seeds or (8 if fam == "dsv3_fp8" else 24)
+        build_family(fam, args.out, seeds, texts)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,12 @@ renderer (jinja2 with the environment HF uses). Outputs:
                                    for random id sequences
   <name>/chat.jsonl                chat renderings (qwen3, deepseek-v3 only)
   jinja_cases.jsonl                small templates covering the Jinja subset, rendered
+  cases.jsonl                      edge cases: {"tokenizer", "text", "ids"} and, for Split
+                                   regex cases, the "pre_tokenizer" that replaces the file's
   tiny-bytelevel/, tiny-split/     small tokenizers trained here with `tokenizers`
 
 Run from the repository root: python3 tests/tools/make_tokenizer_fixtures.py
+(--cases rewrites only cases.jsonl, the edge cases, from the committed tokenizers).
 The corpus takes text from files Debian ships (license texts, package docs) plus
 generated strings; a fixed seed keeps the output stable on a given machine.
 """
@@ -503,7 +506,42 @@ def jinja_rows():
     return rows
 
 
+# Edge cases against `tokenizers` beyond the corpus: Hangul jamo that NFC must not compose
+# (U+11A7 is TBase, not a trailing consonant), and Split regexes written with Oniguruma
+# escapes PCRE2 spells or reads differently (\uHHHH, \h, \H, \v, the inline option m).
+HANGUL_TEXTS = ["\uac00\u11a7", "\uac01\u11a7x", "\u1100\u1161\u11a7", "\uac00\u11a8",
+                "\u1100\u1161\u11a8", "\ud55c\uad6d\uc5b4\u11a7 \ud14d\uc2a4\ud2b8",
+                "\u11a7", "\uac00\u11a7\u11a8", "\uac00\u11c2\u11a7", "e\u0301\u11a7\uac00"]
+REGEX_TEXT = ("AB 12 zz\tq\u00e9x \u4e2d a\nb\x0b\x0c\r\u0085\u2028 G\u0660 \\u0041 aBc "
+              "a.b A\nB")
+REGEX_PATTERNS = [r"\u0041+", r"[\u0041-\u0043]+", r"\\u0041", r"a\u0042", r"\u00e9|\u4e2D",
+                  r"[^\u0020\u000a]+", r"\uD83D|x", r"\h+", r"\H+", r"[\h]+", r"[^\h]+",
+                  r"[a\H]+", r"\v", r"[\v\t]+", r"(?m)a.b", r"(?im:A.B)", r"(?-m)a.b", r"(?i)ab",
+                  r"(?mi)a.b|\h", r"\x{41}\s", r"[\\]u"]
+
+
+def case_rows():
+    rows = []
+    for name in ("qwen3", "tiny-split"):
+        tok = Tokenizer.from_file(os.path.join(OUT, name, "tokenizer.json"))
+        for text in HANGUL_TEXTS:
+            rows.append({"tokenizer": name, "text": text,
+                         "ids": tok.encode(text, add_special_tokens=False).ids})
+    tok = Tokenizer.from_file(os.path.join(OUT, "tiny-split", "tokenizer.json"))
+    for pat in REGEX_PATTERNS:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(pat), behavior="removed"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        pre = json.loads(tok.to_str())["pre_tokenizer"]
+        rows.append({"tokenizer": "tiny-split", "pre_tokenizer": pre, "text": REGEX_TEXT,
+                     "ids": tok.encode(REGEX_TEXT, add_special_tokens=False).ids})
+    return rows
+
+
 def main():
+    write_jsonl(os.path.join(OUT, "cases.jsonl"), case_rows())
+    if sys.argv[1:] == ["--cases"]:  # the edge cases alone: no corpus, no retraining
+        return 0
     write_jsonl(os.path.join(OUT, "jinja_cases.jsonl"), jinja_rows())
     corpus = generated_strings()
     corpus += debian_text(900)

@@ -3,8 +3,9 @@
  * thread (the launcher polls it from its loop), timeouts on absent keys, the size limits,
  * garbage on the server's socket (bad magic, bad op, oversized lengths, a frame cut short,
  * random bytes) which must cost only that connection, a fake server that answers garbage
- * or nothing (the client fails with an error, in time), the decoder fed directly with
- * valid and random streams, and address parsing.
+ * or nothing (the client fails with an error, in time), the launch token (another token,
+ * none, a request before the hello: refused, only that connection lost), the decoder fed
+ * directly with valid and random streams and with the token's hello, and address parsing.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -35,11 +36,12 @@ static void *serve(void *arg)
     return NULL;
 }
 
-static int server_start(struct server_thread *s)
+/* token: the launch token the server requires (NULL: none). */
+static int server_start(struct server_thread *s, const char *token)
 {
     struct wd_error err = {0};
     memset(s, 0, sizeof(*s));
-    if (wd_rdzv_server_create("127.0.0.1", 0, &s->srv, &err) != WD_OK) {
+    if (wd_rdzv_server_create("127.0.0.1", 0, token, &s->srv, &err) != WD_OK) {
         WD_EXPECT_MSG(0, "server: %s", err.msg);
         return -1;
     }
@@ -60,7 +62,7 @@ static struct wd_rdzv *client(const struct server_thread *s, int timeout_ms)
     struct wd_rdzv *c = NULL;
     struct wd_error err = {0};
     enum wd_status st =
-        wd_rdzv_create("127.0.0.1", wd_rdzv_server_port(s->srv), timeout_ms, &c, &err);
+        wd_rdzv_create("127.0.0.1", wd_rdzv_server_port(s->srv), NULL, timeout_ms, &c, &err);
     WD_EXPECT_MSG(st == WD_OK, "connect: %s", err.msg);
     return c;
 }
@@ -75,7 +77,7 @@ static long now_ms(void)
 static void test_store(void)
 {
     struct server_thread s;
-    if (server_start(&s))
+    if (server_start(&s, NULL))
         return;
     struct wd_rdzv *a = client(&s, 2000), *b = client(&s, 2000);
     struct wd_error err = {0};
@@ -144,7 +146,8 @@ static void *barrier_thread(void *p)
     struct barrier_arg *a = p;
     struct wd_rdzv *c = NULL;
     struct wd_error err;
-    if (wd_rdzv_create("127.0.0.1", wd_rdzv_server_port(a->s->srv), 3000, &c, &err) != WD_OK) {
+    if (wd_rdzv_create("127.0.0.1", wd_rdzv_server_port(a->s->srv), NULL, 3000, &c, &err) !=
+        WD_OK) {
         a->st = err.status;
         return NULL;
     }
@@ -162,7 +165,7 @@ static void *barrier_thread(void *p)
 static void test_barrier(void)
 {
     struct server_thread s;
-    if (server_start(&s))
+    if (server_start(&s, NULL))
         return;
     struct barrier_arg args[3];
     pthread_t th[3];
@@ -224,7 +227,7 @@ static void put32(uint8_t *p, uint32_t v)
 static void test_garbage_on_socket(void)
 {
     struct server_thread s;
-    if (server_start(&s))
+    if (server_start(&s, NULL))
         return;
     int port = wd_rdzv_server_port(s.srv);
     struct wd_rdzv *good = client(&s, 2000);
@@ -356,7 +359,7 @@ static void test_bad_server(void)
         fake_start(&f, replies[i], i == 3 ? 16 : 16);
         struct wd_rdzv *c = NULL;
         struct wd_error err = {0};
-        WD_EXPECT(wd_rdzv_create("127.0.0.1", f.port, 300, &c, &err) == WD_OK);
+        WD_EXPECT(wd_rdzv_create("127.0.0.1", f.port, NULL, 300, &c, &err) == WD_OK);
         void *v = NULL;
         size_t len;
         long t0 = now_ms();
@@ -374,7 +377,7 @@ static void test_bad_server(void)
     fake_start(&f, NULL, 0);
     struct wd_rdzv *c = NULL;
     struct wd_error err = {0};
-    WD_EXPECT(wd_rdzv_create("127.0.0.1", f.port, 200, &c, &err) == WD_OK);
+    WD_EXPECT(wd_rdzv_create("127.0.0.1", f.port, NULL, 200, &c, &err) == WD_OK);
     int64_t x;
     long t0 = now_ms();
     WD_EXPECT(c && wd_rdzv_add(c, "k", 1, &x, &err) == WD_ERR_TIMEOUT);
@@ -383,15 +386,116 @@ static void test_bad_server(void)
     fake_stop(&f);
     /* Nobody listening at all. */
     t0 = now_ms();
-    WD_EXPECT(wd_rdzv_create("127.0.0.1", f.port, 150, &c, &err) == WD_ERR_TIMEOUT);
+    WD_EXPECT(wd_rdzv_create("127.0.0.1", f.port, NULL, 150, &c, &err) == WD_ERR_TIMEOUT);
     WD_EXPECT(now_ms() - t0 < 1500);
+}
+
+/* Connects with token (NULL: presents none); returns the status, the client in *c_p. */
+static enum wd_status connect_with(const struct server_thread *s, const char *token,
+                                   struct wd_rdzv **c_p, struct wd_error *err)
+{
+    *c_p = NULL;
+    return wd_rdzv_create("127.0.0.1", wd_rdzv_server_port(s->srv), token, 2000, c_p, err);
+}
+
+/* A server with a launch token serves only clients that present it: another token, none,
+ * or a request before the hello is refused, costs only that connection, and changes
+ * nothing in the store. */
+static void test_token(void)
+{
+    struct server_thread s;
+    if (server_start(&s, "job-a"))
+        return;
+    struct wd_error err = {0};
+    struct wd_rdzv *a = NULL, *c = NULL;
+    WD_EXPECT_MSG(connect_with(&s, "job-a", &a, &err) == WD_OK, "%s", err.msg);
+    WD_EXPECT(a && wd_rdzv_set(a, "k", "v", 1, &err) == WD_OK);
+    static const char *wrong[] = {"job-b", "", "job-a ", "job-"};
+    for (int i = 0; i < 4; i++) {
+        long t0 = now_ms();
+        WD_EXPECT_MSG(connect_with(&s, wrong[i], &c, &err) == WD_ERR_INVALID && !c,
+                      "token '%s': %s", wrong[i], err.msg);
+        WD_EXPECT_MSG(strstr(err.msg, "launch token mismatch"), "%s", err.msg);
+        WD_EXPECT(now_ms() - t0 < 1500);
+    }
+    /* No hello at all: the first request is refused and the connection closed. */
+    WD_EXPECT(connect_with(&s, NULL, &c, &err) == WD_OK);
+    WD_EXPECT(c && wd_rdzv_set(c, "evil", "x", 1, &err) == WD_ERR_INVALID);
+    WD_EXPECT_MSG(strstr(err.msg, "no launch token presented"), "%s", err.msg);
+    int64_t x;
+    WD_EXPECT(c && wd_rdzv_add(c, "n", 1, &x, &err) != WD_OK);
+    wd_rdzv_destroy(c);
+    char long_token[WD_RDZV_MAX_TOKEN + 2];
+    memset(long_token, 't', sizeof(long_token) - 1);
+    long_token[sizeof(long_token) - 1] = 0;
+    WD_EXPECT(connect_with(&s, long_token, &c, &err) == WD_ERR_INVALID);
+    /* The admitted client and the store are untouched. */
+    void *v = NULL;
+    size_t len = 0;
+    WD_EXPECT(a && wd_rdzv_get(a, "k", 0, &v, &len, &err) == WD_OK && len == 1);
+    free(v);
+    WD_EXPECT(a && wd_rdzv_get(a, "evil", 0, &v, &len, &err) == WD_ERR_NOT_FOUND);
+    wd_rdzv_destroy(a);
+    server_stop(&s);
+
+    /* The empty token is a token; a server without one takes any hello. */
+    if (server_start(&s, ""))
+        return;
+    WD_EXPECT(connect_with(&s, "", &a, &err) == WD_OK);
+    WD_EXPECT(connect_with(&s, "x", &c, &err) == WD_ERR_INVALID);
+    wd_rdzv_destroy(a);
+    server_stop(&s);
+    if (server_start(&s, NULL))
+        return;
+    WD_EXPECT(connect_with(&s, "anything", &a, &err) == WD_OK);
+    WD_EXPECT(a && wd_rdzv_set(a, "k", "v", 1, &err) == WD_OK);
+    wd_rdzv_destroy(a);
+    server_stop(&s);
+}
+
+/* One frame: header, key, value. Returns its length. */
+static size_t frame(uint8_t *p, int op, const char *key, const char *val)
+{
+    size_t kl = strlen(key), vl = strlen(val);
+    memset(p, 0, 16);
+    put32(p, 0x5a524457u);
+    p[4] = (uint8_t)op;
+    put32(p + 8, (uint32_t)kl);
+    put32(p + 12, (uint32_t)vl);
+    memcpy(p + 16, key, kl);
+    memcpy(p + 16 + kl, val, vl);
+    return 16 + kl + vl;
+}
+
+static void test_feed_token(void)
+{
+    struct wd_rdzv_server *srv = NULL;
+    struct wd_error err = {0};
+    WD_EXPECT(wd_rdzv_server_create(NULL, 0, "t0k", &srv, &err) == WD_OK);
+    if (!srv)
+        return;
+    uint8_t in[256];
+    const void *v;
+    size_t len, n = frame(in, 1, "k", "v"); /* set before hello */
+    WD_EXPECT(wd_rdzv_server_feed(srv, in, n) == -1);
+    WD_EXPECT(wd_rdzv_server_lookup(srv, "k", &v, &len) == 0);
+    n = frame(in, 4, "hello", "t0x");
+    n += frame(in + n, 1, "k", "v");
+    WD_EXPECT(wd_rdzv_server_feed(srv, in, n) == -1);
+    WD_EXPECT(wd_rdzv_server_lookup(srv, "k", &v, &len) == 0);
+    n = frame(in, 4, "hullo", "t0k"); /* well framed, meaningless: answered, kept */
+    n += frame(in + n, 4, "hello", "t0k");
+    n += frame(in + n, 1, "k", "v");
+    WD_EXPECT(wd_rdzv_server_feed(srv, in, n) == 0);
+    WD_EXPECT(wd_rdzv_server_lookup(srv, "k", &v, &len) == 1 && len == 1);
+    wd_rdzv_server_destroy(srv);
 }
 
 static void test_feed(void)
 {
     struct wd_rdzv_server *srv = NULL;
     struct wd_error err = {0};
-    WD_EXPECT(wd_rdzv_server_create(NULL, 0, &srv, &err) == WD_OK);
+    WD_EXPECT(wd_rdzv_server_create(NULL, 0, NULL, &srv, &err) == WD_OK);
     if (!srv)
         return;
     /* Two well-formed requests in one stream: set k=v, then add c += 3. */
@@ -467,7 +571,9 @@ int main(void)
     WD_RUN(test_barrier);
     WD_RUN(test_garbage_on_socket);
     WD_RUN(test_bad_server);
+    WD_RUN(test_token);
     WD_RUN(test_feed);
+    WD_RUN(test_feed_token);
     WD_RUN(test_parse_addr);
     return wd_test_finish();
 }

@@ -101,21 +101,6 @@ static int rank_main(void *ctx, const struct wd_rank_info *ri)
     return st != WD_OK || res->n_bad ? 1 : 0;
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 static void node_run(const struct scenario *sc, int node, int port)
 {
     struct wd_launch_config cfg;
@@ -140,7 +125,7 @@ static void node_run(const struct scenario *sc, int node, int port)
 static long launch_two_nodes(const struct scenario *sc)
 {
     memset(sc->sh, 0, sizeof(*sc->sh));
-    int port = free_port();
+    int port = wd_test_free_port();
     WD_EXPECT(port > 0);
     long t0 = now_ms();
     fflush(NULL);

@@ -361,10 +361,16 @@ static void test_deepseek_v3(void)
 {
     check_family("tiny-deepseek-v3");
 }
+/* FP8 block-quantized weights (moe_intermediate_size 128: servable, see the fixture). */
+static void test_deepseek_v3_fp8(void)
+{
+    check_family("tiny-deepseek-v3-fp8");
+}
 
 int main(void)
 {
     WD_RUN(test_qwen3_moe);
     WD_RUN(test_deepseek_v3);
+    WD_RUN(test_deepseek_v3_fp8);
     return wd_test_finish();
 }

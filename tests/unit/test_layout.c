@@ -362,6 +362,18 @@ static void test_shape_guards(void)
         WD_EXPECT_MSG(wd_layout_create(&a, &d, &l, &err) == WD_OK, "ep %d: %s", ep, err.msg);
         wd_layout_destroy(l);
     }
+    /* An expert smaller than (or not a multiple of) one block fits no layout: the hint must
+     * not send the user to --tp / --ep, even at tp 1. */
+    d = (struct wd_layout_model_dims){.moe_intermediate_size = 48, .weight_block_size_n = 128};
+    for (int tp = 1; tp <= 2; tp++) {
+        a = args_of(tp, 1, 1, 0);
+        struct wd_layout *l = NULL;
+        struct wd_error err = {0};
+        WD_EXPECT_EQ_INT(wd_layout_create(&a, &d, &l, &err), WD_ERR_INVALID);
+        WD_EXPECT_MSG(strstr(err.msg, "cannot be served with its weight_block_size") != NULL &&
+                          strstr(err.msg, "setting arguments") == NULL,
+                      "tp %d: %s", tp, err.msg);
+    }
     d = (struct wd_layout_model_dims){.moe_intermediate_size = 100};
     a = args_of(8, 1, 1, 0);
     expect_error(&a, &d, WD_ERR_INVALID,

@@ -178,7 +178,12 @@ static void run_layout(const char *family, int R, int attn_tp, int ep, int moe_t
     int32_t *ids = malloc((size_t)n * sizeof(int32_t));
     for (int i = 0; i < n; i++)
         ids[i] = (int32_t)json_integer_value(json_array_get(jids, i));
-    snprintf(rel, sizeof(rel), "tests/fixtures/%s/golden/logits_fp32.bin", family);
+    /* The fp32 variant, or the family's only one (the FP8 family ships fp8 alone). */
+    json_t *vars = json_object_get(root, "variants"), *var = json_object_get(vars, "fp32");
+    if (!var)
+        var = json_object_iter_value(json_object_iter(vars));
+    snprintf(rel, sizeof(rel), "tests/fixtures/%s/golden/%s", family,
+             json_string_value(json_object_get(var, "logits")));
     FILE *f = fopen(wd_test_src(rel), "rb");
     float *ref = malloc((size_t)n * (size_t)vocab * sizeof(float));
     int ok = f && fseek(f, (long)(before * (size_t)vocab * sizeof(float)), SEEK_SET) == 0 &&
@@ -186,7 +191,8 @@ static void run_layout(const char *family, int R, int attn_tp, int ep, int moe_t
     if (f)
         fclose(f);
     WD_EXPECT(ok);
-    snprintf(rel, sizeof(rel), "tests/fixtures/%s/fp32", family);
+    snprintf(rel, sizeof(rel), "tests/fixtures/%s/%s", family,
+             json_string_value(json_object_get(var, "model_dir")));
     snprintf(dir, sizeof(dir), "%s", wd_test_src(rel));
 
     struct group g = {.n = R};
@@ -255,6 +261,9 @@ static void test_tp2_ep2(void)
 {
     run_layout("tiny-qwen3-moe", 2, 2, 2, 1, 2);
     run_layout("tiny-deepseek-v3", 2, 2, 2, 1, 2);
+    /* FP8 weights split inside 128x128 blocks (dense MLP rows, attention heads). */
+    run_layout("tiny-deepseek-v3-fp8", 2, 2, 2, 1, 2);
+    run_layout("tiny-deepseek-v3-fp8", 4, 4, 4, 1, 4);
 }
 
 static void test_tp4_ep2_moe_tp2(void)

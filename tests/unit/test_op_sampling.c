@@ -45,6 +45,31 @@ static void test_greedy(void)
     WD_EXPECT_EQ_INT(wd_sample_ref(&one, 1, &p, rng, g_f, g_i, NULL), 0);
 }
 
+/* Temperatures below WD_SAMPLING_GREEDY_EPS are greedy: 1e-40 made logits / T overflow to
+ * +-inf (every draw NaN, the last token id), 1e-7 drew among tied maxima. */
+static void test_tiny_temperature_is_greedy(void)
+{
+    float l[V] = {0.5f, 2.0f, -1.0f, 2.0f, 1.0f, 0.0f, 2.0f, -3.0f};
+    const float tiny[] = {1e-40f, 1e-30f, 1e-7f, 0.99e-6f, -0.0f, NAN};
+    uint64_t rng[4], before[4];
+    wd_rng_seed(rng, 11);
+    memcpy(before, rng, sizeof(rng));
+    for (size_t k = 0; k < sizeof(tiny) / sizeof(tiny[0]); k++) {
+        struct wd_sampling_params p = {.temperature = tiny[k], .top_p = 1.0f};
+        for (int i = 0; i < 20; i++)
+            WD_EXPECT_MSG(wd_sample_ref(l, V, &p, rng, g_f, g_i, NULL) == 1, "T=%g", tiny[k]);
+        p.top_k = 3; /* the filtered path too */
+        p.top_p = 0.5f;
+        WD_EXPECT_MSG(wd_sample_ref(l, V, &p, rng, g_f, g_i, NULL) == 1, "T=%g top_k", tiny[k]);
+    }
+    WD_EXPECT(memcmp(rng, before, sizeof(rng)) == 0); /* greedy draws nothing */
+    /* At the threshold it samples: one draw, among the tied maxima only. */
+    struct wd_sampling_params p = {.temperature = WD_SAMPLING_GREEDY_EPS, .top_p = 1.0f};
+    int32_t tok = wd_sample_ref(l, V, &p, rng, g_f, g_i, NULL);
+    WD_EXPECT(tok == 1 || tok == 3 || tok == 6);
+    WD_EXPECT(memcmp(rng, before, sizeof(rng)) != 0);
+}
+
 static void test_filters_keep_one(void)
 {
     float l[V] = {1.0f, 0.0f, 4.0f, 2.0f, -1.0f, 3.9f, 0.5f, 0.0f};
@@ -171,6 +196,7 @@ static void test_distribution(void)
 int main(void)
 {
     WD_RUN(test_greedy);
+    WD_RUN(test_tiny_temperature_is_greedy);
     WD_RUN(test_filters_keep_one);
     WD_RUN(test_determinism);
     WD_RUN(test_distribution);

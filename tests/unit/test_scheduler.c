@@ -5,6 +5,7 @@
  * verbs (prefill hold + release, decode reserve + activate from copied KV), caller ids,
  * top logprobs, the cap on tokens per forward and the bf16 KV cache.
  */
+#include <math.h>
 #include <string.h>
 
 #include "common/kv/kv_pool.h"
@@ -202,6 +203,13 @@ static void test_bad_requests(void)
     p = params(9, 4);
     p.sampling.top_p = 0;
     WD_EXPECT_EQ_INT(wd_scheduler_add(f.sched, &p, &id, &err), WD_ERR_INVALID);
+    /* NaN passes a plain "< 0" range check; each sampling field must refuse it. */
+    float *fields[] = {&p.sampling.temperature, &p.sampling.top_p, &p.sampling.min_p};
+    for (int k = 0; k < 3; k++) {
+        p = params(9, 4);
+        *fields[k] = NAN;
+        WD_EXPECT_EQ_INT(wd_scheduler_add(f.sched, &p, &id, &err), WD_ERR_INVALID);
+    }
     WD_EXPECT_EQ_INT(wd_scheduler_n_waiting(f.sched), 0);
     teardown(&f);
 }

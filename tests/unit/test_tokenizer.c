@@ -271,6 +271,52 @@ static void test_corpus_tiny_split(void)
     run_corpus("tiny-split");
 }
 
+/* tests/fixtures/tokenizer/cases.jsonl: edge cases with HF's ids. A row may replace the
+ * tokenizer's pre_tokenizer (Split regexes written with Oniguruma escapes). */
+static void test_edge_cases(void)
+{
+    size_t n_rows = 0;
+    char **rows = NULL;
+    char *buf = slurp_lines(wd_test_src("tests/fixtures/tokenizer/cases.jsonl"), &n_rows, &rows);
+    WD_EXPECT_MSG(buf && n_rows >= 40, "cases.jsonl missing");
+    int reported = 0;
+    for (size_t i = 0; buf && i < n_rows; i++) {
+        json_t *row = json_loads(rows[i], 0, NULL);
+        char path[512];
+        snprintf(path, sizeof(path), "tests/fixtures/tokenizer/%s/tokenizer.json",
+                 json_string_value(json_object_get(row, "tokenizer")));
+        json_t *cfg = json_load_file(wd_test_src(path), 0, NULL);
+        json_t *pre = json_object_get(row, "pre_tokenizer");
+        if (pre)
+            json_object_set(cfg, "pre_tokenizer", pre);
+        char *text = json_dumps(cfg, 0);
+        struct wd_tokenizer *tok = NULL;
+        struct wd_error err = {0};
+        enum wd_status st =
+            text ? wd_tokenizer_load_from_memory(text, strlen(text), &tok, &err) : WD_ERR_IO;
+        const char *in = json_string_value(json_object_get(row, "text"));
+        size_t nw, ng = 0;
+        int32_t *want = json_ids(json_object_get(row, "ids"), &nw), *got = NULL;
+        if (st == WD_OK)
+            st = wd_tokenizer_encode(tok, in, strlen(in), 0, &got, &ng, &err);
+        wd_test_checks++;
+        if (st != WD_OK)
+            wd_test_fail(__FILE__, __LINE__, "cases line %zu (%s): %s", i,
+                         pre ? "regex" : "normalizer", err.msg);
+        else if (ng != nw || (nw && memcmp(want, got, nw * sizeof(*got)) != 0))
+            if (reported++ < MAX_REPORT)
+                report_ids("cases", i, in, want, nw, got, ng);
+        free(want);
+        free(got);
+        wd_tokenizer_destroy(tok);
+        free(text);
+        json_decref(cfg);
+        json_decref(row);
+    }
+    free(rows);
+    free(buf);
+}
+
 static struct wd_tokenizer *load_fixture(const char *name)
 {
     char path[512];
@@ -395,6 +441,13 @@ static void test_bad_json(void)
     expect_load_error("{\"model\": {" V "}, \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\":"
                       " {\"Regex\": \"a\"}, \"behavior\": \"Sideways\"}}",
                       WD_ERR_FORMAT, "behavior");
+    /* Oniguruma escapes PCRE2 lacks are translated; what cannot be is refused by name. */
+    expect_load_error("{\"model\": {" V "}, \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\":"
+                      " {\"Regex\": \"[\\\\uD83D]\"}, \"behavior\": \"Isolated\"}}",
+                      WD_ERR_FORMAT, "surrogate");
+    expect_load_error("{\"model\": {" V "}, \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\":"
+                      " {\"Regex\": \"\\\\u004\"}, \"behavior\": \"Isolated\"}}",
+                      WD_ERR_FORMAT, "Split regex");
     expect_load_error("{\"model\": {" V "}, \"pre_tokenizer\": {\"type\": \"Metaspace\"}}",
                       WD_ERR_UNSUPPORTED, "Metaspace");
     expect_load_error("{\"model\": {" V "}, \"added_tokens\": [{\"id\": 5}]}", WD_ERR_FORMAT,
@@ -500,6 +553,7 @@ int main(void)
     WD_RUN(test_bad_json);
     WD_RUN(test_small_models);
     WD_RUN(test_detok_small_buffer);
+    WD_RUN(test_edge_cases);
     WD_RUN(test_corpus_tiny_bytelevel);
     WD_RUN(test_corpus_tiny_split);
     WD_RUN(test_corpus_qwen3);

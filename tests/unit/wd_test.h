@@ -24,6 +24,8 @@ const char *wd_test_src(const char *rel);
 const char *wd_test_bin(const char *name);
 /* Runs a shell command, captures up to cap-1 bytes of stdout+stderr in out; returns exit code. */
 int wd_test_sh(const char *cmd, char *out, size_t cap);
+/* A loopback TCP port nobody listens on now (the kernel picks it), or -1. */
+int wd_test_free_port(void);
 
 #define WD_RUN(fn) wd_test_run(#fn, fn)
 

@@ -19,7 +19,7 @@
  *    three tokens at a time, so those tokens' columns stay in L1 and the token block (up to
  *    TB tokens) in L2. Its 12 accumulators are the 8-lane chains above, parked in a small
  *    buffer between column blocks, so K may be any length. Measured on a 2-core Zen 3
- *    (one thread, 512 x 1024 bf16 x 64 tokens): about 60 GFLOP/s, the FMA peak being 95
+ *    (one thread, 512 x 1024 bf16 x 64 tokens): 60-65 GFLOP/s, the FMA peak being 95
  *    and OpenBLAS's sgemm on the same widened tiles 60-70 (it cannot keep the order above,
  *    which the batch-1 kernel has to share).
  * The AVX2 versions are compiled with a target attribute and chosen at run time with
@@ -50,9 +50,9 @@
  * a software prefetch PREFETCH_ROW bytes ahead. Measured on a 2-core Zen 3, one thread, 512
  * MiB of 1024-column bf16 rows, as a fraction of the read-only bandwidth: 4 rows at a time
  * with a fixed 2 KiB prefetch 0.60-0.66, the same prefetching one 4-row tile ahead 0.67-0.74,
- * two rows 0.64-0.69, one row (a single stream) 0.73-0.87. Its single FMA chain (the order
- * above) caps it near 4 bytes a cycle, above what one core's share of DRAM needs. The GEMM
- * staging reads RB rows in column blocks and prefetches the next block's rows. */
+ * two rows 0.64-0.69, one row (a single stream) 0.73-0.87. Splitting a row's sum into two
+ * chains (another order) measured no faster: the one FMA chain is not what limits it. The
+ * GEMM staging reads RB rows in column blocks and prefetches the next block's rows. */
 #define PREFETCH_ROW 8192
 
 struct linear_job {

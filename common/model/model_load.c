@@ -13,6 +13,7 @@
 
 #include "common/model/model.h"
 #include "kernels/attention_mla_cpu.h"
+#include "common/model/model_weights.h"
 #include "common/model/model_workspace.h"
 #include "common/util/log.h"
 
@@ -415,6 +416,8 @@ enum wd_status wd_model_create_from(const struct wd_model_config *cfg, struct wd
         st_ = bind_layer(&b, m, l);
     if (st_ == WD_OK)
         st_ = setup_rope(m, err);
+    if (st_ == WD_OK && !opt->is_weights_mapped)
+        wd_model_weights_to_ram(m);
     if (st_ == WD_OK) {
         int n = opt->n_threads > 0 ? opt->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
         st_ = wd_threadpool_create(n > 0 ? n : 1, &m->tp);
@@ -487,6 +490,7 @@ void wd_model_destroy(struct wd_model *model)
     wd_model_workspace_destroy(model->ws);
     wd_threadpool_destroy(model->tp);
     wd_expert_store_destroy(model->experts_store);
+    wd_model_weights_release(model);
     free(model->layers);
     wd_arena_destroy(model->arena);
     wd_safetensors_close(model->st);

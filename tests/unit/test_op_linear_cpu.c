@@ -155,14 +155,17 @@ static void test_random_shapes(void)
 
 /* A token's outputs are bit-identical whether it runs alone or inside any batch, on any
  * number of threads: the matrix-vector and GEMM kernels share one reduction order. Batch
- * sizes cross the micro-kernel's 3 tokens and the GEMM's token blocks; shapes are off
- * every tile size, K spans several column blocks. */
+ * sizes cross the micro-kernel's 3 tokens, the direct kernels' limit and the GEMM's token
+ * blocks; shapes are off every tile size, K spans several column blocks. */
 static void test_batch_invariance(void)
 {
     struct wd_threadpool *tp = NULL;
     WD_EXPECT_EQ_INT(wd_threadpool_create(3, &tp), WD_OK);
     enum wd_dtype dts[4] = {WD_DTYPE_F32, WD_DTYPE_BF16, WD_DTYPE_F16, WD_DTYPE_F8_E4M3};
-    int64_t shapes[][3] = {{37, 1029, 200}, {64, 96, 7}, {13, 2050, 4}, {300, 515, 100}};
+    /* n <= 12 with BF16/F16 weights runs the direct (unstaged) kernels: 2 rows x token
+     * groups of 4, 3, 2, 1, a lone last row; 13 is the first staged batch. */
+    int64_t shapes[][3] = {{37, 1029, 200}, {64, 96, 7},    {13, 2050, 4},
+                           {300, 515, 100}, {29, 1037, 12}, {15, 531, 13}};
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
         for (int d = 0; d < 4; d++)
             for (int portable = 0; portable < 2; portable++) {

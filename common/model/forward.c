@@ -197,9 +197,14 @@ static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_
     off[0] = 0;
 
     /* Waves of consecutive experts whose rows fit e_in (G rows; one expert always does) run
-     * in one grouped MLP call; then each token adds its experts' outputs in expert order. */
+     * in one grouped MLP call; then each token adds its experts' outputs in expert order.
+     * Whole shared experts join the last wave when their n rows fit too (one pool pass
+     * fewer each way, and more tasks to balance); their output waits in e_out until it is
+     * added, after the routed sum and its reduce, as before. */
     memset(out, 0, (size_t)n * H * sizeof(float));
     int64_t cap = (int64_t)m->opt.max_batch_tokens * m->shard.attn_dp_size;
+    int shared_split = m->shard.dense_tp_size > 1;
+    const float *shared_out = NULL;
     for (int e = 0; e < nl;) {
         struct wd_mlp_group grp[MOE_WAVE];
         int ng = 0, e0 = e;
@@ -223,6 +228,19 @@ static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_
                                               .y = ws->e_out + (size_t)rows * H};
             rows += cnt;
         }
+        if (e == nl && L->has_shared && !shared_split && rows + n <= cap) {
+            int64_t tmp_at = ng > 0 ? (grp[ng - 1].tmp - ws->mlp_tmp) +
+                                          grp[ng - 1].n * 2 * grp[ng - 1].gate->rows
+                                    : 0;
+            grp[ng++] = (struct wd_mlp_group){.gate = &L->shared.gate,
+                                              .up = &L->shared.up,
+                                              .down = &L->shared.down,
+                                              .x = in,
+                                              .n = n,
+                                              .tmp = ws->mlp_tmp + tmp_at,
+                                              .y = ws->e_out + (size_t)rows * H};
+            shared_out = grp[ng - 1].y;
+        }
         m->be.ops->mlp(m->be.ctx, grp, ng);
         const float *src = ws->e_out;
         for (int32_t i = off[e0]; i < off[e]; i++, src += H) {
@@ -232,7 +250,6 @@ static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_
                 dst[d] += w * src[d];
         }
     }
-    int shared_split = m->shard.dense_tp_size > 1;
     if (L->has_shared && shared_split) {
         mlp(m, &L->shared, in, n, ws->e_out);
         add_inplace(m, out, ws->e_out, (size_t)n * H);
@@ -240,8 +257,11 @@ static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_
     WD_CHECK(reduce(m, WD_GROUP_MOE, m->shard.moe_ep_size * m->shard.moe_tp_size, out,
                     (size_t)n * H, err));
     if (L->has_shared && !shared_split) {
-        mlp(m, &L->shared, in, n, ws->e_out);
-        add_inplace(m, out, ws->e_out, (size_t)n * H);
+        if (!shared_out) {
+            mlp(m, &L->shared, in, n, ws->e_out);
+            shared_out = ws->e_out;
+        }
+        add_inplace(m, out, shared_out, (size_t)n * H);
     }
     return WD_OK;
 }

@@ -416,8 +416,6 @@ enum wd_status wd_model_create_from(const struct wd_model_config *cfg, struct wd
         st_ = bind_layer(&b, m, l);
     if (st_ == WD_OK)
         st_ = setup_rope(m, err);
-    if (st_ == WD_OK && !opt->is_weights_mapped)
-        wd_model_weights_to_ram(m);
     if (st_ == WD_OK) {
         int n = opt->n_threads > 0 ? opt->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
         st_ = wd_threadpool_create(n > 0 ? n : 1, &m->tp);
@@ -425,6 +423,8 @@ enum wd_status wd_model_create_from(const struct wd_model_config *cfg, struct wd
             wd_error_set(err, st_, "model: cannot start %d threads", n);
         wd_backend_cpu_init(&m->be, m->tp);
     }
+    if (st_ == WD_OK && !opt->is_weights_mapped)
+        wd_model_weights_to_ram(m);
     if (st_ == WD_OK)
         st_ = wd_model_workspace_create(m, &m->ws, err);
     if (st_ != WD_OK) {

@@ -16,7 +16,8 @@ struct wd_model;
  * store owns) into one block of 2 MiB-aligned anonymous memory advised MADV_HUGEPAGE, packed
  * (a row slice or column slice keeps only its part) and read-only after the copy, and points
  * the model's weights at it. The model owns the block (wd_model_weights_release). When the
- * block cannot be mapped the weights stay where they are (a warning): only speed is lost. */
+ * block cannot be mapped the weights stay where they are (a warning): only speed is lost.
+ * Copies on the model's thread pool (created before). */
 void wd_model_weights_to_ram(struct wd_model *m);
 void wd_model_weights_release(struct wd_model *m); /* idempotent */
 

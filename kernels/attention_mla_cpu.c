@@ -1,10 +1,10 @@
-/* Fast CPU MLA: one task per (token, head), two-pass softmax over the latent cache. */
+/* Fast CPU MLA: absorb W_UK, blocked flash pass over the latent cache, lift with W_UV. */
 #include "kernels/attention_mla_cpu.h"
 
-#include <math.h>
 #include <string.h>
 
 #include "common/util/status.h"
+#include "kernels/attention_cpu.h"
 #include "kernels/linear_cpu.h"
 
 void wd_mla_uk_transpose(const struct wd_weight *kv_b, int n_heads, int nope_dim, int v_dim,
@@ -21,115 +21,114 @@ void wd_mla_uk_transpose(const struct wd_weight *kv_b, int n_heads, int nope_dim
         }
 }
 
-/* Eight independent partial sums: vectorizes on any SIMD width, and the order is fixed. */
-static float dot(const float *a, const float *b, int n)
+int64_t wd_attention_mla_cpu_scratch(int64_t n_tokens, int n_heads, int kv_lora_rank, int rope_dim)
 {
-    float p[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++)
-            p[k] += a[i + k] * b[i + k];
-    float s = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
-    for (; i < n; i++)
-        s += a[i] * b[i];
-    return s;
+    return n_tokens * n_heads * (int64_t)(2 * kv_lora_rank + rope_dim);
 }
 
-struct mla_job {
-    const float *q;
-    const int32_t *tok_seq, *tok_pos;
-    const struct wd_attn_seq *seqs;
-    const void *cache;
-    enum wd_dtype dtype;
-    int page_size, n_heads, lora, nope, rope, v;
-    const struct wd_weight *kv_b;
-    const float *uk_t;
-    float scale;
-    float *out;
-    int64_t n_pairs;
+/* One linear per head over every token: head h maps x + h * x_head (rows ldx apart) through
+ * its weight into y + h * y_head (rows ldy apart). Tasks are (head, slice of rows). */
+struct head_linear {
+    const struct wd_weight *w; /* [n_heads] views */
+    const float *x;
+    int64_t x_head, ldx;
+    float *y;
+    int64_t y_head, ldy;
+    int64_t n, slice;
+    int slices; /* per head */
 };
 
-static void mla_pair(const struct mla_job *j, int64_t pair)
+static void head_linear_task(void *arg, int idx, int n_tasks)
 {
-    float q_lat[WD_MLA_MAX_RANK], o_lat[WD_MLA_MAX_RANK], buf[WD_MLA_MAX_RANK + 1024];
-    int64_t t = pair / j->n_heads;
-    int h = (int)(pair % j->n_heads), row = j->lora + j->rope;
-    const struct wd_attn_seq *seq = &j->seqs[j->tok_seq[t]];
-    int32_t last = j->tok_pos[t];
-    const float *q_nope = j->q + (t * j->n_heads + h) * (int64_t)(j->nope + j->rope);
-    const float *q_pe = q_nope + j->nope;
-
-    /* q_lat = W_UK_h^T q_nope: rows of uk_t are latent channels. */
-    struct wd_weight uk = {.dtype = WD_DTYPE_F32,
-                           .data = j->uk_t + (size_t)h * (size_t)j->lora * (size_t)j->nope,
-                           .rows = j->lora,
-                           .cols = j->nope};
-    wd_linear_cpu(&uk, q_nope, 1, q_lat, NULL);
-
-    float m = -INFINITY;
-    for (int32_t s = 0; s <= last; s++) {
-        const float *lat =
-            wd_kv_row_f32(j->cache, j->dtype, wd_attn_slot(seq, s, j->page_size) * row, row, buf);
-        float sc = (dot(q_lat, lat, j->lora) + dot(q_pe, lat + j->lora, j->rope)) * j->scale;
-        m = sc > m ? sc : m;
-    }
-    float l = 0.0f;
-    memset(o_lat, 0, sizeof(float) * (size_t)j->lora);
-    for (int32_t s = 0; s <= last; s++) {
-        const float *lat =
-            wd_kv_row_f32(j->cache, j->dtype, wd_attn_slot(seq, s, j->page_size) * row, row, buf);
-        float sc = (dot(q_lat, lat, j->lora) + dot(q_pe, lat + j->lora, j->rope)) * j->scale;
-        float p = expf(sc - m);
-        l += p;
-        for (int c = 0; c < j->lora; c++)
-            o_lat[c] += p * lat[c];
-    }
-    float inv = 1.0f / l;
-    for (int c = 0; c < j->lora; c++)
-        o_lat[c] *= inv;
-    struct wd_weight uv =
-        wd_weight_slice_rows(j->kv_b, (int64_t)h * (j->nope + j->v) + j->nope, j->v);
-    wd_linear_cpu(&uv, o_lat, 1, j->out + (t * j->n_heads + h) * (int64_t)j->v, NULL);
+    const struct head_linear *j = arg;
+    int h = idx / j->slices;
+    const struct wd_weight *w = &j->w[h];
+    int64_t r0 = (idx % j->slices) * j->slice,
+            r1 = r0 + j->slice < w->rows ? r0 + j->slice : w->rows;
+    wd_linear_cpu_rows(w, j->x + h * j->x_head, j->ldx, j->n, j->y + h * j->y_head, j->ldy, r0, r1);
+    (void)n_tasks;
 }
 
-static void mla_task(void *arg, int idx, int n_tasks)
+static void head_linear_run(struct head_linear *j, int n_heads, struct wd_threadpool *tp)
 {
-    const struct mla_job *j = arg;
-    int64_t per = (j->n_pairs + n_tasks - 1) / n_tasks;
-    int64_t begin = per * idx, end = begin + per < j->n_pairs ? begin + per : j->n_pairs;
-    for (int64_t p = begin; p < end; p++)
-        mla_pair(j, p);
+    int64_t rows = j->w[0].rows;
+    int want = wd_threadpool_size(tp) * 4;
+    j->slices = n_heads >= want ? 1 : (want + n_heads - 1) / n_heads;
+    j->slice = ((rows + j->slices - 1) / j->slices + 7) / 8 * 8;
+    j->slices = (int)((rows + j->slice - 1) / j->slice);
+    wd_threadpool_run(tp, head_linear_task, j, n_heads * j->slices);
 }
 
 void wd_attention_mla_cpu(const float *q, int64_t n_tokens, const int32_t *tok_seq,
                           const int32_t *tok_pos, const struct wd_attn_seq *seqs,
                           const void *latent_cache, enum wd_dtype dtype, int page_size, int n_heads,
                           int kv_lora_rank, int nope_dim, int rope_dim, int v_dim,
-                          const struct wd_weight *kv_b, const float *uk_t, float scale, float *out,
-                          struct wd_threadpool *tp)
+                          const struct wd_weight *kv_b, const float *uk_t, float scale,
+                          float *scratch, float *out, struct wd_threadpool *tp)
 {
-    WD_ASSERT(kv_lora_rank <= WD_MLA_MAX_RANK && rope_dim <= 1024);
-    struct mla_job job = {.q = q,
-                          .tok_seq = tok_seq,
-                          .tok_pos = tok_pos,
-                          .seqs = seqs,
-                          .cache = latent_cache,
-                          .dtype = dtype,
-                          .page_size = page_size,
-                          .n_heads = n_heads,
-                          .lora = kv_lora_rank,
-                          .nope = nope_dim,
-                          .rope = rope_dim,
-                          .v = v_dim,
-                          .kv_b = kv_b,
-                          .uk_t = uk_t,
-                          .scale = scale,
-                          .out = out,
-                          .n_pairs = n_tokens * n_heads};
-    if (job.n_pairs <= 0)
+    int lora = kv_lora_rank, row = lora + rope_dim, qd = nope_dim + rope_dim;
+    WD_ASSERT(lora <= WD_MLA_MAX_RANK && n_heads <= WD_MLA_MAX_HEADS);
+    WD_ASSERT(kv_b->rows == (int64_t)n_heads * (nope_dim + v_dim) && kv_b->cols == lora);
+    if (n_tokens <= 0)
         return;
-    int n_tasks = tp ? wd_threadpool_size(tp) * 4 : 1;
-    if (n_tasks > job.n_pairs)
-        n_tasks = (int)job.n_pairs;
-    wd_threadpool_run(tp, mla_task, &job, n_tasks);
+    float *q_abs = scratch;                            /* [n, heads, lora + rope] */
+    float *o_lat = scratch + n_tokens * n_heads * row; /* [n, heads, lora] */
+    struct wd_weight w[WD_MLA_MAX_HEADS];
+
+    /* 1. q_abs = [W_UK_h^T q_nope | q_pe]: rows of uk_t's head block are latent channels. */
+    for (int h = 0; h < n_heads; h++)
+        w[h] = (struct wd_weight){.dtype = WD_DTYPE_F32,
+                                  .data = uk_t + (size_t)h * (size_t)lora * (size_t)nope_dim,
+                                  .rows = lora,
+                                  .cols = nope_dim};
+    struct head_linear uk = {.w = w,
+                             .x = q,
+                             .x_head = qd,
+                             .ldx = (int64_t)n_heads * qd,
+                             .y = q_abs,
+                             .y_head = row,
+                             .ldy = (int64_t)n_heads * row,
+                             .n = n_tokens};
+    head_linear_run(&uk, n_heads, tp);
+    for (int64_t t = 0; t < n_tokens; t++)
+        for (int h = 0; h < n_heads; h++)
+            memcpy(q_abs + (t * n_heads + h) * row + lora, q + (t * n_heads + h) * qd + nope_dim,
+                   sizeof(float) * (size_t)rope_dim);
+
+    /* 2. One KV "head" shared by all heads: the latent row is the key, its c_kv the value. */
+    struct wd_flash_args fa = {.q = q_abs,
+                               .q_tok = (int64_t)n_heads * row,
+                               .q_head = row,
+                               .k = latent_cache,
+                               .v = latent_cache,
+                               .dtype = dtype,
+                               .slot = row,
+                               .kv_head = 0,
+                               .dk = row,
+                               .dv = lora,
+                               .n_heads = n_heads,
+                               .group = n_heads,
+                               .tok_seq = tok_seq,
+                               .tok_pos = tok_pos,
+                               .seqs = seqs,
+                               .page_size = page_size,
+                               .scale = scale,
+                               .out = o_lat,
+                               .o_tok = (int64_t)n_heads * lora,
+                               .o_head = lora,
+                               .n_tokens = n_tokens};
+    wd_flash_attention_cpu(&fa, tp);
+
+    /* 3. out_h = W_UV_h o_lat_h. */
+    for (int h = 0; h < n_heads; h++)
+        w[h] = wd_weight_slice_rows(kv_b, (int64_t)h * (nope_dim + v_dim) + nope_dim, v_dim);
+    struct head_linear uv = {.w = w,
+                             .x = o_lat,
+                             .x_head = lora,
+                             .ldx = (int64_t)n_heads * lora,
+                             .y = out,
+                             .y_head = v_dim,
+                             .ldy = (int64_t)n_heads * v_dim,
+                             .n = n_tokens};
+    head_linear_run(&uv, n_heads, tp);
 }

@@ -7,8 +7,8 @@
  * (fp32 or bf16) is the backend's business, not the model's.
  *
  * The CPU backend (wd_backend_cpu) runs the reference ops, with the threaded fast paths
- * (kernels/linear_cpu.h, kernels/attention_mla_cpu.h) where they exist. It owns nothing:
- * its context is the model's thread pool.
+ * (kernels/linear_cpu.h, mlp_cpu.h, attention_cpu.h, attention_mla_cpu.h, vec_cpu.h) where
+ * they exist. It owns nothing: its context is the model's thread pool.
  */
 #ifndef WD_KERNELS_BACKEND_H
 #define WD_KERNELS_BACKEND_H
@@ -17,6 +17,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/dtype.h"
+#include "kernels/mlp.h"
 #include "kernels/rope.h"
 #include "kernels/threadpool.h"
 #include "kernels/weight.h"
@@ -48,6 +49,9 @@ struct wd_mla_args {
     const struct wd_weight *kv_b; /* [heads * (nope + v), kv_lora_rank] */
     const float *uk_t;            /* [heads * kv_lora_rank, nope] W_UK transposed */
     float scale;
+    /* CPU: [wd_attention_mla_cpu_scratch(n_tokens, ...)] f32 the op may use (absorbed queries,
+     * latent outputs); a backend with its own buffers ignores it. */
+    float *scratch;
 };
 
 struct wd_backend_ops {
@@ -59,6 +63,9 @@ struct wd_backend_ops {
     void (*rope)(void *ctx, const struct wd_rope *rope, float *x, int64_t n, int n_heads,
                  int head_stride, int off, const int32_t *pos);
     void (*silu_mul)(void *ctx, const float *gate, const float *up, int64_t n, float *out);
+    /* Every group's y = down(silu(gate x) * up x) (kernels/mlp.h): a MoE layer's experts in
+     * one call, so a backend can schedule them together. */
+    void (*mlp)(void *ctx, const struct wd_mlp_group *groups, int n_groups);
     /* x[i] += y[i] */
     void (*add)(void *ctx, float *x, const float *y, int64_t n);
     /* Writes each token's K (and V) row, [n_tokens, k_row] / [n_tokens, v_row] f32, into its

@@ -7,12 +7,14 @@
 #include "kernels/backend.h"
 
 #include "common/util/status.h"
+#include "kernels/attention_cpu.h"
 #include "kernels/attention_mla_cpu.h"
 #include "kernels/embedding.h"
 #include "kernels/linear_cpu.h"
-#include "kernels/mlp.h"
+#include "kernels/mlp_cpu.h"
 #include "kernels/moe_gate.h"
 #include "kernels/rmsnorm.h"
+#include "kernels/vec_cpu.h"
 
 static void cpu_embedding(void *ctx, const struct wd_weight *table, const int32_t *ids, int64_t n,
                           float *out)
@@ -39,7 +41,12 @@ static void cpu_rope(void *ctx, const struct wd_rope *rope, float *x, int64_t n,
 
 static void cpu_silu_mul(void *ctx, const float *gate, const float *up, int64_t n, float *out)
 {
-    wd_silu_mul_ref(gate, up, n, out);
+    wd_vec_silu_mul(gate, up, n, out);
+}
+
+static void cpu_mlp(void *ctx, const struct wd_mlp_group *groups, int n_groups)
+{
+    wd_mlp_cpu(groups, n_groups, ctx);
 }
 
 static void cpu_add(void *ctx, float *x, const float *y, int64_t n)
@@ -59,8 +66,8 @@ static void cpu_attention_gqa(void *ctx, const float *q, const struct wd_attn_ba
                               const struct wd_kv_layer *kv, int n_heads, int n_kv_heads,
                               int head_dim, float scale, float *out)
 {
-    wd_attention_gqa_ref(q, b->n_tokens, b->tok_seq, b->tok_pos, b->seqs, kv->k, kv->v, kv->dtype,
-                         kv->page_size, n_heads, n_kv_heads, head_dim, scale, out);
+    wd_attention_gqa_cpu(q, b->n_tokens, b->tok_seq, b->tok_pos, b->seqs, kv->k, kv->v, kv->dtype,
+                         kv->page_size, n_heads, n_kv_heads, head_dim, scale, out, ctx);
 }
 
 static void cpu_attention_mla(void *ctx, const float *q, const struct wd_attn_batch *b,
@@ -68,7 +75,7 @@ static void cpu_attention_mla(void *ctx, const float *q, const struct wd_attn_ba
 {
     wd_attention_mla_cpu(q, b->n_tokens, b->tok_seq, b->tok_pos, b->seqs, kv->k, kv->dtype,
                          kv->page_size, a->n_heads, a->kv_lora_rank, a->nope_dim, a->rope_dim,
-                         a->v_dim, a->kv_b, a->uk_t, a->scale, out, ctx);
+                         a->v_dim, a->kv_b, a->uk_t, a->scale, a->scratch, out, ctx);
 }
 
 static void cpu_gate_softmax(void *ctx, const float *logits, int64_t n, int n_experts, int top_k,
@@ -91,6 +98,7 @@ static const struct wd_backend_ops cpu_ops = {
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,
     .silu_mul = cpu_silu_mul,
+    .mlp = cpu_mlp,
     .add = cpu_add,
     .kv_write = cpu_kv_write,
     .attention_gqa = cpu_attention_gqa,

@@ -4,11 +4,14 @@
  * Decode is a matrix-vector product whose cost is reading W, so the op reads
  * each weight byte once per call whatever the number of tokens: rows are cut
  * into tiles, and each tile is used for all n tokens while it sits in L1.
- * BF16/F16 rows are widened in registers (AVX2 + F16C when the CPU has them,
- * picked at run time; portable C otherwise), F8_E4M3 tiles are dequantized
- * with their block scales into a small stack buffer first. Rows are split over
- * the threads of an optional wd_threadpool. Results equal wd_linear_ref up to
- * the order of the fp32 additions.
+ * Batch-1 BF16/F16 rows are widened in registers (AVX2 + F16C when the CPU has
+ * them, picked at run time; portable C otherwise); for more tokens, tiles are
+ * widened (F8_E4M3: dequantized with their block scales) into a small stack
+ * buffer and run through a GEMM micro-kernel. Rows are split over the threads
+ * of an optional wd_threadpool. Results equal wd_linear_ref up to the order of
+ * the fp32 additions, and that order is fixed per output element: a token's
+ * results are bit-identical whatever else is in the batch and however many
+ * threads run it.
  */
 #ifndef WD_KERNELS_LINEAR_CPU_H
 #define WD_KERNELS_LINEAR_CPU_H
@@ -28,12 +31,28 @@ extern "C" {
 void wd_linear_cpu(const struct wd_weight *w, const float *x, int64_t n, float *y,
                    struct wd_threadpool *tp);
 
+/* The same with row strides: token t reads x + t * ldx and writes y + t * ldy
+ * (ldx >= cols, ldy >= rows), e.g. one head's slice of a [n, heads, dim] tensor. */
+void wd_linear_cpu_strided(const struct wd_weight *w, const float *x, int64_t ldx, int64_t n,
+                           float *y, int64_t ldy, struct wd_threadpool *tp);
+
+/* Rows [r0, r1) of the strided op, on the calling thread: the building block of fused ops
+ * that schedule their own tasks (kernels/mlp_cpu.c). Any split of the rows gives the same
+ * bits as wd_linear_cpu. */
+void wd_linear_cpu_rows(const struct wd_weight *w, const float *x, int64_t ldx, int64_t n, float *y,
+                        int64_t ldy, int64_t r0, int64_t r1);
+
 /* The same op forced onto the portable C kernels (tests compare both paths on any CPU). */
 void wd_linear_cpu_portable(const struct wd_weight *w, const float *x, int64_t n, float *y,
                             struct wd_threadpool *tp);
 
 /* 1 when the AVX2/FMA/F16C kernels are in use on this CPU (for logs and benchmarks). */
 int wd_linear_cpu_has_avx2(void);
+
+/* Tests only: is_portable 1 makes every CPU op of kernels/ (linear, MLP, attention, vec)
+ * take its portable path from now on, 0 gives the CPU's choice back. Not thread-safe
+ * against ops running at the same time. */
+void wd_cpu_force_portable(int is_portable);
 
 #ifdef __cplusplus
 }

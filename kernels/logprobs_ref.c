@@ -5,13 +5,22 @@
 
 int wd_logits_finite_ref(const float *logits, int vocab)
 {
-    /* Summing as we go lets a NaN or Inf anywhere reach the end: cheaper than a branch per
-     * element, and overflow of the sum of finite logits (|x| < 3.4e38 each) cannot happen in
-     * double. */
-    double s = 0.0;
-    for (int i = 0; i < vocab; i++)
-        s += (double)logits[i] * 0.0;
-    return s == 0.0;
+    /* Summing x * 0 as we go lets a NaN or Inf anywhere reach the end (Inf * 0 is NaN):
+     * cheaper than a branch per element. Eight independent partial sums, not one running
+     * sum: the answer is the same (every finite term is 0), but one chain of dependent adds
+     * over a 129k-256k vocabulary was ~0.15 ms per row on the serial sampling path, and
+     * eight lanes vectorize. */
+    float part[8] = {0};
+    int i = 0;
+    for (; i + 8 <= vocab; i += 8)
+        for (int j = 0; j < 8; j++)
+            part[j] += logits[i + j] * 0.0f;
+    float s = 0.0f;
+    for (int j = 0; j < 8; j++)
+        s += part[j];
+    for (; i < vocab; i++)
+        s += logits[i] * 0.0f;
+    return s == 0.0f;
 }
 
 double wd_logsumexp_ref(const float *logits, int vocab)

@@ -13,6 +13,16 @@
 extern "C" {
 #endif
 
+/* One SwiGLU MLP applied to a group of rows: a MoE layer's expert with the tokens routed to
+ * it, a shared expert or a dense layer. The backends' grouped MLP op takes an array. */
+struct wd_mlp_group {
+    const struct wd_weight *gate, *up, *down; /* [I, H], [I, H], [H, I]; any weight dtype */
+    const float *x;                           /* [n, H] f32 */
+    int64_t n;                                /* rows; 0 is allowed */
+    float *tmp; /* [n, 2 * I] f32 scratch: gate activations then up (must not alias x or y) */
+    float *y;   /* [n, H] f32 = down(silu(gate x) * up x); may alias x */
+};
+
 /* out[i] = silu(gate[i]) * up[i] with silu(g) = g / (1 + exp(-g)) (PyTorch's formula).
  * gate, up, out: [n] f32; out may alias gate or up. */
 void wd_silu_mul_ref(const float *gate, const float *up, int64_t n, float *out);

@@ -78,12 +78,18 @@ static float raw_logprob(const float *logits, int vocab, int32_t tok)
     return (float)((double)logits[tok] - m - log(s));
 }
 
+/* The first index of the largest value. The best value is kept in a register: reloading
+ * x[best] each step made every compare wait on the previous one's load (~7 cycles per
+ * element, 0.3 ms for a 129k vocabulary). */
 static int32_t argmax(const float *x, int n)
 {
     int32_t best = 0;
+    float v = x[0];
     for (int i = 1; i < n; i++)
-        if (x[i] > x[best])
+        if (x[i] > v) {
+            v = x[i];
             best = i;
+        }
     return best;
 }
 

@@ -27,6 +27,7 @@ struct opts {
     const char *kv_cache_dtype;
     int max_new_tokens, top_k, seed, chat, json, logprobs, page_size, chunked_prefill_size;
     int max_running_requests, context_length, max_total_tokens, threads, ignore_eos;
+    int weights_mapped;
     int timeout_ms;
     float temperature, top_p, min_p;
 };
@@ -253,6 +254,7 @@ static enum wd_status run_engine(struct run *run, const struct wd_layout *layout
                    .max_total_tokens = total,
                    .kv_dtype = kv_dtype,
                    .n_threads = o->threads,
+                   .is_weights_mapped = o->weights_mapped,
                    .timeout_ms = o->timeout_ms,
                    .max_prompt_tokens = max_prompt,
                    .idle_wait_ms = 5,
@@ -418,6 +420,10 @@ int main(int argc, char **argv)
         {"kv-cache-dtype", NULL, WD_FLAG_STRING, &o->kv_cache_dtype, 1, 0,
          "KV cache element type (auto = fp32, the CPU engine's activation type)",
          "auto,fp32,float32,bf16,bfloat16", 0},
+        {"weights-mapped", NULL, WD_FLAG_BOOL, &o->weights_mapped, 1, 0,
+         "stream the weights from the checkpoint's mapping, not a huge-page copy made at load "
+         "(less RAM, slower CPU decode)",
+         NULL, 0},
         {"threads", NULL, WD_FLAG_INT, &o->threads, 0, 1024, "CPU threads per rank (0 = all)", NULL,
          0},
         {"metrics-file", NULL, WD_FLAG_STRING, &o->metrics_file, 1, 0,

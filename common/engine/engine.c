@@ -384,6 +384,7 @@ static enum wd_status engine_build(struct wd_engine *e, struct wd_error *err)
     struct wd_scheduler_config sc;
     wd_engine_sched_config(cfg, &sc);
     struct wd_model_options mopt = {.n_threads = cfg->n_threads,
+                                    .is_weights_mapped = cfg->is_weights_mapped,
                                     .shard = shard_of(l, e->me),
                                     .comm = {.ctx = e, .all_reduce = rank_all_reduce}};
     if (cfg->kv_transfer)

@@ -38,6 +38,7 @@ struct wd_engine_config {
     int max_total_tokens; /* KV pool of each attention-DP rank, in tokens */
     enum wd_dtype kv_dtype;
     int n_threads;            /* CPU threads per rank; 0 = all */
+    int is_weights_mapped;    /* 1: no huge-page copy of the weights (wd_model_options) */
     int timeout_ms;           /* every collective wait; a rank silent for longer fails the run */
     int max_prompt_tokens;    /* sizes the forward when chunked prefill is off */
     int idle_wait_ms;         /* how long an idle leader sleeps waiting for commands */

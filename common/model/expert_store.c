@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "common/model/model.h"
 
@@ -46,7 +47,10 @@ enum wd_status wd_expert_store_create(const struct wd_mlp_weights *proto, int n_
     }
     s->blob_bytes = at;
     size_t total = s->blob_bytes * (size_t)n_layers * (size_t)(n_slots > 0 ? n_slots : 1);
-    s->blobs = aligned_alloc(64, total);
+    /* 2 MiB-aligned and advised MADV_HUGEPAGE, as the other streamed weights are
+     * (model_weights.h): a decode step reads these experts once each. */
+    size_t huge = (size_t)2 << 20, len = (total + huge - 1) / huge * huge;
+    s->blobs = aligned_alloc(huge, len);
     if (!s->blobs) {
         free(s);
         return wd_error_set(err, WD_ERR_NOMEM,
@@ -54,6 +58,7 @@ enum wd_status wd_expert_store_create(const struct wd_mlp_weights *proto, int n_
                             "slots x %d layers",
                             total, n_slots, n_layers);
     }
+    (void)madvise(s->blobs, len, MADV_HUGEPAGE); /* advice: 4 KiB pages work too */
     memset(s->blobs, 0, total);
     *store_p = s;
     return WD_OK;

@@ -51,13 +51,18 @@ static void add_inplace(struct wd_model *m, float *x, const float *y, size_t n)
 static void mlp(struct wd_model *m, const struct wd_mlp_weights *w, const float *x, int64_t n,
                 float *y)
 {
-    float *gate = m->ws->mlp_tmp;
-    float *up = gate + (size_t)n * (size_t)w->gate.rows;
-    linear(m, &w->gate, x, n, gate);
-    linear(m, &w->up, x, n, up);
-    m->be.ops->silu_mul(m->be.ctx, gate, up, n * w->gate.rows, gate);
-    linear(m, &w->down, gate, n, y);
+    struct wd_mlp_group g = {.gate = &w->gate,
+                             .up = &w->up,
+                             .down = &w->down,
+                             .x = x,
+                             .n = n,
+                             .tmp = m->ws->mlp_tmp,
+                             .y = y};
+    m->be.ops->mlp(m->be.ctx, &g, 1);
 }
+
+/* Most experts one grouped MLP call takes (a stack array; more simply make another call). */
+#define MOE_WAVE 64
 
 static void attention_gqa(struct wd_model *m, const struct wd_attn_weights *a,
                           const struct wd_kv_layer *kv, const struct wd_attn_batch *ab)
@@ -106,7 +111,8 @@ static void attention_mla(struct wd_model *m, const struct wd_attn_weights *a,
                               .v_dim = c->v_head_dim,
                               .kv_b = &a->kv_b_proj,
                               .uk_t = a->uk_t,
-                              .scale = m->attn_scale};
+                              .scale = m->attn_scale,
+                              .scratch = ws->mla};
     m->be.ops->attention_mla(m->be.ctx, ws->q, ab, kv, &mla, ws->attn);
     linear(m, &a->o_proj, ws->attn, n, ws->out);
 }
@@ -190,24 +196,60 @@ static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_
         off[e] = off[e - 1];
     off[0] = 0;
 
+    /* Waves of consecutive experts whose rows fit e_in (G rows; one expert always does) run
+     * in one grouped MLP call; then each token adds its experts' outputs in expert order.
+     * Whole shared experts join the last wave when their n rows fit too (one pool pass
+     * fewer each way, and more tasks to balance); their output waits in e_out until it is
+     * added, after the routed sum and its reduce, as before. */
     memset(out, 0, (size_t)n * H * sizeof(float));
-    for (int e = 0; e < nl; e++) {
-        int32_t begin = off[e], cnt = off[e + 1] - off[e];
-        if (cnt == 0)
-            continue;
-        for (int32_t j = 0; j < cnt; j++)
-            memcpy(ws->e_in + (size_t)j * H, in + (size_t)ws->e_token[begin + j] * H,
-                   H * sizeof(float));
-        mlp(m, &L->experts[e], ws->e_in, cnt, ws->e_out);
-        for (int32_t j = 0; j < cnt; j++) {
-            float w = ws->e_weight[begin + j];
-            float *dst = out + (size_t)ws->e_token[begin + j] * H;
-            const float *src = ws->e_out + (size_t)j * H;
+    int64_t cap = (int64_t)m->opt.max_batch_tokens * m->shard.attn_dp_size;
+    int shared_split = m->shard.dense_tp_size > 1;
+    const float *shared_out = NULL;
+    for (int e = 0; e < nl;) {
+        struct wd_mlp_group grp[MOE_WAVE];
+        int ng = 0, e0 = e;
+        int64_t rows = 0;
+        for (; e < nl && ng < MOE_WAVE; e++) {
+            int32_t begin = off[e], cnt = off[e + 1] - off[e];
+            if (cnt == 0)
+                continue;
+            if (rows + cnt > cap)
+                break;
+            const struct wd_mlp_weights *w = &L->experts[e];
+            for (int32_t j = 0; j < cnt; j++)
+                memcpy(ws->e_in + (size_t)(rows + j) * H, in + (size_t)ws->e_token[begin + j] * H,
+                       H * sizeof(float));
+            grp[ng++] = (struct wd_mlp_group){.gate = &w->gate,
+                                              .up = &w->up,
+                                              .down = &w->down,
+                                              .x = ws->e_in + (size_t)rows * H,
+                                              .n = cnt,
+                                              .tmp = ws->mlp_tmp + rows * 2 * w->gate.rows,
+                                              .y = ws->e_out + (size_t)rows * H};
+            rows += cnt;
+        }
+        if (e == nl && L->has_shared && !shared_split && rows + n <= cap) {
+            int64_t tmp_at = ng > 0 ? (grp[ng - 1].tmp - ws->mlp_tmp) +
+                                          grp[ng - 1].n * 2 * grp[ng - 1].gate->rows
+                                    : 0;
+            grp[ng++] = (struct wd_mlp_group){.gate = &L->shared.gate,
+                                              .up = &L->shared.up,
+                                              .down = &L->shared.down,
+                                              .x = in,
+                                              .n = n,
+                                              .tmp = ws->mlp_tmp + tmp_at,
+                                              .y = ws->e_out + (size_t)rows * H};
+            shared_out = grp[ng - 1].y;
+        }
+        m->be.ops->mlp(m->be.ctx, grp, ng);
+        const float *src = ws->e_out;
+        for (int32_t i = off[e0]; i < off[e]; i++, src += H) {
+            float w = ws->e_weight[i];
+            float *dst = out + (size_t)ws->e_token[i] * H;
             for (size_t d = 0; d < H; d++)
                 dst[d] += w * src[d];
         }
     }
-    int shared_split = m->shard.dense_tp_size > 1;
     if (L->has_shared && shared_split) {
         mlp(m, &L->shared, in, n, ws->e_out);
         add_inplace(m, out, ws->e_out, (size_t)n * H);
@@ -215,8 +257,11 @@ static enum wd_status moe(struct wd_model *m, int layer, const float *in, int64_
     WD_CHECK(reduce(m, WD_GROUP_MOE, m->shard.moe_ep_size * m->shard.moe_tp_size, out,
                     (size_t)n * H, err));
     if (L->has_shared && !shared_split) {
-        mlp(m, &L->shared, in, n, ws->e_out);
-        add_inplace(m, out, ws->e_out, (size_t)n * H);
+        if (!shared_out) {
+            mlp(m, &L->shared, in, n, ws->e_out);
+            shared_out = ws->e_out;
+        }
+        add_inplace(m, out, shared_out, (size_t)n * H);
     }
     return WD_OK;
 }

@@ -112,6 +112,9 @@ struct wd_model_options {
     struct wd_expert_recorder *recorder;
     struct wd_model_eplb eplb;
     struct wd_model_layer_hook layer_hook; /* optional */
+    /* 1: the forward streams the weights from the checkpoint's mapping. 0 (default): from
+     * one huge-page copy made at load (faster decode on CPU, the weights' size in RAM). */
+    int is_weights_mapped;
 };
 
 struct wd_attn_weights {
@@ -168,6 +171,8 @@ struct wd_model {
     struct wd_threadpool *tp;
     struct wd_backend be; /* the ops the forward calls (CPU: over tp) */
     struct wd_model_workspace *ws;
+    void *weights_map; /* the huge-page copy of the streamed weights (NULL: none) */
+    size_t weights_map_len;
 };
 
 /* One ragged batch: token t belongs to sequence tok_seq[t] at position tok_pos[t].

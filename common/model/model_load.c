@@ -13,6 +13,7 @@
 
 #include "common/model/model.h"
 #include "kernels/attention_mla_cpu.h"
+#include "common/model/model_weights.h"
 #include "common/model/model_workspace.h"
 #include "common/util/log.h"
 
@@ -422,6 +423,8 @@ enum wd_status wd_model_create_from(const struct wd_model_config *cfg, struct wd
             wd_error_set(err, st_, "model: cannot start %d threads", n);
         wd_backend_cpu_init(&m->be, m->tp);
     }
+    if (st_ == WD_OK && !opt->is_weights_mapped)
+        wd_model_weights_to_ram(m);
     if (st_ == WD_OK)
         st_ = wd_model_workspace_create(m, &m->ws, err);
     if (st_ != WD_OK) {
@@ -487,6 +490,7 @@ void wd_model_destroy(struct wd_model *model)
     wd_model_workspace_destroy(model->ws);
     wd_threadpool_destroy(model->tp);
     wd_expert_store_destroy(model->experts_store);
+    wd_model_weights_release(model);
     free(model->layers);
     wd_arena_destroy(model->arena);
     wd_safetensors_close(model->st);

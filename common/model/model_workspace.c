@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/model/model.h"
+#include "kernels/attention_mla_cpu.h"
 
 struct carve {
     void **ptr;
@@ -44,6 +45,11 @@ enum wd_status wd_model_workspace_create(const struct wd_model *m, struct wd_mod
         {(void **)&ws->k, T * (size_t)k_row * 4},
         {(void **)&ws->v, T * (size_t)(v_row > 0 ? v_row : 1) * 4},
         {(void **)&ws->attn, T * (size_t)m->n_heads * (size_t)m->v_head_dim * 4},
+        {(void **)&ws->mla,
+         c->kv_lora_rank > 0 ? (size_t)wd_attention_mla_cpu_scratch(
+                                   (int64_t)T, m->n_heads, c->kv_lora_rank, c->qk_rope_head_dim) *
+                                   4
+                             : 4},
         {(void **)&ws->router, G * E * 4},
         {(void **)&ws->topk_idx, G * K * 4},
         {(void **)&ws->topk_w, G * K * 4},

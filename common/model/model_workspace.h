@@ -22,6 +22,7 @@ struct wd_model_workspace {
     float *k;          /* [T, kv_heads * head_dim] (GQA) or [T, kv_lora + rope] latent (MLA) */
     float *v;          /* [T, kv_heads * head_dim] (GQA) */
     float *attn;       /* [T, heads * v_head_dim] */
+    float *mla;        /* [T, heads, 2 * kv_lora + rope] CPU MLA scratch (absorbed q, latent out) */
     float *router;     /* [T, E] router logits */
     int32_t *topk_idx; /* [T, top_k] */
     float *topk_w;     /* [T, top_k] */

@@ -7,6 +7,7 @@
 
 #include "common/util/log.h"
 #include "kernels/logprobs.h"
+#include "kernels/logprobs_cpu.h"
 
 struct wd_scheduler {
     struct wd_scheduler_config cfg;
@@ -34,6 +35,8 @@ struct wd_scheduler {
     float *logits;                                 /* [max_logits, vocab] */
     float *sample_f;                               /* [2 * vocab] */
     int32_t *sample_i;                             /* [vocab] */
+    double *lse;      /* [max_running_requests] log-sum-exp of each sampled row */
+    double *lse_part; /* [max_running_requests * wd_logsumexp_cpu_parts(vocab)] */
 };
 
 static int pages_for(const struct wd_scheduler *s, int n_tokens)
@@ -102,9 +105,11 @@ enum wd_status wd_scheduler_create(const struct wd_scheduler_config *cfg, struct
     s->logits = malloc(R * V * sizeof(float));
     s->sample_f = malloc(2 * V * sizeof(float));
     s->sample_i = malloc(V * sizeof(int32_t));
+    s->lse = malloc(R * sizeof(double));
+    s->lse_part = malloc(R * (size_t)wd_logsumexp_cpu_parts((int)V) * sizeof(double));
     if (st != WD_OK || !s->running || !s->ids || !s->tok_seq || !s->tok_pos || !s->logit_rows ||
         !s->seqs || !s->seq_ids || !s->sampled || !s->take || !s->logits || !s->sample_f ||
-        !s->sample_i) {
+        !s->sample_i || !s->lse || !s->lse_part) {
         wd_scheduler_destroy(s);
         return wd_error_set(err, WD_ERR_NOMEM, "scheduler: out of memory");
     }
@@ -211,6 +216,8 @@ void wd_scheduler_destroy(struct wd_scheduler *s)
     free(s->logits);
     free(s->sample_f);
     free(s->sample_i);
+    free(s->lse);
+    free(s->lse_part);
     free(s);
 }
 
@@ -428,9 +435,10 @@ static void admit(struct wd_scheduler *s)
     }
 }
 
-/* Samples request r from its logits row: its next token, or an error when the model
- * produced non-finite logits (a broken checkpoint must not stream garbage). */
-static void sample_one(struct wd_scheduler *s, struct wd_request *r, const float *row)
+/* Samples request r from its logits row (lse: the row's log-sum-exp): its next token, or
+ * an error when the model produced non-finite logits (a broken checkpoint must not stream
+ * garbage). */
+static void sample_one(struct wd_scheduler *s, struct wd_request *r, const float *row, double lse)
 {
     int vocab = s->model->cfg.vocab_size;
     if (!wd_logits_finite_ref(row, vocab)) {
@@ -441,9 +449,9 @@ static void sample_one(struct wd_scheduler *s, struct wd_request *r, const float
         finish_request(s, r, -1, 0.0f, WD_FINISH_ERROR);
         return;
     }
-    float lp = 0.0f;
     int32_t tok =
-        wd_sample_ref(row, vocab, &r->params.sampling, r->rng, s->sample_f, s->sample_i, &lp);
+        wd_sample_ref(row, vocab, &r->params.sampling, r->rng, s->sample_f, s->sample_i, NULL);
+    float lp = (float)((double)row[tok] - lse);
     if (r->params.top_logprobs > 0)
         wd_logprobs_top_ref(row, vocab, r->params.top_logprobs, r->top_ids, r->top_logprobs);
     if (s->cfg.hold_after_prefill) {
@@ -532,8 +540,10 @@ enum wd_status wd_scheduler_step(struct wd_scheduler *s, int *n_active_p, struct
     }
 
     size_t vocab = (size_t)s->model->cfg.vocab_size;
+    /* The chosen tokens' logprobs need every row's log-sum-exp: one threaded pass for all. */
+    wd_logsumexp_cpu(s->logits, n_log, (int)vocab, s->lse_part, s->lse, s->model->tp);
     for (int i = 0; i < n_log; i++)
-        sample_one(s, s->sampled[i], s->logits + (size_t)i * vocab);
+        sample_one(s, s->sampled[i], s->logits + (size_t)i * vocab, s->lse[i]);
     if (n_active_p)
         *n_active_p = s->n_running + s->n_waiting;
     return WD_OK;

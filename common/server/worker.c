@@ -228,6 +228,7 @@ enum wd_status wd_worker_create(const struct wd_worker_args *args, enum wd_worke
             .max_total_tokens = args->max_total_tokens,
             .kv_dtype = kv_dtype,
             .n_threads = args->threads,
+            .is_weights_mapped = args->weights_mapped,
             .timeout_ms = args->dist_timeout_ms,
             .max_prompt_tokens = w->context_length,
             .idle_wait_ms = 5,

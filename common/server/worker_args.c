@@ -47,6 +47,10 @@ int wd_worker_args_parse(struct wd_worker_args *a, const char *role, int argc, c
          "auto,fp32,float32,bf16,bfloat16", 0},
         {"threads", NULL, WD_FLAG_INT, &a->threads, 0, 1024, "CPU threads per rank (0 = all)", NULL,
          0},
+        {"weights-mapped", NULL, WD_FLAG_BOOL, &a->weights_mapped, 1, 0,
+         "stream the weights from the checkpoint's mapping, not a huge-page copy made at load "
+         "(less RAM, slower CPU decode)",
+         NULL, 0},
         {"dist-timeout-ms", NULL, WD_FLAG_INT, &a->dist_timeout_ms, 100, 3600000,
          "how long a rank waits for another before the instance fails", NULL, 0},
         {"heartbeat-interval-ms", NULL, WD_FLAG_INT, &a->heartbeat_interval_ms, 10, 60000,

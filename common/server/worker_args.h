@@ -18,6 +18,7 @@ struct wd_worker_args {
     const char *log_level;
     int page_size, max_running_requests, chunked_prefill_size, context_length, max_total_tokens;
     int threads, dist_timeout_ms;
+    int weights_mapped; /* --weights-mapped: no load-time copy of the weights */
     int heartbeat_interval_ms, drain_timeout_secs;
     int metrics_port;   /* -1 off, 0 the kernel picks (logged and registered) */
     int bootstrap_port; /* prefill: where decode workers reach it (0 = the kernel picks) */

@@ -1,11 +1,14 @@
 /*
  * wideep-bench engine: decode tokens/s at batch 1 and 32, prefill tokens/s,
  * weight bytes read per decode token, and the achieved weight bandwidth as a
- * ratio to a memcpy bandwidth measured in the same run with the same threads.
+ * ratio to two baselines measured in the same run with the same threads: a read-only
+ * reduction (decode's ceiling: it only reads the weights) and memcpy (which moves every
+ * byte twice, kept for comparison with older runs).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "common/config/flags.h"
 #include "common/sched/scheduler.h"
@@ -63,10 +66,24 @@ static void count_token(void *ctx, const struct wd_request *req, int32_t token, 
         ((struct counter *)ctx)->tokens++;
 }
 
+/* CPU seconds this process has used, every thread together. */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+           ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) * 1e-6;
+}
+
+struct result {
+    double tps;  /* tokens per second */
+    double busy; /* CPU time / (wall time x threads): below 1 when the machine was shared */
+};
+
 /* Queues n requests of prompt_len pseudo-random ids; returns decode tokens/s over `steps`
  * steps after the prefill, or prefill tokens/s when steps is 0. */
-static enum wd_status measure(struct wd_model *m, int n, int prompt_len, int steps, double *tps_p,
-                              struct wd_error *err)
+static enum wd_status measure(struct wd_model *m, int n, int prompt_len, int steps,
+                              struct result *res, struct wd_error *err)
 {
     int ps = 16;
     struct wd_kv_pool_config kc = {.n_layers = m->cfg.n_layers, .page_size = ps};
@@ -97,17 +114,22 @@ static enum wd_status measure(struct wd_model *m, int n, int prompt_len, int ste
     int active = n;
     /* Prefill: step until every request has its first token (chunked prefill may take
      * several steps), then time the decode steps alone. */
-    double t0 = wd_bench_now();
+    double t0 = wd_bench_now(), c0 = cpu_seconds();
     while (st == WD_OK && cnt.tokens < n)
         st = wd_scheduler_step(s, &active, err);
-    double t1 = wd_bench_now();
+    double t1 = wd_bench_now(), c1 = cpu_seconds();
     long before = cnt.tokens;
     for (int i = 0; st == WD_OK && i < steps && active > 0; i++)
         st = wd_scheduler_step(s, &active, err);
-    double t2 = wd_bench_now();
-    if (st == WD_OK)
-        *tps_p = steps > 0 ? (double)(cnt.tokens - before) / (t2 - t1)
-                           : (double)n * prompt_len / (t1 - t0);
+    double t2 = wd_bench_now(), c2 = cpu_seconds();
+    int nt = wd_threadpool_size(m->tp);
+    if (st == WD_OK && steps > 0) {
+        res->tps = (double)(cnt.tokens - before) / (t2 - t1);
+        res->busy = (c2 - c1) / ((t2 - t1) * nt);
+    } else if (st == WD_OK) {
+        res->tps = (double)n * prompt_len / (t1 - t0);
+        res->busy = (c1 - c0) / ((t1 - t0) * nt);
+    }
     free(ids);
     wd_scheduler_destroy(s);
     wd_kv_pool_destroy(kv);
@@ -116,7 +138,7 @@ static enum wd_status measure(struct wd_model *m, int n, int prompt_len, int ste
 
 int wd_bench_engine(int argc, char **argv)
 {
-    const char *model_path = NULL, *random = NULL;
+    const char *model_path = NULL, *random = NULL, *only = "";
     int threads = 0, steps = 16, prefill_len = 512, batch = 32;
     struct wd_flag flags[] = {
         {"model-path", NULL, WD_FLAG_STRING, &model_path, 1, 0, "model directory", NULL, 0},
@@ -127,11 +149,23 @@ int wd_bench_engine(int argc, char **argv)
         {"prefill-tokens", NULL, WD_FLAG_INT, &prefill_len, 1, 1 << 20, "prompt length for prefill",
          NULL, 0},
         {"batch", NULL, WD_FLAG_INT, &batch, 1, 4096, "large decode batch", NULL, 0},
+        {"only", NULL, WD_FLAG_STRING, &only, 1, 0,
+         "run one measurement: decode1, decode-batch or prefill (default: all three)", NULL, 0},
     };
     int nf = (int)(sizeof(flags) / sizeof(flags[0])), help = 0;
     struct wd_error err = {0};
     if (wd_flags_parse(flags, nf, argc, argv, &help, &err) != WD_OK) {
         fprintf(stderr, "wideep-bench engine: %s\n", err.msg);
+        return 2;
+    }
+    int run_d1 = !*only || strcmp(only, "decode1") == 0;
+    int run_dn = !*only || strcmp(only, "decode-batch") == 0;
+    int run_pf = !*only || strcmp(only, "prefill") == 0;
+    if (!help && !run_d1 && !run_dn && !run_pf) {
+        fprintf(stderr,
+                "wideep-bench engine: --only %s: expected decode1, decode-batch or "
+                "prefill\n",
+                only);
         return 2;
     }
     if (help || (!model_path == !random)) {
@@ -162,23 +196,39 @@ int wd_bench_engine(int argc, char **argv)
            m->cfg.arch_name, random ? random : model_path, m->cfg.n_layers, m->cfg.hidden_size,
            m->cfg.n_routed_experts, m->cfg.num_experts_per_tok, wd_bench_now() - t0, nt);
     double copy = wd_bench_memcpy_gbs((size_t)256 << 20, m->tp, nt);
+    /* The read-only baseline is taken right before and right after the batch-1 decode and
+     * averaged, so a machine whose load changes during the run skews the ratio less. */
+    double read = wd_bench_read_gbs((size_t)512 << 20, m->tp, nt);
     double bpt = bytes_per_decode_token(m);
-    double d1 = 0, dn = 0, pf = 0;
-    st = measure(m, 1, 32, steps, &d1, &err);
-    if (st == WD_OK)
+    struct result d1 = {0}, dn = {0}, pf = {0};
+    st = WD_OK;
+    if (run_d1) {
+        st = measure(m, 1, 32, steps, &d1, &err);
+        read = 0.5 * (read + wd_bench_read_gbs((size_t)512 << 20, m->tp, nt));
+    }
+    if (st == WD_OK && run_dn)
         st = measure(m, batch, 32, steps, &dn, &err);
-    if (st == WD_OK)
+    if (st == WD_OK && run_pf)
         st = measure(m, 1, prefill_len, 0, &pf, &err);
     if (st != WD_OK) {
         fprintf(stderr, "wideep-bench engine: %s\n", err.msg);
     } else {
-        double bw = bpt * d1 / 1e9;
+        double bw = bpt * d1.tps / 1e9;
+        printf("baseline read-only:       %8.2f GB/s (%d threads, 512 MiB, before and after "
+               "decode)\n",
+               read, nt);
         printf("baseline memcpy:          %8.2f GB/s (%d threads, 256 MiB)\n", copy, nt);
         printf("weights per decode token: %8.1f MB (batch 1)\n", bpt / 1e6);
-        printf("decode batch 1:           %8.2f tok/s  -> %.2f GB/s of weights = %.2f x memcpy\n",
-               d1, bw, bw / copy);
-        printf("decode batch %-3d          %8.2f tok/s  (%.2f x batch 1)\n", batch, dn, dn / d1);
-        printf("prefill (%d tokens):     %8.1f tok/s\n", prefill_len, pf);
+        if (run_d1)
+            printf("decode batch 1:           %8.2f tok/s  -> %.2f GB/s of weights = %.2f x "
+                   "read-only, %.2f x memcpy  (cpu busy %.2f)\n",
+                   d1.tps, bw, bw / read, bw / copy, d1.busy);
+        if (run_dn)
+            printf("decode batch %-3d          %8.2f tok/s  (cpu busy %.2f)\n", batch, dn.tps,
+                   dn.busy);
+        if (run_pf)
+            printf("prefill (%d tokens):     %8.1f tok/s  (cpu busy %.2f)\n", prefill_len, pf.tps,
+                   pf.busy);
     }
     wd_model_destroy(m);
     free(blob);

@@ -10,6 +10,10 @@ double wd_bench_now(void); /* monotonic seconds */
 /* Best-of-3 memcpy bandwidth in GB/s (bytes copied per second) over buffers of `bytes`,
  * split over the pool's threads (tp may be NULL for one thread). */
 double wd_bench_memcpy_gbs(size_t bytes, struct wd_threadpool *tp, int n_threads);
+/* Best-of-3 read-only bandwidth in GB/s (bytes read per second): a vectorized reduction over a
+ * buffer of `bytes`, split over the pool's threads. This is decode's ceiling: decode reads its
+ * weights and writes almost nothing, where memcpy moves every byte twice. */
+double wd_bench_read_gbs(size_t bytes, struct wd_threadpool *tp, int n_threads);
 
 /* "12.3 MB" / "45.6 KB" into buf (decimal units, as GB/s is). */
 const char *wd_bench_human(double bytes, char *buf, size_t cap);

@@ -58,6 +58,10 @@ for fam in tiny-qwen3-moe tiny-deepseek-v3; do
     a=$("$gen" --model-path "$model" --prompt "Hi" --temperature 1 --seed 3 --max-new-tokens 8 --json 2>/dev/null)
     b=$("$gen" --model-path "$model" --prompt "Hi" --temperature 1 --seed 3 --max-new-tokens 8 --json 2>/dev/null)
     check "$fam same seed same output" 0 '' test -n "$a" -a "$a" = "$b"
+    # Weights streamed from the checkpoint's mapping (no load-time copy): the same output.
+    b=$("$gen" --model-path "$model" --prompt "Hi" --temperature 1 --seed 3 --max-new-tokens 8 --json \
+        --weights-mapped 2>/dev/null)
+    check "$fam --weights-mapped same output" 0 '' test -n "$a" -a "$a" = "$b"
     check "$fam prompt longer than context" nz 'context length' "$gen" --model-path "$model" \
         --input-ids "$ids" --context-length 4 --max-new-tokens 2
     check "$fam id outside vocab" nz 'outside the vocabulary' "$gen" --model-path "$model" \

@@ -10,6 +10,8 @@
 
 #include "common/util/status.h"
 #include "kernels/attention.h"
+#include "kernels/attention_cpu.h"
+#include "kernels/linear_cpu.h"
 #include "tests/unit/wd_fixture.h"
 #include "tests/unit/wd_test.h"
 
@@ -111,6 +113,24 @@ static void run(const struct gqa_case *c, int tail, const char *what)
     wd_attention_gqa_ref(q, n_q, tseq, tpos, seqs, kc, vc, WD_DTYPE_F32, PAGE_SIZE, c->n_heads,
                          c->n_kv, c->head_dim, c->scale, out);
     wd_expect_close(what, out, want, n_q * qrow, 2e-6, 2e-5);
+    /* The CPU backend's blocked pass: as close to HF, the same bits on any thread count,
+     * and each token alone gives the bits it got in the batch. */
+    float *fast = malloc(sizeof(float) * (size_t)(n_q * qrow));
+    float *fast1 = malloc(sizeof(float) * (size_t)(n_q * qrow));
+    struct wd_threadpool *tp = NULL;
+    WD_EXPECT_EQ_INT(wd_threadpool_create(3, &tp), WD_OK);
+    wd_attention_gqa_cpu(q, n_q, tseq, tpos, seqs, kc, vc, WD_DTYPE_F32, PAGE_SIZE, c->n_heads,
+                         c->n_kv, c->head_dim, c->scale, fast, tp);
+    wd_expect_close(what, fast, want, n_q * qrow, 2e-6, 2e-5);
+    for (int64_t i = 0; i < n_q; i++)
+        wd_attention_gqa_cpu(q + i * qrow, 1, tseq + i, tpos + i, seqs, kc, vc, WD_DTYPE_F32,
+                             PAGE_SIZE, c->n_heads, c->n_kv, c->head_dim, c->scale,
+                             fast1 + i * qrow, NULL);
+    WD_EXPECT_MSG(memcmp(fast, fast1, sizeof(float) * (size_t)(n_q * qrow)) == 0,
+                  "%s: a token's attention depends on its batch", what);
+    wd_threadpool_destroy(tp);
+    free(fast);
+    free(fast1);
     free(kc);
     free(vc);
     free(k);
@@ -173,9 +193,95 @@ static void test_hand(void)
     WD_EXPECT_NEAR(out[0], 10 * (1 - pe) + 20 * pe, 1e-4);
 }
 
+/* Contexts over several key blocks, head sizes off the vector width, two sequences in one
+ * ragged batch: the blocked pass against the reference, and a token's bits the same in the
+ * whole batch, in chunks of 37 and alone. */
+static void test_long(void)
+{
+    enum { PS = 16, PAGES = 40 };
+    int lens[2] = {300, 130}, dims[2] = {72, 20};
+    uint64_t rng = 99;
+    for (int ci = 0; ci < 4; ci++) { /* head sizes x cache dtypes (f32, bf16) */
+        int hd = dims[ci / 2], nh = 8, nkv = 2, row = nkv * hd, qrow = nh * hd;
+        int32_t pages[2][PAGES / 2];
+        struct wd_attn_seq seqs[2];
+        for (int s = 0; s < 2; s++) {
+            for (int p = 0; p < PAGES / 2; p++)
+                pages[s][p] = (p * 7 + s * 3) % (PAGES / 2) * 2 + s; /* shuffled, interleaved */
+            seqs[s].page_table = pages[s];
+            seqs[s].n_ctx = lens[s];
+        }
+        int n = lens[0] + lens[1];
+        float *kc = malloc(sizeof(float) * (size_t)PAGES * PS * row);
+        float *vc = malloc(sizeof(float) * (size_t)PAGES * PS * row);
+        float *q = malloc(sizeof(float) * (size_t)n * qrow);
+        float *ref = malloc(sizeof(float) * (size_t)n * qrow);
+        float *all = malloc(sizeof(float) * (size_t)n * qrow);
+        float *part = malloc(sizeof(float) * (size_t)n * qrow);
+        int32_t *tseq = malloc(sizeof(int32_t) * (size_t)n),
+                *tpos = malloc(sizeof(int32_t) * (size_t)n);
+        for (int i = 0; i < PAGES * PS * row; i++) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            kc[i] = (float)((rng >> 40) % 2001) / 500.0f - 2.0f;
+            vc[i] = (float)((rng >> 20) % 2001) / 1000.0f - 1.0f;
+        }
+        enum wd_dtype dt = ci % 2 ? WD_DTYPE_BF16 : WD_DTYPE_F32;
+        uint16_t *kb = malloc(sizeof(uint16_t) * (size_t)PAGES * PS * row);
+        uint16_t *vb = malloc(sizeof(uint16_t) * (size_t)PAGES * PS * row);
+        for (int i = 0; i < PAGES * PS * row; i++) {
+            kb[i] = wd_f32_to_bf16(kc[i]);
+            vb[i] = wd_f32_to_bf16(vc[i]);
+        }
+        const void *kp = dt == WD_DTYPE_F32 ? (const void *)kc : kb;
+        const void *vp = dt == WD_DTYPE_F32 ? (const void *)vc : vb;
+        for (int i = 0; i < n * qrow; i++) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            q[i] = (float)((rng >> 40) % 2001) / 1000.0f - 1.0f;
+        }
+        for (int t = 0; t < n; t++) { /* sequence 0's tokens, then sequence 1's */
+            tseq[t] = t < lens[0] ? 0 : 1;
+            tpos[t] = t < lens[0] ? t : t - lens[0];
+        }
+        float scale = 1.0f / sqrtf((float)hd);
+        wd_attention_gqa_ref(q, n, tseq, tpos, seqs, kp, vp, dt, PS, nh, nkv, hd, scale, ref);
+        struct wd_threadpool *tp = NULL;
+        WD_EXPECT_EQ_INT(wd_threadpool_create(2, &tp), WD_OK);
+        wd_attention_gqa_cpu(q, n, tseq, tpos, seqs, kp, vp, dt, PS, nh, nkv, hd, scale, all, tp);
+        wd_expect_close("gqa long", all, ref, (int64_t)n * qrow, 1e-6, 1e-5);
+        for (int t0 = 0; t0 < n; t0 += 37) {
+            int c = n - t0 < 37 ? n - t0 : 37;
+            wd_attention_gqa_cpu(q + (int64_t)t0 * qrow, c, tseq + t0, tpos + t0, seqs, kp, vp, dt,
+                                 PS, nh, nkv, hd, scale, part + (int64_t)t0 * qrow,
+                                 t0 % 2 ? tp : NULL);
+        }
+        WD_EXPECT_MSG(memcmp(all, part, sizeof(float) * (size_t)n * qrow) == 0,
+                      "head_dim %d %s: chunked attention differs", hd, wd_dtype_name(dt));
+        int t = lens[0] - 1;
+        wd_attention_gqa_cpu(q + (int64_t)t * qrow, 1, tseq + t, tpos + t, seqs, kp, vp, dt, PS, nh,
+                             nkv, hd, scale, part, NULL);
+        WD_EXPECT(memcmp(part, all + (int64_t)t * qrow, sizeof(float) * (size_t)qrow) == 0);
+        wd_threadpool_destroy(tp);
+        free(kc);
+        free(vc);
+        free(kb);
+        free(vb);
+        free(q);
+        free(ref);
+        free(all);
+        free(part);
+        free(tseq);
+        free(tpos);
+    }
+}
+
 int main(void)
 {
     WD_RUN(test_golden);
     WD_RUN(test_hand);
+    WD_RUN(test_long);
+    wd_cpu_force_portable(1); /* the same checks on the portable kernels */
+    WD_RUN(test_golden);
+    WD_RUN(test_long);
+    wd_cpu_force_portable(0);
     return wd_test_finish();
 }

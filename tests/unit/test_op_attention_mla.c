@@ -10,6 +10,7 @@
 #include "common/util/status.h"
 #include "kernels/attention_mla.h"
 #include "kernels/attention_mla_cpu.h"
+#include "kernels/linear_cpu.h"
 #include "tests/unit/wd_fixture.h"
 #include "tests/unit/wd_test.h"
 
@@ -91,12 +92,26 @@ static void run(struct wd_fixture *fx, enum wd_dtype kv_b_dtype, int decode_only
     wd_mla_uk_transpose(&w, h, nope, vd, rank, uk_t);
     struct wd_threadpool *tp = NULL;
     WD_EXPECT_EQ_INT(wd_threadpool_create(2, &tp), WD_OK);
+    float *scratch =
+        malloc(sizeof(float) * (size_t)wd_attention_mla_cpu_scratch(n_q, h, rank, rope));
+    float *fast1 = malloc(sizeof(float) * (size_t)orow);
     for (int pass = 0; pass < 2; pass++) {
         wd_attention_mla_cpu(qs, n_q, decode_only ? sseq : tseq, decode_only ? spos : tpos, seqs,
                              cache, WD_DTYPE_F32, PAGE_SIZE, h, rank, nope, rope, vd, &w, uk_t,
-                             scale, fast, pass ? tp : NULL);
+                             scale, scratch, fast, pass ? tp : NULL);
         wd_expect_close(what, fast, out, (int64_t)n_q * orow, 1e-5, 1e-5);
     }
+    /* Each token alone: the bits it got in the batch. */
+    int same = 1;
+    for (int i = 0; i < n_q; i++) {
+        wd_attention_mla_cpu(qs + (int64_t)i * qrow, 1, (decode_only ? sseq : tseq) + i,
+                             (decode_only ? spos : tpos) + i, seqs, cache, WD_DTYPE_F32, PAGE_SIZE,
+                             h, rank, nope, rope, vd, &w, uk_t, scale, scratch, fast1, NULL);
+        same &= memcmp(fast1, fast + (int64_t)i * orow, sizeof(float) * (size_t)orow) == 0;
+    }
+    WD_EXPECT_MSG(same, "%s: a token's output depends on its batch", what);
+    free(scratch);
+    free(fast1);
     wd_threadpool_destroy(tp);
     free(uk_t);
     free(fast);
@@ -152,9 +167,91 @@ static void test_hand(void)
                          NULL);
 }
 
+/* Contexts over several key blocks (MLA's latent rows are wide: blocks of 32), a bf16
+ * kv_b: the fast path against the reference, and chunked prefill bit-identical to one
+ * batch. */
+static void test_long(void)
+{
+    enum { H = 4, RANK = 64, NOPE = 16, ROPE = 8, VD = 24, PS = 8, LEN = 100, N = 2 * LEN };
+    enum { SLOTS = 2 * (LEN / PS + 1) * PS };
+    int row = RANK + ROPE, qd = NOPE + ROPE;
+    uint64_t rng = 7;
+    float *cache = malloc(sizeof(float) * (size_t)SLOTS * row);
+    float *q = malloc(sizeof(float) * (size_t)N * H * qd);
+    float *ref = malloc(sizeof(float) * (size_t)N * H * VD);
+    float *all = malloc(sizeof(float) * (size_t)N * H * VD);
+    float *part = malloc(sizeof(float) * (size_t)N * H * VD);
+    uint16_t *kvb = malloc(sizeof(uint16_t) * (size_t)H * (NOPE + VD) * RANK);
+    float *uk_t = malloc(sizeof(float) * (size_t)H * RANK * NOPE);
+    float *scratch = malloc(sizeof(float) * (size_t)wd_attention_mla_cpu_scratch(N, H, RANK, ROPE));
+    for (int i = 0; i < SLOTS * row; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        cache[i] = (float)((rng >> 40) % 2001) / 1000.0f - 1.0f;
+    }
+    for (int i = 0; i < N * H * qd; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        q[i] = (float)((rng >> 40) % 2001) / 1000.0f - 1.0f;
+    }
+    for (int i = 0; i < H * (NOPE + VD) * RANK; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        kvb[i] = wd_f32_to_bf16((float)((rng >> 40) % 2001) / 4000.0f - 0.25f);
+    }
+    struct wd_weight w = {
+        .dtype = WD_DTYPE_BF16, .data = kvb, .rows = H * (NOPE + VD), .cols = RANK};
+    wd_mla_uk_transpose(&w, H, NOPE, VD, RANK, uk_t);
+    int32_t pages[2][LEN / PS + 1], tseq[N], tpos[N];
+    for (int p = 0; p < LEN / PS + 1; p++) { /* sequence 1's pages first, interleaved */
+        pages[0][p] = 2 * p + 1;
+        pages[1][p] = 2 * p;
+    }
+    struct wd_attn_seq seqs[2] = {{pages[0], LEN}, {pages[1], LEN}};
+    for (int t = 0; t < N; t++) {
+        tseq[t] = t / LEN;
+        tpos[t] = t % LEN;
+    }
+    float scale = 0.3f;
+    uint16_t *cache16 = malloc(sizeof(uint16_t) * (size_t)SLOTS * row);
+    for (int i = 0; i < SLOTS * row; i++)
+        cache16[i] = wd_f32_to_bf16(cache[i]);
+    for (int ci = 0; ci < 2; ci++) { /* f32 and bf16 latent caches */
+        enum wd_dtype dt = ci ? WD_DTYPE_BF16 : WD_DTYPE_F32;
+        const void *cp = ci ? (const void *)cache16 : cache;
+        wd_attention_mla_ref(q, N, tseq, tpos, seqs, cp, dt, PS, H, RANK, NOPE, ROPE, VD, &w, scale,
+                             ref);
+        struct wd_threadpool *tp = NULL;
+        WD_EXPECT_EQ_INT(wd_threadpool_create(2, &tp), WD_OK);
+        wd_attention_mla_cpu(q, N, tseq, tpos, seqs, cp, dt, PS, H, RANK, NOPE, ROPE, VD, &w, uk_t,
+                             scale, scratch, all, tp);
+        wd_expect_close("mla long", all, ref, (int64_t)N * H * VD, 1e-5, 1e-5);
+        for (int t0 = 0; t0 < N; t0 += 29) {
+            int c = N - t0 < 29 ? N - t0 : 29;
+            wd_attention_mla_cpu(q + (int64_t)t0 * H * qd, c, tseq + t0, tpos + t0, seqs, cp, dt,
+                                 PS, H, RANK, NOPE, ROPE, VD, &w, uk_t, scale, scratch,
+                                 part + (int64_t)t0 * H * VD, t0 % 2 ? tp : NULL);
+        }
+        WD_EXPECT_MSG(memcmp(all, part, sizeof(float) * (size_t)N * H * VD) == 0,
+                      "%s: chunked MLA differs from one batch", wd_dtype_name(dt));
+        wd_threadpool_destroy(tp);
+    }
+    free(cache16);
+    free(cache);
+    free(q);
+    free(ref);
+    free(all);
+    free(part);
+    free(kvb);
+    free(uk_t);
+    free(scratch);
+}
+
 int main(void)
 {
     WD_RUN(test_golden);
     WD_RUN(test_hand);
+    WD_RUN(test_long);
+    wd_cpu_force_portable(1); /* the same checks on the portable kernels */
+    WD_RUN(test_golden);
+    WD_RUN(test_long);
+    wd_cpu_force_portable(0);
     return wd_test_finish();
 }

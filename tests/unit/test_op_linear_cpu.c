@@ -153,6 +153,118 @@ static void test_random_shapes(void)
         wd_threadpool_destroy(pools[i]);
 }
 
+/* A token's outputs are bit-identical whether it runs alone or inside any batch, on any
+ * number of threads: the matrix-vector and GEMM kernels share one reduction order. Batch
+ * sizes cross the micro-kernel's 3 tokens, the direct kernels' limit and the GEMM's token
+ * blocks; shapes are off every tile size, K spans several column blocks. */
+static void test_batch_invariance(void)
+{
+    struct wd_threadpool *tp = NULL;
+    WD_EXPECT_EQ_INT(wd_threadpool_create(3, &tp), WD_OK);
+    enum wd_dtype dts[4] = {WD_DTYPE_F32, WD_DTYPE_BF16, WD_DTYPE_F16, WD_DTYPE_F8_E4M3};
+    /* n <= 12 with BF16/F16 weights runs the direct (unstaged) kernels: 2 rows x token
+     * groups of 4, 3, 2, 1, a lone last row; 13 is the first staged batch. */
+    int64_t shapes[][3] = {{37, 1029, 200}, {64, 96, 7},    {13, 2050, 4},
+                           {300, 515, 100}, {29, 1037, 12}, {15, 531, 13}};
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+        for (int d = 0; d < 4; d++)
+            for (int portable = 0; portable < 2; portable++) {
+                int64_t rows = shapes[i][0], cols = shapes[i][1], n = shapes[i][2];
+                void *mem;
+                float *scale;
+                struct wd_weight w = make_weight(dts[d], rows, cols, 128, 128, &mem, &scale);
+                float *x = malloc(sizeof(float) * (size_t)(n * cols));
+                float *all = malloc(sizeof(float) * (size_t)(n * rows));
+                float *one = malloc(sizeof(float) * (size_t)rows);
+                for (int64_t j = 0; j < n * cols; j++)
+                    x[j] = rndf();
+                if (portable)
+                    wd_linear_cpu_portable(&w, x, n, all, tp);
+                else
+                    wd_linear_cpu(&w, x, n, all, tp);
+                int same = 1;
+                for (int64_t t = 0; t < n; t++) {
+                    if (portable)
+                        wd_linear_cpu_portable(&w, x + t * cols, 1, one, NULL);
+                    else
+                        wd_linear_cpu(&w, x + t * cols, 1, one, NULL);
+                    same &= memcmp(one, all + t * rows, sizeof(float) * (size_t)rows) == 0;
+                }
+                /* A batch that starts at an odd token: other triples, other blocks. */
+                if (n > 2) {
+                    if (portable)
+                        wd_linear_cpu_portable(&w, x + cols, n - 2, all, NULL);
+                    else
+                        wd_linear_cpu(&w, x + cols, n - 2, all, NULL);
+                    for (int64_t t = 1; t + 1 < n; t++) {
+                        if (portable)
+                            wd_linear_cpu_portable(&w, x + t * cols, 1, one, tp);
+                        else
+                            wd_linear_cpu(&w, x + t * cols, 1, one, tp);
+                        same &=
+                            memcmp(one, all + (t - 1) * rows, sizeof(float) * (size_t)rows) == 0;
+                    }
+                }
+                WD_EXPECT_MSG(same, "%s %lldx%lld n=%lld%s: a token's outputs depend on its batch",
+                              wd_dtype_name(dts[d]), (long long)rows, (long long)cols, (long long)n,
+                              portable ? " portable" : "");
+                free(mem);
+                free(scale);
+                free(x);
+                free(all);
+                free(one);
+            }
+    wd_threadpool_destroy(tp);
+}
+
+/* Strided rows and a caller-made row split give the same bits as the plain op. */
+static void test_strided_rows(void)
+{
+    enum wd_dtype dts[4] = {WD_DTYPE_F32, WD_DTYPE_BF16, WD_DTYPE_F16, WD_DTYPE_F8_E4M3};
+    for (int d = 0; d < 4; d++)
+        for (int64_t n = 1; n <= 7; n += 3) {
+            int64_t rows = 45, cols = 77, ldx = 90, ldy = 50;
+            void *mem;
+            float *scale;
+            struct wd_weight w = make_weight(dts[d], rows, cols, 16, 32, &mem, &scale);
+            float *x = malloc(sizeof(float) * (size_t)(n * ldx));
+            float *xc = malloc(sizeof(float) * (size_t)(n * cols));
+            float *want = malloc(sizeof(float) * (size_t)(n * rows));
+            float *got = malloc(sizeof(float) * (size_t)(n * ldy));
+            for (int64_t i = 0; i < n * ldx; i++)
+                x[i] = rndf();
+            for (int64_t t = 0; t < n; t++)
+                memcpy(xc + t * cols, x + t * ldx, sizeof(float) * (size_t)cols);
+            wd_linear_cpu(&w, xc, n, want, NULL);
+            for (int split = 0; split < 2; split++) {
+                for (int64_t i = 0; i < n * ldy; i++)
+                    got[i] = NAN;
+                if (split) { /* rows [0, 13) [13, 40) [40, 45): off every tile size */
+                    wd_linear_cpu_rows(&w, x, ldx, n, got, ldy, 0, 13);
+                    wd_linear_cpu_rows(&w, x, ldx, n, got, ldy, 13, 40);
+                    wd_linear_cpu_rows(&w, x, ldx, n, got, ldy, 40, 45);
+                } else {
+                    wd_linear_cpu_strided(&w, x, ldx, n, got, ldy, NULL);
+                }
+                int same = 1;
+                for (int64_t t = 0; t < n; t++) {
+                    same &=
+                        memcmp(got + t * ldy, want + t * rows, sizeof(float) * (size_t)rows) == 0;
+                    for (int64_t r = rows; r < ldy; r++)
+                        same &= isnan(got[t * ldy + r]);
+                }
+                WD_EXPECT_MSG(same, "%s n=%lld %s differs from wd_linear_cpu",
+                              wd_dtype_name(dts[d]), (long long)n, split ? "row split" : "strided");
+            }
+            free(mem);
+            free(scale);
+            free(x);
+            free(xc);
+            free(want);
+            free(got);
+        }
+}
+
 struct count_job {
     _Atomic int *hits;
     _Atomic int calls;
@@ -321,6 +433,8 @@ int main(void)
     WD_RUN(test_threadpool);
     WD_RUN(test_slices);
     WD_RUN(test_random_shapes);
+    WD_RUN(test_batch_invariance);
+    WD_RUN(test_strided_rows);
     WD_RUN(bench);
     return wd_test_finish();
 }

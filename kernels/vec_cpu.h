@@ -1,0 +1,33 @@
+/*
+ * Element-wise helpers of the CPU backend's fast ops (MLP, attention): exp and
+ * SwiGLU over arrays, vectorized with AVX2 when the CPU has it (picked at run
+ * time, like kernels/linear_cpu.c). The AVX2 exp is a degree-6 polynomial after
+ * range reduction (about 1 ulp from expf) and a value's result never depends on
+ * where it sits in the array: a partial last vector goes through the same code
+ * padded. So a token's activations are the same bits whatever its batch.
+ */
+#ifndef WD_KERNELS_VEC_CPU_H
+#define WD_KERNELS_VEC_CPU_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* out[i] = silu(gate[i]) * up[i] = gate[i] / (1 + exp(-gate[i])) * up[i].
+ * gate, up, out: [n] f32; out may alias gate or up. */
+void wd_vec_silu_mul(const float *gate, const float *up, int64_t n, float *out);
+
+/* s[i] = exp(s[i] - m) for i < n; returns their sum, added in a fixed order for a given n.
+ * s: [n] f32, m finite. */
+float wd_vec_exp_sum(float *s, int n, float m);
+
+/* One exp, the same function as the arrays use (for rescaling factors). */
+float wd_vec_exp(float x);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -161,6 +161,14 @@ void wd_zsock_close(void *sock)
         zmq_close(sock);
 }
 
+void wd_zsock_close_linger(void *sock, int linger_ms)
+{
+    if (sock) {
+        zmq_setsockopt(sock, ZMQ_LINGER, &linger_ms, sizeof(linger_ms));
+        zmq_close(sock);
+    }
+}
+
 const char *wd_zsock_peer_str(const struct wd_zsock_peer *peer, char *buf, size_t cap)
 {
     if (!cap)

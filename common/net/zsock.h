@@ -47,6 +47,9 @@ enum wd_status wd_zsock_dealer_connect(void *ctx, const char *endpoint, const ch
 
 /* Closes a socket made here; anything unsent is discarded at once (linger 0). NULL-safe. */
 void wd_zsock_close(void *sock);
+/* Closes, giving messages still queued up to linger_ms to leave (at shutdown: the last
+ * errors and releases a peer waits for; the context's termination waits that long). */
+void wd_zsock_close_linger(void *sock, int linger_ms);
 
 /* DEALER: encodes m and queues it to the router. WD_ERR_INVALID when m breaks a rule of
  * wd_msg_validate; WD_ERR_PEER when not connected or the send queue is full; WD_ERR_IO on

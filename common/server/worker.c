@@ -267,7 +267,7 @@ void wd_worker_destroy(struct wd_worker *w)
     wd_worker_http_stop(w->http);
     wd_engine_host_destroy(w->host);
     wd_worker_pd_cleanup(w);
-    wd_zsock_close(w->sock);
+    wd_zsock_close_linger(w->sock, SHUTDOWN_LINGER_MS);
     if (w->zctx)
         zmq_ctx_term(w->zctx);
     for (size_t i = 0; w->reqs.slots && i < w->reqs.cap; i++)

@@ -119,6 +119,12 @@ struct wd_worker {
 /* worker_pd.c */
 enum wd_status wd_worker_pd_init(struct wd_worker *w, struct wd_error *err);
 void wd_worker_pd_cleanup(struct wd_worker *w);
+/* How long a closing worker lets its last messages (errors, releases) leave. */
+#define SHUTDOWN_LINGER_MS 500
+/* Prefill: every half-arrived request (PrefillRequest or KvTarget alone, or an aborted
+ * marker) is answered, the router with an error and the decode side with KvRelease (nothing
+ * was written), and dropped: at shutdown and when the engine fails. */
+void wd_worker_pd_fail_pending(struct wd_worker *w, const char *why);
 /* Sockets the serving loop polls for the pairs (written to items; returns the count). */
 int wd_worker_pd_poll_items(struct wd_worker *w, void *items, int cap);
 /* Every loop pass: bootstrap messages, retried sends, cancel and pending timers. */

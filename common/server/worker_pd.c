@@ -94,7 +94,7 @@ void wd_worker_pd_cleanup(struct wd_worker *w)
     for (int i = 0; i < w->n_conns; i++)
         wd_zsock_close(w->conns[i].sock);
     free(w->conns);
-    wd_zsock_close(w->boot);
+    wd_zsock_close_linger(w->boot, SHUTDOWN_LINGER_MS);
     for (size_t i = 0; w->pending.slots && i < w->pending.cap; i++)
         pending_free(w->pending.slots[i].value);
     wd_u64map_cleanup(&w->pending);
@@ -635,6 +635,21 @@ static void on_target(struct wd_worker *w, const struct wd_zsock_peer *from,
     p->has_target = 1;
     if (p->has_request)
         start_pending(w, p);
+}
+
+void wd_worker_pd_fail_pending(struct wd_worker *w, const char *why)
+{
+    for (size_t k = 0; k < w->pending.cap; k++) {
+        struct wd_pd_pending *p = w->pending.slots[k].value;
+        if (!p)
+            continue;
+        if (p->has_target)
+            boot_release(w, &p->decode_peer, p->id);
+        if (p->has_request)
+            wd_worker_send_error(w, p->id, WD_ERR_PEER, "%s", why);
+        pending_drop(w, p);
+        k = (size_t)-1; /* the map shifted */
+    }
 }
 
 /* ---------------------------------------------------------------- both */

@@ -330,4 +330,5 @@ void wd_worker_fail_all(struct wd_worker *w, enum wd_status code, const char *wh
         wd_worker_req_drop(w, r, "error");
         i = (size_t)-1; /* the map shifted: rescan (rare, shutdown only) */
     }
+    wd_worker_pd_fail_pending(w, why);
 }

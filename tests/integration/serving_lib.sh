@@ -19,6 +19,39 @@ sl_start() {
         "$RL_TMP/$name.log" | head -1)
 }
 
+# sl_start_two_nodes NAME FLAGS...: a decode instance over two "nodes" on loopback (node 1 then
+# node 0, UCX over TCP), the rendezvous on a port the kernel picked whose next port (node 0's
+# relay) was free too; started again on other ports when one was taken before the bind (other
+# tests run beside this one). Sets SL_MN0 and SL_MN1 (pids); logs NAME0.log and NAME1.log.
+sl_start_two_nodes() {
+    local name=$1 try n port
+    shift
+    for try in 1 2 3; do
+        port=$(python3 -c 'import socket
+while True:
+    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", p + 1)); break
+    except OSError:
+        pass
+print(p)')
+        for n in 1 0; do
+            UCX_TLS=tcp,self "$bin/wideep-decode" --model-path "$RL_MODEL" \
+                --router "tcp://127.0.0.1:$RL_WP" --instance-id "$name" --threads 1 \
+                --heartbeat-interval-ms 100 --metrics-port 0 --nnodes 2 --node-rank $n \
+                --dist-init-addr "127.0.0.1:$port" "$@" >"$RL_TMP/$name$n.log" 2>&1 &
+            RL_PIDS+=($!)
+            eval "SL_MN$n=\$!"
+        done
+        rl_wait_log "$RL_TMP/${name}0.log" "health and metrics on|Address already in use" 300
+        grep -q "Address already in use" "$RL_TMP/${name}0.log" "$RL_TMP/${name}1.log" || return 0
+        kill -KILL "$SL_MN0" "$SL_MN1" 2>/dev/null
+        wait "$SL_MN0" "$SL_MN1" 2>/dev/null
+    done
+    return 1
+}
+
 # Workers of several ranks take a while on two busy cores: up to 60 s.
 wait_workers_long() {
     local i

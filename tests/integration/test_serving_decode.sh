@@ -130,15 +130,8 @@ rl_check "kill -9: no rank of the dead worker is left" bash -c "! pgrep -P $vict
 # A decode worker over two "nodes" (tp4 dp2 DP attention, DP rank 1 led from node 1): node 0's
 # front-end is the control endpoint, node 1's relays; both DP ranks serve correct tokens, and
 # a SIGTERM to node 0 stops both nodes cleanly.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-for n in 1 0; do
-    UCX_TLS=tcp,self "$bin/wideep-decode" --model-path "$RL_MODEL" --router "tcp://127.0.0.1:$RL_WP" \
-        --instance-id mn --threads 1 --heartbeat-interval-ms 100 --tp 4 --dp 2 --metrics-port 0 \
-        --enable-dp-attention --ep 4 --moe-a2a-backend deepep --nnodes 2 --node-rank $n \
-        --dist-init-addr "127.0.0.1:$port" >"$RL_TMP/mn$n.log" 2>&1 &
-    RL_PIDS+=($!)
-    eval "mn$n=\$!"
-done
+sl_start_two_nodes mn --tp 4 --dp 2 --enable-dp-attention --ep 4 --moe-a2a-backend deepep
+mn0=$SL_MN0 mn1=$SL_MN1
 rl_check "two nodes: registers once" wait_workers_long 2
 ok=1
 for round in 1 2; do

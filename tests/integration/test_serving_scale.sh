@@ -114,16 +114,8 @@ rl_check "load goes on over d3" completed_more 4
 # then both nodes get SIGTERM at once, node 1 first (as when the group is deleted): node 1,
 # whose rank serves node 0's requests, stays until node 0 has drained and stopped the ranks;
 # both exit 0 and nothing is lost.
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])')
-for n in 1 0; do
-    UCX_TLS=tcp,self "$bin/wideep-decode" --model-path "$RL_MODEL" \
-        --router "tcp://127.0.0.1:$RL_WP" --instance-id mn --threads 1 --heartbeat-interval-ms 100 \
-        --metrics-port 0 --tp 2 --dp 2 --enable-dp-attention --ep 2 --nnodes 2 --node-rank $n \
-        --dist-init-addr "127.0.0.1:$port" >"$RL_TMP/mn$n.log" 2>&1 &
-    RL_PIDS+=($!)
-    eval "mn$n=\$!"
-done
+sl_start_two_nodes mn --tp 2 --dp 2 --enable-dp-attention --ep 2
+mn0=$SL_MN0 mn1=$SL_MN1
 rl_check "two-node decode instance registers under load" wait_workers_long 3
 rl_wait_log "$RL_TMP/mn0.log" "health and metrics on" 100
 mn_m=$(sed -nE 's/.*health and metrics on http:\/\/127.0.0.1:([0-9]+).*/\1/p' "$RL_TMP/mn0.log")

@@ -27,8 +27,7 @@ enum wd_status wd_kv_dtype_parse(const char *s, enum wd_dtype *dtype_p, struct w
         *dtype_p = WD_DTYPE_BF16;
     else
         return wd_error_set(err, WD_ERR_INVALID,
-                            "--kv-cache-dtype %s: expected auto, bf16 or fp32 (fp8 KV caches are "
-                            "not implemented)",
+                            "--kv-cache-dtype %s: expected auto, fp32 (float32) or bf16 (bfloat16)",
                             s);
     return WD_OK;
 }

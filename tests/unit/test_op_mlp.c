@@ -39,37 +39,24 @@ static void test_silu_mul(void)
 
 static void test_mlp(void)
 {
-    struct wd_fixture *fx = wd_fixture_load("mlp_bf16");
-    if (!fx)
+    struct wd_mlp_fixture m;
+    if (!wd_fixture_mlp(&m))
         return;
-    int64_t gs[4] = {0}, xs[4] = {0};
-    const void *gate = wd_fixture_tensor(fx, "gate", WD_DTYPE_BF16, gs, NULL);
-    const void *up = wd_fixture_tensor(fx, "up", WD_DTYPE_BF16, NULL, NULL);
-    const void *down = wd_fixture_tensor(fx, "down", WD_DTYPE_BF16, NULL, NULL);
-    const float *x = wd_fixture_tensor(fx, "x", WD_DTYPE_F32, xs, NULL);
-    const float *want = wd_fixture_f32(fx, "y", NULL);
-    if (gate && up && down && x && want) {
-        int64_t inter = gs[0], hidden = gs[1], n = xs[0];
-        struct wd_weight wg = {.dtype = WD_DTYPE_BF16, .data = gate, .rows = inter, .cols = hidden};
-        struct wd_weight wu = wg,
-                         wdn = {
-                             .dtype = WD_DTYPE_BF16, .data = down, .rows = hidden, .cols = inter};
-        wu.data = up;
-        float *scratch = malloc(sizeof(float) * (size_t)(2 * n * inter));
-        float *y = malloc(sizeof(float) * (size_t)(n * hidden));
-        wd_mlp_ref(&wg, &wu, &wdn, x, n, scratch, y);
-        wd_expect_close("mlp bf16 3 tokens", y, want, n * hidden, 1e-5, 1e-5);
-        /* One token alone gives the same row as in the batch; y may alias x. */
-        float *x1 = malloc(sizeof(float) * (size_t)hidden);
-        memcpy(x1, x + hidden, sizeof(float) * (size_t)hidden);
-        wd_mlp_ref(&wg, &wu, &wdn, x1, 1, scratch, x1);
-        WD_EXPECT(memcmp(x1, y + hidden, sizeof(float) * (size_t)hidden) == 0);
-        wd_mlp_ref(&wg, &wu, &wdn, NULL, 0, scratch, NULL);
-        free(scratch);
-        free(y);
-        free(x1);
-    }
-    wd_fixture_free(fx);
+    int64_t n = m.n, hidden = m.hidden, inter = m.inter;
+    float *scratch = malloc(sizeof(float) * (size_t)(2 * n * inter));
+    float *y = malloc(sizeof(float) * (size_t)(n * hidden));
+    wd_mlp_ref(&m.gate, &m.up, &m.down, m.x, n, scratch, y);
+    wd_expect_close("mlp bf16 3 tokens", y, m.want, n * hidden, 1e-5, 1e-5);
+    /* One token alone gives the same row as in the batch; y may alias x. */
+    float *x1 = malloc(sizeof(float) * (size_t)hidden);
+    memcpy(x1, m.x + hidden, sizeof(float) * (size_t)hidden);
+    wd_mlp_ref(&m.gate, &m.up, &m.down, x1, 1, scratch, x1);
+    WD_EXPECT(memcmp(x1, y + hidden, sizeof(float) * (size_t)hidden) == 0);
+    wd_mlp_ref(&m.gate, &m.up, &m.down, NULL, 0, scratch, NULL);
+    free(scratch);
+    free(y);
+    free(x1);
+    wd_fixture_free(m.fx);
 }
 
 int main(void)

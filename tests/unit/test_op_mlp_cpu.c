@@ -73,32 +73,18 @@ static void test_vec(void)
 
 static void test_mlp_fixture(void)
 {
-    struct wd_fixture *fx = wd_fixture_load("mlp_bf16");
-    if (!fx)
+    struct wd_mlp_fixture m;
+    if (!wd_fixture_mlp(&m))
         return;
-    int64_t gs[4] = {0}, xs[4] = {0};
-    const void *gate = wd_fixture_tensor(fx, "gate", WD_DTYPE_BF16, gs, NULL);
-    const void *up = wd_fixture_tensor(fx, "up", WD_DTYPE_BF16, NULL, NULL);
-    const void *down = wd_fixture_tensor(fx, "down", WD_DTYPE_BF16, NULL, NULL);
-    const float *x = wd_fixture_tensor(fx, "x", WD_DTYPE_F32, xs, NULL);
-    const float *want = wd_fixture_f32(fx, "y", NULL);
-    if (gate && up && down && x && want) {
-        int64_t inter = gs[0], hidden = gs[1], n = xs[0];
-        struct wd_weight wg = {.dtype = WD_DTYPE_BF16, .data = gate, .rows = inter, .cols = hidden};
-        struct wd_weight wu = wg,
-                         wdn = {
-                             .dtype = WD_DTYPE_BF16, .data = down, .rows = hidden, .cols = inter};
-        wu.data = up;
-        float *tmp = malloc(sizeof(float) * (size_t)(2 * n * inter));
-        float *y = malloc(sizeof(float) * (size_t)(n * hidden));
-        struct wd_mlp_group g = {
-            .gate = &wg, .up = &wu, .down = &wdn, .x = x, .n = n, .tmp = tmp, .y = y};
-        wd_mlp_cpu(&g, 1, NULL);
-        wd_expect_close("mlp_cpu bf16", y, want, n * hidden, 1e-5, 1e-5);
-        free(tmp);
-        free(y);
-    }
-    wd_fixture_free(fx);
+    float *tmp = malloc(sizeof(float) * (size_t)(2 * m.n * m.inter));
+    float *y = malloc(sizeof(float) * (size_t)(m.n * m.hidden));
+    struct wd_mlp_group g = {
+        .gate = &m.gate, .up = &m.up, .down = &m.down, .x = m.x, .n = m.n, .tmp = tmp, .y = y};
+    wd_mlp_cpu(&g, 1, NULL);
+    wd_expect_close("mlp_cpu bf16", y, m.want, m.n * m.hidden, 1e-5, 1e-5);
+    free(tmp);
+    free(y);
+    wd_fixture_free(m.fx);
 }
 
 /* Experts of random rows (some empty) in one call, against wd_mlp_ref per expert and

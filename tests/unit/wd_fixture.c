@@ -138,6 +138,35 @@ double wd_fixture_param(struct wd_fixture *fx, const char *key)
     return strtod(v, NULL);
 }
 
+int wd_fixture_mlp(struct wd_mlp_fixture *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->fx = wd_fixture_load("mlp_bf16");
+    if (!m->fx)
+        return 0;
+    int64_t gs[4] = {0}, xs[4] = {0};
+    const void *gate = wd_fixture_tensor(m->fx, "gate", WD_DTYPE_BF16, gs, NULL);
+    const void *up = wd_fixture_tensor(m->fx, "up", WD_DTYPE_BF16, NULL, NULL);
+    const void *down = wd_fixture_tensor(m->fx, "down", WD_DTYPE_BF16, NULL, NULL);
+    m->x = wd_fixture_tensor(m->fx, "x", WD_DTYPE_F32, xs, NULL);
+    m->want = wd_fixture_f32(m->fx, "y", NULL);
+    if (!gate || !up || !down || !m->x || !m->want) {
+        wd_fixture_free(m->fx);
+        m->fx = NULL;
+        return 0;
+    }
+    m->inter = gs[0];
+    m->hidden = gs[1];
+    m->n = xs[0];
+    m->gate = (struct wd_weight){
+        .dtype = WD_DTYPE_BF16, .data = gate, .rows = m->inter, .cols = m->hidden};
+    m->up = m->gate;
+    m->up.data = up;
+    m->down = (struct wd_weight){
+        .dtype = WD_DTYPE_BF16, .data = down, .rows = m->hidden, .cols = m->inter};
+    return 1;
+}
+
 int wd_expect_close(const char *what, const float *got, const float *want, int64_t n, double atol,
                     double rtol)
 {

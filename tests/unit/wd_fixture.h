@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "kernels/dtype.h"
+#include "kernels/weight.h"
 
 struct wd_fixture;
 
@@ -28,6 +29,17 @@ const float *wd_fixture_f32(struct wd_fixture *fx, const char *name, int64_t *nu
 const int32_t *wd_fixture_i32(struct wd_fixture *fx, const char *name, int64_t *numel_p);
 /* Metadata value as a number (a failure and 0 when absent). */
 double wd_fixture_param(struct wd_fixture *fx, const char *key);
+
+/* The SwiGLU MLP case (mlp_bf16): bf16 gate/up [inter, hidden] and down [hidden, inter],
+ * n token rows of x and the expected y; the reference and the CPU kernel tests share it. */
+struct wd_mlp_fixture {
+    struct wd_fixture *fx; /* owns every buffer below */
+    struct wd_weight gate, up, down;
+    const float *x, *want;
+    int64_t n, hidden, inter;
+};
+/* 1 when loaded (free m->fx after), 0 with a failure recorded. */
+int wd_fixture_mlp(struct wd_mlp_fixture *m);
 
 /* Compares got with want element-wise: |got - want| <= atol + rtol * |want|. Prints
  * "<what>: max abs err, max rel err, nmse" and records one failure naming the worst element.

@@ -657,10 +657,10 @@ void wd_worker_pd_fail_pending(struct wd_worker *w, const char *why)
 int wd_worker_pd_on_abort(struct wd_worker *w, uint64_t id)
 {
     struct wd_pd_pending *p = wd_u64map_get(&w->pending, id);
-    struct wd_worker_req *q = wd_u64map_get(&w->reqs, id);
+    struct wd_worker_req *r = wd_u64map_get(&w->reqs, id);
     wd_log(WD_LOG_DEBUG, "pd", "request %llu: Abort (%s)", (unsigned long long)id,
            p   ? (p->has_target ? "pending with its KvTarget" : "pending")
-           : q ? "running"
+           : r ? "running"
                : "unknown");
     if (p) { /* prefill: never started, nothing was written */
         if (p->has_target) {
@@ -677,7 +677,6 @@ int wd_worker_pd_on_abort(struct wd_worker *w, uint64_t id)
         }
         return 1;
     }
-    struct wd_worker_req *r = wd_u64map_get(&w->reqs, id);
     if (!r || !r->is_pd)
         return 0;
     if (w->role == WD_WORKER_DECODE && !r->is_activated) {

@@ -401,7 +401,7 @@ static void publish(struct wd_worker *w, int is_ready)
         snprintf(dp, sizeof(dp), "%d", d);
         wd_engine_host_stats(w->host, d, &st);
         wd_metrics_set(w->metrics, w->m_running, dp, st.running);
-        wd_metrics_set(w->metrics, w->m_waiting, dp, st.waiting);
+        wd_metrics_set(w->metrics, w->m_waiting, dp, st.waiting + wd_worker_pd_n_waiting(w, d));
         wd_metrics_set(w->metrics, w->m_free, dp, st.free_pages);
         wd_metrics_set(w->metrics, w->m_total, dp, st.total_pages);
         wd_metrics_set(w->metrics, w->m_queued, dp, (double)st.queued_prefill_tokens);
@@ -419,6 +419,14 @@ static void publish(struct wd_worker *w, int is_ready)
     free(text);
 }
 
+/* What a drain waits for: requests in the engine and, on a prefill worker, those waiting for
+ * their other half (leaving then would strand the decode side's reserved pages until its
+ * release timeout). */
+static int n_in_flight(const struct wd_worker *w)
+{
+    return wd_engine_host_n_live(w->host) + wd_worker_pd_n_waiting(w, -1);
+}
+
 /* SIGTERM (or Drain): tell the router, take nothing new, give in-flight requests until the
  * drain timeout, then abort what is left. A second signal aborts at once. */
 static void advance_drain(struct wd_worker *w, int signals_seen)
@@ -428,7 +436,7 @@ static void advance_drain(struct wd_worker *w, int signals_seen)
         w->is_draining = 1;
         w->drain_deadline_ms = now + (int64_t)w->args.drain_timeout_secs * 1000;
         wd_log(WD_LOG_INFO, "worker", "draining: %d request(s) in flight, up to %d s",
-               wd_engine_host_n_live(w->host), w->args.drain_timeout_secs);
+               n_in_flight(w), w->args.drain_timeout_secs);
         if (w->sock) {
             struct wd_msg m;
             wd_msg_init(&m, WD_MSG_DRAIN);
@@ -441,11 +449,11 @@ static void advance_drain(struct wd_worker *w, int signals_seen)
         (now >= w->drain_deadline_ms || signals_seen > 1)) {
         w->is_aborting_all = 1;
         w->abort_deadline_ms = now + ABORT_GRACE_MS;
-        wd_log(WD_LOG_WARN, "worker", "drain timeout: aborting %d request(s)",
-               wd_engine_host_n_live(w->host));
+        wd_log(WD_LOG_WARN, "worker", "drain timeout: aborting %d request(s)", n_in_flight(w));
         for (size_t i = 0; i < w->reqs.cap; i++)
             if (w->reqs.slots[i].value)
                 wd_engine_host_abort(w->host, w->reqs.slots[i].key);
+        wd_worker_pd_fail_pending(w, "the prefill worker's drain timed out");
     }
 }
 
@@ -464,7 +472,7 @@ int wd_worker_run(struct wd_worker *w)
          * it stays until node 0's shutdown stops the ranks (`done` below), so that an
          * orchestrator stopping every node of the instance at once (a LeaderWorkerSet group)
          * loses nothing, and leaves by itself only at the drain timeout. */
-        if (w->is_draining && wd_engine_host_n_live(w->host) == 0) {
+        if (w->is_draining && n_in_flight(w) == 0) {
             if (w->layout->node_rank == 0)
                 break;
             if (wd_now_ms() >= w->drain_deadline_ms) {

@@ -125,6 +125,9 @@ void wd_worker_pd_cleanup(struct wd_worker *w);
  * marker) is answered, the router with an error and the decode side with KvRelease (nothing
  * was written), and dropped: at shutdown and when the engine fails. */
 void wd_worker_pd_fail_pending(struct wd_worker *w, const char *why);
+/* Prefill: requests of DP rank dp (every rank when dp < 0) of which one half came (aborted
+ * markers not counted): waiting for the decode side's pages, and in flight for the drain. */
+int wd_worker_pd_n_waiting(const struct wd_worker *w, int dp);
 /* Sockets the serving loop polls for the pairs (written to items; returns the count). */
 int wd_worker_pd_poll_items(struct wd_worker *w, void *items, int cap);
 /* Every loop pass: bootstrap messages, retried sends, cancel and pending timers. */

@@ -652,6 +652,16 @@ void wd_worker_pd_fail_pending(struct wd_worker *w, const char *why)
     }
 }
 
+int wd_worker_pd_n_waiting(const struct wd_worker *w, int dp)
+{
+    int n = 0;
+    for (size_t k = 0; k < w->pending.cap; k++) {
+        const struct wd_pd_pending *p = w->pending.slots[k].value;
+        n += p && !p->is_aborted && (dp < 0 || p->dp == dp);
+    }
+    return n;
+}
+
 /* ---------------------------------------------------------------- both */
 
 int wd_worker_pd_on_abort(struct wd_worker *w, uint64_t id)

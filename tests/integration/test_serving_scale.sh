@@ -11,7 +11,10 @@
 #     LeaderWorkerSet group going away): node 1 serves on until node 0 has drained;
 #   - the router's per-pool gauges (wideep:router_pool_*, what the autoscalers read) follow:
 #     DP ranks per pool, KV in use under load, nothing running and no KV in use at the end;
-#   - every surviving worker's KV pages idle at the end.
+#   - every surviving worker's KV pages idle at the end;
+#   - a prefill worker sent SIGTERM while a request's KvTarget is still to come (its decode
+#     worker stopped for a moment) waits for it, prefills, and only then exits: the request
+#     completes, the decode worker's pages are not stranded.
 . "$(dirname "$0")/router_lib.sh"
 . "$(dirname "$0")/serving_lib.sh"
 client="$src/tests/integration/serving_client.py"
@@ -37,6 +40,10 @@ drained() {
 streamed() { # PORT: the worker has streamed tokens
     curl -s --max-time 2 "http://127.0.0.1:$1/metrics" |
         awk '$1 ~ /^wideep:worker_generated_tokens_total/ {s += $2} END {exit !(s > 0)}'
+}
+busy() { # PORT: the worker's running-requests gauge is above 0
+    curl -s --max-time 2 "http://127.0.0.1:$1/metrics" |
+        awk '$1 ~ /^wideep:worker_running_requests/ {s += $2} END {exit !(s > 0)}'
 }
 wait_streamed() { # PORT [TENTHS]: up to 20 s (or TENTHS tenths: a sanitizer build on busy cores)
     local i
@@ -65,7 +72,7 @@ p1=$SL_PID
 sl_start prefill p2 || exit 1
 p2=$SL_PID p2_m=$SL_MPORT
 sl_start decode d1 || exit 1
-d1=$SL_PID
+d1=$SL_PID d1_m=$SL_MPORT
 sl_start decode d2 || exit 1
 d2=$SL_PID d2_m=$SL_MPORT
 rl_check "2 prefill + 2 decode workers register" wait_workers_long 4
@@ -91,6 +98,10 @@ rl_check "pool gauges: the decode pool's KV in use under load" in_use
 kill -TERM "$p1"
 rl_check "SIGTERM prefill p1: it drains and exits 0" drained "$p1" p1
 rl_check "load goes on over p2" completed_more 4
+# With one prefill worker left, requests queue there and a decode worker is idle for moments:
+# SIGTERM d1 right after its gauge shows a request running (it is published every 250 ms and
+# a request decodes for longer than that).
+for i in $(seq 200); do busy "$d1_m" && break; sleep 0.05; done
 kill -TERM "$d1"
 rl_check "SIGTERM decode d1: it drains and exits 0" drained "$d1" d1
 rl_check "d1 had streams in flight when it drained" \
@@ -146,4 +157,26 @@ eventually() { # CMD...: true within 5 s (heartbeats come late; silent workers g
 }
 rl_check "pool gauges: nothing running, no KV in use at the end" eventually \
     pool_is running_requests decode 0 kv_usage decode 0 queued_prefill_tokens prefill 0
+
+# The last prefill worker drained between a request's two halves: d3 is stopped (well under
+# the router's 3 s heartbeat timeout), so the PrefillRequest reaches p2 and the KvTarget does
+# not; p2's waiting gauge shows it, SIGTERM, and p2 must stay until d3 resumes and sends it.
+waiting() { # PORT: the worker's waiting-requests gauge is above 0
+    curl -s --max-time 2 "http://127.0.0.1:$1/metrics" |
+        awk '$1 ~ /^wideep:worker_waiting_requests/ {s += $2} END {exit !(s > 0)}'
+}
+kill -STOP "$d3"
+python3 "$client" stream "$RL_URL" 40 "$RL_TMP/halves" &
+streamer=$!
+for i in $(seq 40); do waiting "$p2_m" && break; sleep 0.05; done
+kill -TERM "$p2"
+sleep 0.5
+kill -CONT "$d3"
+rl_check "SIGTERM between the halves: p2 counted the request in flight" \
+    grep -qE "draining: [1-9][0-9]* request" "$RL_TMP/p2.log"
+rl_check "SIGTERM between the halves: p2 drains and exits 0" drained "$p2" p2
+wait "$streamer"
+rl_check "SIGTERM between the halves: the request completed" \
+    bash -c "grep -q '\[DONE\]' '$RL_TMP/halves' && ! grep -q '\"error\"' '$RL_TMP/halves'"
+rl_check "SIGTERM between the halves: d3's pages idle" wait_idle "$d3_m"
 rl_finish

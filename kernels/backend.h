@@ -17,6 +17,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/dtype.h"
+#include "kernels/linear.h"
 #include "kernels/mlp.h"
 #include "kernels/rope.h"
 #include "kernels/threadpool.h"
@@ -58,6 +59,9 @@ struct wd_backend_ops {
     void (*embedding)(void *ctx, const struct wd_weight *table, const int32_t *ids, int64_t n,
                       float *out);
     void (*linear)(void *ctx, const struct wd_weight *w, const float *x, int64_t n, float *y);
+    /* Several independent linears (kernels/linear.h), e.g. the projections of one input,
+     * scheduled together. */
+    void (*linear_many)(void *ctx, const struct wd_linear_item *items, int n_items);
     void (*rmsnorm)(void *ctx, const float *x, const float *gamma, int64_t n, int64_t dim,
                     float eps, float *y);
     void (*rope)(void *ctx, const struct wd_rope *rope, float *x, int64_t n, int n_heads,

@@ -27,6 +27,11 @@ static void cpu_linear(void *ctx, const struct wd_weight *w, const float *x, int
     wd_linear_cpu(w, x, n, y, ctx);
 }
 
+static void cpu_linear_many(void *ctx, const struct wd_linear_item *items, int n_items)
+{
+    wd_linear_cpu_many(items, n_items, ctx);
+}
+
 static void cpu_rmsnorm(void *ctx, const float *x, const float *gamma, int64_t n, int64_t dim,
                         float eps, float *y)
 {
@@ -95,6 +100,7 @@ static void cpu_gate_sigmoid(void *ctx, const float *logits, int64_t n, int n_ex
 static const struct wd_backend_ops cpu_ops = {
     .embedding = cpu_embedding,
     .linear = cpu_linear,
+    .linear_many = cpu_linear_many,
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,
     .silu_mul = cpu_silu_mul,

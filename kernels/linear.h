@@ -20,6 +20,15 @@ extern "C" {
  * n may be 0. Single-threaded, no allocation. */
 void wd_linear_ref(const struct wd_weight *w, const float *x, int64_t n, float *y);
 
+/* One linear of a group run together (several projections of the same input: q, k and v):
+ * y = x @ w^T over n tokens, as wd_linear_ref. */
+struct wd_linear_item {
+    const struct wd_weight *w;
+    const float *x; /* [n, w->cols] */
+    int64_t n;
+    float *y; /* [n, w->rows], aliasing no item's x */
+};
+
 #ifdef __cplusplus
 }
 #endif

@@ -674,34 +674,81 @@ static void check_weight(const struct wd_weight *w)
               w->dtype == WD_DTYPE_F8_E4M3);
 }
 
-static void linear_run(const struct wd_weight *w, const float *x, int64_t ldx, int64_t n, float *y,
-                       int64_t ldy, struct wd_threadpool *tp, int is_avx2)
+/* The job of one linear and its task count. A few tasks per thread balance a shared
+ * machine, and at most ~1 MiB of weights per task: the last task of a large matrix (the LM
+ * head) is what the other threads wait for. Each task keeps >= 4 tiles so a claim is
+ * amortized over >= 16 * cols weights. */
+static int64_t plan_job(struct linear_job *job, const struct wd_weight *w, const float *x,
+                        int64_t ldx, int64_t n, float *y, int64_t ldy, int n_threads, int is_avx2)
 {
     check_weight(w);
     if (n <= 0 || w->rows <= 0)
-        return;
-    /* A few tasks per thread balance a shared machine, and at most ~1 MiB of weights per
-     * task: the last task of a large matrix (the LM head) is what the other threads wait
-     * for. Each task keeps >= 4 tiles so a claim is amortized over >= 16 * cols weights. */
+        return 0;
     int64_t n_tiles = (w->rows + ROWS - 1) / ROWS;
-    int64_t n_tasks = (int64_t)wd_threadpool_size(tp) * 4;
+    int64_t n_tasks = (int64_t)n_threads * 4;
     int64_t by_size = w->rows * w->cols * (int64_t)wd_dtype_size(w->dtype) / (1 << 20);
-    if (wd_threadpool_size(tp) > 1 && by_size > n_tasks)
+    if (n_threads > 1 && by_size > n_tasks)
         n_tasks = by_size;
     if (n_tasks > (n_tiles + 3) / 4)
         n_tasks = (n_tiles + 3) / 4;
     if (n_tasks < 1)
         n_tasks = 1;
-    struct linear_job job = {.w = w,
-                             .x = x,
-                             .ldx = ldx,
-                             .n = n,
-                             .y = y,
-                             .ldy = ldy,
-                             .rows_per_task = (n_tiles + n_tasks - 1) / n_tasks * ROWS,
-                             .is_avx2 = is_avx2};
-    n_tasks = (w->rows + job.rows_per_task - 1) / job.rows_per_task;
-    wd_threadpool_run(tp, linear_task, &job, (int)n_tasks);
+    *job = (struct linear_job){.w = w,
+                               .x = x,
+                               .ldx = ldx,
+                               .n = n,
+                               .y = y,
+                               .ldy = ldy,
+                               .rows_per_task = (n_tiles + n_tasks - 1) / n_tasks * ROWS,
+                               .is_avx2 = is_avx2};
+    return (w->rows + job->rows_per_task - 1) / job->rows_per_task;
+}
+
+static void linear_run(const struct wd_weight *w, const float *x, int64_t ldx, int64_t n, float *y,
+                       int64_t ldy, struct wd_threadpool *tp, int is_avx2)
+{
+    struct linear_job job;
+    int64_t n_tasks = plan_job(&job, w, x, ldx, n, y, ldy, wd_threadpool_size(tp), is_avx2);
+    if (n_tasks > 0)
+        wd_threadpool_run(tp, linear_task, &job, (int)n_tasks);
+}
+
+#define MANY_MAX 8 /* items of one wd_linear_cpu_many pass; more make further passes */
+
+struct many_job {
+    struct linear_job jobs[MANY_MAX];
+    int64_t first[MANY_MAX + 1]; /* task index where each item's tasks begin */
+    int n_items;
+};
+
+static void many_task(void *arg, int idx, int n_tasks)
+{
+    const struct many_job *m = arg;
+    int i = 0;
+    while (idx >= m->first[i + 1])
+        i++;
+    linear_task((void *)&m->jobs[i], (int)(idx - m->first[i]),
+                (int)(m->first[i + 1] - m->first[i]));
+    (void)n_tasks;
+}
+
+void wd_linear_cpu_many(const struct wd_linear_item *items, int n_items, struct wd_threadpool *tp)
+{
+    int is_avx2 = wd_linear_cpu_has_avx2(), nt = wd_threadpool_size(tp);
+    for (int i0 = 0; i0 < n_items; i0 += MANY_MAX) {
+        struct many_job m = {.n_items = 0};
+        for (int i = i0; i < n_items && i < i0 + MANY_MAX; i++) {
+            const struct wd_linear_item *it = &items[i];
+            int64_t k = plan_job(&m.jobs[m.n_items], it->w, it->x, it->w->cols, it->n, it->y,
+                                 it->w->rows, nt, is_avx2);
+            if (k == 0)
+                continue;
+            m.first[m.n_items + 1] = m.first[m.n_items] + k;
+            m.n_items++;
+        }
+        if (m.n_items > 0)
+            wd_threadpool_run(tp, many_task, &m, (int)m.first[m.n_items]);
+    }
 }
 
 void wd_linear_cpu(const struct wd_weight *w, const float *x, int64_t n, float *y,

@@ -18,6 +18,7 @@
 
 #include <stdint.h>
 
+#include "kernels/linear.h"
 #include "kernels/threadpool.h"
 #include "kernels/weight.h"
 
@@ -35,6 +36,10 @@ void wd_linear_cpu(const struct wd_weight *w, const float *x, int64_t n, float *
  * (ldx >= cols, ldy >= rows), e.g. one head's slice of a [n, heads, dim] tensor. */
 void wd_linear_cpu_strided(const struct wd_weight *w, const float *x, int64_t ldx, int64_t n,
                            float *y, int64_t ldy, struct wd_threadpool *tp);
+
+/* Every item's linear in one pool pass (their tasks claimed from one queue): the same bits
+ * as one wd_linear_cpu call per item, one wait for the threads instead of n_items. */
+void wd_linear_cpu_many(const struct wd_linear_item *items, int n_items, struct wd_threadpool *tp);
 
 /* Rows [r0, r1) of the strided op, on the calling thread: the building block of fused ops
  * that schedule their own tasks (kernels/mlp_cpu.c). Any split of the rows gives the same

@@ -7,6 +7,8 @@
 
 #include <math.h>
 
+#include "kernels/vec_cpu.h"
+
 /* Columns per chunk: 16 chunks of a 129k vocabulary, 8 tasks per thread on 2 threads. */
 #define CHUNK 8192
 
@@ -45,11 +47,7 @@ static void sum_task(void *arg, int idx, int n_tasks)
     const float *x;
     int len;
     chunk_range(j, idx, &x, &len);
-    float m = (float)j->max[idx / j->n_parts];
-    double s = 0.0;
-    for (int i = 0; i < len; i++)
-        s += exp((double)x[i] - m);
-    j->part[idx] = s;
+    j->part[idx] = wd_vec_exp_sum_f64(x, len, (float)j->max[idx / j->n_parts]);
     (void)n_tasks;
 }
 

@@ -23,6 +23,13 @@ void wd_vec_silu_mul(const float *gate, const float *up, int64_t n, float *out);
  * s: [n] f32, m finite. */
 float wd_vec_exp_sum(float *s, int n, float m);
 
+/* sum_i exp((double)x[i] - (double)m) for i < n, in double: each exp within a few ulp of
+ * libm's exp (AVX2: a degree-12 polynomial after range reduction, four lanes), added in a
+ * fixed order for a given n. For log-sum-exp normalisers that must stay within 1e-12 of a
+ * libm-and-double reference at a fraction of its cost. x: [n] f32 (not written), x[i] <= m
+ * (m finite); arguments below -708 count as exp(-708). */
+double wd_vec_exp_sum_f64(const float *x, int n, float m);
+
 /* One exp, the same function as the arrays use (for rescaling factors). */
 float wd_vec_exp(float x);
 

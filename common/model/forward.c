@@ -70,9 +70,10 @@ static void attention_gqa(struct wd_model *m, const struct wd_attn_weights *a,
     struct wd_model_workspace *ws = m->ws;
     int64_t n = ab->n_tokens;
     int hd = m->cfg.head_dim;
-    linear(m, &a->q_proj, ws->h, n, ws->q);
-    linear(m, &a->k_proj, ws->h, n, ws->k);
-    linear(m, &a->v_proj, ws->h, n, ws->v);
+    struct wd_linear_item qkv[3] = {{&a->q_proj, ws->h, n, ws->q},
+                                    {&a->k_proj, ws->h, n, ws->k},
+                                    {&a->v_proj, ws->h, n, ws->v}};
+    m->be.ops->linear_many(m->be.ctx, qkv, 3);
     rmsnorm(m, ws->q, a->q_norm, n * m->n_heads, hd, ws->q);
     rmsnorm(m, ws->k, a->k_norm, n * m->n_kv_heads, hd, ws->k);
     rope(m, ws->q, n, m->n_heads, hd, 0, ab->tok_pos);
@@ -90,15 +91,17 @@ static void attention_mla(struct wd_model *m, const struct wd_attn_weights *a,
     struct wd_model_workspace *ws = m->ws;
     int64_t n = ab->n_tokens;
     int lora = c->kv_lora_rank, rope_dim = c->qk_rope_head_dim, row = lora + rope_dim;
+    /* The projections of h in one pass; then q's second half when q is low-rank. */
+    struct wd_linear_item proj[2] = {c->q_lora_rank > 0
+                                         ? (struct wd_linear_item){&a->q_a_proj, ws->h, n, ws->q_a}
+                                         : (struct wd_linear_item){&a->q_proj, ws->h, n, ws->q},
+                                     {&a->kv_a_proj, ws->h, n, ws->k}};
+    m->be.ops->linear_many(m->be.ctx, proj, 2);
     if (c->q_lora_rank > 0) {
-        linear(m, &a->q_a_proj, ws->h, n, ws->q_a);
         rmsnorm(m, ws->q_a, a->q_a_norm, n, c->q_lora_rank, ws->q_a);
         linear(m, &a->q_b_proj, ws->q_a, n, ws->q);
-    } else {
-        linear(m, &a->q_proj, ws->h, n, ws->q);
     }
     /* Latent row: [c_kv (normed) | k_pe (roped)], exactly what the cache stores. */
-    linear(m, &a->kv_a_proj, ws->h, n, ws->k);
     for (int64_t t = 0; t < n; t++)
         rmsnorm(m, ws->k + t * row, a->kv_a_norm, 1, lora, ws->k + t * row);
     rope(m, ws->q, n, m->n_heads, m->qk_head_dim, c->qk_nope_head_dim, ab->tok_pos);

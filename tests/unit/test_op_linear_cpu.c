@@ -217,6 +217,51 @@ static void test_batch_invariance(void)
     wd_threadpool_destroy(tp);
 }
 
+/* wd_linear_cpu_many: every item the same bits as its own wd_linear_cpu call, on 1 to 3
+ * threads, with more items than one pass takes, an empty item and mixed dtypes and sizes. */
+static void test_many(void)
+{
+    enum { N_ITEMS = 11 };
+    enum wd_dtype dts[4] = {WD_DTYPE_F32, WD_DTYPE_BF16, WD_DTYPE_F16, WD_DTYPE_F8_E4M3};
+    struct wd_weight w[N_ITEMS];
+    struct wd_linear_item items[N_ITEMS];
+    void *mem[N_ITEMS];
+    float *scale[N_ITEMS], *x[N_ITEMS], *want[N_ITEMS], *got[N_ITEMS];
+    for (int i = 0; i < N_ITEMS; i++) {
+        int64_t rows = 1 + rnd() % 700, cols = 1 + rnd() % 300, n = i == 4 ? 0 : 1 + i % 5;
+        w[i] = make_weight(dts[i % 4], rows, cols, 16, 32, &mem[i], &scale[i]);
+        x[i] = malloc(sizeof(float) * (size_t)(n * cols + 1));
+        want[i] = malloc(sizeof(float) * (size_t)(n * rows + 1));
+        got[i] = malloc(sizeof(float) * (size_t)(n * rows + 1));
+        for (int64_t k = 0; k < n * cols; k++)
+            x[i][k] = rndf();
+        wd_linear_cpu(&w[i], x[i], n, want[i], NULL);
+        items[i] = (struct wd_linear_item){&w[i], x[i], n, got[i]};
+    }
+    for (int threads = 1; threads <= 3; threads++) {
+        struct wd_threadpool *tp = NULL;
+        WD_EXPECT(wd_threadpool_create(threads, &tp) == WD_OK);
+        for (int i = 0; i < N_ITEMS; i++)
+            for (int64_t k = 0; k < items[i].n * w[i].rows; k++)
+                got[i][k] = NAN;
+        wd_linear_cpu_many(items, N_ITEMS, tp);
+        for (int i = 0; i < N_ITEMS; i++)
+            WD_EXPECT_MSG(
+                memcmp(got[i], want[i], sizeof(float) * (size_t)(items[i].n * w[i].rows)) == 0,
+                "item %d (%s, %lld x %lld, n=%lld) on %d threads differs", i,
+                wd_dtype_name(w[i].dtype), (long long)w[i].rows, (long long)w[i].cols,
+                (long long)items[i].n, threads);
+        wd_threadpool_destroy(tp);
+    }
+    for (int i = 0; i < N_ITEMS; i++) {
+        free(mem[i]);
+        free(scale[i]);
+        free(x[i]);
+        free(want[i]);
+        free(got[i]);
+    }
+}
+
 /* Strided rows and a caller-made row split give the same bits as the plain op. */
 static void test_strided_rows(void)
 {
@@ -435,6 +480,7 @@ int main(void)
     WD_RUN(test_random_shapes);
     WD_RUN(test_batch_invariance);
     WD_RUN(test_strided_rows);
+    WD_RUN(test_many);
     WD_RUN(bench);
     return wd_test_finish();
 }

@@ -62,6 +62,8 @@
  * 0.161 / 0.190, n=12 0.229 / 0.249, n=14-16 equal. From L2/L3 the staged GEMM wins from
  * n=5, but a batched decode step reads each expert once, from memory. */
 #define DIRECT_MAX 12
+/* Least weight bytes per task: about 10 us of a batch-1 stream on one core. */
+#define TASK_MIN_BYTES (128 * 1024)
 
 struct linear_job {
     const struct wd_weight *w;
@@ -69,9 +71,14 @@ struct linear_job {
     int64_t ldx; /* floats between token rows of x (>= cols) */
     int64_t n;
     float *y;
-    int64_t ldy;           /* floats between token rows of y (>= rows) */
-    int64_t rows_per_task; /* multiple of ROWS */
+    int64_t ldy; /* floats between token rows of y (>= rows) */
     int is_avx2;
+};
+
+/* A job cut into pool tasks: task i takes rows [bounds[i], bounds[i + 1]). */
+struct linear_plan {
+    struct linear_job job;
+    int64_t bounds[WD_GUIDED_MAX_TASKS + 1];
 };
 
 /* ---- portable kernels ---- */
@@ -662,10 +669,9 @@ static void linear_rows(const struct linear_job *job, int64_t r_begin, int64_t r
 
 static void linear_task(void *arg, int idx, int n_tasks)
 {
-    const struct linear_job *job = arg;
-    int64_t r_begin = idx * job->rows_per_task;
-    int64_t r_end = idx == n_tasks - 1 ? job->w->rows : r_begin + job->rows_per_task;
-    linear_rows(job, r_begin, r_end);
+    const struct linear_plan *p = arg;
+    linear_rows(&p->job, p->bounds[idx], p->bounds[idx + 1]);
+    (void)n_tasks;
 }
 
 static void check_weight(const struct wd_weight *w)
@@ -674,49 +680,35 @@ static void check_weight(const struct wd_weight *w)
               w->dtype == WD_DTYPE_F8_E4M3);
 }
 
-/* The job of one linear and its task count. A few tasks per thread balance a shared
- * machine, and at most ~1 MiB of weights per task: the last task of a large matrix (the LM
- * head) is what the other threads wait for. Each task keeps >= 4 tiles so a claim is
- * amortized over >= 16 * cols weights. */
-static int64_t plan_job(struct linear_job *job, const struct wd_weight *w, const float *x,
+/* The job of one linear and its task count: guided tasks (wd_threadpool_guided_split) of
+ * whole 4-row tiles and at least TASK_MIN_BYTES of weights, so that a large matrix (the
+ * LM head) is read in a few long streams and the threads still end together. */
+static int64_t plan_job(struct linear_plan *p, const struct wd_weight *w, const float *x,
                         int64_t ldx, int64_t n, float *y, int64_t ldy, int n_threads, int is_avx2)
 {
     check_weight(w);
     if (n <= 0 || w->rows <= 0)
         return 0;
-    int64_t n_tiles = (w->rows + ROWS - 1) / ROWS;
-    int64_t n_tasks = (int64_t)n_threads * 4;
-    int64_t by_size = w->rows * w->cols * (int64_t)wd_dtype_size(w->dtype) / (1 << 20);
-    if (n_threads > 1 && by_size > n_tasks)
-        n_tasks = by_size;
-    if (n_tasks > (n_tiles + 3) / 4)
-        n_tasks = (n_tiles + 3) / 4;
-    if (n_tasks < 1)
-        n_tasks = 1;
-    *job = (struct linear_job){.w = w,
-                               .x = x,
-                               .ldx = ldx,
-                               .n = n,
-                               .y = y,
-                               .ldy = ldy,
-                               .rows_per_task = (n_tiles + n_tasks - 1) / n_tasks * ROWS,
-                               .is_avx2 = is_avx2};
-    return (w->rows + job->rows_per_task - 1) / job->rows_per_task;
+    p->job = (struct linear_job){
+        .w = w, .x = x, .ldx = ldx, .n = n, .y = y, .ldy = ldy, .is_avx2 = is_avx2};
+    int64_t row_bytes = w->cols * (int64_t)wd_dtype_size(w->dtype);
+    return wd_threadpool_guided_split(w->rows, n_threads, ROWS,
+                                      TASK_MIN_BYTES / (row_bytes > 0 ? row_bytes : 1), p->bounds);
 }
 
 static void linear_run(const struct wd_weight *w, const float *x, int64_t ldx, int64_t n, float *y,
                        int64_t ldy, struct wd_threadpool *tp, int is_avx2)
 {
-    struct linear_job job;
-    int64_t n_tasks = plan_job(&job, w, x, ldx, n, y, ldy, wd_threadpool_size(tp), is_avx2);
+    struct linear_plan p;
+    int64_t n_tasks = plan_job(&p, w, x, ldx, n, y, ldy, wd_threadpool_size(tp), is_avx2);
     if (n_tasks > 0)
-        wd_threadpool_run(tp, linear_task, &job, (int)n_tasks);
+        wd_threadpool_run(tp, linear_task, &p, (int)n_tasks);
 }
 
 #define MANY_MAX 8 /* items of one wd_linear_cpu_many pass; more make further passes */
 
 struct many_job {
-    struct linear_job jobs[MANY_MAX];
+    struct linear_plan plans[MANY_MAX];
     int64_t first[MANY_MAX + 1]; /* task index where each item's tasks begin */
     int n_items;
 };
@@ -727,7 +719,7 @@ static void many_task(void *arg, int idx, int n_tasks)
     int i = 0;
     while (idx >= m->first[i + 1])
         i++;
-    linear_task((void *)&m->jobs[i], (int)(idx - m->first[i]),
+    linear_task((void *)&m->plans[i], (int)(idx - m->first[i]),
                 (int)(m->first[i + 1] - m->first[i]));
     (void)n_tasks;
 }
@@ -736,10 +728,12 @@ void wd_linear_cpu_many(const struct wd_linear_item *items, int n_items, struct 
 {
     int is_avx2 = wd_linear_cpu_has_avx2(), nt = wd_threadpool_size(tp);
     for (int i0 = 0; i0 < n_items; i0 += MANY_MAX) {
-        struct many_job m = {.n_items = 0};
+        struct many_job m; /* 16 KiB: only what is used is written */
+        m.n_items = 0;
+        m.first[0] = 0;
         for (int i = i0; i < n_items && i < i0 + MANY_MAX; i++) {
             const struct wd_linear_item *it = &items[i];
-            int64_t k = plan_job(&m.jobs[m.n_items], it->w, it->x, it->w->cols, it->n, it->y,
+            int64_t k = plan_job(&m.plans[m.n_items], it->w, it->x, it->w->cols, it->n, it->y,
                                  it->w->rows, nt, is_avx2);
             if (k == 0)
                 continue;

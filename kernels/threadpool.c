@@ -177,3 +177,31 @@ void wd_threadpool_run(struct wd_threadpool *tp, void (*fn)(void *arg, int idx, 
         pthread_cond_wait(&tp->finished, &tp->mu);
     pthread_mutex_unlock(&tp->mu);
 }
+
+int wd_threadpool_guided_split(int64_t total, int n_threads, int64_t gran, int64_t min_units,
+                               int64_t *bounds)
+{
+    if (total <= 0)
+        return 0;
+    if (gran < 1)
+        gran = 1;
+    /* A floor of total / 128 keeps the count within the cap (the geometric part ends at
+     * 2 n_threads floors, and the tail has at most 2 n_threads or 128 tasks of a floor). */
+    if (min_units < total / (WD_GUIDED_MAX_TASKS / 2))
+        min_units = total / (WD_GUIDED_MAX_TASKS / 2);
+    min_units = (min_units < gran ? gran : min_units + gran - 1) / gran * gran;
+    int64_t done = 0, div = 2 * (int64_t)(n_threads < 1 ? 1 : n_threads);
+    int n = 0;
+    bounds[0] = 0;
+    while (done < total) {
+        int64_t left = total - done;
+        int64_t size = n_threads <= 1 ? left : (left / div + gran - 1) / gran * gran;
+        if (size < min_units)
+            size = min_units;
+        if (size > left || n == WD_GUIDED_MAX_TASKS - 1)
+            size = left;
+        done += size;
+        bounds[++n] = done;
+    }
+    return n;
+}

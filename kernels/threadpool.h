@@ -11,6 +11,8 @@
 #ifndef WD_KERNELS_THREADPOOL_H
 #define WD_KERNELS_THREADPOOL_H
 
+#include <stdint.h>
+
 #include "common/util/status.h"
 
 #ifdef __cplusplus
@@ -35,6 +37,17 @@ int wd_threadpool_size(const struct wd_threadpool *tp);
  * fn must not call wd_threadpool_run on the same pool. */
 void wd_threadpool_run(struct wd_threadpool *tp, void (*fn)(void *arg, int idx, int n), void *arg,
                        int n_tasks);
+
+/* Most tasks wd_threadpool_guided_split makes. */
+#define WD_GUIDED_MAX_TASKS 256
+
+/* Splits [0, total) into tasks for n_threads that claim them in order: each task takes
+ * 1 / (2 n_threads) of what is left (a multiple of gran units, at least min_units), so the
+ * first tasks are long (few restarts of a memory stream) and the last ones short (the
+ * threads finish together). Writes bounds[0..n] (bounds[0] = 0, bounds[n] = total, at most
+ * WD_GUIDED_MAX_TASKS + 1 entries) and returns the task count n (0 when total <= 0). */
+int wd_threadpool_guided_split(int64_t total, int n_threads, int64_t gran, int64_t min_units,
+                               int64_t *bounds);
 
 #ifdef __cplusplus
 }

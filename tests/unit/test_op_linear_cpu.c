@@ -217,6 +217,31 @@ static void test_batch_invariance(void)
     wd_threadpool_destroy(tp);
 }
 
+/* wd_threadpool_guided_split: the tasks tile [0, total) in order, on gran boundaries, none
+ * below min_units but the last, none longer than the one before, within the task cap. */
+static void test_guided_split(void)
+{
+    int64_t totals[] = {1, 7, 8, 100, 4096, 151936, 1 << 24};
+    int64_t bounds[WD_GUIDED_MAX_TASKS + 1];
+    for (size_t i = 0; i < sizeof(totals) / sizeof(totals[0]); i++)
+        for (int threads = 1; threads <= 64; threads *= 4)
+            for (int64_t gran = 1; gran <= 8; gran *= 2) {
+                int64_t total = totals[i], min_units = 3 * gran + 1;
+                int n = wd_threadpool_guided_split(total, threads, gran, min_units, bounds);
+                /* The cap is never what ends the split (its last task would be long). */
+                int ok = n >= 1 && n < WD_GUIDED_MAX_TASKS - 1 && bounds[0] == 0 &&
+                         bounds[n] == total && (threads > 1 || n == 1);
+                for (int k = 0; ok && k < n; k++) {
+                    int64_t size = bounds[k + 1] - bounds[k];
+                    ok &= size > 0 && (k == n - 1 || (size % gran == 0 && size >= min_units));
+                    ok &= k == 0 || k == n - 1 || size <= bounds[k] - bounds[k - 1];
+                }
+                WD_EXPECT_MSG(ok, "total %lld, %d threads, gran %lld: %d tasks not a guided split",
+                              (long long)total, threads, (long long)gran, n);
+            }
+    WD_EXPECT(wd_threadpool_guided_split(0, 2, 4, 4, bounds) == 0);
+}
+
 /* wd_linear_cpu_many: every item the same bits as its own wd_linear_cpu call, on 1 to 3
  * threads, with more items than one pass takes, an empty item and mixed dtypes and sizes. */
 static void test_many(void)
@@ -480,6 +505,7 @@ int main(void)
     WD_RUN(test_random_shapes);
     WD_RUN(test_batch_invariance);
     WD_RUN(test_strided_rows);
+    WD_RUN(test_guided_split);
     WD_RUN(test_many);
     WD_RUN(bench);
     return wd_test_finish();

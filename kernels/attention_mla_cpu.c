@@ -7,18 +7,44 @@
 #include "kernels/attention_cpu.h"
 #include "kernels/linear_cpu.h"
 
-void wd_mla_uk_transpose(const struct wd_weight *kv_b, int n_heads, int nope_dim, int v_dim,
-                         int kv_lora_rank, float *uk_t)
+enum wd_dtype wd_mla_uk_dtype(const struct wd_weight *kv_b)
+{
+    return kv_b->dtype == WD_DTYPE_BF16 ? WD_DTYPE_BF16 : WD_DTYPE_F32;
+}
+
+/* uk_t[h][c][j] = kv_b[h * (nope + v) + j][c], as f32 or (kv_b BF16) its raw bf16 bits. */
+static void transpose(const struct wd_weight *kv_b, int n_heads, int nope_dim, int v_dim,
+                      int kv_lora_rank, enum wd_dtype dt, void *uk_t)
 {
     float row[WD_MLA_MAX_RANK];
     WD_ASSERT(kv_lora_rank <= WD_MLA_MAX_RANK && kv_b->cols == kv_lora_rank);
+    WD_ASSERT(dt == WD_DTYPE_F32 || kv_b->dtype == WD_DTYPE_BF16);
     for (int h = 0; h < n_heads; h++)
         for (int j = 0; j < nope_dim; j++) {
-            wd_weight_row_f32(kv_b, (int64_t)h * (nope_dim + v_dim) + j, row);
-            float *dst = uk_t + (size_t)h * (size_t)kv_lora_rank * (size_t)nope_dim + j;
+            int64_t r = (int64_t)h * (nope_dim + v_dim) + j;
+            size_t at = (size_t)h * (size_t)kv_lora_rank * (size_t)nope_dim + (size_t)j;
+            if (dt == WD_DTYPE_BF16) {
+                const uint16_t *src = (const uint16_t *)kv_b->data + r * wd_weight_ld(kv_b);
+                for (int c = 0; c < kv_lora_rank; c++)
+                    ((uint16_t *)uk_t)[at + (size_t)c * (size_t)nope_dim] = src[c];
+                continue;
+            }
+            wd_weight_row_f32(kv_b, r, row);
             for (int c = 0; c < kv_lora_rank; c++)
-                dst[(size_t)c * (size_t)nope_dim] = row[c];
+                ((float *)uk_t)[at + (size_t)c * (size_t)nope_dim] = row[c];
         }
+}
+
+void wd_mla_uk_transpose(const struct wd_weight *kv_b, int n_heads, int nope_dim, int v_dim,
+                         int kv_lora_rank, float *uk_t)
+{
+    transpose(kv_b, n_heads, nope_dim, v_dim, kv_lora_rank, WD_DTYPE_F32, uk_t);
+}
+
+void wd_mla_uk_transpose_as(const struct wd_weight *kv_b, int n_heads, int nope_dim, int v_dim,
+                            int kv_lora_rank, void *uk_t)
+{
+    transpose(kv_b, n_heads, nope_dim, v_dim, kv_lora_rank, wd_mla_uk_dtype(kv_b), uk_t);
 }
 
 int64_t wd_attention_mla_cpu_scratch(int64_t n_tokens, int n_heads, int kv_lora_rank, int rope_dim)
@@ -59,12 +85,13 @@ static void head_linear_run(struct head_linear *j, int n_heads, struct wd_thread
     wd_threadpool_run(tp, head_linear_task, j, n_heads * j->slices);
 }
 
-void wd_attention_mla_cpu(const float *q, int64_t n_tokens, const int32_t *tok_seq,
-                          const int32_t *tok_pos, const struct wd_attn_seq *seqs,
-                          const void *latent_cache, enum wd_dtype dtype, int page_size, int n_heads,
-                          int kv_lora_rank, int nope_dim, int rope_dim, int v_dim,
-                          const struct wd_weight *kv_b, const float *uk_t, float scale,
-                          float *scratch, float *out, struct wd_threadpool *tp)
+/* The op with uk_t of dtype uk_dt. */
+static void mla_run(const float *q, int64_t n_tokens, const int32_t *tok_seq,
+                    const int32_t *tok_pos, const struct wd_attn_seq *seqs,
+                    const void *latent_cache, enum wd_dtype dtype, int page_size, int n_heads,
+                    int kv_lora_rank, int nope_dim, int rope_dim, int v_dim,
+                    const struct wd_weight *kv_b, const void *uk_t, enum wd_dtype uk_dt,
+                    float scale, float *scratch, float *out, struct wd_threadpool *tp)
 {
     int lora = kv_lora_rank, row = lora + rope_dim, qd = nope_dim + rope_dim;
     WD_ASSERT(lora <= WD_MLA_MAX_RANK && n_heads <= WD_MLA_MAX_HEADS);
@@ -77,8 +104,10 @@ void wd_attention_mla_cpu(const float *q, int64_t n_tokens, const int32_t *tok_s
 
     /* 1. q_abs = [W_UK_h^T q_nope | q_pe]: rows of uk_t's head block are latent channels. */
     for (int h = 0; h < n_heads; h++)
-        w[h] = (struct wd_weight){.dtype = WD_DTYPE_F32,
-                                  .data = uk_t + (size_t)h * (size_t)lora * (size_t)nope_dim,
+        w[h] = (struct wd_weight){.dtype = uk_dt,
+                                  .data = (const char *)uk_t + (size_t)h * (size_t)lora *
+                                                                   (size_t)nope_dim *
+                                                                   wd_dtype_size(uk_dt),
                                   .rows = lora,
                                   .cols = nope_dim};
     struct head_linear uk = {.w = w,
@@ -131,4 +160,28 @@ void wd_attention_mla_cpu(const float *q, int64_t n_tokens, const int32_t *tok_s
                              .ldy = (int64_t)n_heads * v_dim,
                              .n = n_tokens};
     head_linear_run(&uv, n_heads, tp);
+}
+
+void wd_attention_mla_cpu(const float *q, int64_t n_tokens, const int32_t *tok_seq,
+                          const int32_t *tok_pos, const struct wd_attn_seq *seqs,
+                          const void *latent_cache, enum wd_dtype dtype, int page_size, int n_heads,
+                          int kv_lora_rank, int nope_dim, int rope_dim, int v_dim,
+                          const struct wd_weight *kv_b, const float *uk_t, float scale,
+                          float *scratch, float *out, struct wd_threadpool *tp)
+{
+    mla_run(q, n_tokens, tok_seq, tok_pos, seqs, latent_cache, dtype, page_size, n_heads,
+            kv_lora_rank, nope_dim, rope_dim, v_dim, kv_b, uk_t, WD_DTYPE_F32, scale, scratch, out,
+            tp);
+}
+
+void wd_attention_mla_cpu_uk(const float *q, int64_t n_tokens, const int32_t *tok_seq,
+                             const int32_t *tok_pos, const struct wd_attn_seq *seqs,
+                             const void *latent_cache, enum wd_dtype dtype, int page_size,
+                             int n_heads, int kv_lora_rank, int nope_dim, int rope_dim, int v_dim,
+                             const struct wd_weight *kv_b, const void *uk_t, float scale,
+                             float *scratch, float *out, struct wd_threadpool *tp)
+{
+    mla_run(q, n_tokens, tok_seq, tok_pos, seqs, latent_cache, dtype, page_size, n_heads,
+            kv_lora_rank, nope_dim, rope_dim, v_dim, kv_b, uk_t, wd_mla_uk_dtype(kv_b), scale,
+            scratch, out, tp);
 }

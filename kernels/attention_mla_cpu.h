@@ -27,6 +27,15 @@
 void wd_mla_uk_transpose(const struct wd_weight *kv_b, int n_heads, int nope_dim, int v_dim,
                          int kv_lora_rank, float *uk_t);
 
+/* The dtype uk_t is kept in for kv_b: BF16 when kv_b is BF16 (the same values, half the
+ * bytes a decode step reads, and the same bits out: the linear kernels share one order),
+ * F32 (dequantized) otherwise. */
+enum wd_dtype wd_mla_uk_dtype(const struct wd_weight *kv_b);
+
+/* wd_mla_uk_transpose into uk_t of dtype wd_mla_uk_dtype(kv_b). */
+void wd_mla_uk_transpose_as(const struct wd_weight *kv_b, int n_heads, int nope_dim, int v_dim,
+                            int kv_lora_rank, void *uk_t);
+
 /* Floats of scratch wd_attention_mla_cpu needs for n_tokens. */
 int64_t wd_attention_mla_cpu_scratch(int64_t n_tokens, int n_heads, int kv_lora_rank, int rope_dim);
 
@@ -38,5 +47,13 @@ void wd_attention_mla_cpu(const float *q, int64_t n_tokens, const int32_t *tok_s
                           int kv_lora_rank, int nope_dim, int rope_dim, int v_dim,
                           const struct wd_weight *kv_b, const float *uk_t, float scale,
                           float *scratch, float *out, struct wd_threadpool *tp);
+
+/* The same with uk_t from wd_mla_uk_transpose_as (dtype wd_mla_uk_dtype(kv_b)). */
+void wd_attention_mla_cpu_uk(const float *q, int64_t n_tokens, const int32_t *tok_seq,
+                             const int32_t *tok_pos, const struct wd_attn_seq *seqs,
+                             const void *latent_cache, enum wd_dtype dtype, int page_size,
+                             int n_heads, int kv_lora_rank, int nope_dim, int rope_dim, int v_dim,
+                             const struct wd_weight *kv_b, const void *uk_t, float scale,
+                             float *scratch, float *out, struct wd_threadpool *tp);
 
 #endif

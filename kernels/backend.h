@@ -48,7 +48,7 @@ struct wd_attn_batch {
 struct wd_mla_args {
     int n_heads, kv_lora_rank, nope_dim, rope_dim, v_dim;
     const struct wd_weight *kv_b; /* [heads * (nope + v), kv_lora_rank] */
-    const float *uk_t;            /* [heads * kv_lora_rank, nope] W_UK transposed */
+    const void *uk_t; /* [heads * kv_lora_rank, nope] W_UK transposed (wd_mla_uk_dtype) */
     float scale;
     /* CPU: [wd_attention_mla_cpu_scratch(n_tokens, ...)] f32 the op may use (absorbed queries,
      * latent outputs); a backend with its own buffers ignores it. */

@@ -78,9 +78,9 @@ static void cpu_attention_gqa(void *ctx, const float *q, const struct wd_attn_ba
 static void cpu_attention_mla(void *ctx, const float *q, const struct wd_attn_batch *b,
                               const struct wd_kv_layer *kv, const struct wd_mla_args *a, float *out)
 {
-    wd_attention_mla_cpu(q, b->n_tokens, b->tok_seq, b->tok_pos, b->seqs, kv->k, kv->dtype,
-                         kv->page_size, a->n_heads, a->kv_lora_rank, a->nope_dim, a->rope_dim,
-                         a->v_dim, a->kv_b, a->uk_t, a->scale, a->scratch, out, ctx);
+    wd_attention_mla_cpu_uk(q, b->n_tokens, b->tok_seq, b->tok_pos, b->seqs, kv->k, kv->dtype,
+                            kv->page_size, a->n_heads, a->kv_lora_rank, a->nope_dim, a->rope_dim,
+                            a->v_dim, a->kv_b, a->uk_t, a->scale, a->scratch, out, ctx);
 }
 
 static void cpu_gate_softmax(void *ctx, const float *logits, int64_t n, int n_experts, int top_k,

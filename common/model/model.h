@@ -127,7 +127,7 @@ struct wd_attn_weights {
     struct wd_weight kv_a_proj;          /* [kv_lora_rank + rope, H] */
     float *kv_a_norm;                    /* [kv_lora_rank] */
     struct wd_weight kv_b_proj;          /* [heads*(nope+v), kv_lora_rank] */
-    float *uk_t;             /* [heads * kv_lora_rank, nope] W_UK transposed, f32 (CPU MLA) */
+    void *uk_t; /* [heads * kv_lora_rank, nope] W_UK transposed, wd_mla_uk_dtype (CPU MLA) */
     struct wd_weight o_proj; /* [H, heads*v] */
 };
 

@@ -202,11 +202,12 @@ static enum wd_status bind_attention(struct binder *b, const struct wd_model *m,
             return wd_error_set(b->err, WD_ERR_UNSUPPORTED, "kv_lora_rank %d is above %d",
                                 c->kv_lora_rank, WD_MLA_MAX_RANK);
         a->uk_t = wd_arena_alloc(b->arena, (size_t)hp * (size_t)c->kv_lora_rank *
-                                               (size_t)c->qk_nope_head_dim * sizeof(float));
+                                               (size_t)c->qk_nope_head_dim *
+                                               wd_dtype_size(wd_mla_uk_dtype(&a->kv_b_proj)));
         if (!a->uk_t)
             return wd_error_set(b->err, WD_ERR_NOMEM, "%s: out of memory", p);
-        wd_mla_uk_transpose(&a->kv_b_proj, (int)hp, c->qk_nope_head_dim, c->v_head_dim,
-                            c->kv_lora_rank, a->uk_t);
+        wd_mla_uk_transpose_as(&a->kv_b_proj, (int)hp, c->qk_nope_head_dim, c->v_head_dim,
+                               c->kv_lora_rank, a->uk_t);
     }
     return bind_cols(b, NAME("o_proj.weight"), H, (int64_t)c->n_heads * c->v_head_dim,
                      h0 * c->v_head_dim, hp * c->v_head_dim, &a->o_proj);

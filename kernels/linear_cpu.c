@@ -183,6 +183,21 @@ WD_AVX2 static inline float hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* hsum8 of four vectors at once, lane r of the result for a_r: the same additions in the
+ * same tree (lane pairs k, k + 4 first, then (0 + 2) + (1 + 3)), transposed. */
+WD_AVX2 static inline __m128 hsum8x4(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
+{
+    __m128 h0 = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+    __m128 h1 = _mm_add_ps(_mm256_castps256_ps128(a1), _mm256_extractf128_ps(a1, 1));
+    __m128 h2 = _mm_add_ps(_mm256_castps256_ps128(a2), _mm256_extractf128_ps(a2, 1));
+    __m128 h3 = _mm_add_ps(_mm256_castps256_ps128(a3), _mm256_extractf128_ps(a3, 1));
+    __m128 t0 = _mm_unpacklo_ps(h0, h1), t1 = _mm_unpackhi_ps(h0, h1);
+    __m128 t2 = _mm_unpacklo_ps(h2, h3), t3 = _mm_unpackhi_ps(h2, h3);
+    __m128 c0 = _mm_movelh_ps(t0, t2), c1 = _mm_movehl_ps(t2, t0);
+    __m128 c2 = _mm_movelh_ps(t1, t3), c3 = _mm_movehl_ps(t3, t1);
+    return _mm_add_ps(_mm_add_ps(c0, c2), _mm_add_ps(c1, c3));
+}
+
 WD_AVX2 static inline __m256 load_bf16x8(const uint16_t *p)
 {
     __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
@@ -520,7 +535,18 @@ WD_AVX2 static void block_avx2(const struct linear_job *job, int64_t r0, int nr,
 
     if (n == 1 && is16) {
         const uint16_t *base = (const uint16_t *)w->data;
-        for (int i = 0; i < nr; i++) {
+        int i = 0, is_bf16 = w->dtype == WD_DTYPE_BF16;
+        if (k8 == cols) /* no tail columns: four rows' lane trees at once */
+            for (; i + 4 <= nr; i += 4) {
+                int64_t ld = wd_weight_ld(w);
+                const uint16_t *p = base + (r0 + i) * ld;
+                __m256 a0 = matvec_row(p, k8, is_bf16, job->x);
+                __m256 a1 = matvec_row(p + ld, k8, is_bf16, job->x);
+                __m256 a2 = matvec_row(p + 2 * ld, k8, is_bf16, job->x);
+                __m256 a3 = matvec_row(p + 3 * ld, k8, is_bf16, job->x);
+                _mm_storeu_ps(job->y + r0 + i, hsum8x4(a0, a1, a2, a3));
+            }
+        for (; i < nr; i++) {
             __m256 a = matvec_row(base + (r0 + i) * wd_weight_ld(w), k8, w->dtype == WD_DTYPE_BF16,
                                   job->x);
             _mm256_storeu_ps(acc, a);

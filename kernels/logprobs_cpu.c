@@ -34,10 +34,7 @@ static void max_task(void *arg, int idx, int n_tasks)
     const float *x;
     int len;
     chunk_range(j, idx, &x, &len);
-    float m = x[0];
-    for (int i = 1; i < len; i++)
-        m = x[i] > m ? x[i] : m;
-    j->part[idx] = m;
+    j->part[idx] = wd_vec_max(x, len);
     (void)n_tasks;
 }
 

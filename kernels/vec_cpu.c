@@ -140,6 +140,26 @@ WD_AVX2 static double exp_sum_f64_avx2(const float *x, int n, float m)
     return s;
 }
 
+WD_AVX2 static float max_avx2(const float *x, int n)
+{
+    float m = x[0];
+    int i = 0;
+    if (n >= 16) {
+        __m256 a = _mm256_loadu_ps(x), b = _mm256_loadu_ps(x + 8);
+        for (i = 16; i + 16 <= n; i += 16) {
+            a = _mm256_max_ps(a, _mm256_loadu_ps(x + i));
+            b = _mm256_max_ps(b, _mm256_loadu_ps(x + i + 8));
+        }
+        float o[8];
+        _mm256_storeu_ps(o, _mm256_max_ps(a, b));
+        for (int j = 0; j < 8; j++)
+            m = o[j] > m ? o[j] : m;
+    }
+    for (; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    return m;
+}
+
 WD_AVX2 static float exp1_avx2(float x)
 {
     float o[8];
@@ -186,6 +206,18 @@ double wd_vec_exp_sum_f64(const float *x, int n, float m)
     for (int i = 0; i < n; i++)
         s += exp((double)x[i] - (double)m);
     return s;
+}
+
+float wd_vec_max(const float *x, int n)
+{
+#ifdef WD_X86
+    if (wd_linear_cpu_has_avx2())
+        return max_avx2(x, n);
+#endif
+    float m = x[0];
+    for (int i = 1; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    return m;
 }
 
 float wd_vec_exp(float x)

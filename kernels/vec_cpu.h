@@ -30,6 +30,10 @@ float wd_vec_exp_sum(float *s, int n, float m);
  * (m finite); arguments below -708 count as exp(-708). */
 double wd_vec_exp_sum_f64(const float *x, int n, float m);
 
+/* The largest of x[0..n) (n >= 1, finite values: the result does not depend on the order
+ * the comparisons run in). */
+float wd_vec_max(const float *x, int n);
+
 /* One exp, the same function as the arrays use (for rescaling factors). */
 float wd_vec_exp(float x);
 

@@ -3,11 +3,6 @@
 
 #include "common/util/status.h"
 
-int64_t wd_weight_ld(const struct wd_weight *w)
-{
-    return w->ld ? w->ld : w->cols;
-}
-
 struct wd_weight wd_weight_slice_rows(const struct wd_weight *w, int64_t r0, int64_t n)
 {
     WD_ASSERT(r0 >= 0 && n >= 0 && r0 + n <= w->rows);

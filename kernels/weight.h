@@ -34,8 +34,11 @@ struct wd_weight {
     int64_t row0, col0, scale_cols;
 };
 
-/* Row stride of w in elements. */
-int64_t wd_weight_ld(const struct wd_weight *w);
+/* Row stride of w in elements (inline: the linear kernels ask once per row). */
+static inline int64_t wd_weight_ld(const struct wd_weight *w)
+{
+    return w->ld ? w->ld : w->cols;
+}
 
 /* Views of rows [r0, r0 + n) or columns [c0, c0 + n) of w (borrowing w's memory). */
 struct wd_weight wd_weight_slice_rows(const struct wd_weight *w, int64_t r0, int64_t n);

@@ -419,6 +419,12 @@ static void publish(struct wd_worker *w, int is_ready)
     free(text);
 }
 
+/* A drained worker stays this long after its Drain message: what the router (or a decode
+ * worker's KvTarget) sent before learning of the drain still arrives and is answered (refused,
+ * so the router retries it on another worker at once, or released) instead of being lost
+ * with the socket and found only by the heartbeat timeout or the KV release timeout. */
+#define DRAIN_SETTLE_MS 500
+
 /* What a drain waits for: requests in the engine and, on a prefill worker, those waiting for
  * their other half (leaving then would strand the decode side's reserved pages until its
  * release timeout). */
@@ -435,6 +441,8 @@ static void advance_drain(struct wd_worker *w, int signals_seen)
     if (signals_seen > 0 && !w->is_draining) {
         w->is_draining = 1;
         w->drain_deadline_ms = now + (int64_t)w->args.drain_timeout_secs * 1000;
+        w->drain_settle_ms = now + DRAIN_SETTLE_MS;
+        wd_worker_pd_on_drain(w);
         wd_log(WD_LOG_INFO, "worker", "draining: %d request(s) in flight, up to %d s",
                n_in_flight(w), w->args.drain_timeout_secs);
         if (w->sock) {
@@ -472,7 +480,7 @@ int wd_worker_run(struct wd_worker *w)
          * it stays until node 0's shutdown stops the ranks (`done` below), so that an
          * orchestrator stopping every node of the instance at once (a LeaderWorkerSet group)
          * loses nothing, and leaves by itself only at the drain timeout. */
-        if (w->is_draining && n_in_flight(w) == 0) {
+        if (w->is_draining && n_in_flight(w) == 0 && wd_now_ms() >= w->drain_settle_ms) {
             if (w->layout->node_rank == 0)
                 break;
             if (wd_now_ms() >= w->drain_deadline_ms) {

@@ -88,6 +88,7 @@ struct wd_worker {
 
     int is_draining;
     int64_t drain_deadline_ms;
+    int64_t drain_settle_ms; /* not before: requests the router sent before it knew */
     int is_aborting_all;
     int64_t abort_deadline_ms;
 
@@ -128,6 +129,10 @@ void wd_worker_pd_fail_pending(struct wd_worker *w, const char *why);
 /* Prefill: requests of DP rank dp (every rank when dp < 0) of which one half came (aborted
  * markers not counted): waiting for the decode side's pages, and in flight for the drain. */
 int wd_worker_pd_n_waiting(const struct wd_worker *w, int dp);
+/* Prefill, when a drain begins: KvTargets whose PrefillRequest has not come are answered
+ * with KvRelease (that request would be refused now), so the decode side frees its pages
+ * at once and the drain does not wait for them. */
+void wd_worker_pd_on_drain(struct wd_worker *w);
 /* Sockets the serving loop polls for the pairs (written to items; returns the count). */
 int wd_worker_pd_poll_items(struct wd_worker *w, void *items, int cap);
 /* Every loop pass: bootstrap messages, retried sends, cancel and pending timers. */

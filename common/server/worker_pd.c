@@ -621,6 +621,11 @@ static void on_target(struct wd_worker *w, const struct wd_zsock_peer *from,
         boot_error(w, from, t->request_id, WD_ERR_INVALID, "duplicate KvTarget");
         return;
     }
+    if (w->is_draining && !p->has_request) { /* its PrefillRequest would be refused now */
+        boot_release(w, from, t->request_id);
+        pending_drop(w, p);
+        return;
+    }
     p->pages = malloc((size_t)t->n_pages * sizeof(int32_t));
     if (!p->pages) {
         boot_error(w, from, t->request_id, WD_ERR_NOMEM, "prefill worker out of memory");
@@ -647,6 +652,18 @@ void wd_worker_pd_fail_pending(struct wd_worker *w, const char *why)
             boot_release(w, &p->decode_peer, p->id);
         if (p->has_request)
             wd_worker_send_error(w, p->id, WD_ERR_PEER, "%s", why);
+        pending_drop(w, p);
+        k = (size_t)-1; /* the map shifted */
+    }
+}
+
+void wd_worker_pd_on_drain(struct wd_worker *w)
+{
+    for (size_t k = 0; k < w->pending.cap; k++) {
+        struct wd_pd_pending *p = w->pending.slots[k].value;
+        if (!p || p->has_request || !p->has_target)
+            continue;
+        boot_release(w, &p->decode_peer, p->id);
         pending_drop(w, p);
         k = (size_t)-1; /* the map shifted */
     }

@@ -4,7 +4,8 @@
 # send chat requests one after another the whole time (serving_client.py load), and not one
 # of them may fail.
 #   - 2 prefill + 2 decode workers: SIGTERM a prefill worker, then a decode worker; each
-#     drains (the decode worker with streams in flight) and exits 0, the other pair serves on;
+#     drains and exits 0, the other pair serves on (of the three decode drains of the test,
+#     at least one with streams in flight);
 #   - scale-out: a new decode worker started mid-run registers and takes requests;
 #   - scale-in: a decode worker drained mid-run loses none;
 #   - a decode instance over two "nodes" joins, then both nodes get SIGTERM together (a
@@ -99,13 +100,17 @@ kill -TERM "$p1"
 rl_check "SIGTERM prefill p1: it drains and exits 0" drained "$p1" p1
 rl_check "load goes on over p2" completed_more 4
 # With one prefill worker left, requests queue there and a decode worker is idle for moments:
-# SIGTERM d1 right after its gauge shows a request running (it is published every 250 ms and
-# a request decodes for longer than that).
-for i in $(seq 200); do busy "$d1_m" && break; sleep 0.05; done
+# each decode worker gets SIGTERM right after its gauge shows a request running (published
+# every 250 ms, so the request may just have ended: at least one of the three decode drains
+# below must have had streams in flight).
+wait_busy() { # PORT: up to 10 s for the worker's running gauge above 0
+    local i
+    for i in $(seq 200); do busy "$1" && return 0; sleep 0.05; done
+    return 0 # idle all along: the drain is still checked, just without streams
+}
+wait_busy "$d1_m"
 kill -TERM "$d1"
 rl_check "SIGTERM decode d1: it drains and exits 0" drained "$d1" d1
-rl_check "d1 had streams in flight when it drained" \
-    grep -qE "draining: [1-9][0-9]* request" "$RL_TMP/d1.log"
 rl_check "load goes on over d2" completed_more 4
 
 # Scale-out: a decode worker started mid-run joins and takes requests.
@@ -117,6 +122,7 @@ rl_check "pool gauges: 2 decode DP ranks again, 1 prefill" \
     pool_is dp_ranks decode 2 dp_ranks prefill 1
 
 # Scale-in: d2 drained mid-run loses none.
+wait_busy "$d2_m"
 kill -TERM "$d2"
 rl_check "scale-in: d2 drains and exits 0" drained "$d2" d2
 rl_check "load goes on over d3" completed_more 4
@@ -133,11 +139,14 @@ mn_m=$(sed -nE 's/.*health and metrics on http:\/\/127.0.0.1:([0-9]+).*/\1/p' "$
 f0=$rl_fail
 rl_check "two-node decode instance takes requests" wait_streamed "$mn_m" 400
 [ "$rl_fail" = "$f0" ] || tail -n 8 "$RL_TMP/mn0.log" "$RL_TMP/mn1.log" # what it was doing
+wait_busy "$mn_m"
 kill -TERM "$mn1"
 kill -TERM "$mn0"
 rl_check "two nodes, SIGTERM to both: node 0 drains and exits 0" drained "$mn0" mn0
 node1_stayed() { drained "$mn1" mn1 && grep -q "the ranks stopped" "$RL_TMP/mn1.log"; }
 rl_check "two nodes: node 1 stayed until node 0 stopped the ranks, exits 0" node1_stayed
+rl_check "a decode worker (d1, d2 or the two-node instance) drained with streams in flight" \
+    grep -qE "draining: [1-9][0-9]* request" "$RL_TMP/d1.log" "$RL_TMP/d2.log" "$RL_TMP/mn0.log"
 rl_check "load goes on over d3" completed_more 4
 
 touch "$RL_TMP/stop"

@@ -108,10 +108,11 @@ rl_count_200() {
 }
 
 # rl_stop PID: TERM, then KILL after 5 s.
-rl_stop() {
+rl_stop() { # SIGTERM, up to 15 s to exit (a drained worker stays 500 ms after its Drain, and
+    # a sanitizer build on two busy cores takes seconds more to stop its ranks), then SIGKILL
     local i
     kill -TERM "$1" 2>/dev/null
-    for i in $(seq 50); do
+    for i in $(seq 150); do
         kill -0 "$1" 2>/dev/null || break
         sleep 0.1
     done

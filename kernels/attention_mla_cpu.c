@@ -52,37 +52,17 @@ int64_t wd_attention_mla_cpu_scratch(int64_t n_tokens, int n_heads, int kv_lora_
     return n_tokens * n_heads * (int64_t)(2 * kv_lora_rank + rope_dim);
 }
 
-/* One linear per head over every token: head h maps x + h * x_head (rows ldx apart) through
- * its weight into y + h * y_head (rows ldy apart). Tasks are (head, slice of rows). */
-struct head_linear {
-    const struct wd_weight *w; /* [n_heads] views */
-    const float *x;
-    int64_t x_head, ldx;
-    float *y;
-    int64_t y_head, ldy;
-    int64_t n, slice;
-    int slices; /* per head */
-};
-
-static void head_linear_task(void *arg, int idx, int n_tasks)
+/* One linear per head over every token, all heads in one pool pass: head h maps
+ * x + h * x_head (token rows ldx apart) through w[h] into y + h * y_head (rows ldy apart). */
+static void head_linears(const struct wd_weight *w, int n_heads, const float *x, int64_t x_head,
+                         int64_t ldx, float *y, int64_t y_head, int64_t ldy, int64_t n,
+                         struct wd_threadpool *tp)
 {
-    const struct head_linear *j = arg;
-    int h = idx / j->slices;
-    const struct wd_weight *w = &j->w[h];
-    int64_t r0 = (idx % j->slices) * j->slice,
-            r1 = r0 + j->slice < w->rows ? r0 + j->slice : w->rows;
-    wd_linear_cpu_rows(w, j->x + h * j->x_head, j->ldx, j->n, j->y + h * j->y_head, j->ldy, r0, r1);
-    (void)n_tasks;
-}
-
-static void head_linear_run(struct head_linear *j, int n_heads, struct wd_threadpool *tp)
-{
-    int64_t rows = j->w[0].rows;
-    int want = wd_threadpool_size(tp) * 4;
-    j->slices = n_heads >= want ? 1 : (want + n_heads - 1) / n_heads;
-    j->slice = ((rows + j->slices - 1) / j->slices + 7) / 8 * 8;
-    j->slices = (int)((rows + j->slice - 1) / j->slice);
-    wd_threadpool_run(tp, head_linear_task, j, n_heads * j->slices);
+    struct wd_linear_item items[WD_MLA_MAX_HEADS];
+    for (int h = 0; h < n_heads; h++)
+        items[h] = (struct wd_linear_item){
+            .w = &w[h], .x = x + h * x_head, .n = n, .y = y + h * y_head, .ldx = ldx, .ldy = ldy};
+    wd_linear_cpu_many(items, n_heads, tp);
 }
 
 /* The op with uk_t of dtype uk_dt. */
@@ -110,15 +90,8 @@ static void mla_run(const float *q, int64_t n_tokens, const int32_t *tok_seq,
                                                                    wd_dtype_size(uk_dt),
                                   .rows = lora,
                                   .cols = nope_dim};
-    struct head_linear uk = {.w = w,
-                             .x = q,
-                             .x_head = qd,
-                             .ldx = (int64_t)n_heads * qd,
-                             .y = q_abs,
-                             .y_head = row,
-                             .ldy = (int64_t)n_heads * row,
-                             .n = n_tokens};
-    head_linear_run(&uk, n_heads, tp);
+    head_linears(w, n_heads, q, qd, (int64_t)n_heads * qd, q_abs, row, (int64_t)n_heads * row,
+                 n_tokens, tp);
     for (int64_t t = 0; t < n_tokens; t++)
         for (int h = 0; h < n_heads; h++)
             memcpy(q_abs + (t * n_heads + h) * row + lora, q + (t * n_heads + h) * qd + nope_dim,
@@ -151,15 +124,8 @@ static void mla_run(const float *q, int64_t n_tokens, const int32_t *tok_seq,
     /* 3. out_h = W_UV_h o_lat_h. */
     for (int h = 0; h < n_heads; h++)
         w[h] = wd_weight_slice_rows(kv_b, (int64_t)h * (nope_dim + v_dim) + nope_dim, v_dim);
-    struct head_linear uv = {.w = w,
-                             .x = o_lat,
-                             .x_head = lora,
-                             .ldx = (int64_t)n_heads * lora,
-                             .y = out,
-                             .y_head = v_dim,
-                             .ldy = (int64_t)n_heads * v_dim,
-                             .n = n_tokens};
-    head_linear_run(&uv, n_heads, tp);
+    head_linears(w, n_heads, o_lat, lora, (int64_t)n_heads * lora, out, v_dim,
+                 (int64_t)n_heads * v_dim, n_tokens, tp);
 }
 
 void wd_attention_mla_cpu(const float *q, int64_t n_tokens, const int32_t *tok_seq,

@@ -24,9 +24,10 @@ void wd_linear_ref(const struct wd_weight *w, const float *x, int64_t n, float *
  * y = x @ w^T over n tokens, as wd_linear_ref. */
 struct wd_linear_item {
     const struct wd_weight *w;
-    const float *x; /* [n, w->cols] */
+    const float *x; /* [n, w->cols], token rows ldx floats apart */
     int64_t n;
-    float *y; /* [n, w->rows], aliasing no item's x */
+    float *y;         /* [n, w->rows], token rows ldy floats apart, aliasing no item's x */
+    int64_t ldx, ldy; /* 0: dense (w->cols, w->rows); else >= them (one head of [n, heads, d]) */
 };
 
 #ifdef __cplusplus

@@ -32,6 +32,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/util/status.h"
@@ -709,33 +710,40 @@ static void check_weight(const struct wd_weight *w)
 /* The job of one linear and its task count: guided tasks (wd_threadpool_guided_split) of
  * whole 4-row tiles and at least TASK_MIN_BYTES of weights, so that a large matrix (the
  * LM head) is read in a few long streams and the threads still end together. */
-static int64_t plan_job(struct linear_plan *p, const struct wd_weight *w, const float *x,
-                        int64_t ldx, int64_t n, float *y, int64_t ldy, int n_threads, int is_avx2)
+static int64_t plan_job(struct linear_job *job, int64_t *bounds, const struct wd_weight *w,
+                        const float *x, int64_t ldx, int64_t n, float *y, int64_t ldy,
+                        int n_threads, int is_avx2)
 {
     check_weight(w);
+    WD_ASSERT(ldx >= w->cols && ldy >= w->rows);
     if (n <= 0 || w->rows <= 0)
         return 0;
-    p->job = (struct linear_job){
+    *job = (struct linear_job){
         .w = w, .x = x, .ldx = ldx, .n = n, .y = y, .ldy = ldy, .is_avx2 = is_avx2};
     int64_t row_bytes = w->cols * (int64_t)wd_dtype_size(w->dtype);
     return wd_threadpool_guided_split(w->rows, n_threads, ROWS,
-                                      TASK_MIN_BYTES / (row_bytes > 0 ? row_bytes : 1), p->bounds);
+                                      TASK_MIN_BYTES / (row_bytes > 0 ? row_bytes : 1), bounds);
 }
 
 static void linear_run(const struct wd_weight *w, const float *x, int64_t ldx, int64_t n, float *y,
                        int64_t ldy, struct wd_threadpool *tp, int is_avx2)
 {
     struct linear_plan p;
-    int64_t n_tasks = plan_job(&p, w, x, ldx, n, y, ldy, wd_threadpool_size(tp), is_avx2);
+    int64_t n_tasks =
+        plan_job(&p.job, p.bounds, w, x, ldx, n, y, ldy, wd_threadpool_size(tp), is_avx2);
     if (n_tasks > 0)
         wd_threadpool_run(tp, linear_task, &p, (int)n_tasks);
 }
 
-#define MANY_MAX 8 /* items of one wd_linear_cpu_many pass; more make further passes */
+#define MANY_MAX 64                                 /* items of one pool pass at most */
+#define MANY_BOUNDS (4 * (WD_GUIDED_MAX_TASKS + 1)) /* their task bounds, all together */
 
+/* Several linears in one pool pass: item i's tasks are [first[i], first[i + 1]), task t of
+ * it takes rows [bounds[first[i] + i + t], ... + 1) (each item keeps its own end bound). */
 struct many_job {
-    struct linear_plan plans[MANY_MAX];
-    int64_t first[MANY_MAX + 1]; /* task index where each item's tasks begin */
+    struct linear_job jobs[MANY_MAX];
+    int64_t first[MANY_MAX + 1];
+    int64_t bounds[MANY_BOUNDS];
     int n_items;
 };
 
@@ -745,29 +753,34 @@ static void many_task(void *arg, int idx, int n_tasks)
     int i = 0;
     while (idx >= m->first[i + 1])
         i++;
-    linear_task((void *)&m->plans[i], (int)(idx - m->first[i]),
-                (int)(m->first[i + 1] - m->first[i]));
+    const int64_t *b = m->bounds + idx + i;
+    linear_rows(&m->jobs[i], b[0], b[1]);
     (void)n_tasks;
 }
 
 void wd_linear_cpu_many(const struct wd_linear_item *items, int n_items, struct wd_threadpool *tp)
 {
     int is_avx2 = wd_linear_cpu_has_avx2(), nt = wd_threadpool_size(tp);
-    for (int i0 = 0; i0 < n_items; i0 += MANY_MAX) {
-        struct many_job m; /* 16 KiB: only what is used is written */
-        m.n_items = 0;
-        m.first[0] = 0;
-        for (int i = i0; i < n_items && i < i0 + MANY_MAX; i++) {
+    struct many_job job, *m = &job; /* ~12 KiB on the caller's (the engine thread's) stack */
+    for (int i = 0; i < n_items;) {
+        m->n_items = 0;
+        m->first[0] = 0;
+        int64_t used = 0; /* bounds written */
+        for (;
+             i < n_items && m->n_items < MANY_MAX && used + WD_GUIDED_MAX_TASKS + 1 <= MANY_BOUNDS;
+             i++) {
             const struct wd_linear_item *it = &items[i];
-            int64_t k = plan_job(&m.plans[m.n_items], it->w, it->x, it->w->cols, it->n, it->y,
-                                 it->w->rows, nt, is_avx2);
+            int64_t k = plan_job(&m->jobs[m->n_items], m->bounds + used, it->w, it->x,
+                                 it->ldx ? it->ldx : it->w->cols, it->n, it->y,
+                                 it->ldy ? it->ldy : it->w->rows, nt, is_avx2);
             if (k == 0)
                 continue;
-            m.first[m.n_items + 1] = m.first[m.n_items] + k;
-            m.n_items++;
+            used += k + 1;
+            m->first[m->n_items + 1] = m->first[m->n_items] + k;
+            m->n_items++;
         }
-        if (m.n_items > 0)
-            wd_threadpool_run(tp, many_task, &m, (int)m.first[m.n_items]);
+        if (m->n_items > 0)
+            wd_threadpool_run(tp, many_task, m, (int)m->first[m->n_items]);
     }
 }
 

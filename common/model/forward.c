@@ -70,9 +70,9 @@ static void attention_gqa(struct wd_model *m, const struct wd_attn_weights *a,
     struct wd_model_workspace *ws = m->ws;
     int64_t n = ab->n_tokens;
     int hd = m->cfg.head_dim;
-    struct wd_linear_item qkv[3] = {{&a->q_proj, ws->h, n, ws->q},
-                                    {&a->k_proj, ws->h, n, ws->k},
-                                    {&a->v_proj, ws->h, n, ws->v}};
+    struct wd_linear_item qkv[3] = {{.w = &a->q_proj, .x = ws->h, .n = n, .y = ws->q},
+                                    {.w = &a->k_proj, .x = ws->h, .n = n, .y = ws->k},
+                                    {.w = &a->v_proj, .x = ws->h, .n = n, .y = ws->v}};
     m->be.ops->linear_many(m->be.ctx, qkv, 3);
     rmsnorm(m, ws->q, a->q_norm, n * m->n_heads, hd, ws->q);
     rmsnorm(m, ws->k, a->k_norm, n * m->n_kv_heads, hd, ws->k);
@@ -92,12 +92,14 @@ static void attention_mla(struct wd_model *m, const struct wd_attn_weights *a,
     int64_t n = ab->n_tokens;
     int lora = c->kv_lora_rank, rope_dim = c->qk_rope_head_dim, row = lora + rope_dim;
     /* The projections of h in one pass; then q's second half when q is low-rank. */
-    struct wd_linear_item proj[2] = {c->q_lora_rank > 0
-                                         ? (struct wd_linear_item){&a->q_a_proj, ws->h, n, ws->q_a}
-                                         : (struct wd_linear_item){&a->q_proj, ws->h, n, ws->q},
-                                     {&a->kv_a_proj, ws->h, n, ws->k}};
+    int low_rank = c->q_lora_rank > 0;
+    struct wd_linear_item proj[2] = {{.w = low_rank ? &a->q_a_proj : &a->q_proj,
+                                      .x = ws->h,
+                                      .n = n,
+                                      .y = low_rank ? ws->q_a : ws->q},
+                                     {.w = &a->kv_a_proj, .x = ws->h, .n = n, .y = ws->k}};
     m->be.ops->linear_many(m->be.ctx, proj, 2);
-    if (c->q_lora_rank > 0) {
+    if (low_rank) {
         rmsnorm(m, ws->q_a, a->q_a_norm, n, c->q_lora_rank, ws->q_a);
         linear(m, &a->q_b_proj, ws->q_a, n, ws->q);
     }

@@ -261,7 +261,7 @@ static void test_many(void)
         for (int64_t k = 0; k < n * cols; k++)
             x[i][k] = rndf();
         wd_linear_cpu(&w[i], x[i], n, want[i], NULL);
-        items[i] = (struct wd_linear_item){&w[i], x[i], n, got[i]};
+        items[i] = (struct wd_linear_item){.w = &w[i], .x = x[i], .n = n, .y = got[i]};
     }
     for (int threads = 1; threads <= 3; threads++) {
         struct wd_threadpool *tp = NULL;

@@ -14,7 +14,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "common/comm/launcher.h"
 #include "common/util/le.h"
 #include "common/util/log.h"
 
@@ -66,6 +68,33 @@ static enum wd_status wait_check(void *arg, struct wd_error *err)
     return c->peer >= 0 ? wd_peers_check(c->peers, c->peer, err) : WD_OK;
 }
 
+/* How long a failed endpoint's error waits for the launcher to name a failed rank. */
+#define CAUSE_WAIT_MS 1500
+#define CAUSE_POLL_MS 5
+
+/* A reset endpoint is most often a rank that left because another one failed first, and
+ * the launcher's notice of that first failure (from another node, through the rendezvous)
+ * can trail the reset by some milliseconds. Waits briefly for it so the error names the
+ * cause, not the bystander; a reset with no failed rank behind it is reported as it is. */
+static enum wd_status name_cause(const struct wd_peers *peers, enum wd_status st,
+                                 struct wd_error *err)
+{
+    if (st != WD_ERR_PEER || !err || !peers->ri)
+        return st;
+    struct wd_error cause = {0};
+    for (int waited = 0; wd_rank_check_all(peers->ri, &cause) == WD_OK; waited += CAUSE_POLL_MS) {
+        if (waited >= CAUSE_WAIT_MS)
+            return st;
+        struct timespec ts = {0, CAUSE_POLL_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (strstr(err->msg, cause.msg))
+        return st;
+    char msg[WD_ERROR_LEN];
+    snprintf(msg, sizeof(msg), "%s", err->msg);
+    return wd_error_set(err, st, "%s (first failure: %s)", msg, cause.msg);
+}
+
 /* Progresses until req completes or timeout_ms passes (or the peer is known dead); frees
  * req either way. NULL req = completed at once. */
 static enum wd_status wait_req(struct wd_ucx *u, const struct wd_peers *peers, struct ucx_peer *pp,
@@ -73,7 +102,7 @@ static enum wd_status wait_req(struct wd_ucx *u, const struct wd_peers *peers, s
                                struct wd_error *err)
 {
     struct wait_ctx c = {.peers = peers, .pp = pp, .peer = peer, .who = who_of(peers, peer, what)};
-    return wd_ucx_wait(u, req, timeout_ms, wait_check, &c, &c.who, err);
+    return name_cause(peers, wd_ucx_wait(u, req, timeout_ms, wait_check, &c, &c.who, err), err);
 }
 
 static struct ucx_impl *impl(const struct wd_transport *t)
@@ -96,7 +125,7 @@ static enum wd_status check_op(struct wd_transport *t, int peer, size_t off, siz
                             x->peers.name, wd_peers_global(&x->peers, peer));
     if (pp->is_failed) {
         struct wd_ucx_who who = who_of(&x->peers, peer, "endpoint");
-        return wd_ucx_error(err, pp->failure, &who);
+        return name_cause(&x->peers, wd_ucx_error(err, pp->failure, &who), err);
     }
     return WD_OK;
 }

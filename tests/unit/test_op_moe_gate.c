@@ -131,10 +131,43 @@ static void test_grouped_by_hand(void)
     wd_moe_gate_sigmoid_grouped_ref(NULL, 0, 8, 2, 4, 2, NULL, 1, 1.0f, NULL, NULL);
 }
 
+/* Routers wider than the gate's score buffer (1024) take the path that recomputes each
+ * score per pass: the same choice as a sort of well-separated logits. */
+static void test_wide_router(void)
+{
+    enum { E = 1100, K = 8 };
+    float *l = malloc(sizeof(float) * E);
+    int32_t idx[K];
+    float w[K];
+    for (int e = 0; e < E; e++)
+        l[e] = (float)((e * 7919) % E) * 0.01f; /* a permutation of 0.00 .. 10.99 */
+    /* The K largest: the experts whose permuted value is E-1, E-2, ... */
+    int32_t want[K];
+    for (int k = 0; k < K; k++)
+        for (int e = 0; e < E; e++)
+            if ((e * 7919) % E == E - 1 - k)
+                want[k] = e;
+    wd_moe_gate_softmax_topk_ref(l, 1, E, K, 1, idx, w);
+    double z = 0;
+    for (int k = 0; k < K; k++)
+        z += exp(-0.01 * k);
+    for (int k = 0; k < K; k++) {
+        WD_EXPECT_MSG(idx[k] == want[k], "softmax pick %d: %d, want %d", k, idx[k], want[k]);
+        WD_EXPECT_NEAR(w[k], exp(-0.01 * k) / z, 1e-5);
+    }
+    wd_moe_gate_sigmoid_grouped_ref(l, 1, E, K, 50, 50, NULL, 0, 1.0f, idx, w);
+    for (int k = 0; k < K; k++) {
+        WD_EXPECT_MSG(idx[k] == want[k], "sigmoid pick %d: %d, want %d", k, idx[k], want[k]);
+        WD_EXPECT_NEAR(w[k], 1.0 / (1.0 + exp(-(E - 1 - k) * 0.01)), 1e-5);
+    }
+    free(l);
+}
+
 int main(void)
 {
     WD_RUN(test_golden);
     WD_RUN(test_softmax_ties_and_edges);
     WD_RUN(test_grouped_by_hand);
+    WD_RUN(test_wide_router);
     return wd_test_finish();
 }

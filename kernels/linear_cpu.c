@@ -66,8 +66,11 @@
  * 0.161 / 0.190, n=12 0.229 / 0.249, n=14-16 equal. From L2/L3 the staged GEMM wins from
  * n=5, but a batched decode step reads each expert once, from memory. */
 #define DIRECT_MAX 12
-/* Least weight bytes per task: about 10 us of a batch-1 stream on one core. */
+/* Least weight bytes per task: about 10 us of a batch-1 stream on one core. A matrix of
+ * less than TASK_MIN_BYTES per thread but at least SPLIT_MIN_BYTES (a MoE router, 64-128
+ * rows) is still split over the threads: run on one, the other waits for it. */
 #define TASK_MIN_BYTES (128 * 1024)
+#define SPLIT_MIN_BYTES (32 * 1024)
 
 struct linear_job {
     const struct wd_weight *w;
@@ -724,8 +727,13 @@ static int64_t plan_job(struct linear_job *job, int64_t *bounds, const struct wd
     *job = (struct linear_job){
         .w = w, .x = x, .ldx = ldx, .n = n, .y = y, .ldy = ldy, .is_avx2 = is_avx2};
     int64_t row_bytes = w->cols * (int64_t)wd_dtype_size(w->dtype);
-    return wd_threadpool_guided_split(w->rows, n_threads, ROWS,
-                                      TASK_MIN_BYTES / (row_bytes > 0 ? row_bytes : 1), bounds);
+    row_bytes = row_bytes > 0 ? row_bytes : 1;
+    int64_t min_rows = TASK_MIN_BYTES / row_bytes,
+            per_thread = (w->rows + n_threads - 1) / n_threads;
+    if (min_rows > per_thread)
+        min_rows =
+            per_thread > SPLIT_MIN_BYTES / row_bytes ? per_thread : SPLIT_MIN_BYTES / row_bytes;
+    return wd_threadpool_guided_split(w->rows, n_threads, ROWS, min_rows, bounds);
 }
 
 static void linear_run(const struct wd_weight *w, const float *x, int64_t ldx, int64_t n, float *y,

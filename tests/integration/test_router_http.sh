@@ -64,6 +64,21 @@ rl_check "413 by Content-Length" \
 rl_check "413 is OpenAI-shaped" is_openai_error ""
 rl_check "413 while reading a chunked body" \
     [ "$(status POST /v1/completions "${AUTH[@]}" -H 'Transfer-Encoding: chunked' -d "$big")" = 413 ]
+# A body far over the cap is read and dropped before the 413, so the client gets the answer,
+# not a connection reset while it is still sending.
+head -c 300000 /dev/zero | tr '\0' 'a' >"$RL_TMP/big300k"
+rl_check "a 300 KB body: 413 on each of 20 tries, never a reset" bash -c '
+    for i in $(seq 20); do
+        c=$(curl -s -o /dev/null -w "%{http_code}" -H "Authorization: Bearer sekret" \
+            "$0/v1/completions" --data-binary @"$1") || exit 1
+        [ "$c" = 413 ] || exit 1
+    done' "$RL_URL" "$RL_TMP/big300k"
+rl_check "a Content-Length 100 MB over the cap: 413 at once, body unread" python3 -c "
+import socket, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=5)
+s.sendall(b'POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekret\r\n'
+          b'Content-Length: 100000000\r\n\r\n{\"prompt\"')
+assert s.recv(4096).startswith(b'HTTP/1.1 413')" "$RL_HTTP"
 rl_check "prompt over the context is 400" \
     [ "$(status POST /v1/completions "${AUTH[@]}" -d '{"prompt":"hi","max_tokens":600}')" = 400 ]
 rl_check "context error names max_tokens" is_openai_error max_tokens

@@ -11,21 +11,33 @@ printf '%s\n' 1,2,3,4,5 17,99,3,250,7,8,41 640,12,5 >"$RL_TMP/prompts"
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
+failed() { # step: says which step of a round failed
+    echo "round step failed: $1" >&2
+    return 1
+}
+
 round() {
     local i
-    python3 "$client" greedy "$RL_URL" "$RL_TMP/prompts" 8 >/dev/null || return 1
-    python3 "$client" concurrent "$RL_URL" "$RL_TMP/prompts" 8 24 >/dev/null || return 1
-    for i in 1 2 3; do python3 "$client" disconnect "$RL_URL" 400 >/dev/null || return 1; done
+    python3 "$client" greedy "$RL_URL" "$RL_TMP/prompts" 8 >/dev/null || failed greedy || return 1
+    python3 "$client" concurrent "$RL_URL" "$RL_TMP/prompts" 8 24 >/dev/null ||
+        failed concurrent || return 1
+    for i in 1 2 3; do
+        python3 "$client" disconnect "$RL_URL" 400 >/dev/null || failed disconnect || return 1
+    done
     for i in $(seq 10); do
-        curl -s -o /dev/null "$RL_URL/v1/chat/completions" -d '{"messages": [' || return 1
+        curl -s -o /dev/null "$RL_URL/v1/chat/completions" -d '{"messages": [' ||
+            failed "malformed chat body (curl $?)" || return 1
         curl -s -o /dev/null "$RL_URL/v1/completions" -d '{"prompt":"hi","max_tokens":-3}'
         curl -s -o /dev/null "$RL_URL/v1/completions" -d '{"prompt":"hi","n":4}'
         curl -s -o /dev/null "$RL_URL/nope"
         curl -s -o /dev/null "$RL_URL/v1/completions" \
             -d '{"prompt":"hello","max_tokens":4,"temperature":1.0,"top_p":0.9,"logprobs":3}'
     done
-    head -c 300000 /dev/zero | tr '\0' 'a' |
-        curl -s -o /dev/null "$RL_URL/v1/completions" --data-binary @- || return 1
+    local code
+    code=$(head -c 300000 /dev/zero | tr '\0' 'a' |
+        curl -s -o /dev/null -w '%{http_code}' "$RL_URL/v1/completions" --data-binary @-) ||
+        failed "300 KB body (curl $?, HTTP $code)" || return 1
+    [ "$code" = 413 ] || failed "300 KB body answered $code, not 413" || return 1
 }
 
 rl_start_router soak --max-body-bytes 200000 || exit 1

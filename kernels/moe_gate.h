@@ -18,11 +18,13 @@ extern "C" {
 
 /* Largest n_group the grouped router accepts. */
 #define WD_MOE_MAX_GROUPS 64
+/* Most routed experts a router takes (the checkpoint config refuses more). */
+#define WD_MOE_MAX_EXPERTS 4096
 
 /*
  * Qwen3MoeTopKRouter: p = softmax(logits) in fp32, the top_k largest p, divided by
  * their sum when norm_topk_prob. logits: [n, n_experts] f32; topk_idx, topk_w: [n, top_k].
- * Requires 1 <= top_k <= n_experts.
+ * Requires 1 <= top_k <= n_experts <= WD_MOE_MAX_EXPERTS.
  */
 void wd_moe_gate_softmax_topk_ref(const float *logits, int64_t n, int n_experts, int top_k,
                                   int norm_topk_prob, int32_t *topk_idx, float *topk_w);
@@ -33,7 +35,8 @@ void wd_moe_gate_softmax_topk_ref(const float *logits, int64_t n, int n_experts,
  * top_k experts by choice among them are picked; weights are their s (unbiased),
  * divided by (sum + 1e-20) when norm_topk_prob, times routed_scaling_factor.
  * logits: [n, n_experts] f32; bias: [n_experts] f32 or NULL;
- * topk_idx, topk_w: [n, top_k]. Requires n_experts % n_group == 0,
+ * topk_idx, topk_w: [n, top_k]. Requires n_experts <= WD_MOE_MAX_EXPERTS,
+ * n_experts % n_group == 0,
  * 1 <= topk_group <= n_group <= WD_MOE_MAX_GROUPS and
  * top_k <= topk_group * (n_experts / n_group).
  */

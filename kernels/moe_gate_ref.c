@@ -4,17 +4,13 @@
  * cheaper than sorting and makes the tie rule (lower index wins) obvious. Each
  * expert's probability (or biased score) is computed once per token into a stack
  * buffer, not once per pass (8x fewer expf: this runs on the engine thread while the
- * pool waits, ~8 us per token and layer on Qwen3-MoE-mid before); routers wider than
- * the buffer compute it in every pass, with the same expression, so the same bits.
+ * pool waits, ~8 us per token and layer on Qwen3-MoE-mid before).
  */
 #include "kernels/moe_gate.h"
 
 #include <math.h>
 
 #include "common/util/status.h"
-
-/* Experts whose per-token scores are kept in a stack buffer (DeepSeek-V3 has 256). */
-#define SCORE_BUF 1024
 
 static int is_taken(const int32_t *idx, int n, int e)
 {
@@ -27,7 +23,7 @@ static int is_taken(const int32_t *idx, int n, int e)
 void wd_moe_gate_softmax_topk_ref(const float *logits, int64_t n, int n_experts, int top_k,
                                   int norm_topk_prob, int32_t *topk_idx, float *topk_w)
 {
-    WD_ASSERT(top_k >= 1 && top_k <= n_experts);
+    WD_ASSERT(top_k >= 1 && top_k <= n_experts && n_experts <= WD_MOE_MAX_EXPERTS);
     for (int64_t t = 0; t < n; t++) {
         const float *l = logits + t * n_experts;
         int32_t *idx = topk_idx + t * top_k;
@@ -35,15 +31,12 @@ void wd_moe_gate_softmax_topk_ref(const float *logits, int64_t n, int n_experts,
         float m = l[0], sum = 0.0f;
         for (int e = 1; e < n_experts; e++)
             m = l[e] > m ? l[e] : m;
-        float prob[SCORE_BUF];
-        int is_cached = n_experts <= SCORE_BUF;
+        float prob[WD_MOE_MAX_EXPERTS];
         for (int e = 0; e < n_experts; e++) {
-            float x = expf(l[e] - m);
-            sum += x;
-            if (is_cached)
-                prob[e] = x;
+            prob[e] = expf(l[e] - m);
+            sum += prob[e];
         }
-        for (int e = 0; is_cached && e < n_experts; e++)
+        for (int e = 0; e < n_experts; e++)
             prob[e] /= sum;
         /* Rank on the rounded probabilities, not the logits: two close logits can round
          * to the same probability, and then the lower index must win as in the spec. */
@@ -51,7 +44,7 @@ void wd_moe_gate_softmax_topk_ref(const float *logits, int64_t n, int n_experts,
             int best = -1;
             float best_p = 0.0f;
             for (int e = 0; e < n_experts; e++) {
-                float p = is_cached ? prob[e] : expf(l[e] - m) / sum;
+                float p = prob[e];
                 if (!is_taken(idx, k, e) && (best < 0 || p > best_p)) {
                     best = e;
                     best_p = p;
@@ -81,6 +74,7 @@ void wd_moe_gate_sigmoid_grouped_ref(const float *logits, int64_t n, int n_exper
                                      int32_t *topk_idx, float *topk_w)
 {
     WD_ASSERT(n_group >= 1 && n_group <= WD_MOE_MAX_GROUPS && n_experts % n_group == 0);
+    WD_ASSERT(n_experts <= WD_MOE_MAX_EXPERTS);
     WD_ASSERT(topk_group >= 1 && topk_group <= n_group);
     int per_group = n_experts / n_group;
     WD_ASSERT(top_k >= 1 && top_k <= topk_group * per_group);
@@ -93,15 +87,14 @@ void wd_moe_gate_sigmoid_grouped_ref(const float *logits, int64_t n, int n_exper
         int32_t gsel[WD_MOE_MAX_GROUPS];
         unsigned char gkeep[WD_MOE_MAX_GROUPS] = {0};
 
-        float score[SCORE_BUF];
-        int is_cached = n_experts <= SCORE_BUF;
-        for (int e = 0; is_cached && e < n_experts; e++)
+        float score[WD_MOE_MAX_EXPERTS];
+        for (int e = 0; e < n_experts; e++)
             score[e] = sigmoid(l[e]) + (bias ? bias[e] : 0.0f);
         /* Group score: the sum of the two largest bias-corrected scores in the group. */
         for (int g = 0; g < n_group; g++) {
             float a = -INFINITY, b = -INFINITY;
             for (int e = g * per_group; e < (g + 1) * per_group; e++) {
-                float c = is_cached ? score[e] : sigmoid(l[e]) + (bias ? bias[e] : 0.0f);
+                float c = score[e];
                 if (c > a) {
                     b = a;
                     a = c;
@@ -126,7 +119,7 @@ void wd_moe_gate_sigmoid_grouped_ref(const float *logits, int64_t n, int n_exper
             for (int e = 0; e < n_experts; e++) {
                 if (!gkeep[e / per_group] || is_taken(idx, k, e))
                     continue;
-                float c = is_cached ? score[e] : sigmoid(l[e]) + (bias ? bias[e] : 0.0f);
+                float c = score[e];
                 if (best < 0 || c > best_c) {
                     best = e;
                     best_c = c;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/config/json_reader.h"
+#include "kernels/moe_gate.h"
 
 #define CONFIG_MAX_BYTES (16u * 1024u * 1024u)
 
@@ -21,7 +22,7 @@
 #define CAP_HEADS 1024LL
 #define CAP_HEAD_DIM 1024LL
 #define CAP_FFN (1LL << 20)
-#define CAP_EXPERTS 4096LL
+#define CAP_EXPERTS ((long long)WD_MOE_MAX_EXPERTS) /* the routers hold a score per expert */
 #define CAP_SHARED 64LL
 #define CAP_RANK 65536LL
 #define CAP_POSITIONS (1LL << 26)

@@ -131,8 +131,8 @@ static void test_grouped_by_hand(void)
     wd_moe_gate_sigmoid_grouped_ref(NULL, 0, 8, 2, 4, 2, NULL, 1, 1.0f, NULL, NULL);
 }
 
-/* Routers wider than the gate's score buffer (1024) take the path that recomputes each
- * score per pass: the same choice as a sort of well-separated logits. */
+/* A router far wider than today's models (1100 experts; the scores of every expert sit
+ * in one per-token buffer): the same choice as a sort of well-separated logits. */
 static void test_wide_router(void)
 {
     enum { E = 1100, K = 8 };

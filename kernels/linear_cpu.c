@@ -728,11 +728,11 @@ static int64_t plan_job(struct linear_job *job, int64_t *bounds, const struct wd
         .w = w, .x = x, .ldx = ldx, .n = n, .y = y, .ldy = ldy, .is_avx2 = is_avx2};
     int64_t row_bytes = w->cols * (int64_t)wd_dtype_size(w->dtype);
     row_bytes = row_bytes > 0 ? row_bytes : 1;
-    int64_t min_rows = TASK_MIN_BYTES / row_bytes,
-            per_thread = (w->rows + n_threads - 1) / n_threads;
-    if (min_rows > per_thread)
-        min_rows =
-            per_thread > SPLIT_MIN_BYTES / row_bytes ? per_thread : SPLIT_MIN_BYTES / row_bytes;
+    /* min(TASK_MIN, max(a thread's share, SPLIT_MIN)), in rows. */
+    int64_t share = (w->rows + n_threads - 1) / n_threads, split = SPLIT_MIN_BYTES / row_bytes;
+    int64_t min_rows = share > split ? share : split;
+    if (min_rows > TASK_MIN_BYTES / row_bytes)
+        min_rows = TASK_MIN_BYTES / row_bytes;
     return wd_threadpool_guided_split(w->rows, n_threads, ROWS, min_rows, bounds);
 }
 

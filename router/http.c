@@ -281,30 +281,25 @@ static enum wd_http_method method_of(const char *m)
     return WD_HTTP_OTHER;
 }
 
-/* A body over --max-body-bytes by at most this much is read and dropped before the 413:
- * answered at once, the client may still be sending when the connection closes, and then
- * its TCP stack reports a reset instead of the answer (seen with a 300 KB body against a
- * 200 KB cap). Beyond it the 413 goes at once and the rest is not read. */
-#define DRAIN_BYTES (16ull << 20)
-
 static enum MHD_Result on_first_call(struct wd_http *h, struct wd_http_conn *c)
 {
     const char *cl = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Content-Length");
     struct wd_http_response resp = {0};
-    int is_refused_now = 0;
     if (cl) {
         char *end;
         errno = 0;
         unsigned long long n = strtoull(cl, &end, 10);
         if (errno == 0 && end != cl && n > h->max_body) {
+            /* Refused before reading a byte of it (MHD drops the rest and closes). */
             c->is_body_too_big = c->req.is_body_too_big = 1;
-            is_refused_now = n - h->max_body > DRAIN_BYTES; /* MHD drops the rest, closes */
         }
     }
     if (h->cb.precheck && h->cb.precheck(h->cb.ctx, &c->req, &resp))
         return queue(c, &resp);
-    if (is_refused_now)
+    if (c->is_body_too_big) {
         h->cb.on_request(h->cb.ctx, c, &c->req); /* the handler words the 413 */
+        return MHD_YES;
+    }
     return MHD_YES;
 }
 

@@ -64,15 +64,7 @@ rl_check "413 by Content-Length" \
 rl_check "413 is OpenAI-shaped" is_openai_error ""
 rl_check "413 while reading a chunked body" \
     [ "$(status POST /v1/completions "${AUTH[@]}" -H 'Transfer-Encoding: chunked' -d "$big")" = 413 ]
-# A body far over the cap is read and dropped before the 413, so the client gets the answer,
-# not a connection reset while it is still sending.
-head -c 300000 /dev/zero | tr '\0' 'a' >"$RL_TMP/big300k"
-rl_check "a 300 KB body: 413 on each of 20 tries, never a reset" bash -c '
-    for i in $(seq 20); do
-        c=$(curl -s -o /dev/null -w "%{http_code}" -H "Authorization: Bearer sekret" \
-            "$0/v1/completions" --data-binary @"$1") || exit 1
-        [ "$c" = 413 ] || exit 1
-    done' "$RL_URL" "$RL_TMP/big300k"
+# A Content-Length far over the cap is answered at once, without waiting for the body.
 rl_check "a Content-Length 100 MB over the cap: 413 at once, body unread" python3 -c "
 import socket, sys
 s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=5)

@@ -15,9 +15,9 @@ while [ $# -gt 0 ] && [ "$1" != -- ]; do dflags+=("$1"); shift; done
 [ $# -gt 0 ] && shift
 cflags=("$@")
 root=$(cd "$(dirname "$0")/../.." && pwd)
-venv="$build/venv-openai"
-if ! "$venv/bin/python" -c "import openai" 2>/dev/null; then
-    python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check "openai>=1.40"
+. "$root/tests/integration/openai_venv.sh"
+if ! openai_venv "$build/venv-openai" "$build/venv-openai.log"; then
+    echo "could not install the openai client:" >&2; tail -3 "$build/venv-openai.log" >&2; exit 1
 fi
 tmp=$(mktemp -d)
 pids=()
@@ -46,5 +46,5 @@ for w in $want; do
     done
 done
 echo "model $model, decode flags: ${dflags[*]:-(none)}${PREFILL+, prefill worker flags: ${PREFILL:-(none)}}"
-"$venv/bin/python" "$root/tests/bench/serving_bench.py" --base-url "http://127.0.0.1:$http/v1" \
+"$OPENAI_PY" "$root/tests/bench/serving_bench.py" --base-url "http://127.0.0.1:$http/v1" \
     --model bench "${cflags[@]}"

@@ -7,15 +7,12 @@
 # e.g. offline: python3-venv from deploy/install-deps.sh and PyPI are needed).
 . "$(dirname "$0")/router_lib.sh"
 
-venv="$bin/../venv-openai"
-if ! "$venv/bin/python" -c "import openai" 2>/dev/null; then
-    if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check \
-           "openai>=1.40"; } >"$RL_TMP/pip.log" 2>&1; then
-        echo "skip: could not install the openai client into $venv:"; tail -3 "$RL_TMP/pip.log"
-        exit 77
-    fi
+. "$src/tests/integration/openai_venv.sh"
+if ! openai_venv "$bin/../venv-openai" "$RL_TMP/pip.log"; then
+    echo "skip: could not install the openai client:"; tail -3 "$RL_TMP/pip.log"
+    exit 77
 fi
-py="$venv/bin/python"
+py=$OPENAI_PY
 client="$src/tests/integration/openai_client_test.py"
 
 RL_KEY=k

@@ -60,12 +60,10 @@ both_idle() { wait_idle "$ep_m" && wait_idle "$dpa_m" 1; }
 rl_check "pages back to idle on both" both_idle
 
 # The official openai client against real decode workers (chat and completions, streaming
-# and not, stop, logprobs, usage, error classes); its venv as test_router_openai.sh makes it.
-venv="$bin/../venv-openai"
-if "$venv/bin/python" -c "import openai" 2>/dev/null ||
-   { python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check \
-         "openai>=1.40"; } >"$RL_TMP/pip.log" 2>&1; then
-    rl_check "openai client suite against real decode workers" "$venv/bin/python" \
+# and not, stop, logprobs, usage, error classes); its venv from tests/integration/openai_venv.sh.
+. "$src/tests/integration/openai_venv.sh"
+if openai_venv "$bin/../venv-openai" "$RL_TMP/pip.log"; then
+    rl_check "openai client suite against real decode workers" "$OPENAI_PY" \
         "$src/tests/integration/openai_client_test.py" --base-url "$RL_URL/v1" --model "$RL_MODEL"
 else
     echo "skip: openai client not installable here ($(tail -1 "$RL_TMP/pip.log"))"

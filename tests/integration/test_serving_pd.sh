@@ -97,11 +97,9 @@ rl_check "mla 2P1D: both prefill workers transferred" bash -c \
     "$(declare -f wmetric transferred); transferred $pa_m && transferred $pb_m"
 rl_check "mla 2P1D: 64 concurrent streams complete and are correct" \
     python3 "$client" concurrent "$RL_URL" "$RL_TMP/prompts" 12 64
-venv="$bin/../venv-openai"
-if "$venv/bin/python" -c "import openai" 2>/dev/null ||
-   { python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check \
-         "openai>=1.40"; } >"$RL_TMP/pip.log" 2>&1; then
-    rl_check "mla: the openai client suite against prefill + decode" "$venv/bin/python" \
+. "$src/tests/integration/openai_venv.sh"
+if openai_venv "$bin/../venv-openai" "$RL_TMP/pip.log"; then
+    rl_check "mla: the openai client suite against prefill + decode" "$OPENAI_PY" \
         "$src/tests/integration/openai_client_test.py" --base-url "$RL_URL/v1" --model "$RL_MODEL"
 else
     echo "skip: openai client not installable here ($(tail -1 "$RL_TMP/pip.log"))"

@@ -231,8 +231,15 @@ static void flash_run(const struct flash_job *j, int64_t ra, int64_t rb, int g, 
     const float *kp[MAX_BLOCK], *vp[MAX_BLOCK];
     for (int32_t b0 = 0; b0 <= max_last; b0 += bl) {
         int nbm = max_last + 1 - b0 < bl ? max_last + 1 - b0 : bl;
+        /* wd_attn_slot's page and offset, stepped instead of divided per position. */
+        int32_t page = b0 / a->page_size, in_page = b0 % a->page_size;
         for (int i = 0; i < nbm; i++) {
-            int64_t at = wd_attn_slot(seq, b0 + i, a->page_size) * a->slot + g * a->kv_head;
+            int64_t at = ((int64_t)seq->page_table[page] * a->page_size + in_page) * a->slot +
+                         g * a->kv_head;
+            if (++in_page == a->page_size) {
+                in_page = 0;
+                page++;
+            }
             if (a->dtype == WD_DTYPE_F32) {
                 kp[i] = (const float *)a->k + at;
                 vp[i] = (const float *)a->v + at;
@@ -300,17 +307,22 @@ void wd_flash_attention_cpu(const struct wd_flash_args *a, struct wd_threadpool 
     j.hb = a->group < q ? a->group : q;
     j.qb = q / j.hb > 0 ? q / j.hb : 1;
     /* Fewer queries per task until every thread has a few tasks (decode, short batches);
-     * which queries share a task never changes their results. */
-    int want = wd_threadpool_size(tp) * 4;
+     * which queries share a task never changes their results. Tokens are split first;
+     * heads only until every thread has one task, as each head block reads its KV head's
+     * whole context again (in a long decode, that read costs more than the heads' math). */
+    int threads = wd_threadpool_size(tp), want = threads * 4;
     for (;;) {
         j.n_tblocks = (a->n_tokens + j.qb - 1) / j.qb;
         j.n_hblocks = (a->group + j.hb - 1) / j.hb;
-        if (j.n_tblocks * j.n_kv * j.n_hblocks >= want || (j.qb == 1 && j.hb == 1))
+        int64_t tasks = j.n_tblocks * j.n_kv * j.n_hblocks;
+        if (tasks >= want)
             break;
         if (j.qb > 1)
             j.qb = (j.qb + 1) / 2;
-        else
+        else if (j.hb > 1 && tasks < threads)
             j.hb = (j.hb + 1) / 2;
+        else
+            break;
     }
     wd_threadpool_run(tp, flash_task, &j, (int)(j.n_tblocks * j.n_kv * j.n_hblocks));
 }

@@ -139,7 +139,7 @@ static enum wd_status measure(struct wd_model *m, int n, int prompt_len, int ste
 int wd_bench_engine(int argc, char **argv)
 {
     const char *model_path = NULL, *random = NULL, *only = "";
-    int threads = 0, steps = 16, prefill_len = 512, batch = 32;
+    int threads = 0, steps = 16, prefill_len = 512, batch = 32, context = 32;
     struct wd_flag flags[] = {
         {"model-path", NULL, WD_FLAG_STRING, &model_path, 1, 0, "model directory", NULL, 0},
         {"random", NULL, WD_FLAG_STRING, &random, 1, 0,
@@ -149,6 +149,9 @@ int wd_bench_engine(int argc, char **argv)
         {"prefill-tokens", NULL, WD_FLAG_INT, &prefill_len, 1, 1 << 20, "prompt length for prefill",
          NULL, 0},
         {"batch", NULL, WD_FLAG_INT, &batch, 1, 4096, "large decode batch", NULL, 0},
+        {"decode-context", NULL, WD_FLAG_INT, &context, 1, 1 << 20,
+         "prompt tokens of each sequence before its timed decode steps (long-context decode)", NULL,
+         0},
         {"only", NULL, WD_FLAG_STRING, &only, 1, 0,
          "run one measurement: decode1, decode-batch or prefill (default: all three)", NULL, 0},
     };
@@ -173,8 +176,10 @@ int wd_bench_engine(int argc, char **argv)
                             "usage: wideep-bench engine (--model-path DIR | --random NAME)");
         return help ? 0 : 2;
     }
-    struct wd_model_options opt = {
-        .max_batch_tokens = prefill_len + batch, .max_logit_rows = batch, .n_threads = threads};
+    struct wd_model_options opt = {.max_batch_tokens =
+                                       (prefill_len > context ? prefill_len : context) + batch,
+                                   .max_logit_rows = batch,
+                                   .n_threads = threads};
     struct wd_model *m = NULL;
     uint8_t *blob = NULL;
     struct wd_model_config cfg;
@@ -203,11 +208,11 @@ int wd_bench_engine(int argc, char **argv)
     struct result d1 = {0}, dn = {0}, pf = {0};
     st = WD_OK;
     if (run_d1) {
-        st = measure(m, 1, 32, steps, &d1, &err);
+        st = measure(m, 1, context, steps, &d1, &err);
         read = 0.5 * (read + wd_bench_read_gbs((size_t)512 << 20, m->tp, nt));
     }
     if (st == WD_OK && run_dn)
-        st = measure(m, batch, 32, steps, &dn, &err);
+        st = measure(m, batch, context, steps, &dn, &err);
     if (st == WD_OK && run_pf)
         st = measure(m, 1, prefill_len, 0, &pf, &err);
     if (st != WD_OK) {
@@ -219,6 +224,7 @@ int wd_bench_engine(int argc, char **argv)
                read, nt);
         printf("baseline memcpy:          %8.2f GB/s (%d threads, 256 MiB)\n", copy, nt);
         printf("weights per decode token: %8.1f MB (batch 1)\n", bpt / 1e6);
+        printf("decode context:           %8d tokens of prompt before the timed steps\n", context);
         if (run_d1)
             printf("decode batch 1:           %8.2f tok/s  -> %.2f GB/s of weights = %.2f x "
                    "read-only, %.2f x memcpy  (cpu busy %.2f)\n",

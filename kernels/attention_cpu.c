@@ -203,14 +203,6 @@ static void fold_block(const struct flash_job *j, const float *qv, const float *
     pv_portable(o, corr, s, vp, nb, a->dv);
 }
 
-/* A BF16 cache row widened into buf (wd_kv_row_f32's result, vectorized: in a decode
- * step the widening of every key and value read costs more than the attention's FMAs). */
-static const float *kv_row(const void *cache, int64_t at, int n, float *buf)
-{
-    wd_vec_bf16_to_f32((const uint16_t *)cache + at, n, buf);
-    return buf;
-}
-
 /* Tokens [ra, rb) of one sequence, heads [h0, h0 + nh) of KV head g. */
 static void flash_run(const struct flash_job *j, int64_t ra, int64_t rb, int g, int h0, int nh,
                       float *m, float *l, float *acc, float *kbuf, float *vbuf)
@@ -245,8 +237,10 @@ static void flash_run(const struct flash_job *j, int64_t ra, int64_t rb, int g, 
                 vp[i] = (const float *)a->v + at;
                 continue;
             }
-            kp[i] = kv_row(a->k, at, a->dk, kbuf + (int64_t)i * a->dk);
-            vp[i] = a->v == a->k ? kp[i] : kv_row(a->v, at, a->dv, vbuf + (int64_t)i * a->dv);
+            kp[i] = wd_kv_row_f32(a->k, a->dtype, at, a->dk, kbuf + (int64_t)i * a->dk);
+            vp[i] = a->v == a->k
+                        ? kp[i]
+                        : wd_kv_row_f32(a->v, a->dtype, at, a->dv, vbuf + (int64_t)i * a->dv);
         }
         for (int64_t t = ra; t < rb; t++) {
             int32_t last = a->tok_pos[t];

@@ -24,9 +24,7 @@ const float *wd_kv_row_f32(const void *cache, enum wd_dtype dtype, int64_t at, i
     if (dtype == WD_DTYPE_F32)
         return (const float *)cache + at;
     WD_ASSERT(dtype == WD_DTYPE_BF16);
-    const uint16_t *src = (const uint16_t *)cache + at;
-    for (int i = 0; i < n; i++)
-        buf[i] = wd_bf16_to_f32(src[i]);
+    wd_dtype_to_f32(WD_DTYPE_BF16, (const uint16_t *)cache + at, buf, (size_t)n);
     return buf;
 }
 

@@ -1,7 +1,14 @@
-/* Scalar dtype conversions; the bit tricks follow IEEE 754 half and OCP FP8. */
+/* dtype conversions; the bit tricks follow IEEE 754 half and OCP FP8. */
 #include "kernels/dtype.h"
 
 #include <math.h>
+
+#include "kernels/linear_cpu.h" /* wd_linear_cpu_has_avx2: the kernels' one AVX2 switch */
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define WD_X86 1
+#endif
 
 static const struct {
     const char *name;
@@ -117,6 +124,36 @@ uint8_t wd_f32_to_e4m3(float f)
     return out;
 }
 
+#ifdef WD_X86
+/* bf16 is the top half of an f32: zero-extend each 16-bit value and shift it up. */
+__attribute__((target("avx2"))) static void bf16_to_f32_avx2(const uint16_t *src, float *dst,
+                                                             size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+    }
+    for (; i < n; i++)
+        dst[i] = wd_bf16_to_f32(src[i]);
+}
+#endif
+
+/* Exact either way; vectorized because the CPU attention widens every BF16 key and value
+ * it reads through here (wd_kv_row_f32), and one element at a time that cost more than
+ * the attention's FMAs. */
+static void bf16_to_f32(const uint16_t *src, float *dst, size_t n)
+{
+#ifdef WD_X86
+    if (wd_linear_cpu_has_avx2()) {
+        bf16_to_f32_avx2(src, dst, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++)
+        dst[i] = wd_bf16_to_f32(src[i]);
+}
+
 void wd_dtype_to_f32(enum wd_dtype dt, const void *src, float *dst, size_t n)
 {
     switch (dt) {
@@ -124,8 +161,7 @@ void wd_dtype_to_f32(enum wd_dtype dt, const void *src, float *dst, size_t n)
         memcpy(dst, src, n * 4);
         break;
     case WD_DTYPE_BF16:
-        for (size_t i = 0; i < n; i++)
-            dst[i] = wd_bf16_to_f32(((const uint16_t *)src)[i]);
+        bf16_to_f32(src, dst, n);
         break;
     case WD_DTYPE_F16:
         for (size_t i = 0; i < n; i++)

@@ -4,7 +4,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "kernels/dtype.h"
 #include "kernels/linear_cpu.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -161,18 +160,6 @@ WD_AVX2 static float max_avx2(const float *x, int n)
     return m;
 }
 
-/* bf16 is the top half of an f32: zero-extend each 16-bit value and shift it up. */
-WD_AVX2 static void bf16_to_f32_avx2(const uint16_t *src, int64_t n, float *dst)
-{
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
-        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
-    }
-    for (; i < n; i++)
-        dst[i] = wd_bf16_to_f32(src[i]);
-}
-
 WD_AVX2 static float exp1_avx2(float x)
 {
     float o[8];
@@ -240,16 +227,4 @@ float wd_vec_exp(float x)
         return exp1_avx2(x);
 #endif
     return expf(x);
-}
-
-void wd_vec_bf16_to_f32(const uint16_t *src, int64_t n, float *dst)
-{
-#ifdef WD_X86
-    if (wd_linear_cpu_has_avx2()) {
-        bf16_to_f32_avx2(src, n, dst);
-        return;
-    }
-#endif
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = wd_bf16_to_f32(src[i]);
 }

@@ -1,7 +1,7 @@
 /*
  * Element-wise helpers of the CPU backend's fast ops (MLP, attention): exp and
  * SwiGLU over arrays, vectorized with AVX2 when the CPU has it (picked at run
- * time, like kernels/linear_cpu.c), and bf16 widening. The AVX2 exp is a degree-6 polynomial after
+ * time, like kernels/linear_cpu.c). The AVX2 exp is a degree-6 polynomial after
  * range reduction (about 1 ulp from expf) and a value's result never depends on
  * where it sits in the array: a partial last vector goes through the same code
  * padded. So a token's activations are the same bits whatever its batch.
@@ -33,9 +33,6 @@ double wd_vec_exp_sum_f64(const float *x, int n, float m);
 /* The largest of x[0..n) (n >= 1, finite values: the result does not depend on the order
  * the comparisons run in). */
 float wd_vec_max(const float *x, int n);
-
-/* dst[i] = src[i] widened from bf16 bits to f32 (exact). */
-void wd_vec_bf16_to_f32(const uint16_t *src, int64_t n, float *dst);
 
 /* One exp, the same function as the arrays use (for rescaling factors). */
 float wd_vec_exp(float x);

@@ -1,5 +1,8 @@
 /* dtype conversions against values computed by hand and by PyTorch's rules. */
+#include <string.h>
+
 #include "kernels/dtype.h"
+#include "kernels/linear_cpu.h"
 #include "tests/unit/wd_test.h"
 
 static void test_bf16_roundtrip(void)
@@ -15,6 +18,31 @@ static void test_bf16_roundtrip(void)
         if (f == f)
             WD_EXPECT_EQ_INT(wd_f32_to_bf16(f), h);
     }
+}
+
+/* Widening is exact: every bit pattern (NaN payloads, infinities, subnormals, signed
+ * zeros) lands as the scalar wd_bf16_to_f32 puts it, at every length and offset, on the
+ * AVX2 path and the portable one. */
+static void test_bf16_widen(void)
+{
+    enum { N = 77 };
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    uint16_t h[N];
+    float out[N + 1];
+    const uint16_t special[] = {0x0000, 0x8000, 0x7f80, 0xff80, 0x7fc1, 0xffff, 0x0001, 0x807f};
+    for (int i = 0; i < N; i++)
+        h[i] = i < 8 ? special[i] : (uint16_t)((rng = rng * 6364136223846793005ull + 1) >> 48);
+    for (int off = 0; off < 9; off++)
+        for (int n = 0; n + off <= N; n += 5) {
+            out[n] = -7.0f; /* one past the end: never written */
+            wd_dtype_to_f32(WD_DTYPE_BF16, h + off, out, (size_t)n);
+            int same = out[n] == -7.0f;
+            for (int i = 0; i < n; i++) {
+                float want = wd_bf16_to_f32(h[off + i]);
+                same &= memcmp(&out[i], &want, 4) == 0;
+            }
+            WD_EXPECT_MSG(same, "bf16 widen off %d n %d", off, n);
+        }
 }
 
 static void test_f16(void)
@@ -63,6 +91,10 @@ static void test_names(void)
 int main(void)
 {
     WD_RUN(test_bf16_roundtrip);
+    WD_RUN(test_bf16_widen);
+    wd_cpu_force_portable(1);
+    WD_RUN(test_bf16_widen);
+    wd_cpu_force_portable(0);
     WD_RUN(test_f16);
     WD_RUN(test_e4m3);
     WD_RUN(test_names);
